@@ -1,0 +1,200 @@
+use super::*;
+
+const BASE: &str = r#"
+listen: 127.0.0.1:8080
+allow_inline_secrets: true
+keys:
+  - { name: team-a, key: sk-gw-test-a, models: ["gpt-*"] }
+providers:
+  openai: { kind: openai, api_key: sk-fake-provider-key }
+  local: { kind: ollama }
+models:
+  gpt-4o-mini:
+    - { provider: openai, model: gpt-4o-mini }
+  llama:
+    - { provider: local, model: llama3.2, weight: 2 }
+"#;
+
+fn err(yaml: &str) -> ConfigError {
+    parse(yaml).expect_err("config should be refused")
+}
+
+#[test]
+fn valid_config_with_defaults() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9091");
+    assert_eq!(c.limits.max_body_bytes, 8 << 20);
+    let openai = &c.providers["openai"];
+    assert_eq!(openai.base.host, "api.openai.com");
+    assert!(openai.base.tls);
+    assert_eq!(openai.base.port, 443);
+    assert_eq!(openai.openai_path, "/v1");
+    let local = &c.providers["local"];
+    assert_eq!(local.openai_path, "/v1", "ollama speaks OpenAI under /v1");
+    assert_eq!(local.base.port, 11434);
+    assert_eq!(c.models["llama"].deployments[0].weight, 2);
+    assert!(c.keys[0].allows("gpt-4o-mini"));
+    assert!(!c.keys[0].allows("llama"));
+}
+
+#[test]
+fn unknown_provider_names_the_key_path() {
+    let yaml = BASE.replace(
+        "- { provider: local, model: llama3.2, weight: 2 }",
+        "- { provider: local, model: llama3.2 }\n    - { provider: gemni, model: x }",
+    );
+    let e = err(&yaml);
+    assert_eq!(e.path, "models.llama[1].provider");
+    assert!(e.message.contains("unknown provider \"gemni\""), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_path_and_line() {
+    let yaml = BASE.replace("weight: 2", "wieght: 2");
+    let e = err(&yaml);
+    assert_eq!(e.path, "models.llama[0].wieght");
+    assert!(e.message.contains("unknown field `wieght`"), "{e}");
+    assert!(e.message.contains("line"), "{e}");
+
+    let e = err(&format!("{BASE}\nlistn: 1\n"));
+    assert!(e.message.contains("unknown field `listn`"), "{e}");
+}
+
+#[test]
+fn inline_secrets_are_refused_without_the_test_flag() {
+    let yaml = BASE.replace("allow_inline_secrets: true\n", "");
+    let e = err(&yaml);
+    assert_eq!(e.path, "keys[0].key");
+    assert!(e.message.contains("inline secrets are refused"), "{e}");
+    assert!(!e.to_string().contains("sk-gw-test-a"), "never print the value");
+}
+
+#[test]
+fn env_and_file_secrets() {
+    std::env::set_var("SLUICE_TEST_CFG_KEY", "sk-from-env-value");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("provider-key");
+    std::fs::write(&file, "sk-from-file-value\n").unwrap();
+    let yaml = BASE
+        .replace("allow_inline_secrets: true\n", "")
+        .replace("sk-gw-test-a", "${SLUICE_TEST_CFG_KEY}")
+        .replace("sk-fake-provider-key", &format!("file:{}", file.display()));
+    let c = parse(&yaml).unwrap();
+    assert!(find_key(&c.keys, "sk-from-env-value").is_some());
+    assert_eq!(
+        c.providers["openai"].api_key.as_ref().unwrap().expose(),
+        "sk-from-file-value"
+    );
+}
+
+#[test]
+fn missing_env_or_file_names_the_key_not_the_value() {
+    let yaml = BASE.replace("sk-fake-provider-key", "${SLUICE_TEST_SURELY_UNSET_VAR}");
+    let e = err(&yaml);
+    assert_eq!(e.path, "providers.openai.api_key");
+    assert!(e.message.contains("SLUICE_TEST_SURELY_UNSET_VAR is not set"), "{e}");
+
+    let yaml = BASE.replace("sk-fake-provider-key", "file:/nonexistent/sluice/key");
+    let e = err(&yaml);
+    assert_eq!(e.path, "providers.openai.api_key");
+    assert!(e.message.contains("cannot read secret file"), "{e}");
+}
+
+#[test]
+fn key_sha256_and_constant_time_lookup() {
+    let hash = hex::encode(Sha256::digest(b"sk-hashed-gateway-key"));
+    let yaml = BASE.replace("key: sk-gw-test-a", &format!("key_sha256: {hash}"));
+    let c = parse(&yaml).unwrap();
+    assert_eq!(find_key(&c.keys, "sk-hashed-gateway-key").unwrap().name, "team-a");
+    assert!(find_key(&c.keys, "sk-hashed-gateway-kez").is_none());
+    assert!(find_key(&c.keys, "").is_none());
+
+    let e = err(&BASE.replace("key: sk-gw-test-a", "key_sha256: abc"));
+    assert_eq!(e.path, "keys[0].key_sha256");
+}
+
+#[test]
+fn other_validation_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("listen: 127.0.0.1:8080", "listen: localhost", "listen"),
+        ("kind: openai,", "kind: opneai,", "providers.openai.kind"),
+        ("weight: 2", "weight: 0", "models.llama[0].weight"),
+        ("models: [\"gpt-*\"]", "models: [\"\"]", "keys[0].models[0]"),
+        (
+            "openai: { kind: openai, api_key: sk-fake-provider-key }",
+            "openai: { kind: openai }",
+            "providers.openai.api_key",
+        ),
+        (
+            "local: { kind: ollama }",
+            "local: { kind: openai_compatible }",
+            "providers.local.base_url",
+        ),
+        (
+            "local: { kind: ollama }",
+            "local: { kind: ollama, base_url: \"ftp://x\" }",
+            "providers.local.base_url",
+        ),
+        (
+            "local: { kind: ollama }",
+            "local: { kind: ollama, headers: { authorization: x } }",
+            "providers.local.headers.authorization",
+        ),
+    ];
+    for (from, to, path) in cases {
+        let yaml = BASE.replace(from, to);
+        assert_ne!(yaml, BASE, "replacement {from:?} did not apply");
+        let e = err(&yaml);
+        assert_eq!(&e.path, path, "{to}: {e}");
+    }
+    let e = err(&format!("{BASE}admin: {{ listen: 0.0.0.0:9091 }}\n"));
+    assert_eq!(e.path, "admin.listen");
+    let e = err(&BASE.replace("keys:\n  - { name: team-a, key: sk-gw-test-a, models: [\"gpt-*\"] }", "keys: []"));
+    assert_eq!(e.path, "keys");
+    let e = err("listen: [1, 2]");
+    assert_eq!(e.path, "listen");
+    let e = err(": : :");
+    assert!(!e.message.is_empty());
+}
+
+#[test]
+fn globs() {
+    assert!(glob_match("*", "anything"));
+    assert!(glob_match("gpt-*", "gpt-4o"));
+    assert!(!glob_match("gpt-*", "claude"));
+    assert!(glob_match("claude-?-haiku", "claude-3-haiku"));
+    assert!(glob_match("*-mini", "gpt-4o-mini"));
+    assert!(!glob_match("*-mini", "gpt-4o-mini-x"));
+    assert!(glob_match("a*b*c", "aXXbYYc"));
+    assert!(glob_match("exact", "exact"));
+    assert!(!glob_match("exact", "exactly"));
+}
+
+#[test]
+fn env_refs_in_flow_mappings_parse_as_documented() {
+    std::env::set_var("SLUICE_TEST_FLOW_KEY", "sk-flow-value");
+    std::env::set_var("SLUICE_TEST_CRED_DIR", "/nonexistent-cred-dir");
+    let text = "a: { kind: openai, api_key: ${SLUICE_TEST_FLOW_KEY} }\n\
+                b: { api_key: file:${SLUICE_TEST_CRED_DIR}/anthropic }\n\
+                c: ${X} # comment ${Y}\n\
+                d: \"${Q}\"\n\
+                e: 'it''s ${Q}'\n\
+                f: [${A}, ${B}]\n";
+    let quoted = quote_env_refs(text);
+    assert_eq!(
+        quoted,
+        "a: { kind: openai, api_key: \"${SLUICE_TEST_FLOW_KEY}\" }\n\
+         b: { api_key: \"file:${SLUICE_TEST_CRED_DIR}/anthropic\" }\n\
+         c: \"${X}\" # comment ${Y}\n\
+         d: \"${Q}\"\n\
+         e: 'it''s ${Q}'\n\
+         f: [\"${A}\", \"${B}\"]\n"
+    );
+    let yaml = BASE.replace("sk-fake-provider-key", "${SLUICE_TEST_FLOW_KEY}");
+    let c = parse(&yaml).unwrap();
+    assert_eq!(
+        c.providers["openai"].api_key.as_ref().unwrap().expose(),
+        "sk-flow-value"
+    );
+}

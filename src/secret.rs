@@ -1,0 +1,48 @@
+//! Secrets: provider API keys, gateway keys and tokens.
+//!
+//! A [`Secret`] never prints its value: `Debug` and `Display` both render `***`, so a secret
+//! that ends up in a log line, an error message or a panic message is still not disclosed.
+//! The value is reachable only through [`Secret::expose`], which makes every use greppable.
+
+use std::fmt;
+
+/// A string that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value. Call it only where the value is sent on the wire or hashed.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_its_value() {
+        let s = Secret::new("sk-test-do-not-print");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "sk-test-do-not-print");
+    }
+}
