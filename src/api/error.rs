@@ -1,0 +1,256 @@
+//! Errors as clients see them: `{"error":{"message","type","param","code"}}` with the matching
+//! HTTP status. Every failure in the request path becomes an [`ApiError`]; this is the one place
+//! that decides its status, body and metric label.
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// Where an error came from; also its low-cardinality label for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client sent something wrong.
+    Client,
+    /// Missing or wrong credentials, or a model the key may not use.
+    Auth,
+    /// The provider failed, timed out or answered with an error.
+    Upstream,
+    /// sluice itself failed.
+    Internal,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Client => "client",
+            Origin::Auth => "auth",
+            Origin::Upstream => "upstream",
+            Origin::Internal => "internal",
+        }
+    }
+}
+
+/// An error to be sent to the client in the OpenAI shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+    pub origin: Origin,
+    /// `Retry-After` to pass on (seconds or HTTP date), for 429/503.
+    pub retry_after: Option<String>,
+}
+
+/// Client-supplied strings are echoed in messages only up to this many characters.
+const ECHO_MAX: usize = 128;
+
+/// Shortens client-supplied text before it is echoed back in an error message.
+pub fn echo(s: &str) -> String {
+    if s.chars().count() <= ECHO_MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(ECHO_MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &'static str, origin: Origin, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            code: None,
+            param: None,
+            message: message.into(),
+            origin,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// 400 `invalid_request_error`.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", Origin::Client, message)
+    }
+
+    /// 400 for a body that is not valid JSON; the message says where parsing failed.
+    pub fn invalid_json(e: &serde_json::Error) -> Self {
+        Self::invalid_request(format!(
+            "We could not parse the JSON body of your request: {e}. \
+             The body must be a valid JSON object."
+        ))
+        .with_code("invalid_json")
+    }
+
+    /// 400 for a missing required parameter.
+    pub fn missing_param(param: &str) -> Self {
+        Self::invalid_request(format!("Missing required parameter: '{param}'."))
+            .with_param(param)
+            .with_code("missing_required_parameter")
+    }
+
+    /// 400 for a parameter of the wrong type or value.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::invalid_request(message)
+            .with_param(param)
+            .with_code("invalid_value")
+    }
+
+    /// 401: no key, or a key sluice does not know.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "invalid_request_error", Origin::Auth, message).with_code("invalid_api_key")
+    }
+
+    /// 404 for an unknown model, and for a model the key may not use: the two are
+    /// indistinguishable so that a key cannot probe which models exist.
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            Origin::Client,
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                echo(model)
+            ),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    }
+
+    /// 404 for a path sluice does not serve.
+    pub fn unknown_route(method: &str, path: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            Origin::Client,
+            format!("Unknown request URL: {} {}.", echo(method), echo(path)),
+        )
+        .with_code("unknown_url")
+    }
+
+    /// 405 for a known path with the wrong method.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            Origin::Client,
+            format!(
+                "Method {} is not allowed for {}; use {allowed}.",
+                echo(method),
+                echo(path)
+            ),
+        )
+        .with_code("method_not_allowed")
+    }
+
+    /// 413: the request body is larger than `limits.max_body_bytes`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            Origin::Client,
+            format!("Request body too large: the limit is {limit} bytes."),
+        )
+        .with_code("request_too_large")
+    }
+
+    /// 502: the provider could not be reached or sent something unusable.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(502, "api_error", Origin::Upstream, message).with_code("bad_gateway")
+    }
+
+    /// 504: the provider did not answer in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "api_error", Origin::Upstream, message).with_code("upstream_timeout")
+    }
+
+    /// 500: a bug or an impossible state in sluice.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "api_error", Origin::Internal, message).with_code("internal_error")
+    }
+
+    /// An error the provider answered with, normalised. `status` is the status to give the
+    /// client; `kind` the OpenAI error type.
+    pub fn upstream(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, kind, Origin::Upstream, message)
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<String>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// The JSON object `{"error": {...}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+
+    /// The response body.
+    pub fn body(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.to_json()).expect("JSON values serialise"))
+    }
+
+    /// The error as one SSE event, for failures after a stream has started.
+    pub fn sse_event(&self) -> Bytes {
+        let mut out = Vec::with_capacity(160 + self.message.len());
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut out, &self.to_json()).expect("JSON values serialise");
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let e = ApiError::missing_param("model");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "missing_required_parameter");
+        assert!(v["error"]["message"].as_str().unwrap().contains("model"));
+        assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn echo_is_bounded() {
+        let long = "x".repeat(10_000);
+        let e = ApiError::model_not_found(&long);
+        assert!(e.message.len() < 300, "{}", e.message.len());
+    }
+
+    #[test]
+    fn sse_event_is_one_data_line() {
+        let e = ApiError::bad_gateway("upstream closed\nthe stream");
+        let ev = e.sse_event();
+        let s = std::str::from_utf8(&ev).unwrap();
+        assert!(s.starts_with("data: {"));
+        assert!(s.ends_with("\n\n"));
+        assert_eq!(
+            s.matches('\n').count(),
+            2,
+            "newlines in the message are escaped"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The OpenAI wire format, spoken by the `openai`, `openai_compatible`, `groq`, `xai` and
+//! `ollama` (through its `/v1` API) provider kinds.
+//!
+//! Requests pass through with the public model name replaced by the deployment's, and
+//! `stream_options.include_usage` forced on for streams so that usage is always known. Answers
+//! pass back with the public model name restored; the usage chunk is dropped from streams whose
+//! client did not ask for it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{Map, Value};
+
+use super::{StreamTranslator, Usage};
+use crate::api::ApiError;
+use crate::config::Provider;
+use crate::stream::sse::{SseEvent, SseParser};
+
+/// Largest single SSE event accepted from a provider.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// Builds the upstream request body: the client's body with `model` replaced and, for
+/// streams, `stream_options.include_usage` set. Returns whether the client asked for usage.
+pub fn prepare_request(body: &mut Map<String, Value>, upstream_model: &str, stream: bool) -> bool {
+    body.insert("model".into(), Value::String(upstream_model.to_string()));
+    if !stream {
+        return false;
+    }
+    let opts = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !opts.is_object() {
+        *opts = Value::Object(Map::new());
+    }
+    let opts = opts.as_object_mut().expect("made an object above");
+    let client_wants = opts
+        .get("include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    opts.insert("include_usage".into(), Value::Bool(true));
+    client_wants
+}
+
+/// Rewrites a complete (non-stream) success body: `model` becomes the public name.
+pub fn rewrite_response(
+    body: &[u8],
+    public_model: &str,
+) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_gateway(format!(
+            "The upstream provider returned a response that is not valid JSON ({e})."
+        ))
+    })?;
+    let obj = v.as_object_mut().ok_or_else(|| {
+        ApiError::bad_gateway(
+            "The upstream provider returned a JSON response that is not an object.",
+        )
+    })?;
+    if obj.contains_key("model") {
+        obj.insert("model".into(), Value::String(public_model.to_string()));
+    }
+    let usage = obj.get("usage").and_then(Usage::from_json);
+    let bytes = serde_json::to_vec(&v).expect("JSON values serialise");
+    Ok((Bytes::from(bytes), usage))
+}
+
+/// Normalises a provider's error answer into the OpenAI error shape.
+///
+/// The status is kept, except that a provider refusing sluice's own credentials (401/403)
+/// becomes a 502 — the client's key was fine, the gateway's was not — and statuses that are
+/// not errors at all become 502. The provider's API key is scrubbed from the message.
+pub fn upstream_error(
+    status: u16,
+    body: &[u8],
+    provider: &Provider,
+    retry_after: Option<String>,
+) -> ApiError {
+    if status == 401 || status == 403 {
+        return ApiError::bad_gateway(format!(
+            "The upstream provider '{}' rejected the gateway's credentials (HTTP {status}). \
+             The gateway operator must check this provider's api_key.",
+            provider.name
+        ))
+        .with_code("upstream_auth_failed");
+    }
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let err = parsed.as_ref().and_then(|v| v.get("error"));
+    let field = |k: &str| -> Option<String> {
+        match err.and_then(|e| e.get(k))? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let message = field("message")
+        .or_else(|| err.and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "The upstream provider '{}' returned HTTP {status}.",
+                provider.name
+            )
+        });
+    let message = scrub(message, provider);
+    let (status, default_kind) = match status {
+        429 => (429, "rate_limit_error"),
+        400..=499 => (status, "invalid_request_error"),
+        500 | 502 | 503 | 504 => (status, "api_error"),
+        500..=599 => (503, "api_error"),
+        _ => (502, "api_error"),
+    };
+    let kind: &'static str = match field("type").as_deref() {
+        Some("invalid_request_error") => "invalid_request_error",
+        Some("rate_limit_error") => "rate_limit_error",
+        Some("server_error") => "server_error",
+        Some("tokens") => "tokens",
+        Some("requests") => "requests",
+        Some("insufficient_quota") => "insufficient_quota",
+        _ => default_kind,
+    };
+    let mut e = ApiError::upstream(status, kind, message).with_retry_after(retry_after);
+    e.code = field("code").or_else(|| (status == 429).then(|| "rate_limit_exceeded".into()));
+    e.param = field("param");
+    e
+}
+
+/// Removes the provider's credential from text that came from the provider, and bounds it.
+fn scrub(mut message: String, provider: &Provider) -> String {
+    if let Some(key) = &provider.api_key {
+        let key = key.expose();
+        if key.len() >= 8 && message.contains(key) {
+            message = message.replace(key, "***");
+        }
+    }
+    if message.len() > 2000 {
+        let mut cut = 2000;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
+/// OpenAI SSE → OpenAI SSE, restoring the public model name.
+pub struct OpenAiStream {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    public_model: String,
+    client_wants_usage: bool,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl OpenAiStream {
+    pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
+        OpenAiStream {
+            parser: SseParser::new(MAX_EVENT_BYTES),
+            events: Vec::new(),
+            public_model: public_model.to_string(),
+            client_wants_usage,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let data = trim_ascii(&ev.data);
+        if data == b"[DONE]" {
+            self.done = true;
+            out.put_slice(b"data: [DONE]\n\n");
+            return Ok(());
+        }
+        let mut v: Value = serde_json::from_slice(data).map_err(|_| {
+            ApiError::bad_gateway(
+                "The upstream provider sent a stream event that is not valid JSON.",
+            )
+            .with_code("upstream_stream_error")
+        })?;
+        let obj = v.as_object_mut().ok_or_else(|| {
+            ApiError::bad_gateway(
+                "The upstream provider sent a stream event that is not a JSON object.",
+            )
+            .with_code("upstream_stream_error")
+        })?;
+        if let Some(err) = obj.get("error") {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .or_else(|| err.as_str())
+                .unwrap_or("The upstream provider reported an error mid-stream.");
+            return Err(ApiError::upstream(502, "api_error", message.to_string())
+                .with_code("upstream_stream_error"));
+        }
+        if let Some(u) = obj.get("usage").and_then(Usage::from_json) {
+            self.usage = Some(u);
+        }
+        if !self.client_wants_usage {
+            let usage_only = obj
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && obj.get("usage").is_some_and(|u| !u.is_null());
+            if usage_only {
+                return Ok(());
+            }
+            obj.remove("usage");
+        }
+        if obj.contains_key("model") {
+            obj.insert("model".into(), Value::String(self.public_model.clone()));
+        }
+        out.put_slice(b"data: ");
+        serde_json::to_writer((&mut *out).writer(), &v).expect("JSON values serialise");
+        out.put_slice(b"\n\n");
+        Ok(())
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+impl StreamTranslator for OpenAiStream {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let mut events = std::mem::take(&mut self.events);
+        let parsed = self.parser.feed(input, &mut events);
+        let mut result = Ok(());
+        for ev in events.drain(..) {
+            result = self.event(&ev, out);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.events = events;
+        result?;
+        parsed.map_err(|e| {
+            ApiError::bad_gateway(format!(
+                "The upstream provider sent a stream event larger than {} bytes.",
+                e.0
+            ))
+            .with_code("upstream_stream_error")
+        })
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if !self.done {
+            if let Some(ev) = self.parser.finish() {
+                self.event(&ev, out)?;
+            }
+        }
+        if self.done {
+            Ok(())
+        } else {
+            Err(ApiError::bad_gateway(
+                "The upstream provider ended the stream before it was complete.",
+            )
+            .with_code("upstream_stream_truncated"))
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+use super::*;
+use crate::config::{BaseUrl, ProviderKind};
+use crate::secret::Secret;
+use serde_json::json;
+
+const STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\r\n\r\n",
+    ": keep-alive\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Grüße, \"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"世界 🌍\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+fn run(chunks: &[&[u8]], wants_usage: bool) -> (String, Result<(), ApiError>, Option<Usage>) {
+    let mut t = OpenAiStream::new("public-model", wants_usage);
+    let mut out = BytesMut::new();
+    for c in chunks {
+        if let Err(e) = t.feed(c, &mut out) {
+            return (String::from_utf8(out.to_vec()).unwrap(), Err(e), t.usage());
+        }
+    }
+    let r = t.finish(&mut out);
+    (String::from_utf8(out.to_vec()).unwrap(), r, t.usage())
+}
+
+fn events(s: &str) -> Vec<Value> {
+    s.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let d = e.strip_prefix("data: ").expect("data line");
+            if d == "[DONE]" {
+                Value::String("[DONE]".into())
+            } else {
+                serde_json::from_str(d).expect("JSON event")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn prepare_request_renames_and_forces_usage() {
+    let mut b = json!({"model": "public", "messages": [], "stream": true, "stream_options": {"include_usage": false}})
+        .as_object()
+        .unwrap()
+        .clone();
+    let wants = prepare_request(&mut b, "upstream-model", true);
+    assert!(!wants);
+    assert_eq!(b["model"], "upstream-model");
+    assert_eq!(b["stream_options"]["include_usage"], true);
+
+    let mut b = json!({"model": "m", "stream_options": {"include_usage": true}})
+        .as_object()
+        .unwrap()
+        .clone();
+    assert!(prepare_request(&mut b, "u", true));
+
+    let mut b = json!({"model": "m"}).as_object().unwrap().clone();
+    assert!(!prepare_request(&mut b, "u", false));
+    assert!(b.get("stream_options").is_none(), "non-streams are left alone");
+}
+
+#[test]
+fn stream_is_rewritten_and_usage_chunk_dropped_unless_asked() {
+    let (out, r, usage) = run(&[STREAM.as_bytes()], false);
+    r.unwrap();
+    let evs = events(&out);
+    assert_eq!(evs.len(), 5, "{out}");
+    for e in &evs[..4] {
+        assert_eq!(e["model"], "public-model");
+        assert!(e.get("usage").is_none(), "usage: null removed: {e}");
+    }
+    assert_eq!(evs[1]["choices"][0]["delta"]["content"], "Grüße, ");
+    assert_eq!(evs[3]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(evs[4], "[DONE]");
+    assert_eq!(
+        usage,
+        Some(Usage {
+            prompt_tokens: 9,
+            completion_tokens: 4,
+            total_tokens: 13
+        })
+    );
+
+    let (out, r, _) = run(&[STREAM.as_bytes()], true);
+    r.unwrap();
+    let evs = events(&out);
+    assert_eq!(evs.len(), 6);
+    assert_eq!(evs[4]["usage"]["total_tokens"], 13);
+    assert_eq!(evs[4]["model"], "public-model");
+}
+
+#[test]
+fn stream_output_is_identical_for_every_split() {
+    let bytes = STREAM.as_bytes();
+    let (whole, r, _) = run(&[bytes], true);
+    r.unwrap();
+    for i in 0..=bytes.len() {
+        let (a, b) = bytes.split_at(i);
+        let (out, r, _) = run(&[a, b], true);
+        r.unwrap();
+        assert_eq!(out, whole, "split at {i}");
+    }
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(run(&singles, true).0, whole);
+}
+
+#[test]
+fn truncated_stream_is_an_error_not_a_success() {
+    let cut = STREAM.find("data: [DONE]").unwrap();
+    let (out, r, _) = run(&[&STREAM.as_bytes()[..cut]], false);
+    let e = r.unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("upstream_stream_truncated"));
+    assert!(!out.contains("[DONE]"));
+}
+
+#[test]
+fn error_event_and_garbage_end_the_stream() {
+    let s = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n\
+             data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n\
+             data: [DONE]\n\n";
+    let (out, r, _) = run(&[s.as_bytes()], false);
+    let e = r.unwrap_err();
+    assert_eq!(e.message, "overloaded");
+    assert!(!out.contains("[DONE]"), "nothing after the error event: {out}");
+
+    let (_, r, _) = run(&[b"data: {not json\n\n"], false);
+    assert_eq!(r.unwrap_err().code.as_deref(), Some("upstream_stream_error"));
+    let (_, r, _) = run(&[b"data: [1,2]\n\n"], false);
+    assert!(r.is_err());
+}
+
+#[test]
+fn rewrite_whole_response() {
+    let body = br#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+    let (out, usage) = rewrite_response(body, "public").unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["model"], "public");
+    assert_eq!(v["id"], "x");
+    assert_eq!(usage.unwrap().completion_tokens, 5);
+    assert_eq!(rewrite_response(b"<html>", "p").unwrap_err().status, 502);
+    assert_eq!(rewrite_response(b"[]", "p").unwrap_err().status, 502);
+}
+
+fn provider() -> Provider {
+    Provider {
+        name: "acme".into(),
+        kind: ProviderKind::OpenAi,
+        base: BaseUrl {
+            tls: true,
+            host: "h".into(),
+            port: 443,
+            authority: "h".into(),
+            path: String::new(),
+        },
+        openai_path: "/v1".into(),
+        api_key: Some(Secret::new("sk-fake-secret-provider-key-123")),
+        headers: vec![],
+    }
+}
+
+#[test]
+fn upstream_errors_are_normalised() {
+    let p = provider();
+    let e = upstream_error(
+        400,
+        br#"{"error":{"message":"bad temperature","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}"#,
+        &p,
+        None,
+    );
+    assert_eq!((e.status, e.kind), (400, "invalid_request_error"));
+    assert_eq!(e.param.as_deref(), Some("temperature"));
+    assert_eq!(e.code.as_deref(), Some("invalid_value"));
+    assert_eq!(e.message, "bad temperature");
+
+    let e = upstream_error(
+        401,
+        b"{\"error\":{\"message\":\"Incorrect API key provided: sk-fake-secret-provider-key-123\"}}",
+        &p,
+        None,
+    );
+    assert_eq!(e.status, 502);
+    assert!(!e.message.contains("sk-fake"), "{}", e.message);
+    assert_eq!(e.code.as_deref(), Some("upstream_auth_failed"));
+
+    let e = upstream_error(
+        429,
+        b"{\"error\":{\"message\":\"slow down, key sk-fake-secret-provider-key-123\"}}",
+        &p,
+        Some("7".into()),
+    );
+    assert_eq!(e.status, 429);
+    assert_eq!(e.retry_after.as_deref(), Some("7"));
+    assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
+    assert!(!e.message.contains("sk-fake"), "{}", e.message);
+
+    let e = upstream_error(503, b"<html>busy</html>", &p, None);
+    assert_eq!(e.status, 503);
+    assert!(e.message.contains("acme") && e.message.contains("503"));
+
+    let e = upstream_error(404, br#"{"error":"model 'x' not found"}"#, &p, None);
+    assert_eq!((e.status, e.message.as_str()), (404, "model 'x' not found"));
+
+    assert_eq!(upstream_error(529, b"", &p, None).status, 503);
+    assert_eq!(upstream_error(302, b"", &p, None).status, 502);
+    let long = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(50_000));
+    assert!(upstream_error(500, long.as_bytes(), &p, None).message.len() < 2100);
+}
