@@ -1,0 +1,58 @@
+//! Per-request state, shared by the proxy phases.
+
+use std::time::{Duration, Instant};
+
+use crate::providers::Usage;
+
+/// What one request has done so far; read by the logging phase.
+#[derive(Debug)]
+pub struct Ctx {
+    pub request_id: String,
+    pub start: Instant,
+    /// Name of the gateway key that authenticated the request.
+    pub key_name: Option<String>,
+    /// Public model name.
+    pub model: Option<String>,
+    /// Provider config name of the deployment used.
+    pub provider: Option<String>,
+    /// The provider's model name.
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    /// Status sent to the client (0 until a response was started).
+    pub status: u16,
+    /// Low-cardinality error label, when the request failed.
+    pub error: Option<&'static str>,
+    /// Upstream status, when a provider answered.
+    pub upstream_status: Option<u16>,
+    pub usage: Option<Usage>,
+    /// Time to the first byte of the upstream body.
+    pub ttfb: Option<Duration>,
+    /// The client went away before the answer was complete.
+    pub client_gone: bool,
+}
+
+impl Ctx {
+    pub fn new() -> Self {
+        Ctx {
+            request_id: String::new(),
+            start: Instant::now(),
+            key_name: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            stream: false,
+            status: 0,
+            error: None,
+            upstream_status: None,
+            usage: None,
+            ttfb: None,
+            client_gone: false,
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,35 @@
+//! Shared state of the client-facing service: the validated config, the resolver and the
+//! upstream connection pool. One instance serves every request on every worker thread.
+
+use std::sync::Arc;
+
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::server::configuration::ServerConf;
+
+use crate::config::Config;
+use crate::upstream::Resolver;
+
+pub struct Gateway {
+    pub cfg: Arc<Config>,
+    pub resolver: Resolver,
+    /// Pooled upstream connections (keep-alive), shared by all workers.
+    pub connector: Connector,
+    /// Unix time sluice started; the `created` of every model in `/v1/models`.
+    pub started_unix: u64,
+}
+
+impl Gateway {
+    pub fn new(cfg: Arc<Config>, server_conf: &ServerConf) -> Self {
+        let mut opts = ConnectorOptions::from_server_conf(server_conf);
+        opts.ca_file = cfg.upstream.ca_file.clone();
+        Gateway {
+            resolver: Resolver::new(&cfg),
+            connector: Connector::new(Some(opts)),
+            cfg,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The request path, from an authenticated request to a forwarded one: endpoint dispatch,
+//! bounded body read, JSON validation, model routing and the answers sluice gives locally.
+//!
+//! [`handle`] returns `Err` only while nothing has been sent to the client; the caller then
+//! renders the error. Once a response has started, failures are reported in-band.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+
+use crate::api::ApiError;
+use crate::config::{find_key, GatewayKey};
+use crate::ctx::Ctx;
+use crate::forward::{self, Endpoint, Plan};
+use crate::gateway::Gateway;
+use crate::providers::openai;
+use crate::respond;
+use crate::routing;
+use pingora::proxy::Session;
+
+/// How long a client may take between two pieces of its request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
+pub fn request_id(session: &Session) -> String {
+    let given = session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(s) => s.to_string(),
+        None => {
+            let n: u128 = rand::random();
+            format!("{n:032x}")
+        }
+    }
+}
+
+/// Serves one request.
+pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {
+    let method = session.req_header().method.as_str().to_string();
+    let path = session.req_header().uri.path().to_string();
+    let key = authenticate(gw, session)?;
+    ctx.key_name = Some(key.name.clone());
+
+    match (method.as_str(), path.as_str()) {
+        ("POST", "/v1/chat/completions") => proxy(gw, session, ctx, key, Endpoint::Chat).await,
+        ("POST", "/v1/embeddings") => proxy(gw, session, ctx, key, Endpoint::Embeddings).await,
+        ("GET", "/v1/models") => {
+            list_models(gw, session, ctx, key).await;
+            Ok(())
+        }
+        ("GET", p) if p.starts_with("/v1/models/") => {
+            retrieve_model(gw, session, ctx, key, &p["/v1/models/".len()..]).await
+        }
+        (_, "/v1/chat/completions" | "/v1/embeddings") => {
+            Err(ApiError::method_not_allowed(&method, &path, "POST"))
+        }
+        (_, "/v1/models") => Err(ApiError::method_not_allowed(&method, &path, "GET")),
+        _ => Err(ApiError::unknown_route(&method, &path)),
+    }
+}
+
+/// `Authorization: Bearer <key>` or `x-api-key: <key>`.
+fn authenticate<'a>(gw: &'a Gateway, session: &Session) -> Result<&'a GatewayKey, ApiError> {
+    let headers = &session.req_header().headers;
+    let presented = match headers.get("authorization") {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| {
+                ApiError::unauthorized("The Authorization header is not valid text.")
+            })?;
+            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(ApiError::unauthorized(
+                    "The Authorization header must be 'Bearer <key>'.",
+                ));
+            }
+            token.trim()
+        }
+        None => match headers.get("x-api-key") {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| ApiError::unauthorized("The x-api-key header is not valid text."))?
+                .trim(),
+            None => {
+                return Err(ApiError::unauthorized(
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' \
+                     (or in the x-api-key header).",
+                ))
+            }
+        },
+    };
+    find_key(&gw.cfg.keys, presented)
+        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+}
+
+async fn list_models(gw: &Gateway, session: &mut Session, ctx: &mut Ctx, key: &GatewayKey) {
+    let data: Vec<Value> = gw
+        .cfg
+        .models
+        .keys()
+        .filter(|m| key.allows(m))
+        .map(|m| model_object(gw, m))
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    send_json(session, ctx, &body).await;
+}
+
+async fn retrieve_model(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    key: &GatewayKey,
+    model: &str,
+) -> Result<(), ApiError> {
+    if !gw.cfg.models.contains_key(model) || !key.allows(model) {
+        return Err(ApiError::model_not_found(model));
+    }
+    send_json(session, ctx, &model_object(gw, model)).await;
+    Ok(())
+}
+
+fn model_object(gw: &Gateway, name: &str) -> Value {
+    json!({"id": name, "object": "model", "created": gw.started_unix, "owned_by": "sluice"})
+}
+
+async fn send_json(session: &mut Session, ctx: &mut Ctx, body: &Value) {
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("JSON values serialise"));
+    let h = respond::header(200, "application/json", ctx);
+    respond::json(session, ctx, 200, bytes, h).await;
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // The body stays unread, so this connection cannot carry another request.
+        session.set_keepalive(None);
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+    loop {
+        let chunk = tokio::time::timeout(BODY_READ_TIMEOUT, session.read_request_body()).await;
+        match chunk {
+            Ok(Ok(Some(b))) => {
+                if buf.len() + b.len() > limit {
+                    session.set_keepalive(None);
+                    return Err(ApiError::payload_too_large(limit));
+                }
+                buf.extend_from_slice(&b);
+            }
+            Ok(Ok(None)) => return Ok(buf.freeze()),
+            Ok(Err(e)) => {
+                session.set_keepalive(None);
+                return Err(ApiError::invalid_request(format!(
+                    "The request body could not be read: {}.",
+                    e.etype().as_str()
+                ))
+                .with_code("invalid_body"));
+            }
+            Err(_) => {
+                session.set_keepalive(None);
+                let mut e = ApiError::invalid_request("The request body was not received in time.")
+                    .with_code("request_timeout");
+                e.status = 408;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Checks the parameters sluice relies on; the rest is the provider's business.
+fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bool), ApiError> {
+    let model = match body.get("model") {
+        None | Some(Value::Null) => return Err(ApiError::missing_param("model")),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid_param(
+                "model",
+                "'model' must not be empty.",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "model",
+                "'model' must be a string.",
+            ))
+        }
+    };
+    let stream = match endpoint {
+        Endpoint::Chat => {
+            match body.get("messages") {
+                None | Some(Value::Null) => return Err(ApiError::missing_param("messages")),
+                Some(Value::Array(a)) if a.is_empty() => {
+                    return Err(ApiError::invalid_param(
+                        "messages",
+                        "'messages' must contain at least one message.",
+                    ))
+                }
+                Some(Value::Array(_)) => {}
+                Some(_) => {
+                    return Err(ApiError::invalid_param(
+                        "messages",
+                        "'messages' must be an array of message objects.",
+                    ))
+                }
+            }
+            match body.get("stream") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => {
+                    return Err(ApiError::invalid_param(
+                        "stream",
+                        "'stream' must be a boolean.",
+                    ))
+                }
+            }
+        }
+        Endpoint::Embeddings => {
+            match body.get("input") {
+                None | Some(Value::Null) => return Err(ApiError::missing_param("input")),
+                Some(Value::String(_)) | Some(Value::Array(_)) => {}
+                Some(_) => {
+                    return Err(ApiError::invalid_param(
+                        "input",
+                        "'input' must be a string or an array.",
+                    ))
+                }
+            }
+            false
+        }
+    };
+    Ok((model, stream))
+}
+
+async fn proxy(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    key: &GatewayKey,
+    endpoint: Endpoint,
+) -> Result<(), ApiError> {
+    let raw = read_body(session, gw.cfg.limits.max_body_bytes).await?;
+    let mut body = match serde_json::from_slice::<Value>(&raw) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return Err(
+                ApiError::invalid_request("The request body must be a JSON object.")
+                    .with_code("invalid_json"),
+            )
+        }
+        Err(e) => return Err(ApiError::invalid_json(&e)),
+    };
+    drop(raw);
+    let (model, stream) = validate(endpoint, &body)?;
+    ctx.stream = stream;
+    let route = gw
+        .cfg
+        .models
+        .get(&model)
+        .filter(|_| key.allows(&model))
+        .ok_or_else(|| ApiError::model_not_found(&model))?
+        .clone();
+    ctx.model = Some(model);
+
+    let deployment = routing::pick(&route).clone();
+    ctx.provider = Some(deployment.provider.name.clone());
+    ctx.upstream_model = Some(deployment.model.clone());
+    let client_wants_usage = openai::prepare_request(&mut body, &deployment.model, stream);
+    let upstream_body =
+        Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("JSON values serialise"));
+    let plan = Plan {
+        endpoint,
+        deployment,
+        body: upstream_body,
+        stream,
+        client_wants_usage,
+        public_model: route.name.clone(),
+    };
+    forward::forward(gw, session, ctx, plan).await
+}

@@ -1,0 +1,23 @@
+//! sluice: an LLM egress gateway built on Pingora.
+//!
+//! Clients speak the OpenAI API; sluice authenticates them, routes each request to a provider
+//! deployment, rewrites it for that provider and relays the answer back — streamed answers
+//! chunk by chunk. See `README.md` for running it and `proxy` for the request path.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod ctx;
+pub mod forward;
+pub mod gateway;
+pub mod handler;
+pub mod mock;
+pub mod providers;
+pub mod proxy;
+pub mod respond;
+pub mod routing;
+pub mod secret;
+pub mod server;
+pub mod stream;
+pub mod telemetry;
+pub mod upstream;

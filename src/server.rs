@@ -1,0 +1,62 @@
+//! Builds the Pingora server: the client-facing proxy service and the admin service, each on
+//! its own listener, with worker threads, graceful shutdown and the upgrade socket from config.
+
+use std::sync::Arc;
+
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::gateway::Gateway;
+
+/// Process-level flags passed through to Pingora.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFlags {
+    /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+    /// Detach and run in the background.
+    pub daemon: bool,
+}
+
+/// Builds the server, ready to `run_forever`.
+pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
+    let cfg = Arc::new(cfg);
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        pid_file: cfg.server.pid_file.clone(),
+        upgrade_sock: cfg.server.upgrade_sock.clone(),
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.graceful_shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: cfg.upstream.keepalive_pool_size,
+        ca_file: cfg.upstream.ca_file.clone(),
+        daemon: flags.daemon,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let gateway = Gateway::new(cfg.clone(), &server.configuration);
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
+    let listen = cfg.listen.to_string();
+    match &cfg.tls {
+        Some(tls) => proxy
+            .add_tls(&listen, &tls.cert, &tls.key)
+            .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?,
+        None => proxy.add_tcp(&listen),
+    }
+
+    let mut admin = Service::new("sluice admin".to_string(), Admin { cfg: cfg.clone() });
+    admin.add_tcp(&cfg.admin.listen.to_string());
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    Ok(server)
+}
