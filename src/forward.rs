@@ -60,6 +60,13 @@ pub struct Plan {
     pub public_model: String,
 }
 
+/// Error code for a client that went away; its answer is never seen.
+const CLIENT_CLOSED: &str = "client_closed";
+
+fn client_closed() -> ApiError {
+    ApiError::invalid_request("The client closed the connection.").with_code(CLIENT_CLOSED)
+}
+
 /// What stopped a read from the provider.
 enum ReadFail {
     Timeout(&'static str),
@@ -106,7 +113,19 @@ pub async fn forward(
     let path = format!("{}{}", provider.openai_path, plan.endpoint.path());
     let header = request_header(&provider, &path, plan.body.len(), plan.stream)?;
 
-    let mut up = exchange_headers(gw, &peer, &provider, &header, &plan.body, &deadline).await?;
+    let mut up = match exchange_headers(
+        gw, session, &peer, &provider, &header, &plan.body, &deadline,
+    )
+    .await
+    {
+        Ok(up) => up,
+        Err(e) => {
+            if e.code.as_deref() == Some(CLIENT_CLOSED) {
+                ctx.client_gone = true;
+            }
+            return Err(e);
+        }
+    };
     let resp = up
         .response_header()
         .ok_or_else(|| ApiError::internal("The upstream response header is missing."))?;
@@ -220,6 +239,7 @@ fn request_header(
 /// provider never saw a complete request on it.
 async fn exchange_headers(
     gw: &Gateway,
+    session: &mut Session,
     peer: &HttpPeer,
     provider: &Provider,
     header: &RequestHeader,
@@ -261,9 +281,17 @@ async fn exchange_headers(
         let result = match sent {
             Ok(()) => {
                 let (t, which) = deadline.cap(timeouts.first_byte);
-                match tokio::time::timeout(t, read_final_header(&mut up)).await {
-                    Ok(r) => r,
-                    Err(_) => {
+                let mut watch = true;
+                let header = tokio::select! {
+                    r = tokio::time::timeout(t, read_final_header(&mut up)) => Some(r),
+                    _ = client_gone(session, &mut watch) => None,
+                };
+                match header {
+                    // Dropping `up` closes the connection: the provider stops working for
+                    // a client that is no longer there.
+                    None => return Err(client_closed()),
+                    Some(Ok(r)) => r,
+                    Some(Err(_)) => {
                         return Err(ApiError::gateway_timeout(format!(
                             "The upstream provider '{}' did not respond within {}{}.",
                             provider.name,
@@ -343,7 +371,7 @@ fn read_fail_error(fail: ReadFail, provider: &Provider, ctx: &mut Ctx) -> ApiErr
         .with_code("upstream_connection_failed"),
         ReadFail::ClientGone => {
             ctx.client_gone = true;
-            ApiError::invalid_request("The client closed the connection.").with_code("client_closed")
+            client_closed()
         }
     }
 }

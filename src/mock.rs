@@ -335,7 +335,9 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     }
 
     match &fault {
-        Some(Fault::StallBeforeHeaders(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::StallBeforeHeaders(d)) if !wait_unless_closed(sock, *d).await => {
+            return Ok(false);
+        }
         Some(Fault::Status {
             status,
             body,
@@ -350,8 +352,8 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
         }
         _ => {}
     }
-    if !behaviour.ttft.is_zero() {
-        tokio::time::sleep(behaviour.ttft).await;
+    if !behaviour.ttft.is_zero() && !wait_unless_closed(sock, behaviour.ttft).await {
+        return Ok(false);
     }
 
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
@@ -378,6 +380,24 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
         stream_chat(sock, &body, &behaviour, fault.as_ref(), st).await
     } else {
         whole_chat(sock, &body, &behaviour, fault.as_ref()).await
+    }
+}
+
+/// Sleeps for `d`; returns false early if the peer closes the connection meanwhile.
+async fn wait_unless_closed(sock: &mut TcpStream, d: Duration) -> bool {
+    let mut probe = [0u8; 1];
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    tokio::select! {
+        _ = &mut sleep => true,
+        r = sock.peek(&mut probe) => match r {
+            Ok(0) | Err(_) => false,
+            // A pipelined request: keep waiting the full time.
+            Ok(_) => {
+                sleep.await;
+                true
+            }
+        },
     }
 }
 

@@ -344,7 +344,8 @@ fn quote_env_refs(text: &str) -> std::borrow::Cow<'_, str> {
             b'}' | b']' => flow_depth = flow_depth.saturating_sub(1),
             b'$' if b.get(i + 1) == Some(&b'{') => {
                 let is_boundary = |c: u8| {
-                    c.is_ascii_whitespace() || (flow_depth > 0 && matches!(c, b',' | b'{' | b'[' | b'}' | b']'))
+                    c.is_ascii_whitespace()
+                        || (flow_depth > 0 && matches!(c, b',' | b'{' | b'[' | b'}' | b']'))
                 };
                 let mut start = i;
                 while start > last && !is_boundary(b[start - 1]) {

@@ -67,7 +67,10 @@ fn inline_secrets_are_refused_without_the_test_flag() {
     let e = err(&yaml);
     assert_eq!(e.path, "keys[0].key");
     assert!(e.message.contains("inline secrets are refused"), "{e}");
-    assert!(!e.to_string().contains("sk-gw-test-a"), "never print the value");
+    assert!(
+        !e.to_string().contains("sk-gw-test-a"),
+        "never print the value"
+    );
 }
 
 #[test]
@@ -93,7 +96,11 @@ fn missing_env_or_file_names_the_key_not_the_value() {
     let yaml = BASE.replace("sk-fake-provider-key", "${SLUICE_TEST_SURELY_UNSET_VAR}");
     let e = err(&yaml);
     assert_eq!(e.path, "providers.openai.api_key");
-    assert!(e.message.contains("SLUICE_TEST_SURELY_UNSET_VAR is not set"), "{e}");
+    assert!(
+        e.message
+            .contains("SLUICE_TEST_SURELY_UNSET_VAR is not set"),
+        "{e}"
+    );
 
     let yaml = BASE.replace("sk-fake-provider-key", "file:/nonexistent/sluice/key");
     let e = err(&yaml);
@@ -106,7 +113,10 @@ fn key_sha256_and_constant_time_lookup() {
     let hash = hex::encode(Sha256::digest(b"sk-hashed-gateway-key"));
     let yaml = BASE.replace("key: sk-gw-test-a", &format!("key_sha256: {hash}"));
     let c = parse(&yaml).unwrap();
-    assert_eq!(find_key(&c.keys, "sk-hashed-gateway-key").unwrap().name, "team-a");
+    assert_eq!(
+        find_key(&c.keys, "sk-hashed-gateway-key").unwrap().name,
+        "team-a"
+    );
     assert!(find_key(&c.keys, "sk-hashed-gateway-kez").is_none());
     assert!(find_key(&c.keys, "").is_none());
 
@@ -150,7 +160,10 @@ fn other_validation_errors() {
     }
     let e = err(&format!("{BASE}admin: {{ listen: 0.0.0.0:9091 }}\n"));
     assert_eq!(e.path, "admin.listen");
-    let e = err(&BASE.replace("keys:\n  - { name: team-a, key: sk-gw-test-a, models: [\"gpt-*\"] }", "keys: []"));
+    let e = err(&BASE.replace(
+        "keys:\n  - { name: team-a, key: sk-gw-test-a, models: [\"gpt-*\"] }",
+        "keys: []",
+    ));
     assert_eq!(e.path, "keys");
     let e = err("listen: [1, 2]");
     assert_eq!(e.path, "listen");

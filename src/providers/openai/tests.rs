@@ -58,7 +58,10 @@ fn prepare_request_renames_and_forces_usage() {
 
     let mut b = json!({"model": "m"}).as_object().unwrap().clone();
     assert!(!prepare_request(&mut b, "u", false));
-    assert!(b.get("stream_options").is_none(), "non-streams are left alone");
+    assert!(
+        b.get("stream_options").is_none(),
+        "non-streams are left alone"
+    );
 }
 
 #[test]
@@ -123,10 +126,16 @@ fn error_event_and_garbage_end_the_stream() {
     let (out, r, _) = run(&[s.as_bytes()], false);
     let e = r.unwrap_err();
     assert_eq!(e.message, "overloaded");
-    assert!(!out.contains("[DONE]"), "nothing after the error event: {out}");
+    assert!(
+        !out.contains("[DONE]"),
+        "nothing after the error event: {out}"
+    );
 
     let (_, r, _) = run(&[b"data: {not json\n\n"], false);
-    assert_eq!(r.unwrap_err().code.as_deref(), Some("upstream_stream_error"));
+    assert_eq!(
+        r.unwrap_err().code.as_deref(),
+        Some("upstream_stream_error")
+    );
     let (_, r, _) = run(&[b"data: [1,2]\n\n"], false);
     assert!(r.is_err());
 }
