@@ -1,0 +1,460 @@
+//! Test harness: starts the real `sluice` binary with a generated config, talks to it over
+//! loopback with a small HTTP/1.1 client that can observe streams chunk by chunk, and runs
+//! in-process mock providers (`sluice::mock`).
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[allow(unused_imports)]
+pub use sluice::mock::{Behaviour, Fault, MockProvider};
+
+/// The gateway key every test config defines (obviously fake).
+pub const KEY: &str = "sk-test-gateway-key-aaaa";
+/// A second key, allowed only `gpt-*` models.
+pub const LIMITED_KEY: &str = "sk-test-limited-key-bbbb";
+/// The provider key the gateway sends upstream (obviously fake).
+pub const PROVIDER_KEY: &str = "sk-test-provider-key-cccc";
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+/// A config with one OpenAI-compatible provider at `upstream` and models `gpt-4o-mini`
+/// (→ `upstream-gpt`), `embed` (→ `upstream-embed`) and `other-model`.
+pub fn standard_config(upstream: &str) -> String {
+    format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+  - {{ name: limited, key: {LIMITED_KEY}, models: ["gpt-*"] }}
+providers:
+  mock: {{ kind: openai_compatible, base_url: "{upstream}/v1", api_key: {PROVIDER_KEY} }}
+models:
+  gpt-4o-mini:
+    - {{ provider: mock, model: upstream-gpt }}
+  embed:
+    - {{ provider: mock, model: upstream-embed }}
+  other-model:
+    - {{ provider: mock, model: upstream-other }}
+"#
+    )
+}
+
+impl Gateway {
+    /// Starts sluice with `body` (a config without `listen`/`admin`/`server`, which are
+    /// generated) and waits until it answers.
+    pub fn start(body: &str) -> Gateway {
+        Self::start_inner(body, None)
+    }
+
+    /// Like [`Gateway::start`], with `admin.token` set.
+    pub fn start_with_admin_token(body: &str, token: &str) -> Gateway {
+        Self::start_inner(body, Some(token))
+    }
+
+    fn start_inner(body: &str, admin_token: Option<&str>) -> Gateway {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{token}\
+             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n{body}",
+            pid = dir.path().join("sluice.pid").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+            token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),
+        );
+        let cfg = dir.path().join("sluice.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
+        let child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice");
+        let mut gw = Gateway {
+            child,
+            port,
+            admin_port,
+            dir,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sluice exited ({status}) during start-up:\n{}", self.log());
+            }
+            let up = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok();
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything sluice logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("sluice.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts an OpenAI-shaped error with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let v = self.json();
+        let e = &v["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(e["type"].is_string(), "{v}");
+        assert!(e.get("param").is_some() && e.get("code").is_some(), "{v}");
+        assert_eq!(e["code"], code, "{v}");
+        v
+    }
+}
+
+/// An HTTP/1.1 response being read as it arrives.
+pub struct Streaming {
+    sock: TcpStream,
+    buf: Vec<u8>,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    chunked: bool,
+    remaining: Option<usize>,
+    done: bool,
+}
+
+impl Streaming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 16384];
+        match self.sock.read(&mut tmp).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next piece of body as it arrived (one chunk of chunked framing); `None` at the
+    /// end or when the connection closed.
+    pub async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        if !self.chunked {
+            if self.remaining == Some(0) {
+                self.done = true;
+                return None;
+            }
+            if self.buf.is_empty() && !self.fill().await {
+                self.done = true;
+                return None;
+            }
+            let take = self
+                .remaining
+                .map_or(self.buf.len(), |r| r.min(self.buf.len()));
+            if let Some(r) = self.remaining.as_mut() {
+                *r -= take;
+            }
+            return Some(self.buf.drain(..take).collect());
+        }
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..pos]).to_string();
+                let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
+                    .expect("chunk size");
+                if size == 0 {
+                    self.done = true;
+                    return None;
+                }
+                if self.buf.len() >= pos + 2 + size + 2 {
+                    let data = self.buf[pos + 2..pos + 2 + size].to_vec();
+                    self.buf.drain(..pos + 2 + size + 2);
+                    return Some(data);
+                }
+            }
+            if !self.fill().await {
+                self.done = true;
+                return None;
+            }
+        }
+    }
+
+    /// Whether the body ended with its proper terminator (as opposed to a cut connection).
+    pub fn ended_cleanly(&self) -> bool {
+        self.done
+    }
+
+    /// Reads the rest of the body.
+    pub async fn rest(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = self.next_chunk().await {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+}
+
+/// Sends a request and returns once the response header has arrived.
+pub async fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Streaming {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n");
+    let mut has_len = false;
+    for (k, v) in headers {
+        has_len |=
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_len {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let _ = sock.write_all(body).await;
+    read_head(sock).await
+}
+
+async fn read_head(mut sock: TcpStream) -> Streaming {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 16384];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut tmp))
+            .await
+            .expect("response header within 30s")
+            .unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before a response header: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(len) = resp.parse(&buf).unwrap() {
+            let status = resp.code.unwrap();
+            let headers: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let chunked = headers
+                .iter()
+                .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+            let remaining = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.parse().unwrap());
+            buf.drain(..len);
+            return Streaming {
+                sock,
+                buf,
+                status,
+                headers,
+                chunked,
+                remaining,
+                done: false,
+            };
+        }
+    }
+}
+
+/// Sends a request and reads the whole response.
+pub async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut s = send(port, method, path, headers, body).await;
+    let body = tokio::time::timeout(Duration::from_secs(30), s.rest())
+        .await
+        .expect("response body within 30s");
+    Response {
+        status: s.status,
+        headers: s.headers.clone(),
+        body,
+    }
+}
+
+/// POSTs JSON with the standard gateway key.
+pub async fn post(port: u16, path: &str, body: &serde_json::Value) -> Response {
+    let auth = format!("Bearer {KEY}");
+    request(
+        port,
+        "POST",
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// POSTs JSON with the standard key and returns the response as it streams.
+pub async fn post_stream(port: u16, path: &str, body: &serde_json::Value) -> Streaming {
+    let auth = format!("Bearer {KEY}");
+    send(
+        port,
+        "POST",
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// Splits an SSE body into its `data:` payloads.
+pub fn sse_data(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Concatenates the `delta.content` of every chunk.
+pub fn stream_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|e| e.as_str() != "[DONE]")
+        .filter_map(|e| {
+            let v: serde_json::Value = serde_json::from_str(e).ok()?;
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Polls `cond` for up to `timeout`.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}
+
+pub fn chat(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}]
+    })
+}
+
+pub async fn mock() -> MockProvider {
+    MockProvider::start("127.0.0.1:0", Behaviour::default())
+        .await
+        .unwrap()
+}

@@ -1,0 +1,130 @@
+//! `sluice check`, `sluice run` with bad configs, and the shipped example configs.
+
+mod common;
+
+use std::process::Command;
+
+use common::bin;
+
+/// Environment for the shipped configs (obviously fake values).
+const ENV: &[(&str, &str)] = &[
+    ("SLUICE_DEMO_KEY", "sk-test-demo"),
+    ("SLUICE_ADMIN_TOKEN", "test-admin-token"),
+    ("TEAM_A_KEY", "sk-test-team-a"),
+    ("OPENAI_API_KEY", "sk-test-openai"),
+    ("OPENAI_ORG_ID", "org-test"),
+    ("GROQ_API_KEY", "gsk-test"),
+    ("XAI_API_KEY", "xai-test"),
+];
+
+fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["check", "-c"])
+        .arg(path)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn every_shipped_config_passes_check() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let (ok, out) = check(&path, ENV);
+            assert!(ok, "{}: {out}", path.display());
+            assert!(out.contains("OK"), "{out}");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "conf/ holds sluice.yaml and full.yaml");
+}
+
+#[test]
+fn broken_configs_fail_with_the_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "listen: 127.0.0.1:8080\nkeys:\n  - { name: a, key: ${TEAM_A_KEY} }\n\
+                providers:\n  p: { kind: openai, api_key: ${OPENAI_API_KEY} }\n\
+                models:\n  claude-fast:\n    - { provider: p, model: x }\n";
+    let cases = [
+        (
+            base.replace(
+                "- { provider: p, model: x }",
+                "- { provider: p, model: x }\n    - { provider: gemni, model: y }",
+            ),
+            "models.claude-fast[1].provider: unknown provider \"gemni\"",
+        ),
+        (base.replace("listen:", "lisen:"), "unknown field `lisen`"),
+        (
+            base.replace("${OPENAI_API_KEY}", "${SLUICE_UNSET_VAR_FOR_TEST}"),
+            "providers.p.api_key: environment variable SLUICE_UNSET_VAR_FOR_TEST is not set",
+        ),
+        (
+            base.replace("${OPENAI_API_KEY}", "sk-literal-secret-value"),
+            "providers.p.api_key: inline secrets are refused",
+        ),
+        (
+            base.replace("kind: openai", "kind: openia"),
+            "providers.p.kind: unknown kind \"openia\"",
+        ),
+        (
+            base.replace("127.0.0.1:8080", "127.0.0.1:99999"),
+            "listen: invalid address",
+        ),
+    ];
+    for (i, (yaml, expected)) in cases.iter().enumerate() {
+        assert_ne!(yaml, base, "case {i} did not change the config");
+        let path = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let (ok, out) = check(&path, ENV);
+        assert!(!ok, "case {i} should fail: {out}");
+        assert!(
+            out.contains(expected),
+            "case {i}: expected {expected:?} in {out:?}"
+        );
+        assert!(
+            !out.contains("sk-literal-secret-value"),
+            "secret echoed: {out}"
+        );
+        assert!(!out.contains("sk-test-openai"), "secret echoed: {out}");
+    }
+    let (ok, out) = check(&dir.path().join("missing.yaml"), ENV);
+    assert!(!ok);
+    assert!(out.contains("cannot read config file"), "{out}");
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "listen: 127.0.0.1:1\nkeys: []\n").unwrap();
+    let out = Command::new(bin())
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keys: at least one gateway key is required"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sluice {}", env!("CARGO_PKG_VERSION"))
+    );
+}
