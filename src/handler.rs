@@ -151,6 +151,21 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiErro
         session.set_keepalive(None);
         return Err(ApiError::payload_too_large(limit));
     }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        // curl and others wait for this before sending a body larger than 1 KiB.
+        session
+            .as_downstream_mut()
+            .write_continue_response()
+            .await
+            .map_err(|_| {
+                ApiError::invalid_request("The client connection failed.").with_code("invalid_body")
+            })?;
+    }
     let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
     loop {
         let chunk = tokio::time::timeout(BODY_READ_TIMEOUT, session.read_request_body()).await;
