@@ -167,14 +167,6 @@ pub async fn forward(
         relay_stream(gw, session, ctx, &plan, up, &peer, &deadline).await;
         return Ok(());
     }
-    if plan.stream {
-        drop(up);
-        return Err(ApiError::bad_gateway(format!(
-            "The upstream provider '{}' did not answer the streaming request with an event stream.",
-            provider.name
-        )));
-    }
-
     let body = read_whole(
         &mut up,
         session,
@@ -188,6 +180,15 @@ pub async fn forward(
         Err(fail) => return Err(read_fail_error(fail, &provider, ctx)),
     };
     release(gw, up, &peer).await;
+    if plan.stream {
+        // The provider ignored `stream: true` and answered whole.
+        let (bytes, usage) =
+            openai::completion_to_sse(&body, &plan.public_model, plan.client_wants_usage)?;
+        ctx.usage = usage;
+        let h = sse_header(ctx);
+        respond::json(session, ctx, 200, bytes, h).await;
+        return Ok(());
+    }
     let (bytes, usage) = openai::rewrite_response(&body, &plan.public_model)?;
     ctx.usage = usage;
     let h = respond::header(200, "application/json", ctx);
@@ -443,6 +444,16 @@ async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
     }
 }
 
+/// Response header for an event stream.
+fn sse_header(ctx: &Ctx) -> pingora::http::ResponseHeader {
+    let mut h = respond::header(200, "text/event-stream; charset=utf-8", ctx);
+    h.insert_header("cache-control", "no-cache")
+        .expect("static header");
+    h.insert_header("x-accel-buffering", "no")
+        .expect("static header");
+    h
+}
+
 /// Relays an event stream, translating it chunk by chunk. Failures after the first byte are
 /// sent as a final error event, never followed by `[DONE]`.
 async fn relay_stream(
@@ -455,11 +466,7 @@ async fn relay_stream(
     deadline: &Deadline,
 ) {
     let provider = &plan.deployment.provider;
-    let mut h = respond::header(200, "text/event-stream; charset=utf-8", ctx);
-    h.insert_header("cache-control", "no-cache")
-        .expect("static header");
-    h.insert_header("x-accel-buffering", "no")
-        .expect("static header");
+    let mut h = sse_header(ctx);
     if !session.as_downstream().is_http2() {
         h.insert_header("transfer-encoding", "chunked")
             .expect("static header");

@@ -68,6 +68,8 @@ pub enum Fault {
     ErrorEventAfterChunks(usize),
     /// Write the stream in pieces of this many bytes, so events and UTF-8 characters split.
     SplitEvery(usize),
+    /// Answer a streaming request with a whole JSON completion, as some servers do.
+    IgnoreStream,
 }
 
 /// One request as the mock received it.
@@ -376,7 +378,9 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
         send_whole(sock, 404, "", b.as_bytes()).await?;
         return Ok(true);
     }
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+    if body.get("stream").and_then(Value::as_bool) == Some(true)
+        && fault != Some(Fault::IgnoreStream)
+    {
         stream_chat(sock, &body, &behaviour, fault.as_ref(), st).await
     } else {
         whole_chat(sock, &body, &behaviour, fault.as_ref()).await

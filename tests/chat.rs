@@ -293,3 +293,67 @@ async fn upstream_connections_are_pooled() {
         m.total_connections()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_ignoring_stream_still_gives_the_client_a_stream() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    m.push_fault(Fault::IgnoreStream);
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    assert_eq!(s.status, 200);
+    assert!(s
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = sse_data(&s.rest().await);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    assert!(stream_text(&events).contains("Say hello"));
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk");
+    assert_eq!(first["model"], "gpt-4o-mini");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    let body = chat("gpt-4o-mini", false).to_string();
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut buf))
+        .await
+        .expect("100 Continue arrives without the body being sent")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    sock.write_all(body.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = sock.read(&mut b).await {
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&b[..n]);
+            if rest.windows(4).any(|w| w == b"\r\n\r\n") && rest.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("200 OK"), "{text}");
+    assert!(text.contains("\"model\":\"gpt-4o-mini\""), "{text}");
+}

@@ -62,6 +62,74 @@ pub fn rewrite_response(
     Ok((Bytes::from(bytes), usage))
 }
 
+/// Turns a whole chat completion into the event stream the client asked for. Some
+/// OpenAI-compatible servers ignore `stream: true`; their clients still get a stream: per
+/// choice a chunk with the message and one with the finish reason, the usage chunk when asked
+/// for, then `[DONE]`.
+pub fn completion_to_sse(
+    body: &[u8],
+    public_model: &str,
+    client_wants_usage: bool,
+) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let (whole, usage) = rewrite_response(body, public_model)?;
+    let v: Value = serde_json::from_slice(&whole).expect("just serialised");
+    let choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_gateway("The upstream provider's answer has no 'choices'."))?;
+    let base = |choices: Value| {
+        let mut c = Map::new();
+        for k in ["id", "created", "system_fingerprint"] {
+            if let Some(x) = v.get(k) {
+                c.insert(k.into(), x.clone());
+            }
+        }
+        c.insert(
+            "object".into(),
+            Value::String("chat.completion.chunk".into()),
+        );
+        c.insert("model".into(), Value::String(public_model.to_string()));
+        c.insert("choices".into(), choices);
+        c
+    };
+    let mut out = BytesMut::with_capacity(whole.len() + 256);
+    let mut emit = |c: Map<String, Value>| {
+        out.put_slice(b"data: ");
+        serde_json::to_writer((&mut out).writer(), &c).expect("JSON values serialise");
+        out.put_slice(b"\n\n");
+    };
+    for (i, choice) in choices.iter().enumerate() {
+        let index = choice.get("index").cloned().unwrap_or(Value::from(i));
+        let mut delta = choice
+            .get("message")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (n, call) in calls.iter_mut().enumerate() {
+                if let Some(obj) = call.as_object_mut() {
+                    obj.entry("index").or_insert(Value::from(n));
+                }
+            }
+        }
+        emit(base(
+            serde_json::json!([{"index": index, "delta": delta, "finish_reason": null}]),
+        ));
+        let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
+        emit(base(
+            serde_json::json!([{"index": index, "delta": {}, "finish_reason": finish}]),
+        ));
+    }
+    if client_wants_usage {
+        if let Some(u) = v.get("usage") {
+            let mut c = base(Value::Array(vec![]));
+            c.insert("usage".into(), u.clone());
+            emit(c);
+        }
+    }
+    out.put_slice(b"data: [DONE]\n\n");
+    Ok((out.freeze(), usage))
+}
+
 /// Normalises a provider's error answer into the OpenAI error shape.
 ///
 /// The status is kept, except that a provider refusing sluice's own credentials (401/403)

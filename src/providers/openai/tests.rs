@@ -216,3 +216,22 @@ fn upstream_errors_are_normalised() {
     let long = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(50_000));
     assert!(upstream_error(500, long.as_bytes(), &p, None).message.len() < 2100);
 }
+
+#[test]
+fn whole_completion_becomes_a_stream() {
+    let body = br#"{"id":"x","object":"chat.completion","created":5,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+    let (out, usage) = completion_to_sse(body, "public", true).unwrap();
+    let evs = events(std::str::from_utf8(&out).unwrap());
+    assert_eq!(evs.len(), 4);
+    assert_eq!(evs[0]["object"], "chat.completion.chunk");
+    assert_eq!(evs[0]["model"], "public");
+    assert_eq!(evs[0]["choices"][0]["delta"]["content"], "hi");
+    assert_eq!(evs[0]["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+    assert_eq!(evs[1]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(evs[2]["usage"]["total_tokens"], 3);
+    assert_eq!(evs[3], "[DONE]");
+    assert_eq!(usage.unwrap().total_tokens, 3);
+    let (out, _) = completion_to_sse(body, "public", false).unwrap();
+    assert_eq!(events(std::str::from_utf8(&out).unwrap()).len(), 3);
+    assert!(completion_to_sse(b"{}", "p", false).is_err());
+}
