@@ -1,0 +1,129 @@
+//! TLS to the provider: certificate verification against `upstream.ca_file`, SNI from the
+//! `base_url` host, and a clear 502 (not a panic) when the certificate is not trusted.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+
+struct TlsFront {
+    port: u16,
+    ca_pem: String,
+    sni: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+/// A TLS server for `localhost` (signed by a fresh CA) that relays to `backend`.
+async fn tls_front(backend: std::net::SocketAddr) -> TlsFront {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sluice test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let sni = Arc::new(Mutex::new(Vec::new()));
+    // Listen on IPv4 and, where available, IPv6 loopback on the same port, since `localhost`
+    // may resolve to either.
+    let v4 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = v4.local_addr().unwrap().port();
+    let mut listeners = vec![v4];
+    if let Ok(v6) = TcpListener::bind(("::1", port)).await {
+        listeners.push(v6);
+    }
+    for l in listeners {
+        let acceptor = acceptor.clone();
+        let sni = sni.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                let sni = sni.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    sni.lock()
+                        .unwrap()
+                        .push(tls.get_ref().1.server_name().map(str::to_string));
+                    let Ok(mut plain) = TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+    }
+    TlsFront {
+        port,
+        ca_pem: ca_cert.pem(),
+        sni,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_provider_with_sni_and_private_ca() {
+    let m = mock().await;
+    let front = tls_front(m.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let gw = Gateway::start(&format!(
+        "{}upstream:\n  ca_file: {}\n",
+        standard_config(&format!("https://localhost:{}", front.port)),
+        ca.display()
+    ));
+    let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.log());
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    assert_eq!(sse_data(&s.rest().await).last().unwrap(), "[DONE]");
+    let sni = front.sni.lock().unwrap().clone();
+    assert!(!sni.is_empty());
+    assert!(
+        sni.iter().all(|s| s.as_deref() == Some("localhost")),
+        "{sni:?}"
+    );
+    assert_eq!(
+        m.requests()[0].header("host"),
+        Some(format!("localhost:{}", front.port).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_is_a_502() {
+    let m = mock().await;
+    let front = tls_front(m.addr).await;
+    // No ca_file: the platform roots do not trust the test CA.
+    let gw = Gateway::start(&standard_config(&format!(
+        "https://localhost:{}",
+        front.port
+    )));
+    let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+    let v = r.assert_error(502, "upstream_unreachable");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("'mock'"),
+        "{v}"
+    );
+    assert_eq!(
+        m.request_count(),
+        0,
+        "nothing is sent over an unverified connection"
+    );
+    assert!(!gw.log().contains("panicked"));
+}
