@@ -38,6 +38,8 @@ pub fn bin() -> PathBuf {
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
+    /// Processes replaced by [`Gateway::upgrade`], still draining.
+    old: Vec<Child>,
     pub port: u16,
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
@@ -82,30 +84,44 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{token}\
-             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 0s\n  graceful_shutdown_timeout: 1s\n{body}",
+             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 0s\n  graceful_shutdown_timeout: 10s\n{body}",
             pid = dir.path().join("sluice.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
             token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),
         );
         let cfg = dir.path().join("sluice.yaml");
         std::fs::write(&cfg, yaml).unwrap();
-        let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
-        let child = Command::new(bin())
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start sluice");
+        let child = spawn(dir.path(), false);
         let mut gw = Gateway {
             child,
+            old: Vec::new(),
             port,
             admin_port,
             dir,
         };
         gw.wait_ready();
         gw
+    }
+
+    /// Zero-downtime upgrade: starts a new process with `--upgrade`, then tells the current
+    /// one to hand over its sockets (SIGQUIT). Returns once the old process has been told.
+    pub fn upgrade(&mut self) {
+        let new = spawn(self.dir.path(), true);
+        // The new process waits on the upgrade socket; give it a moment to start listening.
+        std::thread::sleep(Duration::from_millis(500));
+        let old = std::mem::replace(&mut self.child, new);
+        let status = Command::new("kill")
+            .args(["-QUIT", &old.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.old.push(old);
+        self.wait_ready();
+    }
+
+    /// Whether every replaced process has exited.
+    pub fn old_processes_exited(&mut self) -> bool {
+        self.old.iter_mut().all(|c| c.try_wait().unwrap().is_some())
     }
 
     fn wait_ready(&mut self) {
@@ -144,9 +160,29 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in self.old.iter_mut().chain(std::iter::once(&mut self.child)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
+}
+
+fn spawn(dir: &std::path::Path, upgrade: bool) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sluice.log"))
+        .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "-c"]).arg(dir.join("sluice.yaml"));
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sluice")
 }
 
 /// A response read to the end.

@@ -1,0 +1,49 @@
+//! Zero-downtime upgrade: a new process takes over the listening sockets (`--upgrade` plus
+//! SIGQUIT to the old one) while streams are open; none of them is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_with_open_streams_loses_none() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        reply: Some("tok ".repeat(30)),
+        gap: Duration::from_millis(60),
+        ..Behaviour::default()
+    });
+    let mut gw = Gateway::start(&standard_config(&m.url()));
+    let port = gw.port;
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut s = post_stream(port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+        assert_eq!(s.status, 200);
+        let mut body = s.next_chunk().await.expect("stream started");
+        streams.push(tokio::spawn(async move {
+            body.extend(s.rest().await);
+            sse_data(&body)
+        }));
+    }
+    gw.upgrade();
+    // New requests are served by the new process while the old one drains.
+    for _ in 0..5 {
+        let r = post(port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for s in streams {
+        let events = s.await.unwrap();
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "a stream was cut: {events:?}"
+        );
+        assert_eq!(stream_text(&events).matches("tok").count(), 30);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || gw.old_processes_exited()).await,
+        "the old process exits once its streams are done"
+    );
+}
