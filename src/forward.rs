@@ -111,7 +111,13 @@ pub async fn forward(
     })?;
     let peer = upstream::peer(&provider, addr, cfg);
     let path = format!("{}{}", provider.openai_path, plan.endpoint.path());
-    let header = request_header(&provider, &path, plan.body.len(), plan.stream)?;
+    let header = request_header(
+        &provider,
+        &path,
+        plan.body.len(),
+        plan.stream,
+        &ctx.request_id,
+    )?;
 
     let mut up = match exchange_headers(
         gw, session, &peer, &provider, &header, &plan.body, &deadline,
@@ -201,6 +207,7 @@ fn request_header(
     path: &str,
     len: usize,
     stream: bool,
+    request_id: &str,
 ) -> Result<RequestHeader, ApiError> {
     let build = || -> pingora::Result<RequestHeader> {
         let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8))?;
@@ -216,6 +223,7 @@ fn request_header(
             },
         )?;
         req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
+        req.insert_header("x-request-id", request_id)?;
         if let Some(key) = &provider.api_key {
             let mut v = http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
                 .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;

@@ -268,6 +268,21 @@ async fn proxy(
     key: &GatewayKey,
     endpoint: Endpoint,
 ) -> Result<(), ApiError> {
+    let encoding = session
+        .req_header()
+        .headers
+        .get("content-encoding")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(enc) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+        session.set_keepalive(None);
+        let mut e = ApiError::invalid_request(format!(
+            "Content-Encoding '{}' is not supported; send the JSON body uncompressed.",
+            crate::api::error::echo(&enc)
+        ))
+        .with_code("unsupported_content_encoding");
+        e.status = 415;
+        return Err(e);
+    }
     let raw = read_body(session, gw.cfg.limits.max_body_bytes).await?;
     let mut body = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Object(m)) => m,

@@ -34,6 +34,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // A client that stops reading does not hold a stream (and its upstream) forever.
+        session
+            .as_downstream_mut()
+            .set_write_timeout(Some(self.cfg.timeouts.idle));
         if let Err(e) = handler::handle(self, session, ctx).await {
             respond::error(session, ctx, &e).await;
         }

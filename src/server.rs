@@ -20,8 +20,22 @@ pub struct RunFlags {
     pub daemon: bool,
 }
 
+/// Fails fast when a listener address cannot be bound (Pingora would retry for 30 seconds
+/// before giving up). Skipped for `--upgrade`, where the running instance holds the sockets.
+fn check_addresses(cfg: &Config) -> Result<(), String> {
+    for (key, addr) in [("listen", cfg.listen), ("admin.listen", cfg.admin.listen)] {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(format!("{key}: cannot listen on {addr}: {e}"));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the server, ready to `run_forever`.
 pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
+    if !flags.upgrade {
+        check_addresses(&cfg)?;
+    }
     let cfg = Arc::new(cfg);
     let conf = ServerConf {
         threads: cfg.server.threads,

@@ -72,6 +72,11 @@ async fn non_stream_round_trip_renames_model_and_swaps_credentials() {
         "client key leaked upstream"
     );
     assert_eq!(up.header("host"), Some(m.addr.to_string().as_str()));
+    assert_eq!(
+        up.header("x-request-id"),
+        Some("req-abc.123"),
+        "the request id travels upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

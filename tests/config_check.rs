@@ -128,3 +128,33 @@ fn version_flag() {
         format!("sluice {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn run_fails_fast_when_the_address_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{} }}\nallow_inline_secrets: true\n\
+             keys: [{{ name: a, key: sk-test-a }}]\n",
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(bin())
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("listen: cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}

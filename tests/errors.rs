@@ -58,6 +58,18 @@ async fn malformed_requests_are_400_with_a_precise_message() {
         .await
         .assert_error(404, "model_not_found");
     assert_eq!(v["error"]["param"], "model");
+    let gz = request(
+        gw.port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-encoding", "gzip"),
+        ],
+        b"\x1f\x8b\x08\x00",
+    )
+    .await;
+    gz.assert_error(415, "unsupported_content_encoding");
     assert_eq!(m.request_count(), 0);
 }
 
