@@ -30,6 +30,8 @@ use crate::upstream;
 
 /// Largest error body read from a provider.
 const MAX_ERROR_BODY: usize = 1 << 20;
+/// How long to wait for the end of a provider's body after its terminal event.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many pooled connections may turn out to be stale before a fresh one is used.
 const STALE_RETRIES: usize = 2;
 
@@ -502,6 +504,11 @@ async fn relay_stream(
                 if let Err(e) = translator.feed(&chunk, &mut out) {
                     break Some(e);
                 }
+                if translator.is_done() {
+                    // The answer is complete; whatever the provider does next is not the
+                    // client's concern.
+                    break None;
+                }
                 if !out.is_empty() {
                     let data = out.split().freeze();
                     if session
@@ -540,6 +547,26 @@ async fn relay_stream(
         ctx.client_gone = true;
     }
     if failure.is_none() {
+        drain_and_release(gw, up, peer).await;
+    }
+}
+
+/// After the terminal event, reads what is left of the provider's body (briefly) so the
+/// connection can go back to the pool; a provider that keeps it open is cut off instead.
+async fn drain_and_release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut left = MAX_ERROR_BODY;
+        while !up.response_done() {
+            match up.read_response_body().await {
+                Ok(Some(b)) if b.len() <= left => left -= b.len(),
+                Ok(None) => break,
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if drained == Ok(true) {
         release(gw, up, peer).await;
     }
 }

@@ -70,6 +70,8 @@ pub enum Fault {
     SplitEvery(usize),
     /// Answer a streaming request with a whole JSON completion, as some servers do.
     IgnoreStream,
+    /// Send the whole stream including `[DONE]`, then keep the body open this long.
+    HoldAfterDone(Duration),
 }
 
 /// One request as the mock received it.
@@ -592,7 +594,7 @@ async fn stream_chat(
         }
     }
     match fault {
-        Some(Fault::StallAfterChunks(_, d)) => {
+        Some(Fault::StallAfterChunks(_, d) | Fault::HoldAfterDone(d)) => {
             // Keep the connection silent; notice if the reader goes away meanwhile.
             let mut probe = [0u8; 1];
             tokio::select! {

@@ -145,3 +145,35 @@ async fn client_disconnect_while_waiting_for_a_slow_answer() {
     .await;
     assert!(log_has_gone, "{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_holding_the_body_open_after_done_does_not_delay_the_client() {
+    let m = mock().await;
+    let gw = Gateway::start(&format!(
+        "{}timeouts:\n  idle: 3s\n",
+        standard_config(&m.url())
+    ));
+    m.push_fault(Fault::HoldAfterDone(Duration::from_secs(20)));
+    let started = Instant::now();
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    let events = sse_data(&s.rest().await);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(s.ended_cleanly());
+    assert_eq!(events.last().unwrap(), "[DONE]", "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.contains("\"error\"")),
+        "{events:?}"
+    );
+    // The held connection is not pooled: it is closed after the drain window.
+    assert!(eventually(Duration::from_secs(3), || m.open_connections() == 0).await);
+    assert_eq!(
+        post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false))
+            .await
+            .status,
+        200
+    );
+}
