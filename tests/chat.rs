@@ -219,25 +219,11 @@ async fn models_list_follows_the_key_allow_list() {
             .map(|m| m["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let all = request(
-        gw.port,
-        "GET",
-        "/v1/models",
-        &[("authorization", &format!("Bearer {KEY}"))],
-        b"",
-    )
-    .await;
+    let all = get(gw.port, "/v1/models", KEY).await;
     assert_eq!(all.status, 200);
     assert_eq!(all.json()["object"], "list");
     assert_eq!(ids(&all), vec!["embed", "gpt-4o-mini", "other-model"]);
-    let limited = request(
-        gw.port,
-        "GET",
-        "/v1/models",
-        &[("authorization", &format!("Bearer {LIMITED_KEY}"))],
-        b"",
-    )
-    .await;
+    let limited = get(gw.port, "/v1/models", LIMITED_KEY).await;
     assert_eq!(ids(&limited), vec!["gpt-4o-mini"]);
 
     let one = request(
@@ -250,14 +236,7 @@ async fn models_list_follows_the_key_allow_list() {
     .await;
     assert_eq!(one.status, 200);
     assert_eq!(one.json()["id"], "gpt-4o-mini");
-    let hidden = request(
-        gw.port,
-        "GET",
-        "/v1/models/embed",
-        &[("authorization", &format!("Bearer {LIMITED_KEY}"))],
-        b"",
-    )
-    .await;
+    let hidden = get(gw.port, "/v1/models/embed", LIMITED_KEY).await;
     hidden.assert_error(404, "model_not_found");
     assert_eq!(m.request_count(), 0, "models are answered locally");
 }

@@ -101,18 +101,25 @@ fn broken_configs_fail_with_the_key_path() {
     assert!(out.contains("cannot read config file"), "{out}");
 }
 
-#[test]
-fn run_refuses_a_bad_config_before_starting() {
+/// Runs `sluice run` on `yaml`; expects it to refuse to start. Returns its stderr.
+fn run_refused(yaml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "listen: 127.0.0.1:1\nkeys: []\n").unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let started = std::time::Instant::now();
     let out = Command::new(bin())
         .args(["run", "-c"])
         .arg(&path)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn run_refuses_a_bad_config_before_starting() {
+    let err = run_refused("listen: 127.0.0.1:1\nkeys: []\n");
     assert!(
         err.contains("keys: at least one gateway key is required"),
         "{err}"
@@ -133,26 +140,11 @@ fn version_flag() {
 fn run_fails_fast_when_the_address_is_taken() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("busy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{} }}\nallow_inline_secrets: true\n\
-             keys: [{{ name: a, key: sk-test-a }}]\n",
-            common::free_port()
-        ),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let out = Command::new(bin())
-        .args(["run", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_refused(&format!(
+        "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{} }}\nallow_inline_secrets: true\n\
+         keys: [{{ name: a, key: sk-test-a }}]\n",
+        common::free_port()
+    ));
     assert!(
         err.contains(&format!("listen: cannot listen on 127.0.0.1:{port}")),
         "{err}"

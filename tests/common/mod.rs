@@ -399,7 +399,11 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut s = send(port, method, path, headers, body).await;
+    read_all(send(port, method, path, headers, body).await).await
+}
+
+/// Reads the rest of a response.
+pub async fn read_all(mut s: Streaming) -> Response {
     let body = tokio::time::timeout(Duration::from_secs(30), s.rest())
         .await
         .expect("response body within 30s");
@@ -410,20 +414,15 @@ pub async fn request(
     }
 }
 
+/// GETs `path` with `key` as the bearer token.
+pub async fn get(port: u16, path: &str, key: &str) -> Response {
+    let auth = format!("Bearer {key}");
+    request(port, "GET", path, &[("authorization", &auth)], b"").await
+}
+
 /// POSTs JSON with the standard gateway key.
 pub async fn post(port: u16, path: &str, body: &serde_json::Value) -> Response {
-    let auth = format!("Bearer {KEY}");
-    request(
-        port,
-        "POST",
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .await
+    read_all(post_stream(port, path, body).await).await
 }
 
 /// POSTs JSON with the standard key and returns the response as it streams.
