@@ -1,5 +1,11 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz` (config loaded, ready
-//! for traffic), on its own socket — loopback by default — and never on the client listener.
+//! The admin listener, on its own socket — loopback by default — and never on the client
+//! listener:
+//!
+//! - `/healthz`: the process is alive;
+//! - `/readyz`: every public model has at least one available deployment (503 otherwise, with
+//!   the models that have none);
+//! - `/health/deployments`: health, cooldowns, load and failure counts of every deployment.
+//!
 //! When `admin.token` is set, everything but the two probes requires it as a bearer token.
 
 use std::sync::Arc;
@@ -11,9 +17,11 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::routing::Router;
 
 pub struct Admin {
     pub cfg: Arc<Config>,
+    pub router: Arc<Router>,
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -49,14 +57,25 @@ impl ServeHttp for Admin {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/healthz" => reply(200, json!({"status": "ok"})),
-            "/readyz" => reply(
-                200,
-                json!({"status": "ready", "models": self.cfg.models.len()}),
-            ),
+            "/readyz" => {
+                let unavailable = self.router.unavailable_models();
+                if unavailable.is_empty() {
+                    reply(
+                        200,
+                        json!({"status": "ready", "models": self.cfg.models.len()}),
+                    )
+                } else {
+                    reply(
+                        503,
+                        json!({"status": "degraded", "unavailable_models": unavailable}),
+                    )
+                }
+            }
             _ if !self.authorized(session) => reply(
                 401,
                 json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),
             ),
+            "/health/deployments" => reply(200, self.router.snapshot()),
             _ => reply(
                 404,
                 json!({"error": {"message": "unknown admin endpoint", "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),

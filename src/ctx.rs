@@ -22,6 +22,8 @@ pub struct Ctx {
     pub status: u16,
     /// Low-cardinality error label, when the request failed.
     pub error: Option<&'static str>,
+    /// Attempts made upstream (1 without retries).
+    pub attempts: u32,
     /// Upstream status, when a provider answered.
     pub upstream_status: Option<u16>,
     pub usage: Option<Usage>,
@@ -43,6 +45,7 @@ impl Ctx {
             stream: false,
             status: 0,
             error: None,
+            attempts: 0,
             upstream_status: None,
             usage: None,
             ttfb: None,

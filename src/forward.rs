@@ -26,7 +26,9 @@ use crate::gateway::Gateway;
 use crate::providers::openai::{self, OpenAiStream};
 use crate::providers::StreamTranslator;
 use crate::respond;
+use crate::routing::{self, DeploymentState, Failure, Reason, RouteState, Router};
 use crate::upstream;
+use serde_json::{Map, Value};
 
 /// Largest error body read from a provider.
 const MAX_ERROR_BODY: usize = 1 << 20;
@@ -54,12 +56,21 @@ impl Endpoint {
 /// Everything needed to send one request upstream.
 pub struct Plan {
     pub endpoint: Endpoint,
-    pub deployment: Arc<Deployment>,
-    /// The translated body, ready to send.
-    pub body: Bytes,
+    pub route: Arc<RouteState>,
+    /// The client's body; rendered for each deployment that is tried.
+    pub body: Map<String, Value>,
     pub stream: bool,
     pub client_wants_usage: bool,
-    pub public_model: String,
+}
+
+impl Plan {
+    /// The upstream body for a deployment whose model is `upstream_model`.
+    fn render(&mut self, upstream_model: &str) -> Bytes {
+        openai::prepare_request(&mut self.body, upstream_model, self.stream);
+        let mut out = Vec::with_capacity(256);
+        serde_json::to_writer(&mut out, &self.body).expect("JSON values serialise");
+        Bytes::from(out)
+    }
 }
 
 /// Error code for a client that went away; its answer is never seen.
@@ -81,6 +92,10 @@ struct Deadline {
 }
 
 impl Deadline {
+    fn left(&self) -> Duration {
+        self.end.saturating_duration_since(Instant::now())
+    }
+
     /// The shorter of `phase` and what is left of the whole request's time.
     fn cap(&self, phase: Duration) -> (Duration, &'static str) {
         let left = self.end.saturating_duration_since(Instant::now());
@@ -92,51 +107,220 @@ impl Deadline {
     }
 }
 
-/// Sends `plan` upstream and relays the answer. `Err` only while nothing was sent to the client.
+/// Sends `plan` upstream — failing over between deployments and retrying as the route's
+/// health and the retry policy allow — and relays the answer. `Err` only while nothing was
+/// sent to the client.
 pub async fn forward(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    plan: Plan,
+    mut plan: Plan,
 ) -> Result<(), ApiError> {
-    let cfg = &gw.cfg;
-    let provider = plan.deployment.provider.clone();
+    let router = &gw.router;
+    let retry = &gw.cfg.retry;
     let deadline = Deadline {
-        end: ctx.start + cfg.timeouts.total,
+        end: ctx.start + gw.cfg.timeouts.total,
     };
-    let addr = gw.resolver.resolve(&provider).await.map_err(|m| {
-        ApiError::bad_gateway(format!(
-            "Could not reach the upstream provider '{}': {m}.",
-            provider.name
-        ))
-        .with_code("upstream_unreachable")
-    })?;
-    let peer = upstream::peer(&provider, addr, cfg);
-    let path = format!("{}{}", provider.openai_path, plan.endpoint.path());
-    let header = request_header(
-        &provider,
-        &path,
-        plan.body.len(),
-        plan.stream,
-        &ctx.request_id,
-    )?;
-
-    let mut up = match exchange_headers(
-        gw, session, &peer, &provider, &header, &plan.body, &deadline,
-    )
-    .await
-    {
-        Ok(up) => up,
-        Err(e) => {
-            if e.code.as_deref() == Some(CLIENT_CLOSED) {
-                ctx.client_gone = true;
+    router.budget.on_request();
+    let mut tried: Vec<usize> = Vec::with_capacity(retry.max_attempts as usize);
+    let mut last: Option<ApiError> = None;
+    let mut rendered: Option<(String, Bytes)> = None;
+    for attempt in 0..retry.max_attempts {
+        if attempt > 0 && !router.budget.try_retry() {
+            log::warn!(
+                "request {}: retry budget spent, not retrying",
+                ctx.request_id
+            );
+            break;
+        }
+        let (idx, reason) = router.choose(&plan.route, &tried);
+        let dep = plan.route.deployments[idx].clone();
+        let wait = match reason {
+            Reason::Fresh => Duration::ZERO,
+            Reason::Again => routing::backoff(attempt, retry.backoff_base, retry.backoff_max),
+            Reason::Cooldown(left) => left,
+        };
+        if !wait.is_zero() {
+            if wait > retry.max_wait || wait >= deadline.left() {
+                return Err(cooling_down(router, &plan, &dep, wait, last));
             }
-            return Err(e);
+            let mut watch = true;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = client_gone(session, &mut watch) => {
+                    ctx.client_gone = true;
+                    return Err(client_closed());
+                }
+            }
+        }
+        tried.push(idx);
+        let deployment = &dep.deployment;
+        ctx.attempts += 1;
+        ctx.provider = Some(deployment.provider.name.clone());
+        ctx.upstream_model = Some(deployment.model.clone());
+        let body = match &rendered {
+            Some((model, body)) if *model == deployment.model => body.clone(),
+            _ => {
+                let body = plan.render(&deployment.model);
+                rendered = Some((deployment.model.clone(), body.clone()));
+                body
+            }
+        };
+        let _in_flight = router.begin(&dep);
+        match attempt_once(gw, session, ctx, &plan, deployment, body, &deadline).await {
+            Attempt::Done => {
+                router.record_success(&dep);
+                return Ok(());
+            }
+            Attempt::StreamFailed => {
+                router.record_stream_failure(&dep);
+                return Ok(());
+            }
+            Attempt::Final(e) => {
+                if e.code.as_deref() == Some(CLIENT_CLOSED) {
+                    ctx.client_gone = true;
+                }
+                return Err(e);
+            }
+            Attempt::Retry(e, failure) => {
+                log::warn!(
+                    "request {}: attempt {} on {}/{} failed: {}",
+                    ctx.request_id,
+                    attempt + 1,
+                    deployment.provider.name,
+                    deployment.model,
+                    e.message
+                );
+                router.record_failure(&dep, failure);
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::internal("No attempt was made.")))
+}
+
+/// The error for a request that would have to wait longer than `retry.max_wait` (or its
+/// deadline) for a deployment to come out of cooldown: the provider's own answer when there
+/// was one, with `Retry-After` saying when to come back.
+fn cooling_down(
+    router: &Router,
+    plan: &Plan,
+    dep: &DeploymentState,
+    wait: Duration,
+    last: Option<ApiError>,
+) -> ApiError {
+    let retry_after = Some(wait.as_secs_f64().ceil().max(1.0).to_string());
+    if let Some(e) = last {
+        return e.with_retry_after(retry_after);
+    }
+    let status = match router.cooldown_status(dep) {
+        429 => 429,
+        _ => 503,
+    };
+    let mut e = ApiError::upstream(
+        status,
+        if status == 429 {
+            "rate_limit_error"
+        } else {
+            "api_error"
+        },
+        format!(
+            "The model `{}` is temporarily unavailable: its providers asked for a pause. \
+             Retry after {} seconds.",
+            plan.route.route.name,
+            retry_after.as_deref().unwrap_or("1")
+        ),
+    )
+    .with_retry_after(retry_after);
+    e.code = Some(
+        if status == 429 {
+            "rate_limit_exceeded"
+        } else {
+            "upstream_unavailable"
+        }
+        .into(),
+    );
+    e
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// The answer was sent to the client.
+    Done,
+    /// A stream started and then failed; the client got an error event.
+    StreamFailed,
+    /// Nothing was sent; the error goes to the client as it is.
+    Final(ApiError),
+    /// Nothing was sent; another attempt may succeed.
+    Retry(ApiError, Failure),
+}
+
+/// Statuses worth another attempt; every other error goes straight back.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529)
+}
+
+/// Classifies an error that happened before anything was sent to the client.
+fn before_commit(e: ApiError) -> Attempt {
+    if e.code.as_deref() == Some(CLIENT_CLOSED) || e.status == 500 {
+        Attempt::Final(e)
+    } else {
+        Attempt::Retry(
+            e,
+            Failure {
+                status: 0,
+                retry_after: None,
+            },
+        )
+    }
+}
+
+async fn attempt_once(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    plan: &Plan,
+    deployment: &Deployment,
+    body: Bytes,
+    deadline: &Deadline,
+) -> Attempt {
+    let cfg = &gw.cfg;
+    let provider = &deployment.provider;
+    let addr = match gw.resolver.resolve(provider).await {
+        Ok(a) => a,
+        Err(m) => {
+            return before_commit(
+                ApiError::bad_gateway(format!(
+                    "Could not reach the upstream provider '{}': {m}.",
+                    provider.name
+                ))
+                .with_code("upstream_unreachable"),
+            )
         }
     };
-    let resp = up
-        .response_header()
-        .ok_or_else(|| ApiError::internal("The upstream response header is missing."))?;
+    let peer = upstream::peer(provider, addr, cfg);
+    let path = format!("{}{}", provider.openai_path, plan.endpoint.path());
+    let header = match request_header(
+        provider,
+        "POST",
+        &path,
+        Some(body.len()),
+        plan.stream,
+        &ctx.request_id,
+    ) {
+        Ok(h) => h,
+        Err(e) => return Attempt::Final(e),
+    };
+    let mut up =
+        match exchange_headers(gw, session, &peer, provider, &header, &body, deadline).await {
+            Ok(up) => up,
+            Err(e) => return before_commit(e),
+        };
+    let Some(resp) = up.response_header() else {
+        return Attempt::Final(ApiError::internal(
+            "The upstream response header is missing.",
+        ));
+    };
     let status = resp.status.as_u16();
     ctx.upstream_status = Some(status);
     let retry_after = resp
@@ -151,71 +335,86 @@ pub async fn forward(
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
 
     if !(200..300).contains(&status) {
-        let body = read_whole(
+        let read = read_whole(
             &mut up,
             session,
             MAX_ERROR_BODY,
-            &deadline,
+            deadline,
             cfg.timeouts.idle,
         )
         .await;
         release(gw, up, &peer).await;
-        return match body {
-            Ok(body) => Err(openai::upstream_error(
-                status,
-                &body,
-                &provider,
-                retry_after,
-            )),
-            Err(fail) => Err(read_fail_error(fail, &provider, ctx)),
+        let body = match read {
+            Ok(b) => b,
+            Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
+        };
+        let wait = retry_after.as_deref().and_then(routing::parse_retry_after);
+        let e = openai::upstream_error(status, &body, provider, retry_after);
+        return if retryable_status(status) {
+            Attempt::Retry(
+                e,
+                Failure {
+                    status,
+                    retry_after: wait,
+                },
+            )
+        } else {
+            Attempt::Final(e)
         };
     }
 
     if plan.stream && is_sse {
-        relay_stream(gw, session, ctx, &plan, up, &peer, &deadline).await;
-        return Ok(());
+        return relay_stream(gw, session, ctx, plan, provider, (up, &peer), deadline).await;
     }
-    let body = read_whole(
+    let read = read_whole(
         &mut up,
         session,
         cfg.limits.max_response_bytes,
-        &deadline,
+        deadline,
         cfg.timeouts.idle,
     )
     .await;
-    let body = match body {
+    let body = match read {
         Ok(b) => b,
-        Err(fail) => return Err(read_fail_error(fail, &provider, ctx)),
+        Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
     };
     release(gw, up, &peer).await;
-    if plan.stream {
+    let public = &plan.route.route.name;
+    let translated = if plan.stream {
         // The provider ignored `stream: true` and answered whole.
-        let (bytes, usage) =
-            openai::completion_to_sse(&body, &plan.public_model, plan.client_wants_usage)?;
-        ctx.usage = usage;
-        let h = sse_header(ctx);
-        respond::json(session, ctx, 200, bytes, h).await;
-        return Ok(());
+        openai::completion_to_sse(&body, public, plan.client_wants_usage)
+            .map(|(b, u)| (b, u, sse_header(ctx)))
+    } else {
+        openai::rewrite_response(&body, public)
+            .map(|(b, u)| (b, u, respond::header(200, "application/json", ctx)))
+    };
+    match translated {
+        Ok((bytes, usage, h)) => {
+            ctx.usage = usage;
+            respond::json(session, ctx, 200, bytes, h).await;
+            Attempt::Done
+        }
+        Err(e) => before_commit(e),
     }
-    let (bytes, usage) = openai::rewrite_response(&body, &plan.public_model)?;
-    ctx.usage = usage;
-    let h = respond::header(200, "application/json", ctx);
-    respond::json(session, ctx, 200, bytes, h).await;
-    Ok(())
 }
 
-fn request_header(
+/// Builds a request to `provider` from scratch: nothing of the client's request but the body
+/// goes upstream. `body_len` is `None` for requests without a body.
+pub(crate) fn request_header(
     provider: &Provider,
+    method: &str,
     path: &str,
-    len: usize,
+    body_len: Option<usize>,
     stream: bool,
     request_id: &str,
 ) -> Result<RequestHeader, ApiError> {
     let build = || -> pingora::Result<RequestHeader> {
-        let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8))?;
+        let mut req = RequestHeader::build(method, path.as_bytes(), Some(8))?;
         req.insert_header("host", provider.base.authority.as_str())?;
-        req.insert_header("content-type", "application/json")?;
-        req.insert_header("content-length", len)?;
+        if let Some(len) = body_len {
+            req.insert_header("content-type", "application/json")?;
+            req.insert_header("content-length", len)?;
+        }
         req.insert_header(
             "accept",
             if stream {
@@ -340,7 +539,7 @@ async fn exchange_headers(
 }
 
 /// Reads response headers, skipping informational (1xx) ones.
-async fn read_final_header(up: &mut HttpSession) -> pingora::Result<()> {
+pub(crate) async fn read_final_header(up: &mut HttpSession) -> pingora::Result<()> {
     for _ in 0..4 {
         up.read_response_header().await?;
         if up
@@ -464,18 +663,41 @@ fn sse_header(ctx: &Ctx) -> pingora::http::ResponseHeader {
     h
 }
 
-/// Relays an event stream, translating it chunk by chunk. Failures after the first byte are
-/// sent as a final error event, never followed by `[DONE]`.
+/// Relays an event stream, translating it chunk by chunk. Nothing is sent to the client
+/// until the provider's first event has been translated, so a stream that fails before that
+/// can still be retried elsewhere. Failures after that are sent as a final error event, never
+/// followed by `[DONE]`.
 async fn relay_stream(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
     plan: &Plan,
-    mut up: HttpSession,
-    peer: &HttpPeer,
+    provider: &Provider,
+    (mut up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
-) {
-    let provider = &plan.deployment.provider;
+) -> Attempt {
+    let mut translator = OpenAiStream::new(&plan.route.route.name, plan.client_wants_usage);
+    let mut out = BytesMut::with_capacity(4096);
+    let mut watch = true;
+    let idle = gw.cfg.timeouts.idle;
+
+    while out.is_empty() && !translator.is_done() {
+        match read_chunk(&mut up, session, &mut watch, deadline, idle).await {
+            Ok(Some(chunk)) => {
+                ctx.ttfb.get_or_insert_with(|| ctx.start.elapsed());
+                if let Err(e) = translator.feed(&chunk, &mut out) {
+                    return before_commit(e);
+                }
+            }
+            Ok(None) => {
+                if let Err(e) = translator.finish(&mut out) {
+                    return before_commit(e);
+                }
+            }
+            Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
+        }
+    }
+
     let mut h = sse_header(ctx);
     if !session.as_downstream().is_http2() {
         h.insert_header("transfer-encoding", "chunked")
@@ -488,45 +710,42 @@ async fn relay_stream(
         .is_err()
     {
         ctx.client_gone = true;
-        return;
+        return Attempt::Done;
     }
 
-    let mut translator = OpenAiStream::new(&plan.public_model, plan.client_wants_usage);
-    let mut out = BytesMut::with_capacity(4096);
-    let mut watch = true;
-    let idle = gw.cfg.timeouts.idle;
     let failure: Option<ApiError> = loop {
+        if translator.is_done() {
+            // The answer is complete; whatever the provider does next is not the client's
+            // concern.
+            break None;
+        }
+        if !out.is_empty() {
+            let data = out.split().freeze();
+            if session
+                .write_response_body(Some(data), false)
+                .await
+                .is_err()
+            {
+                ctx.client_gone = true;
+                ctx.usage = translator.usage();
+                return Attempt::Done;
+            }
+        }
         match read_chunk(&mut up, session, &mut watch, deadline, idle).await {
             Ok(Some(chunk)) => {
-                if ctx.ttfb.is_none() {
-                    ctx.ttfb = Some(ctx.start.elapsed());
-                }
                 if let Err(e) = translator.feed(&chunk, &mut out) {
                     break Some(e);
                 }
-                if translator.is_done() {
-                    // The answer is complete; whatever the provider does next is not the
-                    // client's concern.
-                    break None;
-                }
-                if !out.is_empty() {
-                    let data = out.split().freeze();
-                    if session
-                        .write_response_body(Some(data), false)
-                        .await
-                        .is_err()
-                    {
-                        ctx.client_gone = true;
-                        ctx.usage = translator.usage();
-                        return;
-                    }
+            }
+            Ok(None) => {
+                if let Err(e) = translator.finish(&mut out) {
+                    break Some(e);
                 }
             }
-            Ok(None) => break translator.finish(&mut out).err(),
             Err(ReadFail::ClientGone) => {
                 ctx.client_gone = true;
                 ctx.usage = translator.usage();
-                return;
+                return Attempt::Done;
             }
             Err(fail) => break Some(read_fail_error(fail, provider, ctx)),
         }
@@ -546,8 +765,12 @@ async fn relay_stream(
     if session.write_response_body(Some(data), true).await.is_err() {
         ctx.client_gone = true;
     }
-    if failure.is_none() {
-        drain_and_release(gw, up, peer).await;
+    match failure {
+        Some(_) => Attempt::StreamFailed,
+        None => {
+            drain_and_release(gw, up, peer).await;
+            Attempt::Done
+        }
     }
 }
 

@@ -8,11 +8,14 @@ use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
 use crate::config::Config;
+use crate::routing::Router;
 use crate::upstream::Resolver;
 
 pub struct Gateway {
     pub cfg: Arc<Config>,
     pub resolver: Resolver,
+    /// Deployments and their health, shared with the health checker and the admin listener.
+    pub router: Arc<Router>,
     /// Pooled upstream connections (keep-alive), shared by all workers.
     pub connector: Connector,
     /// Unix time sluice started; the `created` of every model in `/v1/models`.
@@ -20,11 +23,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(cfg: Arc<Config>, server_conf: &ServerConf) -> Self {
+    pub fn new(cfg: Arc<Config>, router: Arc<Router>, server_conf: &ServerConf) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
             resolver: Resolver::new(&cfg),
+            router,
             connector: Connector::new(Some(opts)),
             cfg,
             started_unix: std::time::SystemTime::now()

@@ -14,9 +14,7 @@ use crate::config::{find_key, GatewayKey};
 use crate::ctx::Ctx;
 use crate::forward::{self, Endpoint, Plan};
 use crate::gateway::Gateway;
-use crate::providers::openai;
 use crate::respond;
-use crate::routing;
 use pingora::proxy::Session;
 
 /// How long a client may take between two pieces of its request body.
@@ -284,7 +282,7 @@ async fn proxy(
         return Err(e);
     }
     let raw = read_body(session, gw.cfg.limits.max_body_bytes).await?;
-    let mut body = match serde_json::from_slice::<Value>(&raw) {
+    let body = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {
             return Err(
@@ -298,27 +296,24 @@ async fn proxy(
     let (model, stream) = validate(endpoint, &body)?;
     ctx.stream = stream;
     let route = gw
-        .cfg
-        .models
-        .get(&model)
+        .router
+        .route(&model)
         .filter(|_| key.allows(&model))
         .ok_or_else(|| ApiError::model_not_found(&model))?
         .clone();
     ctx.model = Some(model);
-
-    let deployment = routing::pick(&route).clone();
-    ctx.provider = Some(deployment.provider.name.clone());
-    ctx.upstream_model = Some(deployment.model.clone());
-    let client_wants_usage = openai::prepare_request(&mut body, &deployment.model, stream);
-    let upstream_body =
-        Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("JSON values serialise"));
+    let client_wants_usage = stream
+        && body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     let plan = Plan {
         endpoint,
-        deployment,
-        body: upstream_body,
+        route,
+        body,
         stream,
         client_wants_usage,
-        public_model: route.name.clone(),
     };
     forward::forward(gw, session, ctx, plan).await
 }

@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod forward;
 pub mod gateway;
 pub mod handler;
+pub mod health;
 pub mod mock;
 pub mod providers;
 pub mod proxy;

@@ -10,6 +10,10 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::health::HealthChecker;
+use crate::routing::Router;
+use pingora::connectors::ConnectorOptions;
+use pingora::services::background::background_service;
 
 /// Process-level flags passed through to Pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -56,7 +60,8 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(cfg.clone(), &server.configuration);
+    let router = Arc::new(Router::new(&cfg));
+    let gateway = Gateway::new(cfg.clone(), router.clone(), &server.configuration);
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
     let listen = cfg.listen.to_string();
@@ -67,9 +72,26 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         None => proxy.add_tcp(&listen),
     }
 
-    let mut admin = Service::new("sluice admin".to_string(), Admin { cfg: cfg.clone() });
+    let mut admin = Service::new(
+        "sluice admin".to_string(),
+        Admin {
+            cfg: cfg.clone(),
+            router: router.clone(),
+        },
+    );
     admin.add_tcp(&cfg.admin.listen.to_string());
 
+    let opts = ConnectorOptions::from_server_conf(&server.configuration);
+    if let Some(checker) = HealthChecker::new(
+        cfg.clone(),
+        router.clone(),
+        ConnectorOptions {
+            ca_file: cfg.upstream.ca_file.clone(),
+            ..opts
+        },
+    ) {
+        server.add_service(background_service("health checks", checker));
+    }
     server.add_service(proxy);
     server.add_service(admin);
     Ok(server)

@@ -25,6 +25,7 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         "provider": ctx.provider,
         "upstream_model": ctx.upstream_model,
         "upstream_status": ctx.upstream_status,
+        "attempts": ctx.attempts,
         "stream": ctx.stream,
         "error": ctx.error.or(e.map(|_| "internal")),
         "client_gone": ctx.client_gone,

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
+/// Config fragment: one attempt per request, so provider answers reach the client as they are.
+const NO_RETRY: &str = "retry:\n  max_attempts: 1\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_400_with_a_precise_message() {
     let m = mock().await;
@@ -188,7 +191,7 @@ async fn unresolvable_host_is_502_not_a_panic() {
 async fn stall_before_first_byte_is_504() {
     let m = mock().await;
     let gw = Gateway::start(&format!(
-        "{}timeouts:\n  first_byte: 500ms\n",
+        "{}timeouts:\n  first_byte: 500ms\n{NO_RETRY}",
         standard_config(&m.url())
     ));
     m.push_fault(Fault::StallBeforeHeaders(Duration::from_secs(5)));
@@ -212,7 +215,11 @@ async fn stall_before_first_byte_is_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_errors_pass_through_normalised() {
     let m = mock().await;
-    let gw = Gateway::start(&standard_config(&m.url()));
+    // One attempt and no cooldown, so that each provider answer is seen as it is.
+    let gw = Gateway::start(&format!(
+        "{}{NO_RETRY}health:\n  cooldown: 0s\n  check: {{ enabled: false }}\n",
+        standard_config(&m.url())
+    ));
     let body = chat("gpt-4o-mini", false);
 
     m.push_fault(Fault::Status {
@@ -224,15 +231,6 @@ async fn provider_errors_pass_through_normalised() {
     let v = r.assert_error(400, "invalid_value");
     assert_eq!(v["error"]["param"], "temperature");
     assert_eq!(v["error"]["message"], "Invalid value for 'temperature'");
-
-    m.push_fault(Fault::Status {
-        status: 429,
-        body: json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}).to_string(),
-        retry_after: Some("7".into()),
-    });
-    let r = post(gw.port, "/v1/chat/completions", &body).await;
-    r.assert_error(429, "rate_limit_exceeded");
-    assert_eq!(r.header("retry-after"), Some("7"));
 
     m.push_fault(Fault::Status {
         status: 503,
@@ -260,6 +258,16 @@ async fn provider_errors_pass_through_normalised() {
     )
     .await;
     r.assert_error(502, "bad_gateway");
+
+    m.push_fault(Fault::Status {
+        status: 429,
+        body: json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}).to_string(),
+        retry_after: Some("7".into()),
+    });
+    let r = post(gw.port, "/v1/chat/completions", &body).await;
+    r.assert_error(429, "rate_limit_exceeded");
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(m.request_count(), 5, "one attempt each");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

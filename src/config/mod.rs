@@ -186,6 +186,9 @@ pub struct Deployment {
     /// The provider's model name.
     pub model: String,
     pub weight: u32,
+    /// Tier: deployments with a lower number are used first; higher tiers only when every
+    /// deployment of the lower ones is unavailable.
+    pub priority: u32,
 }
 
 /// A public model name and the deployments that can serve it.
@@ -246,6 +249,44 @@ pub struct ServerSettings {
     pub graceful_shutdown_timeout: Duration,
 }
 
+/// Retries and failover.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// The longest sluice waits (for a `Retry-After` or a backoff) before another attempt.
+    pub max_wait: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Retries allowed as a share of requests (0.2: at most one retry per five requests).
+    pub budget_ratio: f64,
+    /// Retries always allowed per second, whatever the ratio says.
+    pub budget_min_per_second: u32,
+}
+
+/// Passive and active health checking.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// Consecutive failures that put a deployment into cooldown.
+    pub failure_threshold: u32,
+    /// Cooldown when the provider gave no `Retry-After`.
+    pub cooldown: Duration,
+    /// Upper bound for a cooldown set by `Retry-After`.
+    pub max_cooldown: Duration,
+    pub check: Option<HealthCheckSettings>,
+}
+
+/// Active checks: a periodic request to each provider.
+#[derive(Debug, Clone)]
+pub struct HealthCheckSettings {
+    /// Path under the provider's OpenAI base path, e.g. `/models`.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub ca_file: Option<String>,
@@ -267,6 +308,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub server: ServerSettings,
     pub upstream: UpstreamSettings,
+    pub retry: RetrySettings,
+    pub health: HealthSettings,
 }
 
 /// Reads and validates a config file.
@@ -578,6 +621,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 provider: provider.clone(),
                 model,
                 weight,
+                priority: d.priority.unwrap_or(0),
             }));
         }
         models.insert(
@@ -660,7 +704,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         keepalive_idle: u.keepalive_idle.map_or(Duration::from_secs(60), |d| d.0),
     };
 
+    let retry = validate_retry(raw.retry)?;
+    let health = validate_health(raw.health)?;
+
     Ok(Config {
+        retry,
+        health,
         listen,
         tls,
         admin,
@@ -672,6 +721,84 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         server,
         upstream,
     })
+}
+
+fn validate_retry(r: raw::RawRetry) -> Result<RetrySettings, ConfigError> {
+    let retry = RetrySettings {
+        max_attempts: r.max_attempts.unwrap_or(3),
+        max_wait: r.max_wait.map_or(Duration::from_secs(10), |d| d.0),
+        backoff_base: r.backoff_base.map_or(Duration::from_millis(200), |d| d.0),
+        backoff_max: r.backoff_max.map_or(Duration::from_secs(5), |d| d.0),
+        budget_ratio: r.budget_ratio.unwrap_or(0.2),
+        budget_min_per_second: r.budget_min_per_second.unwrap_or(5),
+    };
+    if !(1..=10).contains(&retry.max_attempts) {
+        return Err(ConfigError::new(
+            "retry.max_attempts",
+            "must be between 1 and 10",
+        ));
+    }
+    if !(0.0..=1.0).contains(&retry.budget_ratio) {
+        return Err(ConfigError::new(
+            "retry.budget_ratio",
+            "must be between 0 and 1",
+        ));
+    }
+    if retry.backoff_base > retry.backoff_max {
+        return Err(ConfigError::new(
+            "retry.backoff_base",
+            "must not exceed retry.backoff_max",
+        ));
+    }
+    Ok(retry)
+}
+
+fn validate_health(h: raw::RawHealth) -> Result<HealthSettings, ConfigError> {
+    let c = h.check;
+    let check = if c.enabled.unwrap_or(true) {
+        let path = c.path.unwrap_or_else(|| "/models".into());
+        if !path.starts_with('/') {
+            return Err(ConfigError::new("health.check.path", "must start with /"));
+        }
+        let check = HealthCheckSettings {
+            path,
+            interval: c.interval.map_or(Duration::from_secs(30), |d| d.0),
+            timeout: c.timeout.map_or(Duration::from_secs(5), |d| d.0),
+            unhealthy_threshold: c.unhealthy_threshold.unwrap_or(2),
+            healthy_threshold: c.healthy_threshold.unwrap_or(1),
+        };
+        if check.interval < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "health.check.interval",
+                "must be at least 100ms",
+            ));
+        }
+        if check.timeout.is_zero() {
+            return Err(ConfigError::new("health.check.timeout", "must be positive"));
+        }
+        if check.unhealthy_threshold == 0 || check.healthy_threshold == 0 {
+            return Err(ConfigError::new(
+                "health.check",
+                "unhealthy_threshold and healthy_threshold must be at least 1",
+            ));
+        }
+        Some(check)
+    } else {
+        None
+    };
+    let health = HealthSettings {
+        failure_threshold: h.failure_threshold.unwrap_or(3),
+        cooldown: h.cooldown.map_or(Duration::from_secs(10), |d| d.0),
+        max_cooldown: h.max_cooldown.map_or(Duration::from_secs(300), |d| d.0),
+        check,
+    };
+    if health.failure_threshold == 0 {
+        return Err(ConfigError::new(
+            "health.failure_threshold",
+            "must be at least 1",
+        ));
+    }
+    Ok(health)
 }
 
 fn validate_keys(ctx: &Ctx, raw: Vec<raw::RawKey>) -> Result<Vec<GatewayKey>, ConfigError> {

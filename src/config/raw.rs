@@ -33,6 +33,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
     pub allow_inline_secrets: bool,
 }
 
@@ -84,6 +88,8 @@ pub struct RawDeployment {
     pub model: Option<String>,
     #[serde(default)]
     pub weight: Option<u32>,
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,4 +138,51 @@ pub struct RawUpstream {
     pub keepalive_pool_size: Option<usize>,
     #[serde(default)]
     pub keepalive_idle: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub max_wait: Option<Dur>,
+    #[serde(default)]
+    pub backoff_base: Option<Dur>,
+    #[serde(default)]
+    pub backoff_max: Option<Dur>,
+    #[serde(default)]
+    pub budget_ratio: Option<f64>,
+    #[serde(default)]
+    pub budget_min_per_second: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+    #[serde(default)]
+    pub cooldown: Option<Dur>,
+    #[serde(default)]
+    pub max_cooldown: Option<Dur>,
+    #[serde(default)]
+    pub check: RawHealthCheck,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
 }

@@ -79,6 +79,17 @@ impl Gateway {
     }
 
     fn start_inner(body: &str, admin_token: Option<&str>) -> Gateway {
+        // A port found free can be taken by another test before sluice binds it; sluice then
+        // refuses to start, and the start is retried on other ports.
+        for _ in 0..5 {
+            if let Some(gw) = Self::try_start(body, admin_token) {
+                return gw;
+            }
+        }
+        panic!("sluice could not bind free ports five times in a row");
+    }
+
+    fn try_start(body: &str, admin_token: Option<&str>) -> Option<Gateway> {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -89,6 +100,13 @@ impl Gateway {
             sock = dir.path().join("upgrade.sock").display(),
             token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),
         );
+        // Active health checks would add their own requests to the mocks' counts; tests that
+        // are about them configure `health:` themselves.
+        let yaml = if body.contains("\nhealth:") {
+            yaml
+        } else {
+            format!("{yaml}health:\n  check:\n    enabled: false\n")
+        };
         let cfg = dir.path().join("sluice.yaml");
         std::fs::write(&cfg, yaml).unwrap();
         let child = spawn(dir.path(), false);
@@ -99,8 +117,11 @@ impl Gateway {
             admin_port,
             dir,
         };
-        gw.wait_ready();
-        gw
+        match gw.wait_ready() {
+            Ok(()) => Some(gw),
+            Err(log) if log.contains("cannot listen on") => None,
+            Err(log) => panic!("sluice exited during start-up:\n{log}"),
+        }
     }
 
     /// Zero-downtime upgrade: starts a new process with `--upgrade`, then tells the current
@@ -116,7 +137,9 @@ impl Gateway {
             .unwrap();
         assert!(status.success());
         self.old.push(old);
-        self.wait_ready();
+        if let Err(log) = self.wait_ready() {
+            panic!("the upgraded sluice exited:\n{log}");
+        }
     }
 
     /// Whether every replaced process has exited.
@@ -124,16 +147,17 @@ impl Gateway {
         self.old.iter_mut().all(|c| c.try_wait().unwrap().is_some())
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until both listeners accept connections; `Err(log)` if sluice exited.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("sluice exited ({status}) during start-up:\n{}", self.log());
+            if self.child.try_wait().unwrap().is_some() {
+                return Err(self.log());
             }
             let up = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok();
             if up {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
