@@ -13,6 +13,7 @@ use crate::gateway::Gateway;
 use crate::health::HealthChecker;
 use crate::routing::Router;
 use pingora::connectors::ConnectorOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::services::background::background_service;
 
 /// Process-level flags passed through to Pingora.
@@ -66,9 +67,14 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
     let listen = cfg.listen.to_string();
     match &cfg.tls {
-        Some(tls) => proxy
-            .add_tls(&listen, &tls.cert, &tls.key)
-            .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?,
+        Some(tls) => {
+            let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
+                .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?;
+            if tls.http2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(&listen, None, settings);
+        }
         None => proxy.add_tcp(&listen),
     }
 

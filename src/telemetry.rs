@@ -18,6 +18,8 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let line = json!({
         "request_id": ctx.request_id,
         "method": req.method.as_str(),
+        "http": if session.as_downstream().is_http2() { "2" } else { "1.1" },
+        "client": session.client_addr().map(|a| a.to_string()),
         "path": req.uri.path(),
         "status": status,
         "key": ctx.key_name,

@@ -138,7 +138,14 @@ pub fn peer(provider: &Provider, addr: SocketAddr, cfg: &Config) -> HttpPeer {
     o.connection_timeout = Some(cfg.timeouts.connect);
     o.total_connection_timeout = Some(cfg.timeouts.connect);
     o.idle_timeout = Some(cfg.upstream.keepalive_idle);
-    o.alpn = ALPN::H1;
+    if provider.http2 {
+        // Offer h2; a provider that only speaks HTTP/1.1 still gets HTTP/1.1.
+        o.alpn = ALPN::H2H1;
+        o.max_h2_streams = cfg.upstream.max_h2_streams;
+        o.h2_ping_interval = Some(Duration::from_secs(30));
+    } else {
+        o.alpn = ALPN::H1;
+    }
     o.tcp_keepalive = Some(pingora::protocols::TcpKeepalive {
         idle: Duration::from_secs(60),
         interval: Duration::from_secs(10),

@@ -127,3 +127,126 @@ async fn untrusted_certificate_is_a_502() {
     );
     assert!(!gw.log().contains("panicked"));
 }
+
+/// A CA and a leaf certificate for `localhost` and 127.0.0.1, as PEM files in `dir`:
+/// returns (ca, cert, key) paths.
+fn pem_files(dir: &std::path::Path) -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+    let write = |name: &str, content: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    };
+    (
+        write("ca.pem", ca_cert.pem()),
+        write("cert.pem", leaf.pem()),
+        write("key.pem", leaf_key.serialize_pem()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_an_https_provider_multiplexes_streams() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        gap: std::time::Duration::from_millis(20),
+        ..Behaviour::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pem_files(dir.path());
+    // The "provider" is another sluice serving TLS with HTTP/2, in front of the mock.
+    let provider = Gateway::start(&format!(
+        "tls: {{ cert: {cert}, key: {key} }}\n{}",
+        standard_config(&m.url())
+    ));
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: {KEY} }}
+models:
+  gpt-4o-mini:
+    - {{ provider: edge, model: gpt-4o-mini }}
+upstream:
+  ca_file: {ca}
+"#,
+        provider.port
+    ));
+    // Warm up: Pingora opens one connection per request while no HTTP/2 connection to the
+    // provider exists yet; once one does, concurrent requests share it.
+    let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        // Staggered slightly (each stream then stays open ~250 ms, so all overlap): a burst
+        // that arrives within the same instant can still open parallel connections.
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        let port = gw.port;
+        tasks.push(tokio::spawn(async move {
+            let mut s = post_stream(
+                port,
+                "/v1/chat/completions",
+                &chat("gpt-4o-mini", i % 2 == 0),
+            )
+            .await;
+            (s.status, s.rest().await)
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let text = if i % 2 == 0 {
+            let events = sse_data(&body);
+            assert_eq!(events.last().unwrap(), "[DONE]");
+            stream_text(&events)
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["choices"][0]["message"]
+                ["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert!(text.contains("Say hello"), "{text}");
+    }
+    assert_eq!(m.request_count(), 9);
+    let access_lines = || {
+        provider
+            .log()
+            .lines()
+            .filter(|l| l.contains("sluice::access"))
+            .count()
+    };
+    assert!(eventually(std::time::Duration::from_secs(3), || access_lines() == 9).await);
+    let log = provider.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sluice::access"))
+        .collect();
+    assert_eq!(lines.len(), 9, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("\"http\":\"2\"")),
+        "the gateway spoke HTTP/2 to the provider:\n{log}"
+    );
+    let connections: std::collections::HashSet<String> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap();
+            v["client"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        connections.len() <= 2,
+        "9 requests, 8 of them concurrent, used {} connection(s)",
+        connections.len()
+    );
+}

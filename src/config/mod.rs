@@ -177,6 +177,8 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     /// Extra headers sent with every request to this provider.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Offer HTTP/2 (ALPN) and multiplex requests on one connection when the provider agrees.
+    pub http2: bool,
 }
 
 /// One way to serve a public model.
@@ -218,6 +220,8 @@ impl GatewayKey {
 pub struct TlsFiles {
     pub cert: String,
     pub key: String,
+    /// Offer HTTP/2 to clients (ALPN).
+    pub http2: bool,
 }
 
 #[derive(Debug)]
@@ -292,6 +296,8 @@ pub struct UpstreamSettings {
     pub ca_file: Option<String>,
     pub keepalive_pool_size: usize,
     pub keepalive_idle: Duration,
+    /// Concurrent requests on one HTTP/2 connection to a provider.
+    pub max_h2_streams: usize,
 }
 
 /// The validated configuration.
@@ -531,6 +537,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let tls = raw.tls.map(|t| TlsFiles {
         cert: t.cert,
         key: t.key,
+        http2: t.http2.unwrap_or(true),
     });
     if let Some(t) = &tls {
         for (key, file) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
@@ -702,7 +709,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ca_file: u.ca_file,
         keepalive_pool_size: u.keepalive_pool_size.unwrap_or(256),
         keepalive_idle: u.keepalive_idle.map_or(Duration::from_secs(60), |d| d.0),
+        max_h2_streams: u.max_h2_streams.unwrap_or(100),
     };
+    if upstream.max_h2_streams == 0 {
+        return Err(ConfigError::new(
+            "upstream.max_h2_streams",
+            "must be at least 1",
+        ));
+    }
 
     let retry = validate_retry(raw.retry)?;
     let health = validate_health(raw.health)?;
@@ -933,6 +947,16 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
             .map_err(|_| ConfigError::new(&hpath, "invalid header value"))?;
         headers.push((hname, hvalue));
     }
+    let http2 = match p.http2 {
+        Some(true) if !base.tls => {
+            return Err(ConfigError::new(
+                format!("{path}.http2"),
+                "HTTP/2 is negotiated over TLS: it needs an https:// base_url",
+            ))
+        }
+        Some(v) => v,
+        None => base.tls,
+    };
     let openai_path = if kind == ProviderKind::Ollama && !base.path.ends_with("/v1") {
         format!("{}/v1", base.path)
     } else {
@@ -945,6 +969,7 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         openai_path,
         api_key,
         headers,
+        http2,
     })
 }
 

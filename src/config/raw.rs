@@ -45,6 +45,8 @@ pub struct RawConfig {
 pub struct RawTls {
     pub cert: String,
     pub key: String,
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +80,8 @@ pub struct RawProvider {
     pub api_key: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +142,8 @@ pub struct RawUpstream {
     pub keepalive_pool_size: Option<usize>,
     #[serde(default)]
     pub keepalive_idle: Option<Dur>,
+    #[serde(default)]
+    pub max_h2_streams: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -166,6 +166,7 @@ fn provider() -> Provider {
         openai_path: "/v1".into(),
         api_key: Some(Secret::new("sk-fake-secret-provider-key-123")),
         headers: vec![],
+        http2: false,
     }
 }
 
