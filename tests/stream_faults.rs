@@ -46,6 +46,12 @@ async fn upstream_disconnect_mid_stream() {
     let (events, last) = failing_stream(&gw).await;
     assert_eq!(events.len(), 4, "three chunks, then the error: {events:?}");
     assert_eq!(last["error"]["code"], "upstream_connection_failed");
+    let health = get(gw.admin_port, "/health/deployments", "").await.json();
+    assert_eq!(
+        health["models"]["gpt-4o-mini"][0]["stream_failures"], 1,
+        "the failure is counted: {health}"
+    );
+    assert_eq!(m.request_count(), 1, "a stream that reached the client is never retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
