@@ -8,6 +8,7 @@ use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
 use crate::config::Config;
+use crate::drain::InFlight;
 use crate::routing::Router;
 use crate::upstream::Resolver;
 
@@ -18,17 +19,25 @@ pub struct Gateway {
     pub router: Arc<Router>,
     /// Pooled upstream connections (keep-alive), shared by all workers.
     pub connector: Connector,
+    /// Requests being served, for draining on shutdown.
+    pub in_flight: Arc<InFlight>,
     /// Unix time sluice started; the `created` of every model in `/v1/models`.
     pub started_unix: u64,
 }
 
 impl Gateway {
-    pub fn new(cfg: Arc<Config>, router: Arc<Router>, server_conf: &ServerConf) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        router: Arc<Router>,
+        in_flight: Arc<InFlight>,
+        server_conf: &ServerConf,
+    ) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
             resolver: Resolver::new(&cfg),
             router,
+            in_flight,
             connector: Connector::new(Some(opts)),
             cfg,
             started_unix: std::time::SystemTime::now()

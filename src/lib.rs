@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod ctx;
+pub mod drain;
 pub mod forward;
 pub mod gateway;
 pub mod handler;

@@ -34,6 +34,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let _in_flight = self.in_flight.enter();
         // A client that stops reading does not hold a stream (and its upstream) forever.
         session
             .as_downstream_mut()

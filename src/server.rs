@@ -9,6 +9,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::drain::{Drain, InFlight};
 use crate::gateway::Gateway;
 use crate::health::HealthChecker;
 use crate::routing::Router;
@@ -62,7 +63,13 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     server.bootstrap();
 
     let router = Arc::new(Router::new(&cfg));
-    let gateway = Gateway::new(cfg.clone(), router.clone(), &server.configuration);
+    let in_flight = Arc::new(InFlight::default());
+    let gateway = Gateway::new(
+        cfg.clone(),
+        router.clone(),
+        in_flight.clone(),
+        &server.configuration,
+    );
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
     let listen = cfg.listen.to_string();
@@ -98,6 +105,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     ) {
         server.add_service(background_service("health checks", checker));
     }
+    server.add_service(background_service("drain", Drain { in_flight }));
     server.add_service(proxy);
     server.add_service(admin);
     Ok(server)

@@ -51,7 +51,11 @@ async fn upstream_disconnect_mid_stream() {
         health["models"]["gpt-4o-mini"][0]["stream_failures"], 1,
         "the failure is counted: {health}"
     );
-    assert_eq!(m.request_count(), 1, "a stream that reached the client is never retried");
+    assert_eq!(
+        m.request_count(),
+        1,
+        "a stream that reached the client is never retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,3 +47,29 @@ async fn upgrade_with_open_streams_loses_none() {
         "the old process exits once its streams are done"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_open_streams_finish() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        reply: Some("tok ".repeat(20)),
+        gap: Duration::from_millis(50),
+        ..Behaviour::default()
+    });
+    let mut gw = Gateway::start(&standard_config(&m.url()));
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    let mut body = s.next_chunk().await.expect("stream started");
+    gw.signal("TERM");
+    body.extend(s.rest().await);
+    let events = sse_data(&body);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    assert_eq!(stream_text(&events).matches("tok").count(), 20);
+    assert!(
+        eventually(Duration::from_secs(10), || gw.exited()).await,
+        "the process exits after draining"
+    );
+}

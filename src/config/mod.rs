@@ -690,10 +690,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upgrade_sock: s
             .upgrade_sock
             .unwrap_or_else(|| "/tmp/sluice_upgrade.sock".into()),
-        grace_period: s.grace_period.map_or(Duration::from_secs(5), |d| d.0),
+        grace_period: s.grace_period.map_or(Duration::from_secs(300), |d| d.0),
         graceful_shutdown_timeout: s
             .graceful_shutdown_timeout
-            .map_or(Duration::from_secs(300), |d| d.0),
+            .map_or(Duration::from_secs(5), |d| d.0),
     };
 
     let u = raw.upstream;

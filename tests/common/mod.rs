@@ -95,7 +95,7 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{token}\
-             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 0s\n  graceful_shutdown_timeout: 10s\n{body}",
+             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 30s\n  graceful_shutdown_timeout: 1s\n{body}",
             pid = dir.path().join("sluice.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
             token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),
@@ -130,16 +130,26 @@ impl Gateway {
         let new = spawn(self.dir.path(), true);
         // The new process waits on the upgrade socket; give it a moment to start listening.
         std::thread::sleep(Duration::from_millis(500));
+        self.signal("QUIT");
         let old = std::mem::replace(&mut self.child, new);
-        let status = Command::new("kill")
-            .args(["-QUIT", &old.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
         self.old.push(old);
         if let Err(log) = self.wait_ready() {
             panic!("the upgraded sluice exited:\n{log}");
         }
+    }
+
+    /// Sends a signal (e.g. "TERM") to the current process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Whether the current process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// Whether every replaced process has exited.
