@@ -4,7 +4,8 @@
 //! - `/healthz`: the process is alive;
 //! - `/readyz`: every public model has at least one available deployment (503 otherwise, with
 //!   the models that have none);
-//! - `/health/deployments`: health, cooldowns, load and failure counts of every deployment.
+//! - `/health/deployments`: health, cooldowns, load and failure counts of every deployment;
+//! - `/metrics`: Prometheus text format.
 //!
 //! When `admin.token` is set, everything but the two probes requires it as a bearer token.
 
@@ -18,10 +19,12 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::routing::Router;
+use crate::telemetry::Metrics;
 
 pub struct Admin {
     pub cfg: Arc<Config>,
     pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -76,6 +79,15 @@ impl ServeHttp for Admin {
                 json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),
             ),
             "/health/deployments" => reply(200, self.router.snapshot()),
+            "/metrics" => {
+                let body = self.metrics.render(&self.router);
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                    .header("content-length", body.len())
+                    .body(body)
+                    .expect("valid response")
+            }
             _ => reply(
                 404,
                 json!({"error": {"message": "unknown admin endpoint", "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),

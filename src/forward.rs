@@ -127,6 +127,7 @@ pub async fn forward(
     let mut rendered: Option<(String, Bytes)> = None;
     for attempt in 0..retry.max_attempts {
         if attempt > 0 && !router.budget.try_retry() {
+            gw.metrics.retry_budget_denied.inc();
             log::warn!(
                 "request {}: retry budget spent, not retrying",
                 ctx.request_id
@@ -153,8 +154,24 @@ pub async fn forward(
                 }
             }
         }
+        if tried.last().is_some_and(|&prev| prev != idx) {
+            gw.metrics
+                .failovers
+                .with_label_values(&[plan.route.route.name.as_str()])
+                .inc();
+        }
         tried.push(idx);
         let deployment = &dep.deployment;
+        let outcome = |o: &str| {
+            gw.metrics
+                .attempts
+                .with_label_values(&[
+                    deployment.provider.name.as_str(),
+                    deployment.model.as_str(),
+                    o,
+                ])
+                .inc();
+        };
         ctx.attempts += 1;
         ctx.provider = Some(deployment.provider.name.clone());
         ctx.upstream_model = Some(deployment.model.clone());
@@ -169,20 +186,25 @@ pub async fn forward(
         let _in_flight = router.begin(&dep);
         match attempt_once(gw, session, ctx, &plan, deployment, body, &deadline).await {
             Attempt::Done => {
+                outcome("success");
                 router.record_success(&dep);
                 return Ok(());
             }
             Attempt::StreamFailed => {
+                outcome("stream_error");
                 router.record_stream_failure(&dep);
                 return Ok(());
             }
             Attempt::Final(e) => {
                 if e.code.as_deref() == Some(CLIENT_CLOSED) {
                     ctx.client_gone = true;
+                } else {
+                    outcome("error");
                 }
                 return Err(e);
             }
             Attempt::Retry(e, failure) => {
+                outcome("retry");
                 log::warn!(
                     "request {}: attempt {} on {}/{} failed: {}",
                     ctx.request_id,
@@ -653,6 +675,22 @@ async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
     }
 }
 
+/// Counts a stream in `sluice_active_streams` while it lives.
+struct ActiveStream<'a>(&'a prometheus::IntGauge);
+
+impl<'a> ActiveStream<'a> {
+    fn new(m: &'a crate::telemetry::Metrics) -> Self {
+        m.active_streams.inc();
+        ActiveStream(&m.active_streams)
+    }
+}
+
+impl Drop for ActiveStream<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Response header for an event stream.
 fn sse_header(ctx: &Ctx) -> pingora::http::ResponseHeader {
     let mut h = respond::header(200, "text/event-stream; charset=utf-8", ctx);
@@ -712,6 +750,12 @@ async fn relay_stream(
         ctx.client_gone = true;
         return Attempt::Done;
     }
+    let _active = ActiveStream::new(&gw.metrics);
+    let gaps = gw
+        .metrics
+        .chunk_gap
+        .with_label_values(&[provider.name.as_str()]);
+    let mut last_chunk = Instant::now();
 
     let failure: Option<ApiError> = loop {
         if translator.is_done() {
@@ -733,6 +777,9 @@ async fn relay_stream(
         }
         match read_chunk(&mut up, session, &mut watch, deadline, idle).await {
             Ok(Some(chunk)) => {
+                let now = Instant::now();
+                gaps.observe(now.duration_since(last_chunk).as_secs_f64());
+                last_chunk = now;
                 if let Err(e) = translator.feed(&chunk, &mut out) {
                     break Some(e);
                 }

@@ -10,6 +10,7 @@ use pingora::server::configuration::ServerConf;
 use crate::config::Config;
 use crate::drain::InFlight;
 use crate::routing::Router;
+use crate::telemetry::Metrics;
 use crate::upstream::Resolver;
 
 pub struct Gateway {
@@ -19,6 +20,7 @@ pub struct Gateway {
     pub router: Arc<Router>,
     /// Pooled upstream connections (keep-alive), shared by all workers.
     pub connector: Connector,
+    pub metrics: Arc<Metrics>,
     /// Requests being served, for draining on shutdown.
     pub in_flight: Arc<InFlight>,
     /// Unix time sluice started; the `created` of every model in `/v1/models`.
@@ -30,6 +32,7 @@ impl Gateway {
         cfg: Arc<Config>,
         router: Arc<Router>,
         in_flight: Arc<InFlight>,
+        metrics: Arc<Metrics>,
         server_conf: &ServerConf,
     ) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
@@ -38,6 +41,7 @@ impl Gateway {
             resolver: Resolver::new(&cfg),
             router,
             in_flight,
+            metrics,
             connector: Connector::new(Some(opts)),
             cfg,
             started_unix: std::time::SystemTime::now()

@@ -87,6 +87,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        telemetry::access_log(session, e, ctx);
+        telemetry::record(&self.metrics, ctx);
+        if self.cfg.access_log {
+            telemetry::access_log(session, e, ctx);
+        }
     }
 }

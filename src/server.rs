@@ -13,6 +13,7 @@ use crate::drain::{Drain, InFlight};
 use crate::gateway::Gateway;
 use crate::health::HealthChecker;
 use crate::routing::Router;
+use crate::telemetry::Metrics;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::services::background::background_service;
@@ -64,10 +65,12 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
 
     let router = Arc::new(Router::new(&cfg));
     let in_flight = Arc::new(InFlight::default());
+    let metrics = Arc::new(Metrics::new());
     let gateway = Gateway::new(
         cfg.clone(),
         router.clone(),
         in_flight.clone(),
+        metrics.clone(),
         &server.configuration,
     );
     let mut proxy =
@@ -90,6 +93,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         Admin {
             cfg: cfg.clone(),
             router: router.clone(),
+            metrics,
         },
     );
     admin.add_tcp(&cfg.admin.listen.to_string());

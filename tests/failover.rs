@@ -36,13 +36,9 @@ fn status_fault(status: u16, retry_after: Option<&str>) -> Fault {
 }
 
 fn log_attempts(gw: &Gateway) -> Vec<u64> {
-    gw.log()
-        .lines()
-        .filter(|l| l.contains("sluice::access"))
-        .filter_map(|l| {
-            let json = &l[l.find('{')?..];
-            serde_json::from_str::<serde_json::Value>(json).ok()?["attempts"].as_u64()
-        })
+    gw.access_log()
+        .iter()
+        .filter_map(|l| l["attempts"].as_u64())
         .collect()
 }
 

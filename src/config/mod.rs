@@ -316,6 +316,8 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub retry: RetrySettings,
     pub health: HealthSettings,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
 }
 
 /// Reads and validates a config file.
@@ -722,6 +724,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let health = validate_health(raw.health)?;
 
     Ok(Config {
+        access_log: raw.access_log.unwrap_or(true),
         retry,
         health,
         listen,

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub health: RawHealth,
     #[serde(default)]
     pub allow_inline_secrets: bool,
+    #[serde(default)]
+    pub access_log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -191,6 +191,15 @@ impl Router {
         self.routes.get(model)
     }
 
+    pub fn routes(&self) -> impl Iterator<Item = (&String, &Arc<RouteState>)> {
+        self.routes.iter()
+    }
+
+    /// Attempts in flight on a deployment.
+    pub fn in_flight(&self, d: &DeploymentState) -> u32 {
+        d.in_flight.load(Ordering::Relaxed)
+    }
+
     pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderHealth>> {
         self.providers.values()
     }

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -178,13 +178,26 @@ impl Gateway {
         }
     }
 
-    /// Everything sluice logged so far.
+    /// Everything sluice wrote so far: its log (stderr), then its access log (stdout).
     pub fn log(&self) -> String {
         let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("sluice.log")) {
-            let _ = f.read_to_string(&mut s);
+        for name in ["sluice.log", "access.log"] {
+            if let Ok(mut f) = std::fs::File::open(self.dir.path().join(name)) {
+                let _ = f.read_to_string(&mut s);
+            }
         }
         s
+    }
+
+    /// The access log so far, one JSON object per request. Panics on a line that is not JSON.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("access log line is not JSON ({e}): {l}"))
+            })
+            .collect()
     }
 
     pub fn url(&self) -> String {
@@ -202,18 +215,21 @@ impl Drop for Gateway {
 }
 
 fn spawn(dir: &std::path::Path, upgrade: bool) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("sluice.log"))
-        .unwrap();
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .unwrap()
+    };
+    let (log, access) = (open("sluice.log"), open("access.log"));
     let mut cmd = Command::new(bin());
     cmd.args(["run", "-c"]).arg(dir.join("sluice.yaml"));
     if upgrade {
         cmd.arg("--upgrade");
     }
     cmd.env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(access)
         .stderr(log)
         .spawn()
         .expect("start sluice")

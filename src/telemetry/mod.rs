@@ -1,0 +1,88 @@
+//! Telemetry of finished requests: the access log — one JSON line per request on stdout — and
+//! the request-level metrics. Both carry names from the config (key name, model, provider),
+//! statuses, timings and token counts — never bodies, keys or headers.
+
+pub mod metrics;
+
+use std::io::Write;
+
+use pingora::proxy::Session;
+use pingora::Error;
+use serde_json::json;
+
+use crate::ctx::Ctx;
+pub use metrics::Metrics;
+
+/// Records a finished request in the metrics.
+pub fn record(m: &Metrics, ctx: &Ctx) {
+    let model = ctx.model.as_deref().unwrap_or("none");
+    let key = ctx.key_name.as_deref().unwrap_or("none");
+    let stream = if ctx.stream { "true" } else { "false" };
+    let class = match status(ctx) {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    m.requests
+        .with_label_values(&[model, key, class, stream])
+        .inc();
+    m.duration
+        .with_label_values(&[model, stream])
+        .observe(ctx.start.elapsed().as_secs_f64());
+    if let Some(provider) = ctx.provider.as_deref() {
+        if let Some(t) = ctx.ttfb {
+            m.ttft
+                .with_label_values(&[model, provider])
+                .observe(t.as_secs_f64());
+        }
+        if let Some(u) = ctx.usage {
+            m.tokens
+                .with_label_values(&[model, provider, key, "prompt"])
+                .inc_by(u.prompt_tokens);
+            m.tokens
+                .with_label_values(&[model, provider, key, "completion"])
+                .inc_by(u.completion_tokens);
+        }
+    }
+}
+
+/// The status the client saw: 499 when it left before any answer.
+fn status(ctx: &Ctx) -> u16 {
+    if ctx.client_gone && ctx.status == 0 {
+        499
+    } else {
+        ctx.status
+    }
+}
+
+/// Writes the access-log line of a finished request to stdout.
+pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
+    let req = session.req_header();
+    let line = json!({
+        "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "request_id": ctx.request_id,
+        "method": req.method.as_str(),
+        "http": if session.as_downstream().is_http2() { "2" } else { "1.1" },
+        "client": session.client_addr().map(|a| a.to_string()),
+        "path": req.uri.path(),
+        "status": status(ctx),
+        "key": ctx.key_name,
+        "model": ctx.model,
+        "provider": ctx.provider,
+        "upstream_model": ctx.upstream_model,
+        "upstream_status": ctx.upstream_status,
+        "attempts": ctx.attempts,
+        "stream": ctx.stream,
+        "error": ctx.error.or(e.map(|_| "internal")),
+        "client_gone": ctx.client_gone,
+        "ttfb_ms": ctx.ttfb.map(|d| d.as_millis() as u64),
+        "duration_ms": ctx.start.elapsed().as_millis() as u64,
+        "prompt_tokens": ctx.usage.map(|u| u.prompt_tokens),
+        "completion_tokens": ctx.usage.map(|u| u.completion_tokens),
+    });
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not take the request path down with it.
+    let _ = writeln!(out, "{line}");
+}
