@@ -46,11 +46,17 @@ async fn upstream_disconnect_mid_stream() {
     let (events, last) = failing_stream(&gw).await;
     assert_eq!(events.len(), 4, "three chunks, then the error: {events:?}");
     assert_eq!(last["error"]["code"], "upstream_connection_failed");
-    let health = get(gw.admin_port, "/health/deployments", "").await.json();
-    assert_eq!(
-        health["models"]["gpt-4o-mini"][0]["stream_failures"], 1,
-        "the failure is counted: {health}"
-    );
+    // Counted once the request has finished, just after the client saw its last byte.
+    let mut counted = false;
+    for _ in 0..50 {
+        let health = get(gw.admin_port, "/health/deployments", "").await.json();
+        if health["models"]["gpt-4o-mini"][0]["stream_failures"] == 1 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(counted, "the failure is counted");
     assert_eq!(
         m.request_count(),
         1,

@@ -1,0 +1,318 @@
+//! The validated configuration: what the rest of sluice reads. Built only by
+//! [`super::parse`], so every value here has been checked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::secret::Secret;
+
+/// Which wire protocol a provider speaks, and its quirks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible,
+    Groq,
+    Xai,
+    Ollama,
+    Anthropic,
+    Gemini,
+}
+
+impl ProviderKind {
+    pub(super) const ALL: [(&'static str, ProviderKind); 7] = [
+        ("openai", ProviderKind::OpenAi),
+        ("openai_compatible", ProviderKind::OpenAiCompatible),
+        ("groq", ProviderKind::Groq),
+        ("xai", ProviderKind::Xai),
+        ("ollama", ProviderKind::Ollama),
+        ("anthropic", ProviderKind::Anthropic),
+        ("gemini", ProviderKind::Gemini),
+    ];
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
+    }
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("unknown")
+    }
+
+    pub(super) fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+            ProviderKind::Groq => Some("https://api.groq.com/openai/v1"),
+            ProviderKind::Xai => Some("https://api.x.ai/v1"),
+            ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+            ProviderKind::OpenAiCompatible => None,
+        }
+    }
+
+    pub(super) fn requires_api_key(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::OpenAi
+                | ProviderKind::Groq
+                | ProviderKind::Xai
+                | ProviderKind::Anthropic
+                | ProviderKind::Gemini
+        )
+    }
+}
+
+/// A parsed `base_url`: where a provider's API lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    /// Host name or IP literal, without brackets; used for DNS and SNI.
+    pub host: String,
+    pub port: u16,
+    /// Value for the `Host` header.
+    pub authority: String,
+    /// Path prefix without a trailing slash ("" for the root).
+    pub path: String,
+}
+
+impl BaseUrl {
+    pub(super) fn parse(s: &str) -> Result<Self, String> {
+        let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            Some(other) => return Err(format!("unsupported scheme {other:?} (use http or https)")),
+            None => return Err(format!("invalid URL {s:?}: missing http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("invalid URL {s:?}: missing host"))?;
+        if authority.as_str().contains('@') {
+            return Err("credentials in the URL are not allowed; use api_key".into());
+        }
+        if uri.query().is_some() {
+            return Err(format!("invalid URL {s:?}: a query string is not allowed"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if host.is_empty() {
+            return Err(format!("invalid URL {s:?}: missing host"));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(BaseUrl {
+            tls,
+            host,
+            port,
+            authority: authority.as_str().to_string(),
+            path: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+}
+
+/// An upstream account.
+#[derive(Debug)]
+pub struct Provider {
+    /// The config name, e.g. `openai`; used in logs and metrics.
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base: BaseUrl,
+    /// Path prefix for the OpenAI-wire endpoints (`/chat/completions` is appended).
+    pub openai_path: String,
+    pub api_key: Option<Secret>,
+    /// Extra headers sent with every request to this provider.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Offer HTTP/2 (ALPN) and multiplex requests on one connection when the provider agrees.
+    pub http2: bool,
+}
+
+/// One way to serve a public model.
+#[derive(Debug)]
+pub struct Deployment {
+    pub provider: Arc<Provider>,
+    /// The provider's model name.
+    pub model: String,
+    pub weight: u32,
+    /// Tier: deployments with a lower number are used first; higher tiers only when every
+    /// deployment of the lower ones is unavailable.
+    pub priority: u32,
+}
+
+/// A public model name and the deployments that can serve it.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub deployments: Vec<Arc<Deployment>>,
+}
+
+/// A gateway key clients present.
+#[derive(Debug)]
+pub struct GatewayKey {
+    pub name: String,
+    pub sha256: [u8; 32],
+    /// Allow-list of public model names (globs with `*` and `?`).
+    pub models: Vec<String>,
+}
+
+impl GatewayKey {
+    /// Whether this key may use the public model `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.iter().any(|g| glob_match(g, model))
+    }
+}
+
+#[derive(Debug)]
+pub struct TlsFiles {
+    pub cert: String,
+    pub key: String,
+    /// Offer HTTP/2 to clients (ALPN).
+    pub http2: bool,
+}
+
+#[derive(Debug)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+}
+
+/// Retries and failover.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// The longest sluice waits (for a `Retry-After` or a backoff) before another attempt.
+    pub max_wait: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Retries allowed as a share of requests (0.2: at most one retry per five requests).
+    pub budget_ratio: f64,
+    /// Retries always allowed per second, whatever the ratio says.
+    pub budget_min_per_second: u32,
+}
+
+/// Passive and active health checking.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// Consecutive failures that put a deployment into cooldown.
+    pub failure_threshold: u32,
+    /// Cooldown when the provider gave no `Retry-After`.
+    pub cooldown: Duration,
+    /// Upper bound for a cooldown set by `Retry-After`.
+    pub max_cooldown: Duration,
+    pub check: Option<HealthCheckSettings>,
+}
+
+/// Active checks: a periodic request to each provider.
+#[derive(Debug, Clone)]
+pub struct HealthCheckSettings {
+    /// Path under the provider's OpenAI base path, e.g. `/models`.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub ca_file: Option<String>,
+    pub keepalive_pool_size: usize,
+    pub keepalive_idle: Duration,
+    /// Concurrent requests on one HTTP/2 connection to a provider.
+    pub max_h2_streams: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub admin: Admin,
+    pub keys: Vec<GatewayKey>,
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    /// Public model name → route, sorted by name.
+    pub models: BTreeMap<String, Arc<Route>>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub server: ServerSettings,
+    pub upstream: UpstreamSettings,
+    pub retry: RetrySettings,
+    pub health: HealthSettings,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
+}
+
+/// Glob match with `*` (any run, possibly empty) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Looks a presented key up among the configured ones. Every configured hash is compared in
+/// constant time, so the time taken says nothing about which key (if any) came close.
+pub fn find_key<'a>(keys: &'a [GatewayKey], presented: &str) -> Option<&'a GatewayKey> {
+    use subtle::ConstantTimeEq;
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let mut found = None;
+    for k in keys {
+        if bool::from(k.sha256.ct_eq(&digest)) {
+            found = Some(k);
+        }
+    }
+    found
+}

@@ -1,0 +1,306 @@
+//! The HTTP exchange with a provider: request headers built from scratch, pooled connections
+//! (a stale pooled connection is replaced), bounded reads that give up when the client leaves,
+//! and returning connections to the pool.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::{client_closed, Deadline};
+use crate::api::ApiError;
+use crate::config::Provider;
+use crate::ctx::Ctx;
+use crate::gateway::Gateway;
+
+/// Largest error body read from a provider.
+pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
+/// How long to wait for the end of a provider's body after its terminal event.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many pooled connections may turn out to be stale before a fresh one is used.
+const STALE_RETRIES: usize = 2;
+
+/// What stopped a read from the provider.
+pub(super) enum ReadFail {
+    Timeout(&'static str),
+    Io(String),
+    ClientGone,
+}
+
+/// Builds a request to `provider` from scratch: nothing of the client's request but the body
+/// goes upstream. `body_len` is `None` for requests without a body.
+pub(crate) fn request_header(
+    provider: &Provider,
+    method: &str,
+    path: &str,
+    body_len: Option<usize>,
+    stream: bool,
+    request_id: &str,
+) -> Result<RequestHeader, ApiError> {
+    let build = || -> pingora::Result<RequestHeader> {
+        let mut req = RequestHeader::build(method, path.as_bytes(), Some(8))?;
+        req.insert_header("host", provider.base.authority.as_str())?;
+        if let Some(len) = body_len {
+            req.insert_header("content-type", "application/json")?;
+            req.insert_header("content-length", len)?;
+        }
+        req.insert_header(
+            "accept",
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        )?;
+        req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
+        req.insert_header("x-request-id", request_id)?;
+        if let Some(key) = &provider.api_key {
+            let mut v = http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;
+            v.set_sensitive(true);
+            req.insert_header("authorization", v)?;
+        }
+        for (name, value) in &provider.headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        Ok(req)
+    };
+    build().map_err(|_| {
+        ApiError::internal(format!(
+            "Could not build the request for provider '{}'.",
+            provider.name
+        ))
+    })
+}
+
+/// Connects, sends the request and reads the response header. A pooled connection that turns
+/// out to be closed is replaced before anything was received, which is always safe: the
+/// provider never saw a complete request on it.
+pub(super) async fn exchange_headers(
+    gw: &Gateway,
+    session: &mut Session,
+    peer: &HttpPeer,
+    provider: &Provider,
+    header: &RequestHeader,
+    body: &Bytes,
+    deadline: &Deadline,
+) -> Result<HttpSession, ApiError> {
+    let timeouts = &gw.cfg.timeouts;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (connect_t, _) = deadline.cap(timeouts.connect);
+        let (mut up, reused) =
+            match tokio::time::timeout(connect_t, gw.connector.get_http_session(peer)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(ApiError::bad_gateway(format!(
+                        "Could not connect to the upstream provider '{}': {}.",
+                        provider.name,
+                        describe(&e)
+                    ))
+                    .with_code("upstream_unreachable"))
+                }
+                Err(_) => {
+                    return Err(ApiError::gateway_timeout(format!(
+                        "Connecting to the upstream provider '{}' timed out after {}.",
+                        provider.name,
+                        secs(connect_t)
+                    )))
+                }
+            };
+        let (write_t, _) = deadline.cap(timeouts.first_byte);
+        up.set_write_timeout(Some(write_t));
+        let sent = async {
+            up.write_request_header(Box::new(header.clone())).await?;
+            up.write_request_body(body.clone(), true).await?;
+            up.finish_request_body().await
+        }
+        .await;
+        let result = match sent {
+            Ok(()) => {
+                let (t, which) = deadline.cap(timeouts.first_byte);
+                let mut watch = true;
+                let header = tokio::select! {
+                    r = tokio::time::timeout(t, read_final_header(&mut up)) => Some(r),
+                    _ = client_gone(session, &mut watch) => None,
+                };
+                match header {
+                    // Dropping `up` closes the connection: the provider stops working for
+                    // a client that is no longer there.
+                    None => return Err(client_closed()),
+                    Some(Ok(r)) => r,
+                    Some(Err(_)) => {
+                        return Err(ApiError::gateway_timeout(format!(
+                            "The upstream provider '{}' did not respond within {}{}.",
+                            provider.name,
+                            secs(t),
+                            if which == "total" {
+                                " (the request's total time limit)"
+                            } else {
+                                ""
+                            }
+                        )))
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(up),
+            Err(_) if reused && attempts <= STALE_RETRIES => {
+                log::debug!(
+                    "pooled connection to {} was stale; reconnecting",
+                    provider.name
+                );
+                continue;
+            }
+            Err(e) => {
+                return Err(ApiError::bad_gateway(format!(
+                    "The upstream provider '{}' closed the connection without answering: {}.",
+                    provider.name,
+                    describe(&e)
+                ))
+                .with_code("upstream_connection_failed"))
+            }
+        }
+    }
+}
+
+/// Reads response headers, skipping informational (1xx) ones.
+pub(crate) async fn read_final_header(up: &mut HttpSession) -> pingora::Result<()> {
+    for _ in 0..4 {
+        up.read_response_header().await?;
+        if up
+            .response_header()
+            .is_some_and(|h| !h.status.is_informational())
+        {
+            return Ok(());
+        }
+    }
+    pingora::Error::e_explain(
+        pingora::ErrorType::InvalidHTTPHeader,
+        "too many informational responses",
+    )
+}
+
+fn describe(e: &pingora::Error) -> String {
+    // The error type is enough to act on and never carries request data or credentials.
+    e.etype().as_str().to_string()
+}
+
+fn secs(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+pub(super) fn read_fail_error(fail: ReadFail, provider: &Provider, ctx: &mut Ctx) -> ApiError {
+    match fail {
+        ReadFail::Timeout(which) => ApiError::gateway_timeout(format!(
+            "The upstream provider '{}' stopped sending its response ({} timeout).",
+            provider.name, which
+        )),
+        ReadFail::Io(what) => ApiError::bad_gateway(format!(
+            "The connection to the upstream provider '{}' failed while reading its response: {what}.",
+            provider.name
+        ))
+        .with_code("upstream_connection_failed"),
+        ReadFail::ClientGone => {
+            ctx.client_gone = true;
+            client_closed()
+        }
+    }
+}
+
+/// Watches the client connection while waiting on the provider. Resolves when the client has
+/// gone away; stays pending otherwise.
+pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
+    if !*watch {
+        return std::future::pending().await;
+    }
+    match session.downstream_session.read_body_or_idle(true).await {
+        Err(_) => {}
+        Ok(_) => {
+            // Data after a complete request (pipelining): stop watching, keep serving.
+            *watch = false;
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+/// One read from the provider, bounded by `idle` and the deadline, abandoned if the client
+/// goes away.
+pub(super) async fn read_chunk(
+    up: &mut HttpSession,
+    session: &mut Session,
+    watch: &mut bool,
+    deadline: &Deadline,
+    idle: Duration,
+) -> Result<Option<Bytes>, ReadFail> {
+    let (t, which) = deadline.cap(idle);
+    let which = if which.is_empty() { "idle" } else { which };
+    tokio::select! {
+        r = tokio::time::timeout(t, up.read_response_body()) => match r {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(ReadFail::Io(describe(&e))),
+            Err(_) => Err(ReadFail::Timeout(which)),
+        },
+        _ = client_gone(session, watch) => Err(ReadFail::ClientGone),
+    }
+}
+
+/// Reads a whole response body of at most `limit` bytes.
+pub(super) async fn read_whole(
+    up: &mut HttpSession,
+    session: &mut Session,
+    limit: usize,
+    deadline: &Deadline,
+    idle: Duration,
+) -> Result<Bytes, ReadFail> {
+    let mut buf = BytesMut::new();
+    let mut watch = true;
+    while let Some(chunk) = read_chunk(up, session, &mut watch, deadline, idle).await? {
+        if buf.len() + chunk.len() > limit {
+            return Err(ReadFail::Io(format!(
+                "the response is larger than {limit} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Returns a connection whose exchange completed to the pool; others are closed.
+pub(super) async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+    if up.response_done() {
+        gw.connector
+            .release_http_session(up, peer, Some(gw.cfg.upstream.keepalive_idle))
+            .await;
+    }
+}
+
+/// After the terminal event, reads what is left of the provider's body (briefly) so the
+/// connection can go back to the pool; a provider that keeps it open is cut off instead.
+pub(super) async fn drain_and_release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut left = MAX_ERROR_BODY;
+        while !up.response_done() {
+            match up.read_response_body().await {
+                Ok(Some(b)) if b.len() <= left => left -= b.len(),
+                Ok(None) => break,
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if drained == Ok(true) {
+        release(gw, up, peer).await;
+    }
+}
