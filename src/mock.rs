@@ -32,6 +32,9 @@ pub struct Behaviour {
     pub gap: Duration,
     /// When set, requests must carry `Authorization: Bearer <key>`.
     pub expected_key: Option<String>,
+    /// Keep every request for [`MockProvider::requests`]; off for load tests, where only the
+    /// count is kept.
+    pub record: bool,
 }
 
 impl Default for Behaviour {
@@ -41,6 +44,7 @@ impl Default for Behaviour {
             ttft: Duration::ZERO,
             gap: Duration::ZERO,
             expected_key: None,
+            record: true,
         }
     }
 }
@@ -104,6 +108,7 @@ struct State {
     faults: Mutex<VecDeque<Fault>>,
     sticky: Mutex<Option<Fault>>,
     requests: Mutex<Vec<Recorded>>,
+    request_count: AtomicUsize,
     conns_open: AtomicUsize,
     conns_total: AtomicUsize,
     streams_completed: AtomicUsize,
@@ -166,8 +171,9 @@ impl MockProvider {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// Requests received so far (counted even when not recorded).
     pub fn request_count(&self) -> usize {
-        self.state.requests.lock().unwrap().len()
+        self.state.request_count.load(Ordering::SeqCst)
     }
 
     /// Connections currently open to the mock.
@@ -262,12 +268,15 @@ async fn serve_conn(mut sock: TcpStream, st: &State) -> std::io::Result<()> {
     let _ = sock.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(8192);
     while let Some(req) = read_request(&mut sock, &mut buf).await? {
-        st.requests.lock().unwrap().push(Recorded {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
-        });
+        st.request_count.fetch_add(1, Ordering::SeqCst);
+        if st.behaviour.lock().unwrap().record {
+            st.requests.lock().unwrap().push(Recorded {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                headers: req.headers.clone(),
+                body: req.body.clone(),
+            });
+        }
         let keep = respond(&mut sock, &req, st).await?;
         if !keep || req.close {
             break;

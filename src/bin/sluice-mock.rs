@@ -37,6 +37,7 @@ async fn main() -> std::io::Result<()> {
             ttft: Duration::from_millis(args.ttft_ms),
             gap: Duration::from_millis(args.gap_ms),
             expected_key: None,
+            record: false,
         },
     )
     .await?;

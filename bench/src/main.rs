@@ -1,0 +1,115 @@
+//! `cargo run --release -p sluice-bench -- [SCENARIO…] [--scale F] [--out DIR]`
+//!
+//! Runs each scenario direct to the mock provider and through sluice, prints a table, and
+//! writes `DIR/report.json` and `DIR/report.md`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde_json::Value;
+use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios, NOT_YET};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice-bench",
+    about = "Side-by-side load tests: direct to a mock provider vs through sluice"
+)]
+struct Args {
+    /// Scenarios to run (default: all): small, open-loop, streams-1k, streams-10k, failover.
+    scenarios: Vec<String>,
+    /// Shrink concurrency and duration by this factor (e.g. 0.1 for a quick look).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Where to write report.json and report.md.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Args::parse();
+    if !(args.scale > 0.0 && args.scale <= 1.0) {
+        return Err("--scale must be in (0, 1]".into());
+    }
+    let all = scenarios(args.scale);
+    for name in &args.scenarios {
+        if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| n == name) {
+            return Err(format!("scenario {name} is not available yet: {why}"));
+        }
+        if !all.iter().any(|s| s.name == name) {
+            return Err(format!("unknown scenario {name}"));
+        }
+    }
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
+        .collect();
+    let nofile = process::raise_nofile();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sluice-bench: {cores} cores, open-file limit {nofile}, scale {}",
+        args.scale
+    );
+    let mut reports: Vec<Value> = Vec::new();
+    for s in &chosen {
+        let clients = match s.mode {
+            Mode::Closed { concurrency } => concurrency,
+            Mode::Open { max_in_flight, .. } => max_in_flight,
+        };
+        // Each client needs a socket here, one in sluice and one to the mock: about 3 per client.
+        let needed = clients as u64 * 3 + 256;
+        if nofile < needed {
+            println!(
+                "  warning: {} wants about {needed} open files but the limit is {nofile}; \
+                 expect connection errors (raise it with `ulimit -n {needed}`)",
+                s.name
+            );
+        }
+        println!("\n== {} — {}", s.name, s.description);
+        let name = s.name;
+        let progress = move |phase: &str, done: u64, failed: u64, in_flight: usize| {
+            print!(
+                "\r  {name}: {phase}: {done} done, {failed} failed, {in_flight} in flight      "
+            );
+            let _ = std::io::stdout().flush();
+        };
+        let mut report = run_scenario(s, &progress).await?;
+        println!();
+        let json = report.to_json();
+        println!("{}", markdown(&json));
+        reports.push(json);
+    }
+    for (name, why) in NOT_YET {
+        println!("(scenario {name} not run: {why})");
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let all = serde_json::json!({
+        "date": humantime_now(),
+        "cores": cores,
+        "scale": args.scale,
+        "scenarios": reports,
+    });
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_vec_pretty(&all).unwrap(),
+    )
+    .map_err(|e| e.to_string())?;
+    let md: String = all["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(markdown)
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(args.out.join("report.md"), md).map_err(|e| e.to_string())?;
+    println!("reports written to {}", args.out.display());
+    Ok(())
+}
+
+fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix {secs}")
+}

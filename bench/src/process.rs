@@ -1,0 +1,96 @@
+//! Samples a process's resident memory and CPU time from /proc while a load runs, and raises
+//! this process's open-file limit so thousands of connections fit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the sampled process used.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    pub rss_baseline_kib: u64,
+    pub rss_peak_kib: u64,
+    pub cpu_seconds: f64,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks.max(1.0))
+}
+
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Usage>,
+}
+
+impl Sampler {
+    /// Starts sampling `pid` every 100 ms.
+    pub fn start(pid: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let baseline = rss_kib(pid).unwrap_or(0);
+            let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+            let mut peak = baseline;
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(r) = rss_kib(pid) {
+                    peak = peak.max(r);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Usage {
+                rss_baseline_kib: baseline,
+                rss_peak_kib: peak,
+                cpu_seconds: cpu_seconds(pid).unwrap_or(cpu0) - cpu0,
+            }
+        });
+        Sampler { stop, task }
+    }
+
+    pub async fn stop(self) -> Usage {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from the struct passed, which lives here.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim = wanted;
+            }
+        }
+    }
+    lim.rlim_cur
+}
