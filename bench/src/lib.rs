@@ -1,8 +1,9 @@
 //! sluice's bench: each scenario runs the same load directly against the mock provider and
 //! through sluice, in the same run, and reports both with sluice's figures as ratios.
 //!
-//! Everything runs on this machine over loopback: the mock provider (in this process), the
-//! load generator (in this process) and sluice (a child process, sampled for RSS and CPU).
+//! Everything runs on this machine over loopback: the mock provider (`sluice-mock`, a child
+//! process), the load generator (this process) and sluice (a child process, sampled for RSS
+//! and CPU).
 
 pub mod load;
 pub mod process;
@@ -12,7 +13,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::mock::{Behaviour, MockProvider};
 
 use load::{LoadSpec, Measured, Mode};
 
@@ -227,20 +227,25 @@ async fn start_gateway(bin: &Path, mock_port: u16, dead: bool) -> Result<Gateway
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    wait_for_port(port).await?;
+    Ok(Gateway {
+        child,
+        port,
+        _dir: dir,
+    })
+}
+
+async fn wait_for_port(port: u16) -> Result<(), String> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return Ok(Gateway {
-                child,
-                port,
-                _dir: dir,
-            });
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Err("sluice did not start within 5 s".into())
+    Err(format!("nothing listens on port {port} after 5 s"))
 }
 
 /// Runs one scenario: direct to the mock, then through sluice.
@@ -251,18 +256,20 @@ pub async fn run_scenario(
     let bin = sluice_binary()?;
     let word = "x".repeat(s.chunk_bytes.saturating_sub(1).max(1));
     let reply = vec![word; s.chunks.saturating_sub(1).max(1)].join(" ");
-    let mock = MockProvider::start(
-        "127.0.0.1:0",
-        Behaviour {
-            reply: Some(reply),
-            ttft: s.ttft,
-            gap: s.gap,
-            expected_key: None,
-            record: false,
-        },
-    )
-    .await
-    .map_err(|e| format!("mock provider: {e}"))?;
+    // The mock runs in its own process so that its sockets do not count against the load
+    // generator's open-file limit.
+    let mock_port = free_port();
+    let mut mock = tokio::process::Command::new(bin.with_file_name("sluice-mock"))
+        .args(["--listen", &format!("127.0.0.1:{mock_port}")])
+        .args(["--ttft-ms", &s.ttft.as_millis().to_string()])
+        .args(["--gap-ms", &s.gap.as_millis().to_string()])
+        .args(["--reply", &reply])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start sluice-mock: {e}"))?;
+    wait_for_port(mock_port).await?;
     let body = json!({
         "model": "gpt-4o-mini",
         "stream": s.stream,
@@ -276,19 +283,21 @@ pub async fn run_scenario(
         stream: s.stream,
         request: std::sync::Arc::new(load::post_request(port, "/v1/chat/completions", key, &body)),
         ramp: s.ramp,
+        timeout: s.ttft + s.gap * s.chunks as u32 + Duration::from_secs(30),
         label: label.to_string(),
     };
 
-    let direct_spec = spec(mock.addr.port(), None, "direct");
+    let direct_spec = spec(mock_port, None, "direct");
     let direct = load::run(&direct_spec, &|d, f, i| progress("direct to mock", d, f, i)).await;
 
-    let mut gw = start_gateway(&bin, mock.addr.port(), s.dead_deployment).await?;
+    let mut gw = start_gateway(&bin, mock_port, s.dead_deployment).await?;
     let pid = gw.child.id().ok_or("sluice exited")?;
     let sampler = process::Sampler::start(pid);
     let via_spec = spec(gw.port, Some(KEY), "sluice");
     let via = load::run(&via_spec, &|d, f, i| progress("through sluice", d, f, i)).await;
     let usage = sampler.stop().await;
     let _ = gw.child.start_kill();
+    let _ = mock.start_kill();
     Ok(ScenarioReport {
         scenario: s.clone(),
         direct: TargetResult {

@@ -33,6 +33,8 @@ pub struct LoadSpec {
     pub request: Arc<Vec<u8>>,
     /// Spread the first connections over this long (thousands of clients).
     pub ramp: Duration,
+    /// A request not answered completely within this long counts as a timeout error.
+    pub timeout: Duration,
     pub label: String,
 }
 
@@ -103,6 +105,13 @@ impl Conn {
             Ok(_) => Ok(()),
             Err(e) => Err(format!("read: {}", e.kind())),
         }
+    }
+
+    /// [`Conn::exchange`] bounded by the spec's timeout.
+    async fn exchange_within(&mut self, spec: &LoadSpec, due: Instant) -> Result<Sample, String> {
+        tokio::time::timeout(spec.timeout, self.exchange(&spec.request, spec.stream, due))
+            .await
+            .unwrap_or_else(|_| Err("timeout".into()))
     }
 
     /// Sends `req` and reads the whole response; `due` is when the request should have gone.
@@ -257,7 +266,7 @@ pub async fn run(spec: &LoadSpec, progress: &(dyn Fn(u64, u64, usize) + Sync)) -
                         }
                         let c = conn.as_mut().expect("opened above");
                         shared.enter();
-                        let r = c.exchange(&spec.request, spec.stream, Instant::now()).await;
+                        let r = c.exchange_within(&spec, Instant::now()).await;
                         shared.leave();
                         if r.is_err() {
                             conn = None;
@@ -290,7 +299,7 @@ pub async fn run(spec: &LoadSpec, progress: &(dyn Fn(u64, u64, usize) + Sync)) -
                         };
                         let r = match conn {
                             Ok(mut c) => {
-                                let r = c.exchange(&spec.request, spec.stream, scheduled).await;
+                                let r = c.exchange_within(&spec, scheduled).await;
                                 if r.is_ok() {
                                     pool.lock().unwrap().push(c);
                                 }
