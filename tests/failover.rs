@@ -439,3 +439,28 @@ async fn retry_budget_stops_amplification() {
     );
     assert!(attempts > n, "some retries are still allowed: {attempts}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_healthy_deployment_is_not_limited_by_the_retry_budget() {
+    let a = mock().await;
+    let b = mock().await;
+    let gw = Gateway::start(&two_providers(
+        &a,
+        &b.url(),
+        ", priority: 0",
+        ", priority: 1",
+        "retry:\n  budget_ratio: 0\n  budget_min_per_second: 0\n\
+         health:\n  failure_threshold: 1000\n  check: { enabled: false }\n",
+    ));
+    a.set_sticky_fault(Some(status_fault(500, None)));
+    for _ in 0..10 {
+        let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!((a.request_count(), b.request_count()), (10, 10));
+    // With no budget at all, the same deployment is never tried twice.
+    b.set_sticky_fault(Some(status_fault(500, None)));
+    let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+    assert_eq!(r.status, 500);
+    assert_eq!((a.request_count(), b.request_count()), (11, 11));
+}

@@ -119,7 +119,13 @@ pub async fn forward(
     let mut last: Option<ApiError> = None;
     let mut rendered: Option<(String, Bytes)> = None;
     for attempt in 0..retry.max_attempts {
-        if attempt > 0 && !router.budget.try_retry() {
+        let (idx, reason) = router.choose(&plan.route, &tried);
+        let dep = plan.route.deployments[idx].clone();
+        // Failing over to an untried, available deployment adds no load where the failure
+        // was; anything else — the same deployment again, a failing one, a wait — is a retry
+        // and needs the budget.
+        let failover = reason == Reason::Fresh && router.is_available(&dep);
+        if attempt > 0 && !failover && !router.budget.try_retry() {
             gw.metrics.retry_budget_denied.inc();
             log::warn!(
                 "request {}: retry budget spent, not retrying",
@@ -127,8 +133,6 @@ pub async fn forward(
             );
             break;
         }
-        let (idx, reason) = router.choose(&plan.route, &tried);
-        let dep = plan.route.deployments[idx].clone();
         let wait = match reason {
             Reason::Fresh => Duration::ZERO,
             Reason::Again => routing::backoff(attempt, retry.backoff_base, retry.backoff_max),
