@@ -146,12 +146,7 @@ async fn throttled_deployment_fails_over_immediately_when_another_exists() {
     );
     // While `a` cools down, traffic goes to `b` without touching `a`.
     for _ in 0..5 {
-        assert_eq!(
-            post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false))
-                .await
-                .status,
-            200
-        );
+        chat_ok(gw.port).await;
     }
     assert_eq!((a.request_count(), b.request_count()), (1, 6));
 }
@@ -303,12 +298,7 @@ async fn priority_tiers_and_weights() {
         "",
     ));
     for _ in 0..10 {
-        assert_eq!(
-            post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false))
-                .await
-                .status,
-            200
-        );
+        chat_ok(gw.port).await;
     }
     assert_eq!(
         (a.request_count(), b.request_count()),
@@ -326,12 +316,7 @@ async fn priority_tiers_and_weights() {
         "",
     ));
     for _ in 0..200 {
-        assert_eq!(
-            post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false))
-                .await
-                .status,
-            200
-        );
+        chat_ok(gw.port).await;
     }
     let share = a.request_count() as f64 / 200.0;
     assert!((0.62..0.88).contains(&share), "weight 3:1 gave {share}");
@@ -371,12 +356,7 @@ async fn health_checks_eject_and_readmit() {
     assert_eq!(ready.status, 200, "b still serves the model");
     let before = a.request_count();
     for _ in 0..10 {
-        assert_eq!(
-            post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false))
-                .await
-                .status,
-            200
-        );
+        chat_ok(gw.port).await;
     }
     let chat_to_a = a
         .requests()

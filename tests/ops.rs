@@ -292,103 +292,52 @@ models:
         m.url()
     );
     let gw = Gateway::start(&cfg);
-    let auth = format!("Bearer {CANARY_GATEWAY}");
-    let h = [("authorization", auth.as_str())];
     let mut bodies = Vec::new();
     let body = chat("gpt-4o-mini", false).to_string();
-    bodies.push(
-        request(gw.port, "POST", "/v1/chat/completions", &h, body.as_bytes())
-            .await
-            .text(),
-    );
     let stream = chat("gpt-4o-mini", true).to_string();
+    let send = |headers: Vec<(&'static str, String)>, body: String| {
+        let port = gw.port;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            request(port, "POST", "/v1/chat/completions", &h, body.as_bytes())
+                .await
+                .text()
+        }
+    };
+    let auth = || vec![("authorization", format!("Bearer {CANARY_GATEWAY}"))];
+    bodies.push(send(auth(), body.clone()).await);
+    bodies.push(send(auth(), stream.clone()).await);
+    bodies.push(send(auth(), "{bad json".into()).await);
+    bodies.push(get(gw.port, "/v1/models", CANARY_GATEWAY).await.text());
+    // A wrong key that contains the canary as a prefix, and the canary in another header.
+    let wrong = vec![("authorization", format!("Bearer {CANARY_GATEWAY}x"))];
+    bodies.push(send(wrong, body.clone()).await);
     bodies.push(
-        request(
-            gw.port,
-            "POST",
-            "/v1/chat/completions",
-            &h,
-            stream.as_bytes(),
+        send(
+            vec![("x-api-key", CANARY_PROVIDER.to_string())],
+            body.clone(),
         )
-        .await
-        .text(),
+        .await,
     );
-    bodies.push(
-        request(gw.port, "POST", "/v1/chat/completions", &h, b"{bad json")
-            .await
-            .text(),
-    );
-    bodies.push(request(gw.port, "GET", "/v1/models", &h, b"").await.text());
-    // A wrong key that contains the canary as a prefix, and the canary in other headers.
-    let wrong = format!("Bearer {CANARY_GATEWAY}x");
-    bodies.push(
-        request(
-            gw.port,
-            "POST",
-            "/v1/chat/completions",
-            &[("authorization", wrong.as_str())],
-            body.as_bytes(),
-        )
-        .await
-        .text(),
-    );
-    bodies.push(
-        request(
-            gw.port,
-            "POST",
-            "/v1/chat/completions",
-            &[("x-api-key", CANARY_PROVIDER)],
-            body.as_bytes(),
-        )
-        .await
-        .text(),
-    );
-    // The provider rejects the key and echoes it, as OpenAI does; then it fails mid-stream.
+    // The provider rejects the key and echoes it, as OpenAI does; then it fails with the key in
+    // its error message on every attempt; then it fails mid-stream.
     m.set_behaviour(Behaviour {
         expected_key: Some("sk-test-other".into()),
         ..Behaviour::default()
     });
-    bodies.push(
-        request(gw.port, "POST", "/v1/chat/completions", &h, body.as_bytes())
-            .await
-            .text(),
-    );
+    bodies.push(send(auth(), body.clone()).await);
     m.set_behaviour(Behaviour::default());
-    m.push_fault(Fault::Status {
-        status: 500,
-        body: json!({"error": {"message": format!("upstream saw key {CANARY_PROVIDER}")}})
-            .to_string(),
-        retry_after: None,
-    });
-    m.push_fault(Fault::Status {
-        status: 500,
-        body: json!({"error": {"message": format!("upstream saw key {CANARY_PROVIDER}")}})
-            .to_string(),
-        retry_after: None,
-    });
-    m.push_fault(Fault::Status {
-        status: 500,
-        body: json!({"error": {"message": format!("upstream saw key {CANARY_PROVIDER}")}})
-            .to_string(),
-        retry_after: None,
-    });
-    bodies.push(
-        request(gw.port, "POST", "/v1/chat/completions", &h, body.as_bytes())
-            .await
-            .text(),
-    );
+    for _ in 0..3 {
+        m.push_fault(Fault::Status {
+            status: 500,
+            body: json!({"error": {"message": format!("upstream saw key {CANARY_PROVIDER}")}})
+                .to_string(),
+            retry_after: None,
+        });
+    }
+    bodies.push(send(auth(), body.clone()).await);
     m.push_fault(Fault::ErrorEventAfterChunks(2));
-    bodies.push(
-        request(
-            gw.port,
-            "POST",
-            "/v1/chat/completions",
-            &h,
-            stream.as_bytes(),
-        )
-        .await
-        .text(),
-    );
+    bodies.push(send(auth(), stream.clone()).await);
 
     bodies.push(get(gw.admin_port, "/metrics", "").await.text());
     bodies.push(get(gw.admin_port, "/health/deployments", "").await.text());

@@ -538,6 +538,13 @@ pub fn chat(model: &str, stream: bool) -> serde_json::Value {
     })
 }
 
+/// A non-stream chat completion for `gpt-4o-mini` that must succeed.
+pub async fn chat_ok(port: u16) -> Response {
+    let r = post(port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
 pub async fn mock() -> MockProvider {
     MockProvider::start("127.0.0.1:0", Behaviour::default())
         .await
