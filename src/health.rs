@@ -42,7 +42,7 @@ impl HealthChecker {
     async fn probe(&self, provider: &Provider) -> Result<(), String> {
         let addr = self.resolver.resolve(provider).await?;
         let peer = upstream::peer(provider, addr, &self.cfg);
-        let path = format!("{}{}", provider.openai_path, self.settings.path);
+        let path = format!("{}{}", provider.api_root, self.settings.path);
         let header = request_header(provider, "GET", &path, None, false, "sluice-health-check")
             .map_err(|e| e.message)?;
         let (mut up, _) = self

@@ -1,13 +1,11 @@
-//! The official OpenAI Python SDK as the client (installed by the README's setup command).
+//! The official OpenAI Python SDK as the client (installed by the README's setup command),
+//! against an OpenAI-wire provider and against an Anthropic one.
 
 mod common;
 
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_openai_python_sdk_works_unchanged() {
-    let m = mock().await;
-    let gw = Gateway::start(&standard_config(&m.url()));
+async fn run_sdk(gw: &Gateway) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
     let url = format!("{}/v1", gw.url());
     let out = tokio::process::Command::new("python3")
@@ -30,9 +28,48 @@ async fn official_openai_python_sdk_works_unchanged() {
         gw.log()
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_works_unchanged() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    run_sdk(&gw).await;
     assert_eq!(
         m.request_count(),
         4,
         "chat, two streams and embeddings reached the provider"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_with_an_anthropic_deployment() {
+    let claude = mock().await;
+    let openai = mock().await;
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  claude: {{ kind: anthropic, base_url: "{}", api_key: {PROVIDER_KEY} }}
+  oai: {{ kind: openai_compatible, base_url: "{}/v1" }}
+models:
+  gpt-4o-mini:
+    - {{ provider: claude, model: claude-3-5-haiku-latest }}
+  embed:
+    - {{ provider: oai, model: upstream-embed }}
+  other-model:
+    - {{ provider: claude, model: claude-3-5-sonnet-latest }}
+"#,
+        claude.url(),
+        openai.url()
+    ));
+    run_sdk(&gw).await;
+    assert_eq!(
+        claude.request_count(),
+        3,
+        "chat and two streams went to Anthropic"
+    );
+    assert!(claude.requests().iter().all(|r| r.path == "/v1/messages"));
+    assert_eq!(openai.request_count(), 1);
 }

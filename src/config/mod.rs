@@ -461,12 +461,12 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
             format!("unknown kind {:?} (one of: {})", p.kind, known.join(", ")),
         )
     })?;
-    if matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini) {
+    if kind == ProviderKind::Gemini {
         return Err(ConfigError::new(
             format!("{path}.kind"),
             format!(
                 "kind {:?} is not supported by this version yet \
-                 (supported: openai, openai_compatible, groq, xai, ollama)",
+                 (supported: openai, openai_compatible, groq, xai, ollama, anthropic)",
                 p.kind
             ),
         ));
@@ -519,7 +519,10 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         Some(v) => v,
         None => base.tls,
     };
-    let openai_path = if kind == ProviderKind::Ollama && !base.path.ends_with("/v1") {
+    // The versioned API root: OpenAI-style base URLs already include it; Ollama's and
+    // Anthropic's are the server root, their API lives under /v1.
+    let appends_v1 = matches!(kind, ProviderKind::Ollama | ProviderKind::Anthropic);
+    let api_root = if appends_v1 && !base.path.ends_with("/v1") {
         format!("{}/v1", base.path)
     } else {
         base.path.clone()
@@ -528,7 +531,7 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         name: name.to_string(),
         kind,
         base,
-        openai_path,
+        api_root,
         api_key,
         headers,
         http2,

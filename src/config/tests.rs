@@ -29,9 +29,9 @@ fn valid_config_with_defaults() {
     assert_eq!(openai.base.host, "api.openai.com");
     assert!(openai.base.tls);
     assert_eq!(openai.base.port, 443);
-    assert_eq!(openai.openai_path, "/v1");
+    assert_eq!(openai.api_root, "/v1");
     let local = &c.providers["local"];
-    assert_eq!(local.openai_path, "/v1", "ollama speaks OpenAI under /v1");
+    assert_eq!(local.api_root, "/v1", "ollama speaks OpenAI under /v1");
     assert_eq!(local.base.port, 11434);
     assert_eq!(c.models["llama"].deployments[0].weight, 2);
     assert!(c.keys[0].allows("gpt-4o-mini"));

@@ -127,8 +127,9 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base: BaseUrl,
-    /// Path prefix for the OpenAI-wire endpoints (`/chat/completions` is appended).
-    pub openai_path: String,
+    /// The versioned API root path: endpoint paths (`/chat/completions`, `/messages`,
+    /// `/models`) are appended to it.
+    pub api_root: String,
     pub api_key: Option<Secret>,
     /// Extra headers sent with every request to this provider.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,

@@ -12,9 +12,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::{client_closed, Deadline};
 use crate::api::ApiError;
-use crate::config::Provider;
+use crate::config::{Provider, ProviderKind};
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
+use crate::providers::anthropic;
 
 /// Largest error body read from a provider.
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
@@ -58,10 +59,26 @@ pub(crate) fn request_header(
         req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
         req.insert_header("x-request-id", request_id)?;
         if let Some(key) = &provider.api_key {
-            let mut v = http::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            let anthropic = provider.kind == ProviderKind::Anthropic;
+            let value = if anthropic {
+                key.expose().to_string()
+            } else {
+                format!("Bearer {}", key.expose())
+            };
+            let mut v = http::HeaderValue::from_str(&value)
                 .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;
             v.set_sensitive(true);
-            req.insert_header("authorization", v)?;
+            req.insert_header(
+                if anthropic {
+                    "x-api-key"
+                } else {
+                    "authorization"
+                },
+                v,
+            )?;
+        }
+        if provider.kind == ProviderKind::Anthropic {
+            req.insert_header("anthropic-version", anthropic::VERSION)?;
         }
         for (name, value) in &provider.headers {
             req.insert_header(name.clone(), value.clone())?;

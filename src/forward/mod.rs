@@ -27,7 +27,7 @@ use crate::api::ApiError;
 use crate::config::Deployment;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::providers::openai;
+use crate::providers::{openai, Wire};
 use crate::respond;
 use crate::routing::{self, DeploymentState, Failure, Reason, RouteState, Router};
 use crate::upstream;
@@ -45,9 +45,10 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    /// The path under the provider's API root.
+    fn path(self, wire: Wire) -> &'static str {
         match self {
-            Endpoint::Chat => "/chat/completions",
+            Endpoint::Chat => wire.chat_path(),
             Endpoint::Embeddings => "/embeddings",
         }
     }
@@ -64,12 +65,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The upstream body for a deployment whose model is `upstream_model`.
-    fn render(&mut self, upstream_model: &str) -> Bytes {
-        openai::prepare_request(&mut self.body, upstream_model, self.stream);
-        let mut out = Vec::with_capacity(256);
-        serde_json::to_writer(&mut out, &self.body).expect("JSON values serialise");
-        Bytes::from(out)
+    /// The upstream body for `model` in the `wire` format.
+    fn render(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
+        wire.render(
+            &mut self.body,
+            model,
+            self.stream,
+            self.endpoint == Endpoint::Embeddings,
+        )
     }
 }
 
@@ -117,7 +120,7 @@ pub async fn forward(
     router.budget.on_request();
     let mut tried: Vec<usize> = Vec::with_capacity(retry.max_attempts as usize);
     let mut last: Option<ApiError> = None;
-    let mut rendered: Option<(String, Bytes)> = None;
+    let mut rendered: Option<(Wire, String, Bytes)> = None;
     for attempt in 0..retry.max_attempts {
         let (idx, reason) = router.choose(&plan.route, &tried);
         let dep = plan.route.deployments[idx].clone();
@@ -172,13 +175,22 @@ pub async fn forward(
         ctx.attempts += 1;
         ctx.provider = Some(deployment.provider.name.clone());
         ctx.upstream_model = Some(deployment.model.clone());
+        // Translated once per wire format and model, replayed on every attempt.
+        let wire = Wire::of(deployment.provider.kind);
         let body = match &rendered {
-            Some((model, body)) if *model == deployment.model => body.clone(),
-            _ => {
-                let body = plan.render(&deployment.model);
-                rendered = Some((deployment.model.clone(), body.clone()));
-                body
-            }
+            Some((w, model, body)) if *w == wire && *model == deployment.model => body.clone(),
+            _ => match plan.render(wire, &deployment.model) {
+                Ok(body) => {
+                    rendered = Some((wire, deployment.model.clone(), body.clone()));
+                    body
+                }
+                // The request cannot be expressed for this deployment: try another one.
+                Err(e) if tried.len() < plan.route.deployments.len() => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(last.filter(|l| l.status >= 500).unwrap_or(e)),
+            },
         };
         let _in_flight = router.begin(&dep);
         match attempt_once(gw, session, ctx, &plan, deployment, body, &deadline).await {
@@ -318,7 +330,8 @@ async fn attempt_once(
         }
     };
     let peer = upstream::peer(provider, addr, cfg);
-    let path = format!("{}{}", provider.openai_path, plan.endpoint.path());
+    let wire = Wire::of(provider.kind);
+    let path = format!("{}{}", provider.api_root, plan.endpoint.path(wire));
     let header = match request_header(
         provider,
         "POST",
@@ -368,7 +381,7 @@ async fn attempt_once(
             Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
         };
         let wait = retry_after.as_deref().and_then(routing::parse_retry_after);
-        let e = openai::upstream_error(status, &body, provider, retry_after);
+        let e = wire.error(status, &body, provider, retry_after);
         return if retryable_status(status) {
             Attempt::Retry(
                 e,
@@ -399,14 +412,15 @@ async fn attempt_once(
     };
     release(gw, up, &peer).await;
     let public = &plan.route.route.name;
-    let translated = if plan.stream {
-        // The provider ignored `stream: true` and answered whole.
-        openai::completion_to_sse(&body, public, plan.client_wants_usage)
-            .map(|(b, u)| (b, u, sse_header(ctx)))
-    } else {
-        openai::rewrite_response(&body, public)
-            .map(|(b, u)| (b, u, respond::header(200, "application/json", ctx)))
-    };
+    let translated = wire.response(&body, public).and_then(|(b, u)| {
+        if plan.stream {
+            // The provider ignored `stream: true` and answered whole.
+            openai::completion_to_sse(&b, public, plan.client_wants_usage)
+                .map(|(b, u)| (b, u, sse_header(ctx)))
+        } else {
+            Ok((b, u, respond::header(200, "application/json", ctx)))
+        }
+    });
     match translated {
         Ok((bytes, usage, h)) => {
             ctx.usage = usage;

@@ -13,8 +13,7 @@ use crate::api::ApiError;
 use crate::config::Provider;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::providers::openai::OpenAiStream;
-use crate::providers::StreamTranslator;
+use crate::providers::Wire;
 use crate::respond;
 
 /// Counts a stream in `sluice_active_streams` while it lives.
@@ -56,7 +55,8 @@ pub(super) async fn relay_stream(
     (mut up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
 ) -> Attempt {
-    let mut translator = OpenAiStream::new(&plan.route.route.name, plan.client_wants_usage);
+    let mut translator =
+        Wire::of(provider.kind).stream(&plan.route.route.name, plan.client_wants_usage);
     let mut out = BytesMut::with_capacity(4096);
     let mut watch = true;
     let idle = gw.cfg.timeouts.idle;

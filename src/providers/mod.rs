@@ -2,11 +2,101 @@
 //! provider's, and the provider's answer — whole or streamed — back into OpenAI's shape.
 //! Translation is pure: no sockets here, so it is unit-tested and fuzzed directly.
 
+pub mod anthropic;
 pub mod openai;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use serde_json::{Map, Value};
 
 use crate::api::ApiError;
+use crate::config::{Provider, ProviderKind};
+
+/// The wire formats sluice translates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// OpenAI chat completions (OpenAI, Groq, xAI, Ollama's /v1, OpenAI-compatible servers).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl Wire {
+    pub fn of(kind: ProviderKind) -> Wire {
+        match kind {
+            ProviderKind::Anthropic => Wire::Anthropic,
+            _ => Wire::OpenAi,
+        }
+    }
+
+    /// The chat endpoint's path under the provider's API root.
+    pub fn chat_path(self) -> &'static str {
+        match self {
+            Wire::OpenAi => "/chat/completions",
+            Wire::Anthropic => "/messages",
+        }
+    }
+
+    /// The upstream body for a chat request (`embeddings` false) or an embeddings request.
+    pub fn render(
+        self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        stream: bool,
+        embeddings: bool,
+    ) -> Result<Bytes, ApiError> {
+        match (self, embeddings) {
+            (Wire::Anthropic, true) => Err(ApiError::invalid_request(
+                "This model's provider (Anthropic) has no embeddings API.",
+            )
+            .with_param("model")
+            .with_code("unsupported_endpoint")),
+            (Wire::Anthropic, false) => anthropic::to_request(body, model, stream),
+            (Wire::OpenAi, _) => {
+                openai::prepare_request(body, model, stream);
+                Ok(Bytes::from(
+                    serde_json::to_vec(&*body).expect("JSON values serialise"),
+                ))
+            }
+        }
+    }
+
+    /// A whole successful answer → the OpenAI response.
+    pub fn response(
+        self,
+        body: &[u8],
+        public_model: &str,
+    ) -> Result<(Bytes, Option<Usage>), ApiError> {
+        match self {
+            Wire::OpenAi => openai::rewrite_response(body, public_model),
+            Wire::Anthropic => anthropic::from_response(body, public_model),
+        }
+    }
+
+    /// An error answer → the OpenAI error shape.
+    pub fn error(
+        self,
+        status: u16,
+        body: &[u8],
+        provider: &Provider,
+        retry_after: Option<String>,
+    ) -> ApiError {
+        match self {
+            Wire::OpenAi => openai::upstream_error(status, body, provider, retry_after),
+            Wire::Anthropic => anthropic::error(status, body, provider, retry_after),
+        }
+    }
+
+    /// The translator for a streamed answer.
+    pub fn stream(self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        match self {
+            Wire::OpenAi => Box::new(openai::OpenAiStream::new(public_model, client_wants_usage)),
+            Wire::Anthropic => Box::new(anthropic::AnthropicStream::new(
+                public_model,
+                client_wants_usage,
+            )),
+        }
+    }
+}
 
 /// Token usage reported by a provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -163,7 +163,7 @@ fn provider() -> Provider {
             authority: "h".into(),
             path: String::new(),
         },
-        openai_path: "/v1".into(),
+        api_root: "/v1".into(),
         api_key: Some(Secret::new("sk-fake-secret-provider-key-123")),
         headers: vec![],
         http2: false,
