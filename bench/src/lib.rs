@@ -32,6 +32,9 @@ pub struct Scenario {
     pub ttft: Duration,
     /// Extra dead deployment in front of the mock (failover scenario).
     pub dead_deployment: bool,
+    /// sluice reaches the mock through its Anthropic Messages API (translation both ways);
+    /// the direct run uses the mock's OpenAI API.
+    pub anthropic: bool,
     pub ramp: Duration,
 }
 
@@ -51,6 +54,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::ZERO,
             ttft: Duration::ZERO,
             dead_deployment: false,
+            anthropic: false,
             ramp: Duration::ZERO,
         },
         Scenario {
@@ -67,6 +71,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::ZERO,
             ttft: Duration::ZERO,
             dead_deployment: false,
+            anthropic: false,
             ramp: Duration::ZERO,
         },
         Scenario {
@@ -82,6 +87,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::from_millis(50),
             ttft: Duration::from_millis(100),
             dead_deployment: false,
+            anthropic: false,
             ramp: Duration::from_secs_f64(1.0 * scale),
         },
         Scenario {
@@ -97,6 +103,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::from_millis(250),
             ttft: Duration::from_millis(200),
             dead_deployment: false,
+            anthropic: false,
             ramp: Duration::from_secs_f64(4.0 * scale),
         },
         Scenario {
@@ -111,17 +118,28 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::ZERO,
             ttft: Duration::ZERO,
             dead_deployment: true,
+            anthropic: false,
             ramp: Duration::ZERO,
+        },
+        Scenario {
+            name: "translation",
+            description: "200 concurrent streams, OpenAI client → Anthropic provider (translated both ways)",
+            mode: Mode::Closed { concurrency: c(200) },
+            duration: d(10.0),
+            stream: true,
+            chunks: 20,
+            chunk_bytes: 16,
+            gap: Duration::from_millis(20),
+            ttft: Duration::from_millis(100),
+            dead_deployment: false,
+            anthropic: true,
+            ramp: Duration::from_secs_f64(0.5 * scale),
         },
     ]
 }
 
 /// Scenarios named by the issue tracker that need features sluice does not have yet.
 pub const NOT_YET: &[(&str, &str)] = &[
-    (
-        "translation",
-        "OpenAI → Anthropic translation (needs the Anthropic provider kind)",
-    ),
     (
         "guardrails",
         "output guardrails on streams (needs guardrails)",
@@ -183,7 +201,8 @@ mod tempfile_dir {
     }
 }
 
-async fn start_gateway(bin: &Path, mock_port: u16, dead: bool) -> Result<Gateway, String> {
+async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gateway, String> {
+    let dead = s.dead_deployment;
     let dir = std::env::temp_dir().join(format!(
         "sluice-bench-{}-{}",
         std::process::id(),
@@ -208,11 +227,16 @@ async fn start_gateway(bin: &Path, mock_port: u16, dead: bool) -> Result<Gateway
     let cfg = format!(
         "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nallow_inline_secrets: true\n\
          keys: [ {{ name: bench, key: {KEY} }} ]\n\
-         providers:\n  mock: {{ kind: openai_compatible, base_url: \"http://127.0.0.1:{mock_port}/v1\" }}\n{dead_provider}\
+         providers:\n  mock: {{ {mock_provider} }}\n{dead_provider}\
          models:\n  gpt-4o-mini:\n{dead_deployment}    - {{ provider: mock, model: mock-model }}\n\
          server: {{ pid_file: {pid}, upgrade_sock: {sock}, grace_period: 1s, graceful_shutdown_timeout: 1s }}\n\
          upstream: {{ keepalive_pool_size: 20000 }}\n",
         admin = free_port(),
+        mock_provider = if s.anthropic {
+            format!("kind: anthropic, base_url: \"http://127.0.0.1:{mock_port}\", api_key: sk-bench-provider")
+        } else {
+            format!("kind: openai_compatible, base_url: \"http://127.0.0.1:{mock_port}/v1\"")
+        },
         pid = dir.0.join("pid").display(),
         sock = dir.0.join("sock").display(),
     );
@@ -290,7 +314,7 @@ pub async fn run_scenario(
     let direct_spec = spec(mock_port, None, "direct");
     let direct = load::run(&direct_spec, &|d, f, i| progress("direct to mock", d, f, i)).await;
 
-    let mut gw = start_gateway(&bin, mock_port, s.dead_deployment).await?;
+    let mut gw = start_gateway(&bin, mock_port, s).await?;
     let pid = gw.child.id().ok_or("sluice exited")?;
     let sampler = process::Sampler::start(pid);
     let via_spec = spec(gw.port, Some(KEY), "sluice");
