@@ -15,6 +15,7 @@ const ENV: &[(&str, &str)] = &[
     ("OPENAI_ORG_ID", "org-test"),
     ("GROQ_API_KEY", "gsk-test"),
     ("XAI_API_KEY", "xai-test"),
+    ("ANTHROPIC_API_KEY", "sk-ant-test"),
 ];
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
