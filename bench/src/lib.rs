@@ -123,8 +123,11 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         },
         Scenario {
             name: "translation",
-            description: "200 concurrent streams, OpenAI client → Anthropic provider (translated both ways)",
-            mode: Mode::Closed { concurrency: c(200) },
+            description:
+                "200 concurrent streams, OpenAI client → Anthropic provider (translated both ways)",
+            mode: Mode::Closed {
+                concurrency: c(200),
+            },
             duration: d(10.0),
             stream: true,
             chunks: 20,
@@ -139,12 +142,10 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
 }
 
 /// Scenarios named by the issue tracker that need features sluice does not have yet.
-pub const NOT_YET: &[(&str, &str)] = &[
-    (
-        "guardrails",
-        "output guardrails on streams (needs guardrails)",
-    ),
-];
+pub const NOT_YET: &[(&str, &str)] = &[(
+    "guardrails",
+    "output guardrails on streams (needs guardrails)",
+)];
 
 /// One target's results.
 #[derive(Debug)]

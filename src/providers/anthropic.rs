@@ -10,10 +10,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
-use super::{StreamTranslator, Usage};
+use super::{SseEvents, SseInput, Usage};
 use crate::api::ApiError;
 use crate::config::Provider;
-use crate::stream::sse::{SseEvent, SseParser};
+use crate::stream::sse::SseEvent;
 
 /// The `anthropic-version` header sluice speaks.
 pub const VERSION: &str = "2023-06-01";
@@ -389,8 +389,7 @@ fn stream_error(data: &Value) -> ApiError {
 
 /// Anthropic SSE → OpenAI chat-completion chunks.
 pub struct AnthropicStream {
-    parser: SseParser,
-    events: Vec<SseEvent>,
+    input: SseInput,
     public_model: String,
     client_wants_usage: bool,
     id: String,
@@ -405,8 +404,7 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         AnthropicStream {
-            parser: SseParser::new(super::openai::MAX_EVENT_BYTES),
-            events: Vec::new(),
+            input: SseInput::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
             id: String::new(),
@@ -429,7 +427,7 @@ impl AnthropicStream {
         write_event(out, &c);
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
@@ -536,52 +534,20 @@ fn write_event(out: &mut BytesMut, v: &Value) {
     out.put_slice(b"\n\n");
 }
 
-impl StreamTranslator for AnthropicStream {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        if self.done {
-            return Ok(());
-        }
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.feed(input, &mut events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            result = self.event(&ev, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.events = events;
-        result?;
-        parsed.map_err(|e| {
-            ApiError::bad_gateway(format!(
-                "The upstream provider sent a stream event larger than {} bytes.",
-                e.0
-            ))
-            .with_code("upstream_stream_error")
-        })
+impl SseEvents for AnthropicStream {
+    fn input(&mut self) -> &mut SseInput {
+        &mut self.input
     }
 
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        if !self.done {
-            if let Some(ev) = self.parser.finish() {
-                self.event(&ev, out)?;
-            }
-        }
-        if self.done {
-            Ok(())
-        } else {
-            Err(ApiError::bad_gateway(
-                "The upstream provider ended the stream before it was complete.",
-            )
-            .with_code("upstream_stream_truncated"))
-        }
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+        self.handle(ev, out)
     }
 
-    fn is_done(&self) -> bool {
+    fn done(&self) -> bool {
         self.done
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage_so_far(&self) -> Option<Usage> {
         (self.usage != Usage::default()).then_some(self.usage)
     }
 }

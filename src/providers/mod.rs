@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::api::ApiError;
 use crate::config::{Provider, ProviderKind};
+use crate::stream::sse::{SseEvent, SseParser};
 
 /// The wire formats sluice translates to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,4 +135,88 @@ pub trait StreamTranslator: Send {
     fn is_done(&self) -> bool;
     /// Usage seen so far.
     fn usage(&self) -> Option<Usage>;
+}
+
+/// The SSE framing shared by the stream translators: an incremental parser and a scratch
+/// buffer of parsed events.
+pub struct SseInput {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+}
+
+impl SseInput {
+    pub fn new() -> Self {
+        SseInput {
+            parser: SseParser::new(openai::MAX_EVENT_BYTES),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Default for SseInput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A translator that consumes a provider's SSE stream one event at a time; it is a
+/// [`StreamTranslator`] through the framing in [`SseInput`].
+pub trait SseEvents: Send {
+    fn input(&mut self) -> &mut SseInput;
+    /// Handles one complete event; appends whatever the client should get to `out`.
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError>;
+    /// The terminal event has been seen.
+    fn done(&self) -> bool;
+    fn usage_so_far(&self) -> Option<Usage>;
+}
+
+impl<T: SseEvents> StreamTranslator for T {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done() {
+            return Ok(());
+        }
+        let sse = self.input();
+        let mut events = std::mem::take(&mut sse.events);
+        let parsed = sse.parser.feed(input, &mut events);
+        let mut result = Ok(());
+        for ev in events.drain(..) {
+            result = self.event(&ev, out);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.input().events = events;
+        result?;
+        parsed.map_err(|e| {
+            ApiError::bad_gateway(format!(
+                "The upstream provider sent a stream event larger than {} bytes.",
+                e.0
+            ))
+            .with_code("upstream_stream_error")
+        })
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if !self.done() {
+            if let Some(ev) = self.input().parser.finish() {
+                self.event(&ev, out)?;
+            }
+        }
+        if self.done() {
+            Ok(())
+        } else {
+            Err(ApiError::bad_gateway(
+                "The upstream provider ended the stream before it was complete.",
+            )
+            .with_code("upstream_stream_truncated"))
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage_so_far()
+    }
 }

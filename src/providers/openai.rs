@@ -9,10 +9,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{StreamTranslator, Usage};
+use super::{SseEvents, SseInput, Usage};
 use crate::api::ApiError;
 use crate::config::Provider;
-use crate::stream::sse::{SseEvent, SseParser};
+use crate::stream::sse::SseEvent;
 
 /// Largest single SSE event accepted from a provider.
 pub const MAX_EVENT_BYTES: usize = 4 << 20;
@@ -218,8 +218,7 @@ fn scrub(mut message: String, provider: &Provider) -> String {
 
 /// OpenAI SSE → OpenAI SSE, restoring the public model name.
 pub struct OpenAiStream {
-    parser: SseParser,
-    events: Vec<SseEvent>,
+    input: SseInput,
     public_model: String,
     client_wants_usage: bool,
     usage: Option<Usage>,
@@ -229,8 +228,7 @@ pub struct OpenAiStream {
 impl OpenAiStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         OpenAiStream {
-            parser: SseParser::new(MAX_EVENT_BYTES),
-            events: Vec::new(),
+            input: SseInput::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
             usage: None,
@@ -238,7 +236,7 @@ impl OpenAiStream {
         }
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
@@ -305,52 +303,20 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
     &b[start..end]
 }
 
-impl StreamTranslator for OpenAiStream {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        if self.done {
-            return Ok(());
-        }
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self.parser.feed(input, &mut events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            result = self.event(&ev, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.events = events;
-        result?;
-        parsed.map_err(|e| {
-            ApiError::bad_gateway(format!(
-                "The upstream provider sent a stream event larger than {} bytes.",
-                e.0
-            ))
-            .with_code("upstream_stream_error")
-        })
+impl SseEvents for OpenAiStream {
+    fn input(&mut self) -> &mut SseInput {
+        &mut self.input
     }
 
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        if !self.done {
-            if let Some(ev) = self.parser.finish() {
-                self.event(&ev, out)?;
-            }
-        }
-        if self.done {
-            Ok(())
-        } else {
-            Err(ApiError::bad_gateway(
-                "The upstream provider ended the stream before it was complete.",
-            )
-            .with_code("upstream_stream_truncated"))
-        }
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+        self.handle(ev, out)
     }
 
-    fn is_done(&self) -> bool {
+    fn done(&self) -> bool {
         self.done
     }
 
-    fn usage(&self) -> Option<Usage> {
+    fn usage_so_far(&self) -> Option<Usage> {
         self.usage
     }
 }
