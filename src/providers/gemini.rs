@@ -1,0 +1,564 @@
+//! Google Gemini (`generateContent`, `streamGenerateContent?alt=sse`), translated to and from
+//! OpenAI chat completions.
+//!
+//! Parameter rule as for Anthropic: `logprobs`, audio and a `response_format` other than text
+//! or JSON are refused with a 400 naming them; `n` maps to `candidateCount`; `seed`,
+//! `frequency_penalty` and `presence_penalty` map to their Gemini equivalents; the rest of the
+//! OpenAI-only parameters are dropped.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+
+use super::{SseEvents, SseInput, Usage};
+use crate::api::ApiError;
+use crate::config::Provider;
+use crate::stream::sse::SseEvent;
+
+fn unsupported(param: &str, why: &str) -> ApiError {
+    ApiError::invalid_param(
+        param,
+        format!("'{param}' is not supported for this model's provider (Gemini): {why}."),
+    )
+    .with_code("unsupported_parameter")
+}
+
+/// The path (under the API root, `/v1beta`) for `model`.
+pub fn path(model: &str, stream: bool) -> String {
+    if stream {
+        format!("/models/{model}:streamGenerateContent?alt=sse")
+    } else {
+        format!("/models/{model}:generateContent")
+    }
+}
+
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
+    match content {
+        Value::Null => Ok(vec![]),
+        Value::String(s) if s.is_empty() => Ok(vec![]),
+        Value::String(s) => Ok(vec![json!({"text": s})]),
+        Value::Array(items) => items
+            .iter()
+            .map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("text") => Ok(json!({"text": p.get("text").cloned().unwrap_or(Value::from(""))})),
+                Some("image_url") => {
+                    let url = p.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
+                    match url.strip_prefix("data:").and_then(|r| r.split_once(',')) {
+                        Some((meta, data)) => Ok(json!({"inlineData": {"mimeType": meta.trim_end_matches(";base64"), "data": data}})),
+                        None => Ok(json!({"fileData": {"fileUri": url}})),
+                    }
+                }
+                other => Err(unsupported(
+                    &format!("messages[{i}].content"),
+                    &format!("content parts of type {other:?} cannot be sent to this provider"),
+                )),
+            })
+            .collect(),
+        _ => Err(ApiError::invalid_param(
+            &format!("messages[{i}].content"),
+            "content must be a string or an array of parts",
+        )),
+    }
+}
+
+/// Builds the Gemini request body from the client's OpenAI chat request.
+pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported(
+            "logprobs",
+            "it does not return log probabilities here",
+        ));
+    }
+    for p in ["audio", "modalities"] {
+        if body.contains_key(p) {
+            return Err(unsupported(
+                p,
+                "it answers in text only through this gateway",
+            ));
+        }
+    }
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    // Tool results need the function's name, which only the earlier call carries.
+    let mut call_names: Vec<(String, String)> = Vec::new();
+    let mut system: Vec<String> = Vec::new();
+    let mut contents: Vec<(String, Vec<Value>)> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let content = m.get("content").unwrap_or(&Value::Null);
+        let (role, p) = match m.get("role").and_then(Value::as_str).unwrap_or("") {
+            "system" | "developer" => {
+                system.push(text_of(content));
+                continue;
+            }
+            "user" => ("user", parts(content, i)?),
+            "assistant" => {
+                let mut p = parts(content, i)?;
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = call
+                        .pointer("/function/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+                    call_names.push((id.to_string(), name.to_string()));
+                    let args = call
+                        .pointer("/function/arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("{}");
+                    let args: Value =
+                        serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
+                            .map_err(|_| {
+                                ApiError::invalid_param(
+                                    &format!("messages[{i}].tool_calls"),
+                                    "function.arguments must be a JSON object encoded as a string",
+                                )
+                            })?;
+                    p.push(json!({"functionCall": {"name": name, "args": args}}));
+                }
+                ("model", p)
+            }
+            "tool" | "function" => {
+                let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+                let name = call_names
+                    .iter()
+                    .find(|(c, _)| c == id)
+                    .map(|(_, n)| n.clone())
+                    .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_string))
+                    .ok_or_else(|| {
+                        ApiError::invalid_param(
+                            &format!("messages[{i}].tool_call_id"),
+                            format!(
+                                "no earlier assistant tool call has the id {:?}",
+                                crate::api::error::echo(id)
+                            ),
+                        )
+                    })?;
+                let text = text_of(content);
+                let response = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({"content": text}));
+                (
+                    "user",
+                    vec![json!({"functionResponse": {"name": name, "response": response}})],
+                )
+            }
+            other => {
+                return Err(ApiError::invalid_param(
+                    &format!("messages[{i}].role"),
+                    format!("unknown role {:?}", crate::api::error::echo(other)),
+                ))
+            }
+        };
+        if p.is_empty() {
+            continue;
+        }
+        match contents.last_mut() {
+            Some((last, existing)) if last == role => existing.extend(p),
+            _ => contents.push((role.to_string(), p)),
+        }
+    }
+    let mut req = Map::new();
+    req.insert(
+        "contents".into(),
+        Value::Array(
+            contents
+                .into_iter()
+                .map(|(role, parts)| json!({"role": role, "parts": parts}))
+                .collect(),
+        ),
+    );
+    if !system.is_empty() {
+        req.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system.join("\n\n")}]}),
+        );
+    }
+    let mut gen = Map::new();
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+        ("n", "candidateCount"),
+    ] {
+        if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
+            gen.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(v) = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        gen.insert("maxOutputTokens".into(), v.clone());
+    }
+    match body.get("stop") {
+        Some(Value::String(s)) => {
+            gen.insert("stopSequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            gen.insert("stopSequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    if let Some(rf) = body.get("response_format") {
+        match rf.get("type").and_then(Value::as_str) {
+            Some("text") | None => {}
+            Some("json_object") => {
+                gen.insert("responseMimeType".into(), Value::from("application/json"));
+            }
+            Some("json_schema") => {
+                gen.insert("responseMimeType".into(), Value::from("application/json"));
+                if let Some(schema) = rf.pointer("/json_schema/schema") {
+                    gen.insert("responseJsonSchema".into(), schema.clone());
+                }
+            }
+            Some(other) => return Err(unsupported("response_format", &format!("type {other:?}"))),
+        }
+    }
+    if !gen.is_empty() {
+        req.insert("generationConfig".into(), Value::Object(gen));
+    }
+    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+        let decls: Vec<Value> = tools
+            .iter()
+            .filter_map(|t| t.get("function"))
+            .map(|f| {
+                let mut d = json!({"name": f.get("name").cloned().unwrap_or(Value::from(""))});
+                if let Some(desc) = f.get("description") {
+                    d["description"] = desc.clone();
+                }
+                if let Some(p) = f.get("parameters") {
+                    d["parametersJsonSchema"] = p.clone();
+                }
+                d
+            })
+            .collect();
+        if !decls.is_empty() {
+            req.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+        }
+    }
+    let config = match body.get("tool_choice") {
+        Some(Value::String(s)) if s == "required" => Some(json!({"mode": "ANY"})),
+        Some(Value::String(s)) if s == "none" => Some(json!({"mode": "NONE"})),
+        Some(Value::String(s)) if s == "auto" => Some(json!({"mode": "AUTO"})),
+        Some(Value::Object(o)) => o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .map(|n| json!({"mode": "ANY", "allowedFunctionNames": [n]})),
+        _ => None,
+    };
+    if let Some(c) = config {
+        req.insert("toolConfig".into(), json!({"functionCallingConfig": c}));
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&req).expect("JSON values serialise"),
+    ))
+}
+
+/// Gemini `finishReason` → OpenAI `finish_reason` (`tool_calls` when the answer calls one).
+pub fn finish_reason(reason: &str, has_call: bool) -> &'static str {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            "content_filter"
+        }
+        _ if has_call => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn usage_of(u: &Value) -> Usage {
+    let get = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let prompt = get("promptTokenCount");
+    let completion = get("candidatesTokenCount") + get("thoughtsTokenCount");
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: get("totalTokenCount").max(prompt + completion),
+    }
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens})
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Text and function calls of one candidate; call ids are made up, numbered from `first_call`.
+fn candidate(c: &Value, first_call: usize) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for p in c
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if p.get("thought").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        if let Some(t) = p.get("text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+        if let Some(f) = p.get("functionCall") {
+            calls.push(json!({
+                "id": format!("call_{}", first_call + calls.len()),
+                "type": "function",
+                "function": {
+                    "name": f.get("name").cloned().unwrap_or(Value::from("")),
+                    "arguments": serde_json::to_string(f.get("args").unwrap_or(&json!({}))).expect("JSON values serialise"),
+                }
+            }));
+        }
+    }
+    (text, calls)
+}
+
+/// A whole Gemini answer → an OpenAI chat completion.
+pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_gateway(format!(
+            "The upstream provider returned a response that is not valid JSON ({e})."
+        ))
+    })?;
+    let candidates = v
+        .get("candidates")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            let why = v
+                .pointer("/promptFeedback/blockReason")
+                .and_then(Value::as_str)
+                .map_or(String::new(), |r| format!(" (prompt blocked: {r})"));
+            ApiError::bad_gateway(format!(
+                "The upstream provider's answer has no candidates{why}."
+            ))
+        })?;
+    let choices: Vec<Value> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (text, calls) = candidate(c, 0);
+            let reason = c.get("finishReason").and_then(Value::as_str).unwrap_or("STOP");
+            let mut message = json!({"role": "assistant", "content": text});
+            if !calls.is_empty() {
+                message["tool_calls"] = Value::Array(calls.clone());
+            }
+            json!({"index": c.get("index").cloned().unwrap_or(Value::from(i)), "message": message, "logprobs": null,
+                   "finish_reason": finish_reason(reason, !calls.is_empty())})
+        })
+        .collect();
+    let usage = v.get("usageMetadata").map(usage_of);
+    let mut out = json!({
+        "id": v.get("responseId").cloned().unwrap_or(Value::from("gemini")),
+        "object": "chat.completion",
+        "created": now(),
+        "model": public_model,
+        "choices": choices,
+    });
+    if let Some(u) = usage {
+        out["usage"] = usage_json(u);
+    }
+    Ok((
+        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+        usage,
+    ))
+}
+
+/// A Gemini error (`{"error":{"code","message","status"}}`) → the OpenAI shape.
+/// `RESOURCE_EXHAUSTED` is a 429; an invalid API key (Gemini answers 400) is the gateway's
+/// credential problem, a 502.
+pub fn error(
+    status: u16,
+    body: &[u8],
+    provider: &Provider,
+    retry_after: Option<String>,
+) -> ApiError {
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    let gstatus = v
+        .as_ref()
+        .and_then(|v| v.pointer("/error/status"))
+        .and_then(Value::as_str);
+    let message = v
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bad_key = message.contains("API key not valid")
+        || gstatus == Some("PERMISSION_DENIED")
+        || gstatus == Some("UNAUTHENTICATED");
+    let status = if bad_key {
+        401
+    } else if gstatus == Some("RESOURCE_EXHAUSTED") {
+        429
+    } else {
+        status
+    };
+    let mut e = super::openai::upstream_error(status, body, provider, retry_after);
+    if e.code.is_none()
+        || e.code
+            .as_deref()
+            .is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit()))
+    {
+        e.code = gstatus.map(|s| s.to_ascii_lowercase());
+    }
+    e
+}
+
+/// Gemini SSE (each event a whole `GenerateContentResponse`, no terminal event) → OpenAI
+/// chunks. The stream is complete when it ends after a candidate gave its `finishReason`.
+pub struct GeminiStream {
+    input: SseInput,
+    public_model: String,
+    client_wants_usage: bool,
+    id: String,
+    created: u64,
+    usage: Option<Usage>,
+    started: bool,
+    calls: usize,
+    finish: Option<&'static str>,
+    done: bool,
+}
+
+impl GeminiStream {
+    pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
+        GeminiStream {
+            input: SseInput::new(),
+            public_model: public_model.to_string(),
+            client_wants_usage,
+            id: String::from("gemini"),
+            created: now(),
+            usage: None,
+            started: false,
+            calls: 0,
+            finish: None,
+            done: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
+        let c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.public_model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        write_event(out, &c);
+    }
+
+    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+        let v: Value = serde_json::from_slice(&ev.data).map_err(|_| {
+            ApiError::bad_gateway(
+                "The upstream provider sent a stream event that is not valid JSON.",
+            )
+            .with_code("upstream_stream_error")
+        })?;
+        if let Some(err) = v.get("error") {
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("The upstream provider reported an error mid-stream.");
+            let code = err
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream_stream_error")
+                .to_ascii_lowercase();
+            return Err(ApiError::upstream(502, "api_error", message.to_string()).with_code(code));
+        }
+        if let Some(id) = v.get("responseId").and_then(Value::as_str) {
+            self.id = id.to_string();
+        }
+        if let Some(u) = v.get("usageMetadata") {
+            self.usage = Some(usage_of(u));
+        }
+        if !self.started {
+            self.started = true;
+            self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+        }
+        if let Some(c) = v.pointer("/candidates/0") {
+            let (text, calls) = candidate(c, self.calls);
+            if !text.is_empty() {
+                self.chunk(out, json!({"content": text}), None);
+            }
+            for call in calls {
+                let mut call = call;
+                call["index"] = Value::from(self.calls);
+                self.calls += 1;
+                self.chunk(out, json!({"tool_calls": [call]}), None);
+            }
+            if let Some(r) = c.get("finishReason").and_then(Value::as_str) {
+                self.finish = Some(finish_reason(r, self.calls > 0));
+            }
+        }
+        Ok(())
+    }
+
+    /// The body ended: complete if a finish reason was given.
+    fn end(&mut self, out: &mut BytesMut) {
+        if let Some(finish) = self.finish.filter(|_| !self.done) {
+            self.chunk(out, json!({}), Some(finish));
+            if self.client_wants_usage {
+                if let Some(u) = self.usage {
+                    let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                   "model": self.public_model, "choices": [], "usage": usage_json(u)});
+                    write_event(out, &c);
+                }
+            }
+            out.put_slice(b"data: [DONE]\n\n");
+            self.done = true;
+        }
+    }
+}
+
+fn write_event(out: &mut BytesMut, v: &Value) {
+    out.put_slice(b"data: ");
+    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
+    out.put_slice(b"\n\n");
+}
+
+impl SseEvents for GeminiStream {
+    fn input(&mut self) -> &mut SseInput {
+        &mut self.input
+    }
+
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+        self.handle(ev, out)
+    }
+
+    fn done(&self) -> bool {
+        self.done
+    }
+
+    fn at_end(&mut self, out: &mut BytesMut) {
+        self.end(out);
+    }
+
+    fn usage_so_far(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests;
