@@ -389,6 +389,10 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     if path.ends_with("/embeddings") {
         return embeddings(sock, &body, fault.as_ref()).await;
     }
+    if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        let stream = path.contains(":streamGenerateContent");
+        return gemini_generate(sock, &body, stream, &behaviour, fault.as_ref(), st).await;
+    }
     if path.ends_with("/messages") {
         return anthropic_messages(sock, req, &body, &behaviour, fault.as_ref(), st).await;
     }
@@ -427,6 +431,17 @@ async fn wait_unless_closed(sock: &mut TcpStream, d: Duration) -> bool {
 fn reply_text(body: &Value, behaviour: &Behaviour) -> String {
     if let Some(r) = &behaviour.reply {
         return r.clone();
+    }
+    if let Some(contents) = body.get("contents").and_then(Value::as_array) {
+        let last_user = contents
+            .iter()
+            .rev()
+            .find(|c| c.get("role").and_then(Value::as_str) == Some("user"))
+            .and_then(|c| c.pointer("/parts/0/text"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let shown: String = last_user.chars().take(200).collect();
+        return format!("Hello from the sluice mock provider! You said: {shown}");
     }
     let last_user = body
         .get("messages")
@@ -771,6 +786,68 @@ async fn anthropic_messages(
     let error_event = ev(
         "error",
         json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    );
+    send_events(sock, events, &error_event, behaviour, fault, st).await
+}
+
+/// Gemini generateContent / streamGenerateContent (SSE): text, or a `functionCall` of the
+/// first declared function when tools are given.
+async fn gemini_generate(
+    sock: &mut TcpStream,
+    body: &Value,
+    stream: bool,
+    behaviour: &Behaviour,
+    fault: Option<&Fault>,
+    st: &State,
+) -> std::io::Result<bool> {
+    if body.get("contents").and_then(Value::as_array).is_none() {
+        let b = json!({"error": {"code": 400, "message": "contents is required", "status": "INVALID_ARGUMENT"}});
+        send_whole(sock, 400, "", b.to_string().as_bytes()).await?;
+        return Ok(true);
+    }
+    let text = reply_text(body, behaviour);
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let tool = body
+        .pointer("/tools/0/functionDeclarations/0/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let prompt = prompt_tokens(body);
+    let usage = |n: usize| json!({"promptTokenCount": prompt, "candidatesTokenCount": n, "totalTokenCount": prompt + n as u64});
+    if !stream || fault == Some(&Fault::IgnoreStream) {
+        if fault == Some(&Fault::Garbage) {
+            send_whole(sock, 200, "", b"<html>this is not json").await?;
+            return Ok(true);
+        }
+        let mut parts = vec![json!({"text": text})];
+        if let Some(name) = &tool {
+            parts.push(json!({"functionCall": {"name": name, "args": {"city": "Paris", "unit": "celsius"}}}));
+        }
+        let b = json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": usage(words.len()), "responseId": "gemini-mock"});
+        send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
+        return Ok(true);
+    }
+    let mut events: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let c = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": w}]}, "index": 0}],
+                           "usageMetadata": usage(i + 1), "responseId": "gemini-mock"});
+            format!("data: {c}\r\n\r\n")
+        })
+        .collect();
+    let last_parts = match &tool {
+        Some(name) => {
+            json!([{"functionCall": {"name": name, "args": {"city": "Paris", "unit": "celsius"}}}])
+        }
+        None => json!([{"text": ""}]),
+    };
+    let last = json!({"candidates": [{"content": {"role": "model", "parts": last_parts}, "finishReason": "STOP", "index": 0}],
+                      "usageMetadata": usage(words.len()), "responseId": "gemini-mock"});
+    events.push(format!("data: {last}\r\n\r\n"));
+    let error_event = format!(
+        "data: {}\r\n\r\n",
+        json!({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
     );
     send_events(sock, events, &error_event, behaviour, fault, st).await
 }

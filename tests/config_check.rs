@@ -16,6 +16,7 @@ const ENV: &[(&str, &str)] = &[
     ("GROQ_API_KEY", "gsk-test"),
     ("XAI_API_KEY", "xai-test"),
     ("ANTHROPIC_API_KEY", "sk-ant-test"),
+    ("GEMINI_API_KEY", "gemini-test"),
 ];
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {

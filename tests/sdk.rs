@@ -73,3 +73,34 @@ models:
     assert!(claude.requests().iter().all(|r| r.path == "/v1/messages"));
     assert_eq!(openai.request_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_with_a_gemini_deployment() {
+    let gem = mock().await;
+    let openai = mock().await;
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  gem: {{ kind: gemini, base_url: "{}", api_key: {PROVIDER_KEY} }}
+  oai: {{ kind: openai_compatible, base_url: "{}/v1" }}
+models:
+  gpt-4o-mini:
+    - {{ provider: gem, model: gemini-2.0-flash }}
+  embed:
+    - {{ provider: oai, model: upstream-embed }}
+  other-model:
+    - {{ provider: gem, model: gemini-2.5-pro }}
+"#,
+        gem.url(),
+        openai.url()
+    ));
+    run_sdk(&gw).await;
+    assert_eq!(
+        gem.request_count(),
+        3,
+        "chat and two streams went to Gemini"
+    );
+    assert_eq!(openai.request_count(), 1);
+}

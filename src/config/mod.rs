@@ -461,16 +461,6 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
             format!("unknown kind {:?} (one of: {})", p.kind, known.join(", ")),
         )
     })?;
-    if kind == ProviderKind::Gemini {
-        return Err(ConfigError::new(
-            format!("{path}.kind"),
-            format!(
-                "kind {:?} is not supported by this version yet \
-                 (supported: openai, openai_compatible, groq, xai, ollama, anthropic)",
-                p.kind
-            ),
-        ));
-    }
     let base_url = match (p.base_url, kind.default_base_url()) {
         (Some(u), _) => u,
         (None, Some(d)) => d.to_string(),
@@ -519,13 +509,17 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         Some(v) => v,
         None => base.tls,
     };
-    // The versioned API root: OpenAI-style base URLs already include it; Ollama's and
-    // Anthropic's are the server root, their API lives under /v1.
-    let appends_v1 = matches!(kind, ProviderKind::Ollama | ProviderKind::Anthropic);
-    let api_root = if appends_v1 && !base.path.ends_with("/v1") {
-        format!("{}/v1", base.path)
-    } else {
+    // The versioned API root: OpenAI-style base URLs already include it; Ollama, Anthropic
+    // and Gemini base URLs are the server root, their APIs live under /v1 or /v1beta.
+    let version = match kind {
+        ProviderKind::Ollama | ProviderKind::Anthropic => "/v1",
+        ProviderKind::Gemini => "/v1beta",
+        _ => "",
+    };
+    let api_root = if base.path.ends_with(version) {
         base.path.clone()
+    } else {
+        format!("{}{version}", base.path)
     };
     Ok(Provider {
         name: name.to_string(),

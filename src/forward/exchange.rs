@@ -59,23 +59,15 @@ pub(crate) fn request_header(
         req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
         req.insert_header("x-request-id", request_id)?;
         if let Some(key) = &provider.api_key {
-            let anthropic = provider.kind == ProviderKind::Anthropic;
-            let value = if anthropic {
-                key.expose().to_string()
-            } else {
-                format!("Bearer {}", key.expose())
+            let (name, value) = match provider.kind {
+                ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
+                ProviderKind::Gemini => ("x-goog-api-key", key.expose().to_string()),
+                _ => ("authorization", format!("Bearer {}", key.expose())),
             };
             let mut v = http::HeaderValue::from_str(&value)
                 .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;
             v.set_sensitive(true);
-            req.insert_header(
-                if anthropic {
-                    "x-api-key"
-                } else {
-                    "authorization"
-                },
-                v,
-            )?;
+            req.insert_header(name, v)?;
         }
         if provider.kind == ProviderKind::Anthropic {
             req.insert_header("anthropic-version", anthropic::VERSION)?;

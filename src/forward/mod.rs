@@ -44,16 +44,6 @@ pub enum Endpoint {
     Embeddings,
 }
 
-impl Endpoint {
-    /// The path under the provider's API root.
-    fn path(self, wire: Wire) -> &'static str {
-        match self {
-            Endpoint::Chat => wire.chat_path(),
-            Endpoint::Embeddings => "/embeddings",
-        }
-    }
-}
-
 /// Everything needed to send one request upstream.
 pub struct Plan {
     pub endpoint: Endpoint,
@@ -331,7 +321,15 @@ async fn attempt_once(
     };
     let peer = upstream::peer(provider, addr, cfg);
     let wire = Wire::of(provider.kind);
-    let path = format!("{}{}", provider.api_root, plan.endpoint.path(wire));
+    let path = format!(
+        "{}{}",
+        provider.api_root,
+        wire.path(
+            plan.endpoint == Endpoint::Embeddings,
+            &deployment.model,
+            plan.stream
+        )
+    );
     let header = match request_header(
         provider,
         "POST",

@@ -3,6 +3,7 @@
 //! Translation is pure: no sockets here, so it is unit-tested and fuzzed directly.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use bytes::{Bytes, BytesMut};
@@ -19,21 +20,26 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Google Gemini generateContent.
+    Gemini,
 }
 
 impl Wire {
     pub fn of(kind: ProviderKind) -> Wire {
         match kind {
             ProviderKind::Anthropic => Wire::Anthropic,
+            ProviderKind::Gemini => Wire::Gemini,
             _ => Wire::OpenAi,
         }
     }
 
-    /// The chat endpoint's path under the provider's API root.
-    pub fn chat_path(self) -> &'static str {
-        match self {
-            Wire::OpenAi => "/chat/completions",
-            Wire::Anthropic => "/messages",
+    /// The path of a chat (or embeddings) request under the provider's API root.
+    pub fn path(self, embeddings: bool, model: &str, stream: bool) -> String {
+        match (self, embeddings) {
+            (_, true) => "/embeddings".into(),
+            (Wire::OpenAi, false) => "/chat/completions".into(),
+            (Wire::Anthropic, false) => "/messages".into(),
+            (Wire::Gemini, false) => gemini::path(model, stream),
         }
     }
 
@@ -52,6 +58,12 @@ impl Wire {
             .with_param("model")
             .with_code("unsupported_endpoint")),
             (Wire::Anthropic, false) => anthropic::to_request(body, model, stream),
+            (Wire::Gemini, true) => Err(ApiError::invalid_request(
+                "Embeddings through this model's provider (Gemini) are not supported yet.",
+            )
+            .with_param("model")
+            .with_code("unsupported_endpoint")),
+            (Wire::Gemini, false) => gemini::to_request(body),
             (Wire::OpenAi, _) => {
                 openai::prepare_request(body, model, stream);
                 Ok(Bytes::from(
@@ -70,6 +82,7 @@ impl Wire {
         match self {
             Wire::OpenAi => openai::rewrite_response(body, public_model),
             Wire::Anthropic => anthropic::from_response(body, public_model),
+            Wire::Gemini => gemini::from_response(body, public_model),
         }
     }
 
@@ -84,6 +97,7 @@ impl Wire {
         match self {
             Wire::OpenAi => openai::upstream_error(status, body, provider, retry_after),
             Wire::Anthropic => anthropic::error(status, body, provider, retry_after),
+            Wire::Gemini => gemini::error(status, body, provider, retry_after),
         }
     }
 
@@ -95,6 +109,7 @@ impl Wire {
                 public_model,
                 client_wants_usage,
             )),
+            Wire::Gemini => Box::new(gemini::GeminiStream::new(public_model, client_wants_usage)),
         }
     }
 }
@@ -167,6 +182,8 @@ pub trait SseEvents: Send {
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError>;
     /// The terminal event has been seen.
     fn done(&self) -> bool;
+    /// The body ended cleanly; formats without a terminal event finish here.
+    fn at_end(&mut self, _out: &mut BytesMut) {}
     fn usage_so_far(&self) -> Option<Usage>;
 }
 
@@ -201,6 +218,7 @@ impl<T: SseEvents> StreamTranslator for T {
             if let Some(ev) = self.input().parser.finish() {
                 self.event(&ev, out)?;
             }
+            self.at_end(out);
         }
         if self.done() {
             Ok(())
