@@ -16,8 +16,9 @@ use crate::stream::sse::{SseEvent, SseParser};
 /// The wire formats sluice translates to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wire {
-    /// OpenAI chat completions (OpenAI, Groq, xAI, Ollama's /v1, OpenAI-compatible servers).
-    OpenAi,
+    /// OpenAI chat completions (OpenAI, Groq, xAI, Ollama's /v1, OpenAI-compatible servers),
+    /// with the quirks of the given kind.
+    OpenAi(ProviderKind),
     /// Anthropic Messages.
     Anthropic,
     /// Google Gemini generateContent.
@@ -29,7 +30,7 @@ impl Wire {
         match kind {
             ProviderKind::Anthropic => Wire::Anthropic,
             ProviderKind::Gemini => Wire::Gemini,
-            _ => Wire::OpenAi,
+            other => Wire::OpenAi(other),
         }
     }
 
@@ -37,7 +38,7 @@ impl Wire {
     pub fn path(self, embeddings: bool, model: &str, stream: bool) -> String {
         match (self, embeddings) {
             (_, true) => "/embeddings".into(),
-            (Wire::OpenAi, false) => "/chat/completions".into(),
+            (Wire::OpenAi(_), false) => "/chat/completions".into(),
             (Wire::Anthropic, false) => "/messages".into(),
             (Wire::Gemini, false) => gemini::path(model, stream),
         }
@@ -64,12 +65,7 @@ impl Wire {
             .with_param("model")
             .with_code("unsupported_endpoint")),
             (Wire::Gemini, false) => gemini::to_request(body),
-            (Wire::OpenAi, _) => {
-                openai::prepare_request(body, model, stream);
-                Ok(Bytes::from(
-                    serde_json::to_vec(&*body).expect("JSON values serialise"),
-                ))
-            }
+            (Wire::OpenAi(kind), _) => openai::render(kind, body, model, stream),
         }
     }
 
@@ -80,7 +76,7 @@ impl Wire {
         public_model: &str,
     ) -> Result<(Bytes, Option<Usage>), ApiError> {
         match self {
-            Wire::OpenAi => openai::rewrite_response(body, public_model),
+            Wire::OpenAi(_) => openai::rewrite_response(body, public_model),
             Wire::Anthropic => anthropic::from_response(body, public_model),
             Wire::Gemini => gemini::from_response(body, public_model),
         }
@@ -95,7 +91,7 @@ impl Wire {
         retry_after: Option<String>,
     ) -> ApiError {
         match self {
-            Wire::OpenAi => openai::upstream_error(status, body, provider, retry_after),
+            Wire::OpenAi(_) => openai::upstream_error(status, body, provider, retry_after),
             Wire::Anthropic => anthropic::error(status, body, provider, retry_after),
             Wire::Gemini => gemini::error(status, body, provider, retry_after),
         }
@@ -104,7 +100,12 @@ impl Wire {
     /// The translator for a streamed answer.
     pub fn stream(self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
         match self {
-            Wire::OpenAi => Box::new(openai::OpenAiStream::new(public_model, client_wants_usage)),
+            Wire::OpenAi(kind) => {
+                let mut s = openai::OpenAiStream::new(public_model, client_wants_usage);
+                // Groq reports a stream's usage in `x_groq.usage`, not in a usage chunk.
+                s.synthesize_usage_chunk = kind == ProviderKind::Groq;
+                Box::new(s)
+            }
             Wire::Anthropic => Box::new(anthropic::AnthropicStream::new(
                 public_model,
                 client_wants_usage,

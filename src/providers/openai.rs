@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{SseEvents, SseInput, Usage};
 use crate::api::ApiError;
-use crate::config::Provider;
+use crate::config::{Provider, ProviderKind};
 use crate::stream::sse::SseEvent;
 
 /// Largest single SSE event accepted from a provider.
@@ -37,6 +37,66 @@ pub fn prepare_request(body: &mut Map<String, Value>, upstream_model: &str, stre
         .unwrap_or(false);
     opts.insert("include_usage".into(), Value::Bool(true));
     client_wants
+}
+
+/// Builds the upstream body for an OpenAI-wire provider of `kind`, applying its quirks.
+///
+/// Groq: `n` > 1 and `logprobs` are refused (a 400 naming them: they would change the answer),
+/// `logit_bias` and `messages[].name` are dropped, and `stream_options` is not sent (Groq puts a
+/// stream's usage in `x_groq.usage`). xAI reasoning models (`grok-3-mini*`, `grok-4*`): the
+/// penalties are dropped and `stop` is refused. Quirks apply to a copy: the client's body
+/// stays intact for deployments of other kinds.
+pub fn render(
+    kind: ProviderKind,
+    body: &mut Map<String, Value>,
+    model: &str,
+    stream: bool,
+) -> Result<Bytes, ApiError> {
+    let refuse = |param: &str, provider: &str| {
+        ApiError::invalid_param(
+            param,
+            format!("'{param}' is not supported for this model's provider ({provider})."),
+        )
+        .with_code("unsupported_parameter")
+    };
+    let mut owned;
+    let body = match kind {
+        ProviderKind::Groq => {
+            if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+                return Err(refuse("n", "Groq"));
+            }
+            if body.get("logprobs").and_then(Value::as_bool) == Some(true)
+                || body.contains_key("top_logprobs")
+            {
+                return Err(refuse("logprobs", "Groq"));
+            }
+            owned = body.clone();
+            owned.remove("logit_bias");
+            if let Some(msgs) = owned.get_mut("messages").and_then(Value::as_array_mut) {
+                for m in msgs.iter_mut().filter_map(Value::as_object_mut) {
+                    m.remove("name");
+                }
+            }
+            &mut owned
+        }
+        ProviderKind::Xai if model.starts_with("grok-3-mini") || model.starts_with("grok-4") => {
+            if body.get("stop").is_some_and(|s| !s.is_null()) {
+                return Err(refuse("stop", "xAI reasoning models"));
+            }
+            owned = body.clone();
+            owned.remove("presence_penalty");
+            owned.remove("frequency_penalty");
+            &mut owned
+        }
+        _ => body,
+    };
+    prepare_request(body, model, stream);
+    if kind == ProviderKind::Groq {
+        body.remove("stream_options");
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&*body).expect("JSON values serialise"),
+    ))
 }
 
 /// Rewrites a complete (non-stream) success body: `model` becomes the public name.
@@ -218,6 +278,9 @@ fn scrub(mut message: String, provider: &Provider) -> String {
 
 /// OpenAI SSE → OpenAI SSE, restoring the public model name.
 pub struct OpenAiStream {
+    /// Emit a usage chunk before `[DONE]` from `x_groq.usage` (for providers that do not send
+    /// one themselves).
+    pub synthesize_usage_chunk: bool,
     input: SseInput,
     public_model: String,
     client_wants_usage: bool,
@@ -228,6 +291,7 @@ pub struct OpenAiStream {
 impl OpenAiStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         OpenAiStream {
+            synthesize_usage_chunk: false,
             input: SseInput::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
@@ -242,6 +306,21 @@ impl OpenAiStream {
         }
         let data = trim_ascii(&ev.data);
         if data == b"[DONE]" {
+            if let (true, true, Some(u)) = (
+                self.synthesize_usage_chunk,
+                self.client_wants_usage,
+                self.usage,
+            ) {
+                let chunk = serde_json::json!({
+                    "object": "chat.completion.chunk",
+                    "model": self.public_model,
+                    "choices": [],
+                    "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
+                });
+                out.put_slice(b"data: ");
+                serde_json::to_writer((&mut *out).writer(), &chunk).expect("JSON values serialise");
+                out.put_slice(b"\n\n");
+            }
             self.done = true;
             out.put_slice(b"data: [DONE]\n\n");
             return Ok(());
@@ -267,7 +346,11 @@ impl OpenAiStream {
             return Err(ApiError::upstream(502, "api_error", message.to_string())
                 .with_code("upstream_stream_error"));
         }
-        if let Some(u) = obj.get("usage").and_then(Usage::from_json) {
+        if let Some(u) = obj
+            .get("usage")
+            .and_then(Usage::from_json)
+            .or_else(|| obj.get("x_groq")?.get("usage").and_then(Usage::from_json))
+        {
             self.usage = Some(u);
         }
         if !self.client_wants_usage {

@@ -237,3 +237,75 @@ fn whole_completion_becomes_a_stream() {
     assert_eq!(events(std::str::from_utf8(&out).unwrap()).len(), 3);
     assert!(completion_to_sse(b"{}", "p", false).is_err());
 }
+
+#[test]
+fn groq_and_xai_quirks() {
+    let body = json!({"model": "p", "stream": true, "logit_bias": {"1": 2}, "messages": [{"role": "user", "name": "alice", "content": "hi"}]});
+    let mut b = body.as_object().unwrap().clone();
+    let out: Value =
+        serde_json::from_slice(&render(ProviderKind::Groq, &mut b, "llama", true).unwrap())
+            .unwrap();
+    assert!(out.get("logit_bias").is_none());
+    assert!(out["messages"][0].get("name").is_none());
+    assert!(
+        out.get("stream_options").is_none(),
+        "Groq reports usage in x_groq"
+    );
+    assert_eq!(out["model"], "llama");
+    assert_eq!(
+        b["messages"][0]["name"], "alice",
+        "the client's body is kept for other deployments"
+    );
+
+    for (extra, param) in [
+        (json!({"n": 2}), "n"),
+        (json!({"logprobs": true}), "logprobs"),
+    ] {
+        let mut b = body.as_object().unwrap().clone();
+        b.extend(extra.as_object().unwrap().clone());
+        let e = render(ProviderKind::Groq, &mut b, "llama", false).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some(param)));
+    }
+
+    let x =
+        json!({"model": "p", "presence_penalty": 0.5, "frequency_penalty": 0.1, "messages": []});
+    let mut b = x.as_object().unwrap().clone();
+    let out: Value =
+        serde_json::from_slice(&render(ProviderKind::Xai, &mut b, "grok-4", false).unwrap())
+            .unwrap();
+    assert!(out.get("presence_penalty").is_none() && out.get("frequency_penalty").is_none());
+    let mut b = x.as_object().unwrap().clone();
+    let out: Value =
+        serde_json::from_slice(&render(ProviderKind::Xai, &mut b, "grok-2", false).unwrap())
+            .unwrap();
+    assert_eq!(
+        out["presence_penalty"], 0.5,
+        "non-reasoning models keep them"
+    );
+    let mut b = x.as_object().unwrap().clone();
+    b.insert("stop".into(), json!(["END"]));
+    assert_eq!(
+        render(ProviderKind::Xai, &mut b, "grok-3-mini", false)
+            .unwrap_err()
+            .param
+            .as_deref(),
+        Some("stop")
+    );
+}
+
+#[test]
+fn groq_usage_arrives_in_x_groq() {
+    let s = "data: {\"id\":\"g\",\"model\":\"llama\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n\
+             data: {\"id\":\"g\",\"model\":\"llama\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}}\n\n\
+             data: [DONE]\n\n";
+    let mut t = OpenAiStream::new("public", true);
+    t.synthesize_usage_chunk = true;
+    let mut out = BytesMut::new();
+    t.feed(s.as_bytes(), &mut out).unwrap();
+    t.finish(&mut out).unwrap();
+    let evs = events(std::str::from_utf8(&out).unwrap());
+    assert_eq!(evs[evs.len() - 2]["usage"]["total_tokens"], 4);
+    assert_eq!(evs[evs.len() - 2]["choices"], json!([]));
+    assert_eq!(evs.last().unwrap(), "[DONE]");
+    assert_eq!(t.usage().unwrap().completion_tokens, 1);
+}
