@@ -389,6 +389,18 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     if path.ends_with("/embeddings") {
         return embeddings(sock, &body, fault.as_ref()).await;
     }
+    if path.contains(":batchEmbedContents") {
+        let n = body
+            .get("requests")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let embeddings: Vec<Value> = (0..n)
+            .map(|i| json!({"values": [0.1, -0.2, i as f64]}))
+            .collect();
+        let b = json!({"embeddings": embeddings});
+        send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
+        return Ok(true);
+    }
     if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
         let stream = path.contains(":streamGenerateContent");
         return gemini_generate(sock, &body, stream, &behaviour, fault.as_ref(), st).await;

@@ -16,6 +16,8 @@ providers:
 models:
   gpt-4o-mini:
     - {{ provider: gem, model: gemini-2.0-flash }}
+  embed:
+    - {{ provider: gem, model: text-embedding-004 }}
 "#
     )
 }
@@ -89,4 +91,38 @@ async fn gemini_streams_that_break_are_not_complete_answers() {
         let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
         assert!(last["error"]["message"].is_string(), "{last}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_through_batch_embed_contents() {
+    let m = mock().await;
+    let gw = Gateway::start(&gemini_config(&m.url()));
+    let r = post(
+        gw.port,
+        "/v1/embeddings",
+        &json!({"model": "embed", "input": ["one", "two"], "dimensions": 64}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "embed");
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][1]["embedding"], json!([0.1, -0.2, 1.0]));
+    let up = &m.requests()[0];
+    assert_eq!(
+        up.path,
+        "/v1beta/models/text-embedding-004:batchEmbedContents"
+    );
+    let body = up.json();
+    assert_eq!(body["requests"][1]["content"]["parts"][0]["text"], "two");
+    assert_eq!(body["requests"][0]["model"], "models/text-embedding-004");
+    assert_eq!(body["requests"][0]["outputDimensionality"], 64);
+    let r = post(
+        gw.port,
+        "/v1/embeddings",
+        &json!({"model": "embed", "input": [[1, 2, 3]]}),
+    )
+    .await;
+    r.assert_error(400, "unsupported_parameter");
 }

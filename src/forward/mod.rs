@@ -410,7 +410,8 @@ async fn attempt_once(
     };
     release(gw, up, &peer).await;
     let public = &plan.route.route.name;
-    let translated = wire.response(&body, public).and_then(|(b, u)| {
+    let embeddings = plan.endpoint == Endpoint::Embeddings;
+    let translated = wire.response(&body, public, embeddings).and_then(|(b, u)| {
         if plan.stream {
             // The provider ignored `stream: true` and answered whole.
             openai::completion_to_sse(&b, public, plan.client_wants_usage)

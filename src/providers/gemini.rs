@@ -22,6 +22,71 @@ fn unsupported(param: &str, why: &str) -> ApiError {
     .with_code("unsupported_parameter")
 }
 
+/// The embeddings path (under the API root) for `model`.
+pub fn embed_path(model: &str) -> String {
+    format!("/models/{model}:batchEmbedContents")
+}
+
+/// An OpenAI embeddings request → `batchEmbedContents`.
+pub fn to_embed_request(body: &Map<String, Value>, model: &str) -> Result<Bytes, ApiError> {
+    let texts: Vec<&str> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect()
+        }
+        _ => {
+            return Err(unsupported(
+                "input",
+                "it embeds text: give a string or an array of strings",
+            ))
+        }
+    };
+    let dims = body.get("dimensions").and_then(Value::as_u64);
+    let requests: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let mut r =
+                json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
+            if let Some(d) = dims {
+                r["outputDimensionality"] = Value::from(d);
+            }
+            r
+        })
+        .collect();
+    Ok(Bytes::from(
+        serde_json::to_vec(&json!({"requests": requests})).expect("JSON values serialise"),
+    ))
+}
+
+/// A `batchEmbedContents` answer → an OpenAI embeddings list.
+pub fn from_embed_response(
+    body: &[u8],
+    public_model: &str,
+) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_gateway(format!(
+            "The upstream provider returned a response that is not valid JSON ({e})."
+        ))
+    })?;
+    let embeddings = v
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
+        })?;
+    let data: Vec<Value> = embeddings
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.get("values").cloned().unwrap_or(json!([]))}))
+        .collect();
+    let out = json!({"object": "list", "data": data, "model": public_model,
+                     "usage": {"prompt_tokens": 0, "total_tokens": 0}});
+    Ok((
+        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+        None,
+    ))
+}
+
 /// The path (under the API root, `/v1beta`) for `model`.
 pub fn path(model: &str, stream: bool) -> String {
     if stream {

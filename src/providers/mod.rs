@@ -37,6 +37,7 @@ impl Wire {
     /// The path of a chat (or embeddings) request under the provider's API root.
     pub fn path(self, embeddings: bool, model: &str, stream: bool) -> String {
         match (self, embeddings) {
+            (Wire::Gemini, true) => gemini::embed_path(model),
             (_, true) => "/embeddings".into(),
             (Wire::OpenAi(_), false) => "/chat/completions".into(),
             (Wire::Anthropic, false) => "/messages".into(),
@@ -59,11 +60,7 @@ impl Wire {
             .with_param("model")
             .with_code("unsupported_endpoint")),
             (Wire::Anthropic, false) => anthropic::to_request(body, model, stream),
-            (Wire::Gemini, true) => Err(ApiError::invalid_request(
-                "Embeddings through this model's provider (Gemini) are not supported yet.",
-            )
-            .with_param("model")
-            .with_code("unsupported_endpoint")),
+            (Wire::Gemini, true) => gemini::to_embed_request(body, model),
             (Wire::Gemini, false) => gemini::to_request(body),
             (Wire::OpenAi(kind), _) => openai::render(kind, body, model, stream),
         }
@@ -74,11 +71,13 @@ impl Wire {
         self,
         body: &[u8],
         public_model: &str,
+        embeddings: bool,
     ) -> Result<(Bytes, Option<Usage>), ApiError> {
-        match self {
-            Wire::OpenAi(_) => openai::rewrite_response(body, public_model),
-            Wire::Anthropic => anthropic::from_response(body, public_model),
-            Wire::Gemini => gemini::from_response(body, public_model),
+        match (self, embeddings) {
+            (Wire::OpenAi(_), _) => openai::rewrite_response(body, public_model),
+            (Wire::Anthropic, _) => anthropic::from_response(body, public_model),
+            (Wire::Gemini, true) => gemini::from_embed_response(body, public_model),
+            (Wire::Gemini, false) => gemini::from_response(body, public_model),
         }
     }
 
