@@ -10,7 +10,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
-use super::{SseEvents, SseInput, Usage};
+use super::{
+    chunk, completion, parse_answer, text_of, unix_now, unsupported, usage_chunk, write_event,
+    SseEvents, SseInput, Usage,
+};
 use crate::api::ApiError;
 use crate::config::Provider;
 use crate::stream::sse::SseEvent;
@@ -19,26 +22,6 @@ use crate::stream::sse::SseEvent;
 pub const VERSION: &str = "2023-06-01";
 /// `max_tokens` when the client gave none (Anthropic requires it).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-fn unsupported(param: &str, why: &str) -> ApiError {
-    ApiError::invalid_param(
-        param,
-        format!("'{param}' is not supported for this model's provider (Anthropic): {why}."),
-    )
-    .with_code("unsupported_parameter")
-}
-
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
 
 /// OpenAI content (string or parts) → Anthropic content blocks.
 fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
@@ -62,7 +45,7 @@ fn blocks(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
                         })?;
                     Ok(image_block(url))
                 }
-                other => Err(unsupported(
+                other => Err(unsupported("Anthropic", 
                     &format!("messages[{i}].content"),
                     &format!("content parts of type {other:?} cannot be sent to this provider"),
                 )),
@@ -88,24 +71,33 @@ fn image_block(url: &str) -> Value {
 /// Builds the Anthropic request body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(unsupported("n", "it returns one choice per request"));
+        return Err(unsupported(
+            "Anthropic",
+            "n",
+            "it returns one choice per request",
+        ));
     }
     if body.get("logprobs").and_then(Value::as_bool) == Some(true)
         || body.contains_key("top_logprobs")
     {
         return Err(unsupported(
+            "Anthropic",
             "logprobs",
             "it does not return log probabilities",
         ));
     }
     if let Some(rf) = body.get("response_format") {
         if rf.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(unsupported("response_format", "it has no JSON mode"));
+            return Err(unsupported(
+                "Anthropic",
+                "response_format",
+                "it has no JSON mode",
+            ));
         }
     }
     for p in ["audio", "modalities"] {
         if body.contains_key(p) {
-            return Err(unsupported(p, "it answers in text only"));
+            return Err(unsupported("Anthropic", p, "it answers in text only"));
         }
     }
     let messages = body
@@ -283,23 +275,9 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
-fn usage_json(u: Usage) -> Value {
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens})
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A whole Anthropic message → an OpenAI chat completion.
 pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_gateway(format!(
-            "The upstream provider returned a response that is not valid JSON ({e})."
-        ))
-    })?;
+    let v = parse_answer(body)?;
     let content = v
         .get("content")
         .and_then(Value::as_array)
@@ -329,18 +307,10 @@ pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<U
         .get("stop_reason")
         .and_then(Value::as_str)
         .unwrap_or("end_turn");
-    let mut out = json!({
-        "id": v.get("id").cloned().unwrap_or(Value::from("msg")),
-        "object": "chat.completion",
-        "created": now(),
-        "model": public_model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(stop)}],
-    });
-    if let Some(u) = usage {
-        out["usage"] = usage_json(u);
-    }
-    Ok((
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+    Ok(completion(
+        v.get("id").cloned().unwrap_or(Value::from("msg")),
+        public_model,
+        json!([{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(stop)}]),
         usage,
     ))
 }
@@ -408,7 +378,7 @@ impl AnthropicStream {
             public_model: public_model.to_string(),
             client_wants_usage,
             id: String::new(),
-            created: now(),
+            created: unix_now(),
             usage: Usage::default(),
             tool_index: Vec::new(),
             finish: None,
@@ -417,13 +387,7 @@ impl AnthropicStream {
     }
 
     fn chunk(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
-        let c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.public_model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
+        let c = chunk(&self.id, self.created, &self.public_model, delta, finish);
         write_event(out, &c);
     }
 
@@ -512,10 +476,7 @@ impl AnthropicStream {
             "message_stop" => {
                 self.chunk(out, json!({}), Some(self.finish.unwrap_or("stop")));
                 if self.client_wants_usage {
-                    let c = json!({
-                        "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.public_model, "choices": [], "usage": usage_json(self.usage),
-                    });
+                    let c = usage_chunk(&self.id, self.created, &self.public_model, self.usage);
                     write_event(out, &c);
                 }
                 out.put_slice(b"data: [DONE]\n\n");
@@ -526,12 +487,6 @@ impl AnthropicStream {
         }
         Ok(())
     }
-}
-
-fn write_event(out: &mut BytesMut, v: &Value) {
-    out.put_slice(b"data: ");
-    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
-    out.put_slice(b"\n\n");
 }
 
 impl SseEvents for AnthropicStream {

@@ -9,18 +9,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
-use super::{SseEvents, SseInput, Usage};
+use super::{
+    chunk, completion, parse_answer, text_of, unix_now, unsupported, usage_chunk, write_event,
+    SseEvents, SseInput, Usage,
+};
 use crate::api::ApiError;
 use crate::config::Provider;
 use crate::stream::sse::SseEvent;
-
-fn unsupported(param: &str, why: &str) -> ApiError {
-    ApiError::invalid_param(
-        param,
-        format!("'{param}' is not supported for this model's provider (Gemini): {why}."),
-    )
-    .with_code("unsupported_parameter")
-}
 
 /// The embeddings path (under the API root) for `model`.
 pub fn embed_path(model: &str) -> String {
@@ -36,6 +31,7 @@ pub fn to_embed_request(body: &Map<String, Value>, model: &str) -> Result<Bytes,
         }
         _ => {
             return Err(unsupported(
+                "Gemini",
                 "input",
                 "it embeds text: give a string or an array of strings",
             ))
@@ -63,11 +59,7 @@ pub fn from_embed_response(
     body: &[u8],
     public_model: &str,
 ) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_gateway(format!(
-            "The upstream provider returned a response that is not valid JSON ({e})."
-        ))
-    })?;
+    let v = parse_answer(body)?;
     let embeddings = v
         .get("embeddings")
         .and_then(Value::as_array)
@@ -96,18 +88,6 @@ pub fn path(model: &str, stream: bool) -> String {
     }
 }
 
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
 fn parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
     match content {
         Value::Null => Ok(vec![]),
@@ -124,7 +104,7 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
                         None => Ok(json!({"fileData": {"fileUri": url}})),
                     }
                 }
-                other => Err(unsupported(
+                other => Err(unsupported("Gemini", 
                     &format!("messages[{i}].content"),
                     &format!("content parts of type {other:?} cannot be sent to this provider"),
                 )),
@@ -141,6 +121,7 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
 pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
     if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported(
+            "Gemini",
             "logprobs",
             "it does not return log probabilities here",
         ));
@@ -148,6 +129,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
     for p in ["audio", "modalities"] {
         if body.contains_key(p) {
             return Err(unsupported(
+                "Gemini",
                 p,
                 "it answers in text only through this gateway",
             ));
@@ -297,7 +279,13 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
                     gen.insert("responseJsonSchema".into(), schema.clone());
                 }
             }
-            Some(other) => return Err(unsupported("response_format", &format!("type {other:?}"))),
+            Some(other) => {
+                return Err(unsupported(
+                    "Gemini",
+                    "response_format",
+                    &format!("type {other:?}"),
+                ))
+            }
         }
     }
     if !gen.is_empty() {
@@ -363,16 +351,6 @@ fn usage_of(u: &Value) -> Usage {
     }
 }
 
-fn usage_json(u: Usage) -> Value {
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens})
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Text and function calls of one candidate; call ids are made up, numbered from `first_call`.
 fn candidate(c: &Value, first_call: usize) -> (String, Vec<Value>) {
     let mut text = String::new();
@@ -405,11 +383,7 @@ fn candidate(c: &Value, first_call: usize) -> (String, Vec<Value>) {
 
 /// A whole Gemini answer → an OpenAI chat completion.
 pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_gateway(format!(
-            "The upstream provider returned a response that is not valid JSON ({e})."
-        ))
-    })?;
+    let v = parse_answer(body)?;
     let candidates = v
         .get("candidates")
         .and_then(Value::as_array)
@@ -437,18 +411,12 @@ pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<U
         })
         .collect();
     let usage = v.get("usageMetadata").map(usage_of);
-    let mut out = json!({
-        "id": v.get("responseId").cloned().unwrap_or(Value::from("gemini")),
-        "object": "chat.completion",
-        "created": now(),
-        "model": public_model,
-        "choices": choices,
-    });
-    if let Some(u) = usage {
-        out["usage"] = usage_json(u);
-    }
-    Ok((
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+    Ok(completion(
+        v.get("responseId")
+            .cloned()
+            .unwrap_or(Value::from("gemini")),
+        public_model,
+        Value::Array(choices),
         usage,
     ))
 }
@@ -515,7 +483,7 @@ impl GeminiStream {
             public_model: public_model.to_string(),
             client_wants_usage,
             id: String::from("gemini"),
-            created: now(),
+            created: unix_now(),
             usage: None,
             started: false,
             calls: 0,
@@ -525,11 +493,7 @@ impl GeminiStream {
     }
 
     fn chunk(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
-        let c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.public_model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
+        let c = chunk(&self.id, self.created, &self.public_model, delta, finish);
         write_event(out, &c);
     }
 
@@ -586,8 +550,7 @@ impl GeminiStream {
             self.chunk(out, json!({}), Some(finish));
             if self.client_wants_usage {
                 if let Some(u) = self.usage {
-                    let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                                   "model": self.public_model, "choices": [], "usage": usage_json(u)});
+                    let c = usage_chunk(&self.id, self.created, &self.public_model, u);
                     write_event(out, &c);
                 }
             }
@@ -595,12 +558,6 @@ impl GeminiStream {
             self.done = true;
         }
     }
-}
-
-fn write_event(out: &mut BytesMut, v: &Value) {
-    out.put_slice(b"data: ");
-    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
-    out.put_slice(b"\n\n");
 }
 
 impl SseEvents for GeminiStream {

@@ -114,6 +114,104 @@ impl Wire {
     }
 }
 
+/// A 400 for a parameter the provider cannot honour (see the parameter rule in each module).
+pub(crate) fn unsupported(provider: &str, param: &str, why: &str) -> ApiError {
+    ApiError::invalid_param(
+        param,
+        format!("'{param}' is not supported for this model's provider ({provider}): {why}."),
+    )
+    .with_code("unsupported_parameter")
+}
+
+/// The text of OpenAI message content: a string, or the text parts joined by newlines.
+pub(crate) fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// A provider's answer body as JSON; a 502 when it is not.
+pub(crate) fn parse_answer(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_gateway(format!(
+            "The upstream provider returned a response that is not valid JSON ({e})."
+        ))
+    })
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Appends one `data:` event.
+pub(crate) fn write_event(out: &mut BytesMut, v: &Value) {
+    use bytes::BufMut;
+    out.put_slice(b"data: ");
+    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
+    out.put_slice(b"\n\n");
+}
+
+/// A chat completion built from translated choices.
+pub(crate) fn completion(
+    id: Value,
+    public_model: &str,
+    choices: Value,
+    usage: Option<Usage>,
+) -> (Bytes, Option<Usage>) {
+    let mut out = serde_json::json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": public_model,
+        "choices": choices,
+    });
+    if let Some(u) = usage {
+        out["usage"] = u.to_json();
+    }
+    (
+        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+        usage,
+    )
+}
+
+/// A chat-completion chunk with one choice.
+pub(crate) fn chunk(
+    id: &str,
+    created: u64,
+    model: &str,
+    delta: Value,
+    finish: Option<&str>,
+) -> Value {
+    serde_json::json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    })
+}
+
+/// The final usage chunk (no choices) of a stream whose client asked for usage.
+pub(crate) fn usage_chunk(id: &str, created: u64, model: &str, usage: Usage) -> Value {
+    serde_json::json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage.to_json(),
+    })
+}
+
 /// Token usage reported by a provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -123,6 +221,15 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The OpenAI `usage` object.
+    pub fn to_json(self) -> Value {
+        serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        })
+    }
+
     /// Reads an OpenAI `usage` object.
     pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
         let obj = v.as_object()?;

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{SseEvents, SseInput, Usage};
+use super::{usage_chunk, write_event, SseEvents, SseInput, Usage};
 use crate::api::ApiError;
 use crate::config::{Provider, ProviderKind};
 use crate::stream::sse::SseEvent;
@@ -153,11 +153,7 @@ pub fn completion_to_sse(
         c
     };
     let mut out = BytesMut::with_capacity(whole.len() + 256);
-    let mut emit = |c: Map<String, Value>| {
-        out.put_slice(b"data: ");
-        serde_json::to_writer((&mut out).writer(), &c).expect("JSON values serialise");
-        out.put_slice(b"\n\n");
-    };
+    let mut emit = |c: Map<String, Value>| write_event(&mut out, &Value::Object(c));
     for (i, choice) in choices.iter().enumerate() {
         let index = choice.get("index").cloned().unwrap_or(Value::from(i));
         let mut delta = choice
@@ -281,6 +277,8 @@ pub struct OpenAiStream {
     /// Emit a usage chunk before `[DONE]` from `x_groq.usage` (for providers that do not send
     /// one themselves).
     pub synthesize_usage_chunk: bool,
+    /// `id` and `created` of the provider's chunks, for a synthesized usage chunk.
+    last_id: (String, u64),
     input: SseInput,
     public_model: String,
     client_wants_usage: bool,
@@ -292,6 +290,7 @@ impl OpenAiStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         OpenAiStream {
             synthesize_usage_chunk: false,
+            last_id: (String::new(), 0),
             input: SseInput::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
@@ -311,15 +310,8 @@ impl OpenAiStream {
                 self.client_wants_usage,
                 self.usage,
             ) {
-                let chunk = serde_json::json!({
-                    "object": "chat.completion.chunk",
-                    "model": self.public_model,
-                    "choices": [],
-                    "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
-                });
-                out.put_slice(b"data: ");
-                serde_json::to_writer((&mut *out).writer(), &chunk).expect("JSON values serialise");
-                out.put_slice(b"\n\n");
+                let (id, created) = &self.last_id;
+                write_event(out, &usage_chunk(id, *created, &self.public_model, u));
             }
             self.done = true;
             out.put_slice(b"data: [DONE]\n\n");
@@ -346,6 +338,12 @@ impl OpenAiStream {
             return Err(ApiError::upstream(502, "api_error", message.to_string())
                 .with_code("upstream_stream_error"));
         }
+        if self.synthesize_usage_chunk && self.last_id.0.is_empty() {
+            if let Some(id) = obj.get("id").and_then(Value::as_str) {
+                let created = obj.get("created").and_then(Value::as_u64).unwrap_or(0);
+                self.last_id = (id.to_string(), created);
+            }
+        }
         if let Some(u) = obj
             .get("usage")
             .and_then(Usage::from_json)
@@ -367,9 +365,7 @@ impl OpenAiStream {
         if obj.contains_key("model") {
             obj.insert("model".into(), Value::String(self.public_model.clone()));
         }
-        out.put_slice(b"data: ");
-        serde_json::to_writer((&mut *out).writer(), &v).expect("JSON values serialise");
-        out.put_slice(b"\n\n");
+        write_event(out, &v);
         Ok(())
     }
 }
