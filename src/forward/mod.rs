@@ -162,9 +162,6 @@ pub async fn forward(
                 ])
                 .inc();
         };
-        ctx.attempts += 1;
-        ctx.provider = Some(deployment.provider.name.clone());
-        ctx.upstream_model = Some(deployment.model.clone());
         // Translated once per wire format and model, replayed on every attempt.
         let wire = Wire::of(deployment.provider.kind);
         let body = match &rendered {
@@ -182,6 +179,9 @@ pub async fn forward(
                 Err(e) => return Err(last.filter(|l| l.status >= 500).unwrap_or(e)),
             },
         };
+        ctx.attempts += 1;
+        ctx.provider = Some(deployment.provider.name.clone());
+        ctx.upstream_model = Some(deployment.model.clone());
         let _in_flight = router.begin(&dep);
         match attempt_once(gw, session, ctx, &plan, deployment, body, &deadline).await {
             Attempt::Done => {
