@@ -11,8 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    chunk, completion, parse_answer, text_of, unix_now, unsupported, usage_chunk, write_event,
-    SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, unix_now,
+    unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -123,20 +123,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
                     .into_iter()
                     .flatten()
                 {
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    let input: Value = if args.trim().is_empty() {
-                        json!({})
-                    } else {
-                        serde_json::from_str(args).map_err(|_| {
-                            ApiError::invalid_param(
-                                &format!("messages[{i}].tool_calls"),
-                                "function.arguments must be a JSON object encoded as a string",
-                            )
-                        })?
-                    };
+                    let input = tool_call_args(call, i)?;
                     b.push(json!({
                         "type": "tool_use",
                         "id": call.get("id").cloned().unwrap_or(Value::from("")),
@@ -395,12 +382,7 @@ impl AnthropicStream {
         if self.done {
             return Ok(());
         }
-        let data: Value = serde_json::from_slice(&ev.data).map_err(|_| {
-            ApiError::bad_gateway(
-                "The upstream provider sent a stream event that is not valid JSON.",
-            )
-            .with_code("upstream_stream_error")
-        })?;
+        let data: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
         let kind = data
             .get("type")
             .and_then(Value::as_str)

@@ -10,8 +10,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    chunk, completion, parse_answer, text_of, unix_now, unsupported, usage_chunk, write_event,
-    SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, unix_now,
+    unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -165,18 +165,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
                         .unwrap_or("");
                     let id = call.get("id").and_then(Value::as_str).unwrap_or("");
                     call_names.push((id.to_string(), name.to_string()));
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("{}");
-                    let args: Value =
-                        serde_json::from_str(if args.trim().is_empty() { "{}" } else { args })
-                            .map_err(|_| {
-                                ApiError::invalid_param(
-                                    &format!("messages[{i}].tool_calls"),
-                                    "function.arguments must be a JSON object encoded as a string",
-                                )
-                            })?;
+                    let args = tool_call_args(call, i)?;
                     p.push(json!({"functionCall": {"name": name, "args": args}}));
                 }
                 ("model", p)
@@ -498,12 +487,7 @@ impl GeminiStream {
     }
 
     fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
-        let v: Value = serde_json::from_slice(&ev.data).map_err(|_| {
-            ApiError::bad_gateway(
-                "The upstream provider sent a stream event that is not valid JSON.",
-            )
-            .with_code("upstream_stream_error")
-        })?;
+        let v: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
         if let Some(err) = v.get("error") {
             let message = err
                 .get("message")

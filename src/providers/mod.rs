@@ -136,6 +136,27 @@ pub(crate) fn text_of(content: &Value) -> String {
     }
 }
 
+/// The arguments of an assistant tool call (message `i`) as a JSON value; empty means `{}`.
+pub(crate) fn tool_call_args(call: &Value, i: usize) -> Result<Value, ApiError> {
+    let args = call
+        .pointer("/function/arguments")
+        .and_then(Value::as_str)
+        .unwrap_or("{}");
+    let args = if args.trim().is_empty() { "{}" } else { args };
+    serde_json::from_str(args).map_err(|_| {
+        ApiError::invalid_param(
+            &format!("messages[{i}].tool_calls"),
+            "function.arguments must be a JSON object encoded as a string",
+        )
+    })
+}
+
+/// The error for a stream event whose data is not JSON.
+pub(crate) fn bad_stream_event() -> ApiError {
+    ApiError::bad_gateway("The upstream provider sent a stream event that is not valid JSON.")
+        .with_code("upstream_stream_error")
+}
+
 /// A provider's answer body as JSON; a 502 when it is not.
 pub(crate) fn parse_answer(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{usage_chunk, write_event, SseEvents, SseInput, Usage};
+use super::{bad_stream_event, usage_chunk, write_event, SseEvents, SseInput, Usage};
 use crate::api::ApiError;
 use crate::config::{Provider, ProviderKind};
 use crate::stream::sse::SseEvent;
@@ -303,7 +303,7 @@ impl OpenAiStream {
         if self.done {
             return Ok(());
         }
-        let data = trim_ascii(&ev.data);
+        let data = ev.data.trim_ascii();
         if data == b"[DONE]" {
             if let (true, true, Some(u)) = (
                 self.synthesize_usage_chunk,
@@ -317,12 +317,7 @@ impl OpenAiStream {
             out.put_slice(b"data: [DONE]\n\n");
             return Ok(());
         }
-        let mut v: Value = serde_json::from_slice(data).map_err(|_| {
-            ApiError::bad_gateway(
-                "The upstream provider sent a stream event that is not valid JSON.",
-            )
-            .with_code("upstream_stream_error")
-        })?;
+        let mut v: Value = serde_json::from_slice(data).map_err(|_| bad_stream_event())?;
         let obj = v.as_object_mut().ok_or_else(|| {
             ApiError::bad_gateway(
                 "The upstream provider sent a stream event that is not a JSON object.",
@@ -368,18 +363,6 @@ impl OpenAiStream {
         write_event(out, &v);
         Ok(())
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 impl SseEvents for OpenAiStream {
