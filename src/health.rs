@@ -15,6 +15,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::config::{Config, HealthCheckSettings, Provider};
 use crate::forward::{read_final_header, request_header};
+use crate::providers::Wire;
 use crate::routing::{ProviderHealth, Router};
 use crate::upstream::{self, Resolver};
 
@@ -42,7 +43,14 @@ impl HealthChecker {
     async fn probe(&self, provider: &Provider) -> Result<(), String> {
         let addr = self.resolver.resolve(provider).await?;
         let peer = upstream::peer(provider, addr, &self.cfg);
-        let path = format!("{}{}", provider.api_root, self.settings.path);
+        let path = format!(
+            "{}{}",
+            provider.api_root,
+            self.settings
+                .path
+                .as_deref()
+                .unwrap_or(Wire::of(provider.kind).health_path())
+        );
         let header = request_header(provider, "GET", &path, None, false, "sluice-health-check")
             .map_err(|e| e.message)?;
         let (mut up, _) = self

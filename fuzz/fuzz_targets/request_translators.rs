@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         ProviderKind::Xai,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Ollama,
     ] {
         for embeddings in [false, true] {
             let mut b = body.clone();

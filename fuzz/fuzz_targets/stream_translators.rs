@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         ProviderKind::Groq,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Ollama,
     ] {
         let run = |parts: &[&[u8]]| {
             let mut t: Box<dyn StreamTranslator> = Wire::of(kind).stream("m", true);
@@ -47,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The events with their `created` timestamps removed (the two runs may straddle a second).
+/// The events without `created` (the two runs may straddle a second) and `id` (made up for
+/// providers that give none).
 fn without_created(out: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(out)
         .split("\n\n")
@@ -57,6 +59,8 @@ fn without_created(out: &[u8]) -> Vec<serde_json::Value> {
                 serde_json::from_str(d).unwrap_or(serde_json::Value::String(d.to_string()));
             if let Some(o) = v.as_object_mut() {
                 o.remove("created");
+                // Ollama answers carry no id: sluice makes one up per stream.
+                o.remove("id");
             }
             v
         })

@@ -332,8 +332,8 @@ fn validate_retry(r: raw::RawRetry) -> Result<RetrySettings, ConfigError> {
 fn validate_health(h: raw::RawHealth) -> Result<HealthSettings, ConfigError> {
     let c = h.check;
     let check = if c.enabled.unwrap_or(true) {
-        let path = c.path.unwrap_or_else(|| "/models".into());
-        if !path.starts_with('/') {
+        let path = c.path;
+        if path.as_deref().is_some_and(|p| !p.starts_with('/')) {
             return Err(ConfigError::new("health.check.path", "must start with /"));
         }
         let check = HealthCheckSettings {
@@ -509,10 +509,19 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         Some(v) => v,
         None => base.tls,
     };
-    // The versioned API root: OpenAI-style base URLs already include it; Ollama, Anthropic
-    // and Gemini base URLs are the server root, their APIs live under /v1 or /v1beta.
+    // The versioned API root: OpenAI-style base URLs already include it; Anthropic and Gemini
+    // base URLs are the server root, their APIs live under /v1 or /v1beta. Ollama's native
+    // API lives at the server root itself (/api/chat).
+    if kind == ProviderKind::Ollama && base.path.ends_with("/v1") {
+        return Err(ConfigError::new(
+            format!("{path}.base_url"),
+            "kind ollama speaks Ollama's native API: give the server root (e.g. \
+             http://127.0.0.1:11434); for its OpenAI-compatible /v1 API use kind \
+             openai_compatible",
+        ));
+    }
     let version = match kind {
-        ProviderKind::Ollama | ProviderKind::Anthropic => "/v1",
+        ProviderKind::Anthropic => "/v1",
         ProviderKind::Gemini => "/v1beta",
         _ => "",
     };

@@ -31,7 +31,10 @@ fn valid_config_with_defaults() {
     assert_eq!(openai.base.port, 443);
     assert_eq!(openai.api_root, "/v1");
     let local = &c.providers["local"];
-    assert_eq!(local.api_root, "/v1", "ollama speaks OpenAI under /v1");
+    assert_eq!(
+        local.api_root, "",
+        "ollama's native API is at the server root"
+    );
     assert_eq!(local.base.port, 11434);
     assert_eq!(c.models["llama"].deployments[0].weight, 2);
     assert!(c.keys[0].allows("gpt-4o-mini"));
@@ -144,6 +147,11 @@ fn other_validation_errors() {
         (
             "local: { kind: ollama }",
             "local: { kind: ollama, base_url: \"ftp://x\" }",
+            "providers.local.base_url",
+        ),
+        (
+            "local: { kind: ollama }",
+            "local: { kind: ollama, base_url: \"http://127.0.0.1:11434/v1\" }",
             "providers.local.base_url",
         ),
         (

@@ -239,8 +239,9 @@ pub struct HealthSettings {
 /// Active checks: a periodic request to each provider.
 #[derive(Debug, Clone)]
 pub struct HealthCheckSettings {
-    /// Path under the provider's OpenAI base path, e.g. `/models`.
-    pub path: String,
+    /// Path under the provider's API root; `None` means the wire format's own (`/models`,
+    /// or `/api/tags` for Ollama).
+    pub path: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub unhealthy_threshold: u32,

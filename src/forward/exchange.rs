@@ -50,7 +50,9 @@ pub(crate) fn request_header(
         }
         req.insert_header(
             "accept",
-            if stream {
+            if stream && provider.kind == ProviderKind::Ollama {
+                crate::providers::ollama::NDJSON
+            } else if stream {
                 "text/event-stream"
             } else {
                 "application/json"

@@ -358,11 +358,11 @@ async fn attempt_once(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let is_sse = resp
+    let is_stream = resp
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        .is_some_and(|ct| wire.is_stream(ct));
 
     if !(200..300).contains(&status) {
         let read = read_whole(
@@ -393,7 +393,7 @@ async fn attempt_once(
         };
     }
 
-    if plan.stream && is_sse {
+    if plan.stream && is_stream {
         return relay_stream(gw, session, ctx, plan, provider, (up, &peer), deadline).await;
     }
     let read = read_whole(

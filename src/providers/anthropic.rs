@@ -259,6 +259,7 @@ fn usage_of(u: &Value) -> Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: prompt + completion,
+        cached_tokens: get("cache_read_input_tokens"),
     }
 }
 

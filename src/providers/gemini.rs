@@ -10,8 +10,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, unix_now,
-    unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, tool_name,
+    unix_now, unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -171,21 +171,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
                 ("model", p)
             }
             "tool" | "function" => {
-                let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
-                let name = call_names
-                    .iter()
-                    .find(|(c, _)| c == id)
-                    .map(|(_, n)| n.clone())
-                    .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_string))
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            &format!("messages[{i}].tool_call_id"),
-                            format!(
-                                "no earlier assistant tool call has the id {:?}",
-                                crate::api::error::echo(id)
-                            ),
-                        )
-                    })?;
+                let name = tool_name(&call_names, m, i)?;
                 let text = text_of(content);
                 let response = serde_json::from_str::<Value>(&text)
                     .ok()
@@ -337,6 +323,7 @@ fn usage_of(u: &Value) -> Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: get("totalTokenCount").max(prompt + completion),
+        cached_tokens: get("cachedContentTokenCount"),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod ollama;
 pub mod openai;
 
 use bytes::{Bytes, BytesMut};
@@ -23,6 +24,8 @@ pub enum Wire {
     Anthropic,
     /// Google Gemini generateContent.
     Gemini,
+    /// Ollama's native `/api/chat` and `/api/embed`.
+    Ollama,
 }
 
 impl Wire {
@@ -30,6 +33,7 @@ impl Wire {
         match kind {
             ProviderKind::Anthropic => Wire::Anthropic,
             ProviderKind::Gemini => Wire::Gemini,
+            ProviderKind::Ollama => Wire::Ollama,
             other => Wire::OpenAi(other),
         }
     }
@@ -38,6 +42,8 @@ impl Wire {
     pub fn path(self, embeddings: bool, model: &str, stream: bool) -> String {
         match (self, embeddings) {
             (Wire::Gemini, true) => gemini::embed_path(model),
+            (Wire::Ollama, true) => ollama::EMBED_PATH.into(),
+            (Wire::Ollama, false) => ollama::CHAT_PATH.into(),
             (_, true) => "/embeddings".into(),
             (Wire::OpenAi(_), false) => "/chat/completions".into(),
             (Wire::Anthropic, false) => "/messages".into(),
@@ -62,6 +68,8 @@ impl Wire {
             (Wire::Anthropic, false) => anthropic::to_request(body, model, stream),
             (Wire::Gemini, true) => gemini::to_embed_request(body, model),
             (Wire::Gemini, false) => gemini::to_request(body),
+            (Wire::Ollama, true) => ollama::to_embed_request(body, model),
+            (Wire::Ollama, false) => ollama::to_request(body, model, stream),
             (Wire::OpenAi(kind), _) => openai::render(kind, body, model, stream),
         }
     }
@@ -78,6 +86,8 @@ impl Wire {
             (Wire::Anthropic, _) => anthropic::from_response(body, public_model),
             (Wire::Gemini, true) => gemini::from_embed_response(body, public_model),
             (Wire::Gemini, false) => gemini::from_response(body, public_model),
+            (Wire::Ollama, true) => ollama::from_embed_response(body, public_model),
+            (Wire::Ollama, false) => ollama::from_response(body, public_model),
         }
     }
 
@@ -93,6 +103,7 @@ impl Wire {
             Wire::OpenAi(_) => openai::upstream_error(status, body, provider, retry_after),
             Wire::Anthropic => anthropic::error(status, body, provider, retry_after),
             Wire::Gemini => gemini::error(status, body, provider, retry_after),
+            Wire::Ollama => ollama::error(status, body, provider, retry_after),
         }
     }
 
@@ -110,6 +121,23 @@ impl Wire {
                 client_wants_usage,
             )),
             Wire::Gemini => Box::new(gemini::GeminiStream::new(public_model, client_wants_usage)),
+            Wire::Ollama => Box::new(ollama::OllamaStream::new(public_model, client_wants_usage)),
+        }
+    }
+
+    /// Whether an answer with this `content-type` is a stream in this wire format.
+    pub fn is_stream(self, content_type: &str) -> bool {
+        match self {
+            Wire::Ollama => content_type.starts_with(ollama::NDJSON),
+            _ => content_type.starts_with("text/event-stream"),
+        }
+    }
+
+    /// The default active health-check path under the API root.
+    pub fn health_path(self) -> &'static str {
+        match self {
+            Wire::Ollama => "/api/tags",
+            _ => "/models",
         }
     }
 }
@@ -149,6 +177,44 @@ pub(crate) fn tool_call_args(call: &Value, i: usize) -> Result<Value, ApiError> 
             "function.arguments must be a JSON object encoded as a string",
         )
     })
+}
+
+/// The name of the function a `tool` message (message `i`) answers: looked up by its
+/// `tool_call_id` among the earlier assistant calls (`(id, name)` pairs), else its `name`.
+pub(crate) fn tool_name(
+    calls: &[(String, String)],
+    m: &Value,
+    i: usize,
+) -> Result<String, ApiError> {
+    let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+    calls
+        .iter()
+        .find(|(c, _)| c == id)
+        .map(|(_, n)| n.clone())
+        .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                &format!("messages[{i}].tool_call_id"),
+                format!(
+                    "no earlier assistant tool call has the id {:?}",
+                    crate::api::error::echo(id)
+                ),
+            )
+        })
+}
+
+/// The error for a stream that ended before its terminal event.
+pub(crate) fn truncated_stream() -> ApiError {
+    ApiError::bad_gateway("The upstream provider ended the stream before it was complete.")
+        .with_code("upstream_stream_truncated")
+}
+
+/// The error for a stream event (or line) larger than `limit` bytes.
+pub(crate) fn oversize_event(limit: usize) -> ApiError {
+    ApiError::bad_gateway(format!(
+        "The upstream provider sent a stream event larger than {limit} bytes."
+    ))
+    .with_code("upstream_stream_error")
 }
 
 /// The error for a stream event whose data is not JSON.
@@ -239,16 +305,22 @@ pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
+    pub cached_tokens: u64,
 }
 
 impl Usage {
     /// The OpenAI `usage` object.
     pub fn to_json(self) -> Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
-        })
+        });
+        if self.cached_tokens > 0 {
+            v["prompt_tokens_details"] = serde_json::json!({"cached_tokens": self.cached_tokens});
+        }
+        v
     }
 
     /// Reads an OpenAI `usage` object.
@@ -261,6 +333,10 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: get("total_tokens").unwrap_or(prompt_tokens + completion_tokens),
+            cached_tokens: v
+                .pointer("/prompt_tokens_details/cached_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
         })
     }
 }
@@ -332,13 +408,7 @@ impl<T: SseEvents> StreamTranslator for T {
         }
         self.input().events = events;
         result?;
-        parsed.map_err(|e| {
-            ApiError::bad_gateway(format!(
-                "The upstream provider sent a stream event larger than {} bytes.",
-                e.0
-            ))
-            .with_code("upstream_stream_error")
-        })
+        parsed.map_err(|e| oversize_event(e.0))
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
@@ -351,10 +421,7 @@ impl<T: SseEvents> StreamTranslator for T {
         if self.done() {
             Ok(())
         } else {
-            Err(ApiError::bad_gateway(
-                "The upstream provider ended the stream before it was complete.",
-            )
-            .with_code("upstream_stream_truncated"))
+            Err(truncated_stream())
         }
     }
 

@@ -1,5 +1,5 @@
-//! The OpenAI wire format, spoken by the `openai`, `openai_compatible`, `groq`, `xai` and
-//! `ollama` (through its `/v1` API) provider kinds.
+//! The OpenAI wire format, spoken by the `openai`, `openai_compatible`, `groq` and `xai`
+//! provider kinds (and by Ollama's `/v1` API, configured as `openai_compatible`).
 //!
 //! Requests pass through with the public model name replaced by the deployment's, and
 //! `stream_options.include_usage` forced on for streams so that usage is always known. Answers
@@ -186,18 +186,27 @@ pub fn completion_to_sse(
     Ok((out.freeze(), usage))
 }
 
+/// Whether an error body says the provider's key was refused, whatever the status: xAI
+/// answers a bad key with 400 "Incorrect API key provided", OpenAI-compatible servers use
+/// the code `invalid_api_key`.
+fn rejects_key(body: &[u8]) -> bool {
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    has(b"Incorrect API key provided") || has(b"\"invalid_api_key\"")
+}
+
 /// Normalises a provider's error answer into the OpenAI error shape.
 ///
-/// The status is kept, except that a provider refusing sluice's own credentials (401/403)
-/// becomes a 502 — the client's key was fine, the gateway's was not — and statuses that are
-/// not errors at all become 502. The provider's API key is scrubbed from the message.
+/// The status is kept, except that a provider refusing sluice's own credentials (401/403, or
+/// another status with a body that says so) becomes a 502 — the client's key was fine, the
+/// gateway's was not — and statuses that are not errors at all become 502. The provider's API
+/// key is scrubbed from the message.
 pub fn upstream_error(
     status: u16,
     body: &[u8],
     provider: &Provider,
     retry_after: Option<String>,
 ) -> ApiError {
-    if status == 401 || status == 403 {
+    if status == 401 || status == 403 || rejects_key(body) {
         return ApiError::bad_gateway(format!(
             "The upstream provider '{}' rejected the gateway's credentials (HTTP {status}). \
              The gateway operator must check this provider's api_key.",

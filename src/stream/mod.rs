@@ -2,4 +2,5 @@
 //! event, a line or a UTF-8 character may be split anywhere — and give the same events as if
 //! the whole stream had arrived at once. Memory per stream is bounded by the largest event.
 
+pub mod ndjson;
 pub mod sse;

@@ -137,10 +137,12 @@ fn response_translation() {
         Usage {
             prompt_tokens: 15,
             completion_tokens: 7,
-            total_tokens: 22
+            total_tokens: 22,
+            cached_tokens: 5,
         }
     );
     assert_eq!(v["usage"]["total_tokens"], 22);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
     for (stop, finish) in [
         ("end_turn", "stop"),
         ("stop_sequence", "stop"),

@@ -83,7 +83,8 @@ fn stream_is_rewritten_and_usage_chunk_dropped_unless_asked() {
         Some(Usage {
             prompt_tokens: 9,
             completion_tokens: 4,
-            total_tokens: 13
+            total_tokens: 13,
+            cached_tokens: 0,
         })
     );
 

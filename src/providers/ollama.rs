@@ -1,0 +1,536 @@
+//! Ollama's native API (`POST /api/chat`, NDJSON streams; `POST /api/embed`), translated to
+//! and from OpenAI chat completions and embeddings.
+//!
+//! Parameter rule as for the other providers: what Ollama cannot honour and whose loss would
+//! change the answer is a 400 naming the parameter — `n > 1`, `logprobs`, a `tool_choice`
+//! of `required` or a named function, an image given by `https` URL (Ollama takes inline
+//! images only, and sluice does not fetch URLs on a client's behalf), audio. `tool_choice:
+//! "none"` is honoured by not sending the tools. `temperature`, `top_p`, `seed`, `stop`,
+//! `max_tokens` / `max_completion_tokens` (→ `num_predict`), `presence_penalty` and
+//! `frequency_penalty` go into `options`; `response_format` maps to `format` (`"json"` or the
+//! JSON schema). The rest (`user`, `logit_bias`, `parallel_tool_calls`, `store`, `metadata`,
+//! `service_tier`, …) is dropped.
+//!
+//! Ollama's answers have no id; sluice makes one up per answer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+
+use super::{
+    bad_stream_event, chunk, completion, oversize_event, parse_answer, text_of, tool_call_args,
+    tool_name, truncated_stream, unix_now, unsupported, usage_chunk, write_event, StreamTranslator,
+    Usage,
+};
+use crate::api::ApiError;
+use crate::config::Provider;
+use crate::stream::ndjson::NdjsonParser;
+
+/// The chat path under the server root.
+pub const CHAT_PATH: &str = "/api/chat";
+/// The embeddings path under the server root.
+pub const EMBED_PATH: &str = "/api/embed";
+/// Ollama's stream content type.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// OpenAI content → Ollama's text plus base64 images.
+fn content(content: &Value, i: usize) -> Result<(String, Vec<Value>), ApiError> {
+    let parts = match content {
+        Value::Array(parts) => parts,
+        Value::Null => return Ok((String::new(), vec![])),
+        Value::String(s) => return Ok((s.clone(), vec![])),
+        _ => {
+            return Err(ApiError::invalid_param(
+                &format!("messages[{i}].content"),
+                "content must be a string or an array of parts",
+            ))
+        }
+    };
+    let mut text: Vec<&str> = Vec::new();
+    let mut images = Vec::new();
+    for p in parts {
+        match p.get("type").and_then(Value::as_str) {
+            Some("text") => text.push(p.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("image_url") => {
+                let url = p
+                    .pointer("/image_url/url")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                match url.strip_prefix("data:").and_then(|r| r.split_once(',')) {
+                    Some((meta, data)) if meta.ends_with(";base64") => {
+                        images.push(Value::from(data));
+                    }
+                    _ => {
+                        return Err(unsupported(
+                            "Ollama",
+                            &format!("messages[{i}].content"),
+                            "it takes inline images only: send the image as a base64 data: URL",
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(unsupported(
+                    "Ollama",
+                    &format!("messages[{i}].content"),
+                    &format!("content parts of type {other:?} cannot be sent to this provider"),
+                ))
+            }
+        }
+    }
+    Ok((text.join("\n"), images))
+}
+
+/// Builds the `/api/chat` body from the client's OpenAI chat request.
+pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(unsupported(
+            "Ollama",
+            "n",
+            "it returns one choice per request",
+        ));
+    }
+    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported(
+            "Ollama",
+            "logprobs",
+            "it does not return log probabilities through this gateway",
+        ));
+    }
+    for p in ["audio", "modalities"] {
+        if body.contains_key(p) {
+            return Err(unsupported(
+                "Ollama",
+                p,
+                "it answers in text only through this gateway",
+            ));
+        }
+    }
+    let send_tools = match body.get("tool_choice") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) if s == "auto" => true,
+        Some(Value::String(s)) if s == "none" => false,
+        Some(_) => {
+            return Err(unsupported(
+                "Ollama",
+                "tool_choice",
+                "it cannot be forced to call a tool; use \"auto\" or \"none\"",
+            ))
+        }
+    };
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    let mut call_names: Vec<(String, String)> = Vec::new();
+    let mut out_messages = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let c = m.get("content").unwrap_or(&Value::Null);
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let msg = match role {
+            "system" | "developer" => json!({"role": "system", "content": text_of(c)}),
+            "user" => {
+                let (text, images) = content(c, i)?;
+                let mut msg = json!({"role": "user", "content": text});
+                if !images.is_empty() {
+                    msg["images"] = Value::Array(images);
+                }
+                msg
+            }
+            "assistant" => {
+                let (text, _) = content(c, i)?;
+                let mut msg = json!({"role": "assistant", "content": text});
+                let calls = m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|call| {
+                        let name = call.pointer("/function/name").cloned().unwrap_or_default();
+                        let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+                        call_names.push((id.to_string(), name.as_str().unwrap_or("").into()));
+                        Ok(json!({"function": {"name": name, "arguments": tool_call_args(call, i)?}}))
+                    })
+                    .collect::<Result<Vec<Value>, ApiError>>()?;
+                if !calls.is_empty() {
+                    msg["tool_calls"] = Value::Array(calls);
+                }
+                msg
+            }
+            "tool" | "function" => {
+                let name = tool_name(&call_names, m, i)?;
+                json!({"role": "tool", "content": text_of(c), "tool_name": name})
+            }
+            other => {
+                return Err(ApiError::invalid_param(
+                    &format!("messages[{i}].role"),
+                    format!("unknown role {:?}", crate::api::error::echo(other)),
+                ))
+            }
+        };
+        out_messages.push(msg);
+    }
+    let mut req = Map::new();
+    req.insert("model".into(), Value::from(model));
+    req.insert("messages".into(), Value::Array(out_messages));
+    req.insert("stream".into(), Value::Bool(stream));
+    if send_tools {
+        if let Some(tools) = body.get("tools").and_then(Value::as_array) {
+            let tools: Vec<Value> = tools
+                .iter()
+                .filter_map(|t| t.get("function"))
+                .map(|f| json!({"type": "function", "function": f}))
+                .collect();
+            if !tools.is_empty() {
+                req.insert("tools".into(), Value::Array(tools));
+            }
+        }
+    }
+    let mut options = Map::new();
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("seed", "seed"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+    ] {
+        if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
+            options.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(v) = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        options.insert("num_predict".into(), v.clone());
+    }
+    match body.get("stop") {
+        Some(Value::String(s)) => {
+            options.insert("stop".into(), json!([s]));
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            options.insert("stop".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    if !options.is_empty() {
+        req.insert("options".into(), Value::Object(options));
+    }
+    if let Some(rf) = body.get("response_format") {
+        match rf.get("type").and_then(Value::as_str) {
+            Some("text") | None => {}
+            Some("json_object") => {
+                req.insert("format".into(), Value::from("json"));
+            }
+            Some("json_schema") => {
+                let schema = rf
+                    .pointer("/json_schema/schema")
+                    .cloned()
+                    .unwrap_or(Value::from("json"));
+                req.insert("format".into(), schema);
+            }
+            Some(other) => {
+                return Err(unsupported(
+                    "Ollama",
+                    "response_format",
+                    &format!("type {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&req).expect("JSON values serialise"),
+    ))
+}
+
+/// An OpenAI embeddings request → `/api/embed`.
+pub fn to_embed_request(body: &Map<String, Value>, model: &str) -> Result<Bytes, ApiError> {
+    let input = match body.get("input") {
+        Some(v @ Value::String(_)) => v.clone(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Value::Array(a.clone()),
+        _ => {
+            return Err(unsupported(
+                "Ollama",
+                "input",
+                "it embeds text: give a string or an array of strings",
+            ))
+        }
+    };
+    let mut req = json!({"model": model, "input": input});
+    if let Some(d) = body.get("dimensions").and_then(Value::as_u64) {
+        req["dimensions"] = Value::from(d);
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&req).expect("JSON values serialise"),
+    ))
+}
+
+/// An `/api/embed` answer → an OpenAI embeddings list.
+pub fn from_embed_response(
+    body: &[u8],
+    public_model: &str,
+) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let v = parse_answer(body)?;
+    let embeddings = v
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
+        })?;
+    let data: Vec<Value> = embeddings
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e}))
+        .collect();
+    let prompt = v
+        .get("prompt_eval_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let usage = Usage {
+        prompt_tokens: prompt,
+        completion_tokens: 0,
+        total_tokens: prompt,
+        cached_tokens: 0,
+    };
+    let out = json!({"object": "list", "data": data, "model": public_model,
+                     "usage": {"prompt_tokens": prompt, "total_tokens": prompt}});
+    Ok((
+        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+        Some(usage),
+    ))
+}
+
+/// Ollama `done_reason` → OpenAI `finish_reason`.
+fn finish_reason(reason: Option<&str>, has_call: bool) -> &'static str {
+    match reason {
+        Some("length") => "length",
+        _ if has_call => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn usage_of(v: &Value) -> Option<Usage> {
+    let prompt = v.get("prompt_eval_count").and_then(Value::as_u64);
+    let completion = v.get("eval_count").and_then(Value::as_u64);
+    if prompt.is_none() && completion.is_none() {
+        return None;
+    }
+    let (p, c) = (prompt.unwrap_or(0), completion.unwrap_or(0));
+    Some(Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        total_tokens: p + c,
+        cached_tokens: 0,
+    })
+}
+
+/// Ollama tool calls (arguments as objects) → OpenAI tool calls, ids numbered from `first`.
+fn tool_calls(message: &Value, first: usize) -> Vec<Value> {
+    message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(k, call)| {
+            let f = call.get("function").unwrap_or(&Value::Null);
+            let args = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => serde_json::to_string(v).expect("JSON values serialise"),
+                None => "{}".into(),
+            };
+            json!({
+                "id": format!("call_{}", first + k),
+                "type": "function",
+                "function": {"name": f.get("name").cloned().unwrap_or(Value::from("")), "arguments": args},
+            })
+        })
+        .collect()
+}
+
+fn new_id() -> String {
+    format!("chatcmpl-{:024x}", rand::random::<u128>() >> 32)
+}
+
+/// An error line or body (`{"error": "..."}`), if this is one.
+fn error_message(v: &Value) -> Option<String> {
+    match v.get("error")? {
+        Value::String(s) => Some(s.clone()),
+        other => other
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+/// A whole `/api/chat` answer → an OpenAI chat completion.
+pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let v = parse_answer(body)?;
+    if let Some(m) = error_message(&v) {
+        return Err(ApiError::upstream(502, "api_error", m).with_code("upstream_error"));
+    }
+    let msg = v
+        .get("message")
+        .ok_or_else(|| ApiError::bad_gateway("The upstream provider's answer has no 'message'."))?;
+    let calls = tool_calls(msg, 0);
+    let text = msg.get("content").and_then(Value::as_str).unwrap_or("");
+    // As OpenAI: no text next to tool calls is `null`, not "".
+    let content = if text.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        Value::from(text)
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    let reason = finish_reason(
+        v.get("done_reason").and_then(Value::as_str),
+        !calls.is_empty(),
+    );
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let choices =
+        json!([{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}]);
+    Ok(completion(
+        Value::from(new_id()),
+        public_model,
+        choices,
+        usage_of(&v),
+    ))
+}
+
+/// An Ollama error (`{"error": "..."}`) → the OpenAI shape. Ollama has no error types or
+/// codes; a missing model (404) is reported as `model_not_found`.
+pub fn error(
+    status: u16,
+    body: &[u8],
+    provider: &Provider,
+    retry_after: Option<String>,
+) -> ApiError {
+    let mut e = super::openai::upstream_error(status, body, provider, retry_after);
+    if status == 404 && e.code.is_none() {
+        e.code = Some("model_not_found".into());
+    }
+    e
+}
+
+/// Ollama's NDJSON stream (one chat answer object per line, the last with `done: true`) →
+/// OpenAI chunks.
+pub struct OllamaStream {
+    parser: NdjsonParser,
+    lines: Vec<Vec<u8>>,
+    public_model: String,
+    client_wants_usage: bool,
+    id: String,
+    created: u64,
+    usage: Option<Usage>,
+    started: bool,
+    calls: usize,
+    done: bool,
+}
+
+impl OllamaStream {
+    pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
+        OllamaStream {
+            parser: NdjsonParser::new(super::openai::MAX_EVENT_BYTES),
+            lines: Vec::new(),
+            public_model: public_model.to_string(),
+            client_wants_usage,
+            id: new_id(),
+            created: unix_now(),
+            usage: None,
+            started: false,
+            calls: 0,
+            done: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut BytesMut, delta: Value, finish: Option<&str>) {
+        let c = chunk(&self.id, self.created, &self.public_model, delta, finish);
+        write_event(out, &c);
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_slice(line).map_err(|_| bad_stream_event())?;
+        if let Some(m) = error_message(&v) {
+            return Err(ApiError::upstream(502, "api_error", m).with_code("upstream_stream_error"));
+        }
+        if !self.started {
+            self.started = true;
+            self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+        }
+        if let Some(msg) = v.get("message") {
+            if let Some(text) = msg.get("content").and_then(Value::as_str) {
+                if !text.is_empty() {
+                    self.chunk(out, json!({"content": text}), None);
+                }
+            }
+            for mut call in tool_calls(msg, self.calls) {
+                call["index"] = Value::from(self.calls);
+                self.calls += 1;
+                self.chunk(out, json!({"tool_calls": [call]}), None);
+            }
+        }
+        if v.get("done").and_then(Value::as_bool) == Some(true) {
+            self.usage = usage_of(&v);
+            let reason =
+                finish_reason(v.get("done_reason").and_then(Value::as_str), self.calls > 0);
+            self.chunk(out, json!({}), Some(reason));
+            if let (true, Some(u)) = (self.client_wants_usage, self.usage) {
+                write_event(
+                    out,
+                    &usage_chunk(&self.id, self.created, &self.public_model, u),
+                );
+            }
+            out.put_slice(b"data: [DONE]\n\n");
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+impl StreamTranslator for OllamaStream {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let mut lines = std::mem::take(&mut self.lines);
+        let parsed = self.parser.feed(input, &mut lines);
+        let mut result = Ok(());
+        for line in lines.drain(..) {
+            result = self.line(&line, out);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.lines = lines;
+        result?;
+        parsed.map_err(|e| oversize_event(e.0))
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if !self.done {
+            if let Some(line) = self.parser.finish() {
+                self.line(&line, out)?;
+            }
+        }
+        if self.done {
+            Ok(())
+        } else {
+            Err(truncated_stream())
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests;
