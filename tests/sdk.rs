@@ -1,5 +1,5 @@
 //! The official OpenAI Python SDK as the client (installed by the README's setup command),
-//! against an OpenAI-wire provider and against an Anthropic one.
+//! against an OpenAI-wire provider and against Anthropic, Gemini and Ollama ones.
 
 mod common;
 
@@ -37,8 +37,9 @@ async fn official_openai_python_sdk_works_unchanged() {
     run_sdk(&gw).await;
     assert_eq!(
         m.request_count(),
-        4,
-        "chat, two streams and embeddings reached the provider"
+        8,
+        "chat, two streams, three tool-call requests, the error stream and embeddings \
+         reached the provider"
     );
 }
 
@@ -67,8 +68,8 @@ models:
     run_sdk(&gw).await;
     assert_eq!(
         claude.request_count(),
-        3,
-        "chat and two streams went to Anthropic"
+        7,
+        "chat, two streams, three tool-call requests and the error stream went to Anthropic"
     );
     assert!(claude.requests().iter().all(|r| r.path == "/v1/messages"));
     assert_eq!(openai.request_count(), 1);
@@ -99,8 +100,37 @@ models:
     run_sdk(&gw).await;
     assert_eq!(
         gem.request_count(),
-        3,
-        "chat and two streams went to Gemini"
+        7,
+        "chat, two streams, three tool-call requests and the error stream went to Gemini"
     );
     assert_eq!(openai.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_sdk_with_an_ollama_deployment() {
+    let local = mock().await;
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  local: {{ kind: ollama, base_url: "{}" }}
+models:
+  gpt-4o-mini:
+    - {{ provider: local, model: "llama3.2:3b" }}
+  embed:
+    - {{ provider: local, model: all-minilm }}
+  other-model:
+    - {{ provider: local, model: qwen2.5 }}
+"#,
+        local.url()
+    ));
+    run_sdk(&gw).await;
+    let paths: Vec<String> = local.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/api/chat").count(),
+        7,
+        "chat, two streams, three tool-call requests and the error stream: {paths:?}"
+    );
+    assert_eq!(paths.iter().filter(|p| *p == "/api/embed").count(), 1);
 }

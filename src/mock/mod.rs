@@ -1,7 +1,8 @@
 //! A mock OpenAI-compatible provider, for the demo config, the integration tests and the bench.
 //!
 //! It speaks enough of the OpenAI API (`/chat/completions` whole and streamed, `/embeddings`,
-//! `/models`, under any path prefix) to stand in for a real provider, and can inject the faults
+//! `/models`, under any path prefix) to stand in for a real provider — and of Anthropic's
+//! Messages, Gemini's generateContent and Ollama's native API — and can inject the faults
 //! real providers show: error statuses with `Retry-After`, stalls before the first byte and
 //! mid-stream, disconnects, truncated streams, garbage, error events inside a 200 stream, and
 //! events split across TCP writes. It records every request it receives so tests can assert on
@@ -23,9 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod anthropic;
 mod gemini;
+mod ollama;
 
 use anthropic::anthropic_messages;
 use gemini::gemini_generate;
+use ollama::{ollama_chat, ollama_embed};
 
 /// How the mock answers, when no fault applies.
 #[derive(Debug, Clone)]
@@ -333,7 +336,8 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
         .lock()
         .unwrap()
         .pop_front()
-        .or_else(|| st.sticky.lock().unwrap().clone());
+        .or_else(|| st.sticky.lock().unwrap().clone())
+        .or_else(|| prompt_fault(&req.body));
 
     if let Some(key) = &behaviour.expected_key {
         let auth = req
@@ -382,6 +386,11 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
 
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let path = req.path.split('?').next().unwrap_or("");
+    if req.method == "GET" && path.ends_with("/api/tags") {
+        let b = json!({"models": [{"name": "mock-model:latest", "model": "mock-model:latest", "size": 0}]});
+        send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
+        return Ok(true);
+    }
     if req.method == "GET" && path.ends_with("/models") {
         let b = json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]});
         send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
@@ -410,6 +419,12 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
         let stream = path.contains(":streamGenerateContent");
         return gemini_generate(sock, &body, stream, &behaviour, fault.as_ref(), st).await;
+    }
+    if path.ends_with("/api/chat") {
+        return ollama_chat(sock, &body, &behaviour, fault.as_ref(), st).await;
+    }
+    if path.ends_with("/api/embed") {
+        return ollama_embed(sock, &body).await;
     }
     if path.ends_with("/messages") {
         return anthropic_messages(sock, req, &body, &behaviour, fault.as_ref(), st).await;
@@ -479,6 +494,31 @@ fn reply_text(body: &Value, behaviour: &Behaviour) -> String {
     format!("Hello from the sluice mock provider! You said: {shown}")
 }
 
+/// A fault asked for in the prompt itself, so that a client that cannot reach the mock's
+/// controls (an SDK script, an external test) can still see one: a request whose body
+/// contains `sluice-mock-fault:error-mid-stream` gets an error event after three events of
+/// its stream; `sluice-mock-fault:garbage` gets a body that is not JSON.
+fn prompt_fault(body: &[u8]) -> Option<Fault> {
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if has(b"sluice-mock-fault:error-mid-stream") {
+        Some(Fault::ErrorEventAfterChunks(3))
+    } else if has(b"sluice-mock-fault:garbage") {
+        Some(Fault::Garbage)
+    } else {
+        None
+    }
+}
+
+/// The arguments of every tool call the mock makes.
+const TOOL_ARGUMENTS: &str = r#"{"city":"Paris","unit":"celsius"}"#;
+
+/// The name of the first function in an OpenAI-shaped `tools` list.
+fn first_tool(body: &Value) -> Option<String> {
+    body.pointer("/tools/0/function/name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 fn prompt_tokens(body: &Value) -> u64 {
     body.get("messages")
         .map(|m| m.to_string().split_whitespace().count() as u64)
@@ -506,6 +546,13 @@ async fn whole_chat(
     let text = reply_text(body, behaviour);
     let completion = text.split_inclusive(' ').count() as u64;
     let prompt = prompt_tokens(body);
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    let mut finish = "stop";
+    if let Some(name) = first_tool(body) {
+        message["tool_calls"] = json!([{"id": "call_mock_1", "type": "function",
+            "function": {"name": name, "arguments": TOOL_ARGUMENTS}}]);
+        finish = "tool_calls";
+    }
     let b = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
@@ -513,9 +560,9 @@ async fn whole_chat(
         "model": model_of(body),
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": null},
+            "message": message,
             "logprobs": null,
-            "finish_reason": "stop"
+            "finish_reason": finish
         }],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": "fp_mock"
@@ -571,7 +618,27 @@ async fn stream_chat(
     for w in &words {
         events.push(chunk(&model, json!({"content": w}), None, usage));
     }
-    events.push(chunk(&model, json!({}), Some("stop"), usage));
+    let mut finish = "stop";
+    if let Some(name) = first_tool(body) {
+        let (a, b) = TOOL_ARGUMENTS.split_at(9);
+        events.push(chunk(
+            &model,
+            json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
+                                   "function": {"name": name, "arguments": ""}}]}),
+            None,
+            usage,
+        ));
+        for part in [a, b] {
+            events.push(chunk(
+                &model,
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                None,
+                usage,
+            ));
+        }
+        finish = "tool_calls";
+    }
+    events.push(chunk(&model, json!({}), Some(finish), usage));
     if usage {
         let prompt = prompt_tokens(body);
         let completion = words.len() as u64;
@@ -594,9 +661,40 @@ async fn stream_chat(
     send_events(sock, events, &error_event, behaviour, fault, st).await
 }
 
+/// How a streamed answer is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `text/event-stream`.
+    Sse,
+    /// `application/x-ndjson` (Ollama).
+    Ndjson,
+}
+
 /// Sends SSE `events` as a chunked 200 response, applying a stream fault.
 async fn send_events(
     sock: &mut TcpStream,
+    events: Vec<String>,
+    error_event: &str,
+    behaviour: &Behaviour,
+    fault: Option<&Fault>,
+    st: &State,
+) -> std::io::Result<bool> {
+    send_framed(
+        sock,
+        Framing::Sse,
+        events,
+        error_event,
+        behaviour,
+        fault,
+        st,
+    )
+    .await
+}
+
+/// Sends stream `events` (each already framed) as a chunked 200 response, applying a fault.
+async fn send_framed(
+    sock: &mut TcpStream,
+    framing: Framing,
     mut events: Vec<String>,
     error_event: &str,
     behaviour: &Behaviour,
@@ -616,7 +714,10 @@ async fn send_events(
     if let Some(n) = cut {
         events.truncate(n);
         match fault {
-            Some(Fault::Garbage) => events.push("data: {not json at all\n\n".into()),
+            Some(Fault::Garbage) => events.push(match framing {
+                Framing::Sse => "data: {not json at all\n\n".into(),
+                Framing::Ndjson => "{not json at all\n".into(),
+            }),
             Some(Fault::ErrorEventAfterChunks(_)) => events.push(error_event.to_string()),
             _ => {}
         }
@@ -634,7 +735,10 @@ async fn send_events(
     sock.write_all(
         head(
             200,
-            "text/event-stream; charset=utf-8",
+            match framing {
+                Framing::Sse => "text/event-stream; charset=utf-8",
+                Framing::Ndjson => "application/x-ndjson",
+            },
             "cache-control: no-cache\r\n",
             None,
         )
