@@ -31,6 +31,8 @@ pub struct Ctx {
     pub ttfb: Option<Duration>,
     /// The client went away before the answer was complete.
     pub client_gone: bool,
+    /// Headers added to every response of this request (rate-limit state).
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 impl Ctx {
@@ -50,6 +52,7 @@ impl Ctx {
             usage: None,
             ttfb: None,
             client_gone: false,
+            extra_headers: Vec::new(),
         }
     }
 }

@@ -14,6 +14,11 @@ pub fn header(status: u16, content_type: &str, ctx: &Ctx) -> ResponseHeader {
         .expect("static header");
     h.insert_header("x-request-id", &ctx.request_id)
         .expect("request ids are validated header values");
+    for (name, value) in &ctx.extra_headers {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            h.append_header(*name, v).expect("static header name");
+        }
+    }
     h
 }
 

@@ -156,6 +156,12 @@ pub(super) async fn relay_stream(
     }
     match failure {
         Some(_) => Attempt::StreamFailed,
+        None if translator.abandon_upstream() => {
+            // Dropping the session closes the connection (or resets the h2 stream): the
+            // provider stops generating tokens nobody will read.
+            drop(up);
+            Attempt::Done
+        }
         None => {
             drain_and_release(gw, up, peer).await;
             Attempt::Done

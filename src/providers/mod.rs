@@ -354,6 +354,11 @@ pub trait StreamTranslator: Send {
     fn is_done(&self) -> bool;
     /// Usage seen so far.
     fn usage(&self) -> Option<Usage>;
+    /// The stream was ended on sluice's side (a guardrail blocked it): the provider's
+    /// connection must be closed rather than drained, so that it stops generating.
+    fn abandon_upstream(&self) -> bool {
+        false
+    }
 }
 
 /// The SSE framing shared by the stream translators: an incremental parser and a scratch
