@@ -29,6 +29,8 @@ pub mod jsonpath;
 mod normalize;
 mod stream;
 
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
