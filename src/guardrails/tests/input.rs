@@ -145,9 +145,7 @@ fn base64_and_hex_payloads_are_decoded_once() {
 #[test]
 fn fields_select_what_is_inspected() {
     let p = policy(
-        r#"- {name: codename, type: regex, patterns: ["(?i)project\\s+falcon"], action: block, apply_to: [input], fields: ["$.messages[?0]"]}"#
-            .replace("[?0]", "[0].content")
-            .as_str(),
+        r#"- {name: codename, type: regex, patterns: ["(?i)project\\s+falcon"], action: block, apply_to: [input], fields: ["$.messages[0].content"]}"#,
     );
     let mut body = json!({"messages": [{"role": "system", "content": "fine"}, {"role": "user", "content": "project falcon"}]});
     assert!(p
