@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod drain;
 pub mod forward;
 pub mod gateway;
+pub mod guardrails;
 pub mod handler;
 pub mod health;
 pub mod mock;

@@ -1,0 +1,252 @@
+//! The `guardrails:` config section: raw serde types and their validation into
+//! [`Guardrails`].
+//!
+//! ```yaml
+//! guardrails:
+//!   - name: no-secrets
+//!     type: secrets            # secrets | pii | prompt_injection | regex
+//!     action: redact           # block | redact | log
+//!     apply_to: [input, output]  # default: both
+//!   - name: internal-codenames
+//!     type: regex
+//!     patterns: ["(?i)project\\s+falcon"]
+//!     max_match_len: 256       # regex only: longest match considered (default 256)
+//!     action: block
+//!     fields: ["$.messages[*].content"]  # optional: what is inspected on input
+//! ```
+//!
+//! Every error names the key path, e.g. `guardrails[2].patterns[0]: invalid regex: ...`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::detectors::{self, Detector};
+use super::engine::{Engine, Entry};
+use super::jsonpath::JsonPath;
+use super::normalize::Profile;
+use super::{Action, Guardrails, Rule};
+use crate::config::ConfigError;
+
+/// Largest user pattern program (bytes), for the `regex` validation pass.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Default and largest `max_match_len` for `regex` guardrails.
+pub const DEFAULT_MAX_MATCH_LEN: usize = 256;
+const MAX_MAX_MATCH_LEN: usize = 4096;
+
+/// One guardrail as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrail {
+    /// Unique name; also the redaction kind of a `regex` guardrail.
+    pub name: String,
+    /// `secrets`, `pii`, `prompt_injection` or `regex`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `block`, `redact` or `log`.
+    pub action: String,
+    /// `input` and/or `output`; both when absent.
+    #[serde(default)]
+    pub apply_to: Option<Vec<String>>,
+    /// `regex` only: the patterns (Rust `regex` syntax).
+    #[serde(default)]
+    pub patterns: Option<Vec<String>>,
+    /// `regex` only: longest match considered, in bytes.
+    #[serde(default)]
+    pub max_match_len: Option<usize>,
+    /// Optional JSONPath selection of the request strings inspected on input.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+}
+
+fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
+    match s {
+        "block" => Ok(Action::Block),
+        "redact" => Ok(Action::Redact),
+        "log" => Ok(Action::Log),
+        _ => Err(ConfigError::new(
+            path,
+            format!("unknown action {s:?} (one of: block, redact, log)"),
+        )),
+    }
+}
+
+fn user_detectors(
+    path: &str,
+    name: &str,
+    g: &RawGuardrail,
+) -> Result<Vec<Arc<Detector>>, ConfigError> {
+    let patterns = match &g.patterns {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            return Err(ConfigError::new(
+                format!("{path}.patterns"),
+                "a regex guardrail needs at least one pattern",
+            ))
+        }
+    };
+    let max_len = g.max_match_len.unwrap_or(DEFAULT_MAX_MATCH_LEN);
+    if !(1..=MAX_MAX_MATCH_LEN).contains(&max_len) {
+        return Err(ConfigError::new(
+            format!("{path}.max_match_len"),
+            format!("must be between 1 and {MAX_MAX_MATCH_LEN}"),
+        ));
+    }
+    let mut out = Vec::new();
+    for (j, p) in patterns.iter().enumerate() {
+        let ppath = format!("{path}.patterns[{j}]");
+        let re = regex::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                let msg = e.to_string().replace('\n', " ");
+                ConfigError::new(&ppath, format!("invalid regex: {msg}"))
+            })?;
+        if re.is_match("") {
+            return Err(ConfigError::new(
+                &ppath,
+                "pattern matches the empty string (it would match everywhere)",
+            ));
+        }
+        // The pattern runs on the original text and on its normalised form.
+        for profile in [Profile::Original, Profile::Norm] {
+            let d = Detector::new(name, profile, p, max_len)
+                .map_err(|e| ConfigError::new(&ppath, format!("invalid regex: {e}")))?;
+            out.push(Arc::new(d));
+        }
+    }
+    Ok(out)
+}
+
+/// Validates the `guardrails:` list.
+pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
+    let mut names = HashSet::new();
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, g) in raw.into_iter().enumerate() {
+        let path = format!("guardrails[{i}]");
+        if g.name.is_empty()
+            || !g
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(ConfigError::new(
+                format!("{path}.name"),
+                "must be non-empty and use only ASCII letters, digits, '_', '-' and '.'",
+            ));
+        }
+        if !names.insert(g.name.clone()) {
+            return Err(ConfigError::new(
+                format!("{path}.name"),
+                format!("duplicate guardrail name {:?}", g.name),
+            ));
+        }
+        let action = parse_action(&format!("{path}.action"), &g.action)?;
+        let (mut input, mut output) = (false, false);
+        match &g.apply_to {
+            None => (input, output) = (true, true),
+            Some(list) if list.is_empty() => {
+                return Err(ConfigError::new(
+                    format!("{path}.apply_to"),
+                    "must name input and/or output",
+                ))
+            }
+            Some(list) => {
+                for (j, a) in list.iter().enumerate() {
+                    match a.as_str() {
+                        "input" => input = true,
+                        "output" => output = true,
+                        _ => {
+                            return Err(ConfigError::new(
+                                format!("{path}.apply_to[{j}]"),
+                                format!("unknown value {a:?} (one of: input, output)"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let builtin = |d: Vec<Detector>| d.into_iter().map(Arc::new).collect::<Vec<_>>();
+        let dets = match g.kind.as_str() {
+            "secrets" => builtin(detectors::secrets()),
+            "pii" => builtin(detectors::pii()),
+            "prompt_injection" => builtin(detectors::injection()),
+            "regex" => user_detectors(&path, &g.name, &g)?,
+            other => {
+                return Err(ConfigError::new(
+                    format!("{path}.type"),
+                    format!(
+                        "unknown type {other:?} (one of: secrets, pii, prompt_injection, regex)"
+                    ),
+                ))
+            }
+        };
+        if g.kind != "regex" {
+            for (key, set) in [
+                ("patterns", g.patterns.is_some()),
+                ("max_match_len", g.max_match_len.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        format!("{path}.{key}"),
+                        format!("only regex guardrails take {key}"),
+                    ));
+                }
+            }
+        }
+        let fields = match &g.fields {
+            None => None,
+            Some(list) => {
+                if !input {
+                    return Err(ConfigError::new(
+                        format!("{path}.fields"),
+                        "fields select what is inspected on input, but this guardrail does not apply to input",
+                    ));
+                }
+                if list.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{path}.fields"),
+                        "must not be empty (omit it to inspect all text)",
+                    ));
+                }
+                let mut paths = Vec::with_capacity(list.len());
+                for (j, f) in list.iter().enumerate() {
+                    let jp = JsonPath::parse(f)
+                        .map_err(|m| ConfigError::new(format!("{path}.fields[{j}]"), m))?;
+                    paths.push(jp);
+                }
+                Some(paths)
+            }
+        };
+        let name: Arc<str> = g.name.as_str().into();
+        let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(&path, e))?;
+        rules.push(Arc::new(Rule {
+            name,
+            action,
+            input,
+            output,
+            detectors: dets,
+            engine: Arc::new(engine),
+            fields,
+        }));
+    }
+    Ok(Guardrails { rules })
+}
+
+pub(crate) fn engine_for(
+    name: &Arc<str>,
+    action: Action,
+    dets: &[Arc<Detector>],
+) -> Result<Engine, String> {
+    Engine::new(
+        dets.iter()
+            .map(|d| Entry {
+                det: d.clone(),
+                guardrail: name.clone(),
+                action,
+            })
+            .collect(),
+    )
+}

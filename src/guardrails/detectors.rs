@@ -1,0 +1,274 @@
+//! Detectors: one pattern each, with the view it runs on, its maximum match length and an
+//! optional check of the matched text (Luhn for cards, mod-97 for IBANs).
+//!
+//! Patterns are run by a lazy DFA (`regex_automata::hybrid`), which is linear in the text and
+//! can be stepped byte by byte: that is what lets the streaming scanner ask "could a match
+//! still be in progress here?" (see [`super::engine`]). Built-in patterns avoid bounded
+//! repetitions with large bounds (they would bloat the automaton); the length of a match is
+//! bounded by `max_len` instead.
+
+use std::sync::Arc;
+
+use regex_automata::hybrid::dfa::DFA;
+use regex_automata::nfa::thompson;
+use regex_automata::{meta, util::syntax};
+
+use super::normalize::Profile;
+
+/// Largest compiled NFA for one pattern (bytes).
+const NFA_SIZE_LIMIT: usize = 2 << 20;
+/// Largest lazy-DFA cache for one pattern (bytes); the cache is cleared and rebuilt past it.
+const DFA_CACHE_CAPACITY: usize = 2 << 20;
+
+/// One compiled pattern.
+#[derive(Debug)]
+pub(crate) struct Detector {
+    /// What `[REDACTED:<kind>]` and the verdicts call it.
+    pub(crate) kind: Arc<str>,
+    /// The text view it runs on.
+    pub(crate) profile: Profile,
+    /// The pattern source (combined into per-view prefilters).
+    pub(crate) pattern: String,
+    /// Lazy DFA used to step anchored searches.
+    pub(crate) dfa: DFA,
+    /// Fallback when the DFA gives up (a Unicode word boundary next to non-ASCII text).
+    pub(crate) meta: meta::Regex,
+    /// Longest match considered, in bytes of the view.
+    pub(crate) max_len: usize,
+    /// Longest original span a match may cover, in bytes (bounds streaming hold-back even when
+    /// the view drops characters, e.g. runs of zero-width characters).
+    pub(crate) max_orig: usize,
+    /// Rejects a syntactic match (checksum failed).
+    pub(crate) validate: Option<fn(&str) -> bool>,
+    /// Only the last N bytes of a match are redacted (the value after a `name =` context).
+    pub(crate) redact_tail: Option<usize>,
+}
+
+/// Builds the lazy DFA for one or more patterns with the sizes sluice allows.
+pub(crate) fn build_dfa(patterns: &[&str]) -> Result<DFA, String> {
+    DFA::builder()
+        .configure(
+            DFA::config()
+                .cache_capacity(DFA_CACHE_CAPACITY)
+                .unicode_word_boundary(true),
+        )
+        .thompson(thompson::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}
+
+impl Detector {
+    /// Compiles one pattern.
+    pub(crate) fn new(
+        kind: &str,
+        profile: Profile,
+        pattern: &str,
+        max_len: usize,
+    ) -> Result<Detector, String> {
+        let dfa = build_dfa(&[pattern])?;
+        let meta = meta::Regex::builder()
+            .syntax(syntax::Config::new())
+            .configure(meta::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
+            .build(pattern)
+            .map_err(|e| e.to_string())?;
+        let max_orig = match profile {
+            Profile::Original => max_len,
+            _ => max_len.saturating_mul(4),
+        };
+        Ok(Detector {
+            kind: kind.into(),
+            profile,
+            pattern: pattern.to_string(),
+            dfa,
+            meta,
+            max_len,
+            max_orig,
+            validate: None,
+            redact_tail: None,
+        })
+    }
+
+    fn check(mut self, f: fn(&str) -> bool) -> Self {
+        self.validate = Some(f);
+        self
+    }
+
+    fn tail(mut self, n: usize) -> Self {
+        self.redact_tail = Some(n);
+        self
+    }
+}
+
+// Word boundaries are ASCII (`(?-u:\b)`): the lazy DFA handles them without giving up on
+// non-ASCII text, and every built-in pattern is ASCII.
+const SECRETS: &[(&str, &str, usize)] = &[
+    ("anthropic_key", r"(?-u:\b)sk-ant-[A-Za-z0-9_-]{20,}", 256),
+    (
+        "openai_key",
+        r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        256,
+    ),
+    ("google_api_key", r"(?-u:\b)AIza[0-9A-Za-z_-]{35}", 40),
+    ("groq_key", r"(?-u:\b)gsk_[A-Za-z0-9]{20,}", 128),
+    ("xai_key", r"(?-u:\b)xai-[A-Za-z0-9]{20,}", 128),
+    (
+        "aws_access_key",
+        r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?-u:\b)",
+        20,
+    ),
+    (
+        "github_token",
+        r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+        255,
+    ),
+    ("slack_token", r"(?-u:\b)xox[bpars]-[A-Za-z0-9-]{10,}", 255),
+    (
+        "stripe_key",
+        r"(?-u:\b)[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
+        255,
+    ),
+    (
+        "private_key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:(?s:.)*?-----END [A-Z0-9 ]*PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)",
+        16384,
+    ),
+    (
+        "jwt",
+        r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
+        8192,
+    ),
+];
+
+/// The AWS secret key: 40 characters of base64 right after an `aws_secret…key` name.
+const AWS_SECRET: &str =
+    r#"(?i:aws_?secret_?(?:access_?)?key(?:_id)?)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}(?-u:\b)"#;
+
+/// The built-in `secrets` detectors.
+pub(crate) fn secrets() -> Vec<Detector> {
+    let mut out: Vec<Detector> = SECRETS
+        .iter()
+        .map(|(kind, p, max)| {
+            Detector::new(kind, Profile::Original, p, *max).expect("built-in pattern")
+        })
+        .collect();
+    out.push(
+        Detector::new("aws_secret_key", Profile::Original, AWS_SECRET, 128)
+            .expect("built-in pattern")
+            .tail(40),
+    );
+    out
+}
+
+const EMAIL: &str = r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?-u:\b)";
+/// E.164 (`+` then 8–15 digits, single separators allowed) or a North American national
+/// format (`(415) 555-0100`, `415-555-0100`, `415.555.0100`); never inside a longer number.
+const PHONE: &str = r"(?:\+[1-9](?:[ .-]?[0-9]){7,14}|\([0-9]{3}\) ?[0-9]{3}[.-][0-9]{4}|(?-u:\b)[0-9]{3}[.-][0-9]{3}[.-][0-9]{4})(?-u:\b)";
+/// 13–19 digits, single spaces or dashes between them, starting like a card network (2–6).
+const CARD: &str = r"(?-u:\b)[2-6](?:[ -]?[0-9]){12,18}(?-u:\b)";
+/// Country code, check digits, then 11–30 alphanumerics, optionally grouped by four.
+const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)";
+
+/// The built-in `pii` detectors.
+pub(crate) fn pii() -> Vec<Detector> {
+    let d = |kind, p, max| Detector::new(kind, Profile::Original, p, max).expect("built-in");
+    vec![
+        d("email", EMAIL, 254),
+        d("card", CARD, 40).check(luhn),
+        d("iban", IBAN, 48).check(iban_ok),
+        d("phone", PHONE, 32),
+    ]
+}
+
+/// Instruction-override and jailbreak phrases, matched on the folded view (lower case, one
+/// space between words, homoglyphs and invisible characters removed).
+const INJECTION: &[(&str, &str)] = &[
+    (
+        "instruction_override",
+        r"(?:ignore|disregard|forget|skip|bypass|override) (?:all |any |every |of |the |your |my |these |those )*(?:previous|prior|above|preceding|earlier|past|former|initial|original|system|existing|developer) (?:instructions?|prompts?|rules|directions|guidelines|messages?|context|constraints|commands)",
+    ),
+    (
+        "instruction_override",
+        r"(?:ignore|disregard|forget) (?:everything|all) (?:above|before|you (?:were|have been) told)",
+    ),
+    (
+        "instruction_override",
+        r"(?:disregard|ignore|override|bypass) (?:the |your |all )*(?:system prompt|safety (?:rules|guidelines|filters|instructions)|content (?:policy|filters?))",
+    ),
+    (
+        "jailbreak",
+        r"you are (?:now )?(?:dan|a dan|in dan mode|jailbroken|in developer mode|an unrestricted|unrestricted|free from (?:all )?(?:restrictions|rules))(?-u:\b)",
+    ),
+    (
+        "jailbreak",
+        r"(?-u:\b)(?:do anything now|dan mode (?:enabled|activated|on))",
+    ),
+    (
+        "jailbreak",
+        r"(?:enable|enter|activate|switch to|turn on) (?:the )?(?:developer|god|jailbreak|unrestricted) mode|developer mode (?:enabled|activated|on)(?-u:\b)",
+    ),
+    (
+        "jailbreak",
+        r"(?:pretend|act as if|imagine) (?:that )?you (?:have no|are not bound by|don't have|do not have) (?:any )?(?:restrictions|rules|guidelines|filters|limits)",
+    ),
+    (
+        "prompt_extraction",
+        r"(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what is|what are) (?:me )?(?:your |the )?(?:full |entire |original |hidden |initial |secret |exact )*(?:system prompt|system message|initial instructions|hidden instructions|original instructions|developer message)",
+    ),
+];
+
+/// The built-in `prompt_injection` detectors.
+pub(crate) fn injection() -> Vec<Detector> {
+    INJECTION
+        .iter()
+        .map(|(kind, p)| Detector::new(kind, Profile::Fold, p, 256).expect("built-in"))
+        .collect()
+}
+
+/// Luhn checksum over the digits of `s` (13–19 of them).
+pub(crate) fn luhn(s: &str) -> bool {
+    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// IBAN check: length 15–34 without spaces and the ISO 13616 mod-97 remainder of 1.
+pub(crate) fn iban_ok(s: &str) -> bool {
+    let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut rem: u32 = 0;
+    for &b in tail.iter().chain(head) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}

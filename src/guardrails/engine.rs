@@ -1,0 +1,316 @@
+//! The scanning engine shared by input checks, whole-text output checks and the streaming
+//! scanner.
+//!
+//! A scan walks the original text one character position `p` at a time. At each position,
+//! every detector runs an *anchored* lazy-DFA search starting there (on its view, see
+//! [`super::normalize`]), stepping byte by byte until the automaton is dead, the detector's
+//! maximum match length is reached, or the text runs out. A per-view prefilter (all the
+//! view's patterns in one automaton) disposes of the common case — no pattern can start
+//! here — in a step or two.
+//!
+//! When the text runs out while an automaton is still alive, a match starting at `p` might
+//! still be completed by text not yet seen: the scan stops and reports `p` as the *hold*
+//! position. Everything before it is decided and does not depend on what follows, which is
+//! why the streaming scanner can release it, and why a text fed in any chunking gives the
+//! same result as the whole text at once. At the end of the text (`eof`) nothing is alive.
+//!
+//! Matches are resolved per position: a `block` match wins, then the longest `redact` match
+//! (the scan resumes after it, so matches never overlap), while `log` matches are recorded and
+//! the scan moves on by one character.
+
+use std::sync::Arc;
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::{Anchored, Input};
+
+use super::detectors::{build_dfa, Detector};
+use super::normalize::{Profile, View};
+use super::Action;
+
+/// A detector as used by one engine: with the guardrail it belongs to.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) det: Arc<Detector>,
+    pub(crate) guardrail: Arc<str>,
+    pub(crate) action: Action,
+}
+
+/// The detectors that run on one view, and their combined prefilter.
+#[derive(Debug)]
+struct ViewSet {
+    profile: Profile,
+    entries: Vec<usize>,
+    prefilter: DFA,
+    max_len: usize,
+}
+
+/// A compiled set of detectors.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) entries: Vec<Entry>,
+    views: Vec<ViewSet>,
+    /// The longest original span any detector may still be matching: the hold-back bound.
+    pub(crate) max_hold: usize,
+}
+
+/// Mutable scratch for scanning with one engine: DFA caches and normalised views.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    det: Vec<Cache>,
+    pre: Vec<Cache>,
+    views: [View; 3],
+}
+
+/// A decided match, in original byte offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) entry: usize,
+}
+
+/// The result of one scan.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Decided matches before `hold`, in order; at most one block, and it is last.
+    pub(crate) hits: Vec<Hit>,
+    /// Original offset from which a match may still be in progress (text length if none).
+    pub(crate) hold: usize,
+}
+
+enum Run {
+    /// The automaton died or hit its length bound: the longest match end, if any.
+    Done(Option<usize>),
+    /// The text ran out with the automaton alive.
+    Alive,
+    /// The lazy DFA gave up (Unicode word boundary next to non-ASCII).
+    Quit,
+}
+
+/// One anchored search from `s`, fed at most up to `limit` (plus one byte of look-ahead).
+fn run(dfa: &DFA, cache: &mut Cache, hay: &[u8], s: usize, limit: usize, eof: bool) -> Run {
+    let input = Input::new(hay).range(s..).anchored(Anchored::Yes);
+    let mut sid = match dfa.start_state_forward(cache, &input) {
+        Ok(sid) => sid,
+        Err(_) => return Run::Quit,
+    };
+    let mut last = None;
+    for (i, &b) in hay.iter().enumerate().skip(s) {
+        sid = match dfa.next_state(cache, sid, b) {
+            Ok(sid) => sid,
+            Err(_) => return Run::Quit,
+        };
+        if sid.is_tagged() {
+            if sid.is_match() {
+                last = Some(i);
+            } else if sid.is_dead() {
+                return Run::Done(last);
+            } else if sid.is_quit() {
+                return Run::Quit;
+            }
+        }
+        if i >= limit {
+            return Run::Done(last);
+        }
+    }
+    if !eof {
+        return Run::Alive;
+    }
+    match dfa.next_eoi_state(cache, sid) {
+        Ok(sid) if sid.is_match() => Run::Done(Some(hay.len())),
+        Ok(sid) if sid.is_quit() => Run::Quit,
+        Ok(_) => Run::Done(last),
+        Err(_) => Run::Quit,
+    }
+}
+
+impl Engine {
+    /// Builds an engine over the given detectors.
+    pub(crate) fn new(entries: Vec<Entry>) -> Result<Engine, String> {
+        let mut views = Vec::new();
+        for profile in Profile::ALL {
+            let idx: Vec<usize> = (0..entries.len())
+                .filter(|&i| entries[i].det.profile == profile)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let pats: Vec<&str> = idx
+                .iter()
+                .map(|&i| entries[i].det.pattern.as_str())
+                .collect();
+            let prefilter = build_dfa(&pats)?;
+            let max_len = idx.iter().map(|&i| entries[i].det.max_len).max();
+            views.push(ViewSet {
+                profile,
+                entries: idx,
+                prefilter,
+                max_len: max_len.unwrap_or(0),
+            });
+        }
+        let max_hold = entries.iter().map(|e| e.det.max_orig).max().unwrap_or(0) + 8;
+        Ok(Engine {
+            entries,
+            views,
+            max_hold,
+        })
+    }
+
+    /// Fresh scratch space for this engine.
+    pub(crate) fn scratch(&self) -> Scratch {
+        Scratch {
+            det: self
+                .entries
+                .iter()
+                .map(|e| e.det.dfa.create_cache())
+                .collect(),
+            pre: self
+                .views
+                .iter()
+                .map(|v| v.prefilter.create_cache())
+                .collect(),
+            views: Default::default(),
+        }
+    }
+
+    /// Scans `text[from..]`; `text[..from]` is context only (look-behind). With `eof`, the
+    /// text is complete and the hold position is `text.len()`.
+    pub(crate) fn scan(&self, sc: &mut Scratch, text: &str, from: usize, eof: bool) -> Scan {
+        for v in &self.views {
+            if v.profile != Profile::Original {
+                sc.views[v.profile.index()].build(text, v.profile);
+            }
+        }
+        let mut out = Scan {
+            hits: Vec::new(),
+            hold: text.len(),
+        };
+        let mut p = from;
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        while p < text.len() {
+            found.clear();
+            let mut alive = false;
+            for (vi, v) in self.views.iter().enumerate() {
+                let view = &sc.views[v.profile.index()];
+                let (hay, s) = match v.profile {
+                    Profile::Original => (text.as_bytes(), p),
+                    _ => {
+                        let s = view.at(p);
+                        let next = p + text[p..].chars().next().map_or(1, char::len_utf8);
+                        if view.at(next) == s {
+                            continue; // this character produces nothing in the view
+                        }
+                        (view.text.as_bytes(), s)
+                    }
+                };
+                let pre_limit = s.saturating_add(v.max_len);
+                match run(&v.prefilter, &mut sc.pre[vi], hay, s, pre_limit, eof) {
+                    Run::Done(None) => continue,
+                    Run::Done(Some(_)) | Run::Alive | Run::Quit => {}
+                }
+                for &ei in &v.entries {
+                    let det = &self.entries[ei].det;
+                    let mut limit = s.saturating_add(det.max_len);
+                    if v.profile != Profile::Original && p + det.max_orig < text.len() {
+                        limit = limit.min(view.at(p + det.max_orig));
+                    }
+                    let end = match run(&det.dfa, &mut sc.det[ei], hay, s, limit, eof) {
+                        Run::Done(end) => end,
+                        Run::Alive => {
+                            alive = true;
+                            break;
+                        }
+                        Run::Quit => {
+                            let cut = if limit < hay.len() {
+                                limit
+                            } else if eof {
+                                hay.len()
+                            } else {
+                                alive = true;
+                                break;
+                            };
+                            let input = Input::new(&hay[..cut])
+                                .range(s..cut)
+                                .anchored(Anchored::Yes);
+                            det.meta.search(&input).map(|m| m.end())
+                        }
+                    };
+                    let Some(end) = end.filter(|&e| e > s) else {
+                        continue;
+                    };
+                    // Back to original offsets.
+                    let (ostart, oend) = match v.profile {
+                        Profile::Original => (p, end),
+                        _ => {
+                            let last = view.src(end - 1);
+                            let len = text[last..].chars().next().map_or(1, char::len_utf8);
+                            (p, last + len)
+                        }
+                    };
+                    if let Some(check) = det.validate {
+                        if !check(&text[ostart..oend]) {
+                            continue;
+                        }
+                    }
+                    found.push((ei, oend));
+                }
+                if alive {
+                    break;
+                }
+            }
+            if alive {
+                out.hold = p;
+                return out;
+            }
+            let step = text[p..].chars().next().map_or(1, char::len_utf8);
+            if found.is_empty() {
+                p += step;
+                continue;
+            }
+            if let Some(&(ei, end)) = found
+                .iter()
+                .find(|(ei, _)| self.entries[*ei].action == Action::Block)
+            {
+                out.hits.push(Hit {
+                    start: p,
+                    end,
+                    entry: ei,
+                });
+                out.hold = p;
+                return out;
+            }
+            let mut best: Option<(usize, usize)> = None;
+            for &(ei, end) in &found {
+                match self.entries[ei].action {
+                    Action::Redact => {
+                        if best.is_none_or(|(_, e)| end > e) {
+                            best = Some((ei, end));
+                        }
+                    }
+                    _ => out.hits.push(Hit {
+                        start: p,
+                        end,
+                        entry: ei,
+                    }),
+                }
+            }
+            match best {
+                Some((ei, end)) => {
+                    let det = &self.entries[ei].det;
+                    let start = match det.redact_tail {
+                        Some(n) if end >= p + n && text.is_char_boundary(end - n) => end - n,
+                        _ => p,
+                    };
+                    out.hits.push(Hit {
+                        start,
+                        end,
+                        entry: ei,
+                    });
+                    p = end;
+                }
+                None => p += step,
+            }
+        }
+        out
+    }
+}

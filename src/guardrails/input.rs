@@ -1,0 +1,300 @@
+//! Input checks: which strings of a request body are inspected, and how.
+//!
+//! Each guardrail runs over the strings its JSONPath `fields` select or, without `fields`,
+//! over the text-bearing strings of the request per [`InputApi`]. Strings that hold JSON
+//! (tool-call arguments) are parsed and their string leaves inspected; if anything is
+//! redacted the JSON is written back compactly. Guardrails run in policy order; the first
+//! block stops the check.
+
+use serde_json::Value;
+
+use super::engine::Scratch;
+use super::{record, render, Action, InputVerdict, Policy, Rule};
+
+/// Which request format a body is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputApi {
+    /// OpenAI `/chat/completions`: `messages[*].content` (string or `text` parts) of every
+    /// role, and `messages[*].tool_calls[*].function.arguments`.
+    ChatCompletions,
+    /// OpenAI `/embeddings`: `input` as a string or an array of strings (token arrays are
+    /// not text and are skipped).
+    Embeddings,
+    /// Anthropic `/messages`: `system` (string or `text` blocks), `messages[*].content`
+    /// (string or blocks: `text`, `tool_use.input` string leaves, `tool_result.content`).
+    AnthropicMessages,
+    /// OpenAI `/responses`: `instructions`, `input` (string or items: `content` string or
+    /// `input_text`/`output_text` parts, `function_call.arguments`,
+    /// `function_call_output.output`).
+    Responses,
+}
+
+type Visit<'a> = dyn FnMut(&mut String) + 'a;
+
+/// Calls `f` on every string in `v`.
+fn leaves(v: &mut Value, f: &mut Visit) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter_mut().for_each(|x| leaves(x, f)),
+        Value::Object(m) => m.values_mut().for_each(|x| leaves(x, f)),
+        _ => {}
+    }
+}
+
+/// A string holding JSON: its string leaves, re-serialised if any changed; the string
+/// itself if it is not JSON.
+fn json_string(s: &mut String, f: &mut Visit) {
+    match serde_json::from_str::<Value>(s) {
+        Ok(mut v) if v.is_object() || v.is_array() => {
+            let before = v.clone();
+            leaves(&mut v, f);
+            if v != before {
+                if let Ok(t) = serde_json::to_string(&v) {
+                    *s = t;
+                }
+            }
+        }
+        _ => f(s),
+    }
+}
+
+fn get_str<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut String> {
+    match v.get_mut(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn array<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+    v.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flat_map(|a| a.iter_mut())
+}
+
+/// `content` as a string, or an array of parts whose text is under `text` (any part type
+/// that has a string `text`: `text`, `input_text`, `output_text`).
+fn content(v: &mut Value, f: &mut Visit) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(parts) => {
+            for p in parts {
+                if let Some(t) = get_str(p, "text") {
+                    f(t);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn chat(body: &mut Value, f: &mut Visit) {
+    for m in array(body, "messages") {
+        if let Some(c) = m.get_mut("content") {
+            content(c, f);
+        }
+        for tc in array(m, "tool_calls") {
+            if let Some(a) = tc.get_mut("function").and_then(|x| get_str(x, "arguments")) {
+                json_string(a, f);
+            }
+        }
+        if let Some(a) = m
+            .get_mut("function_call")
+            .and_then(|x| get_str(x, "arguments"))
+        {
+            json_string(a, f);
+        }
+    }
+}
+
+fn embeddings(body: &mut Value, f: &mut Visit) {
+    match body.get_mut("input") {
+        Some(Value::String(s)) => f(s),
+        Some(Value::Array(items)) => {
+            for i in items {
+                if let Value::String(s) = i {
+                    f(s);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn anthropic(body: &mut Value, f: &mut Visit) {
+    if let Some(s) = body.get_mut("system") {
+        content(s, f);
+    }
+    for m in array(body, "messages") {
+        match m.get_mut("content") {
+            Some(Value::String(s)) => f(s),
+            Some(Value::Array(blocks)) => {
+                for b in blocks {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("tool_use") => {
+                            if let Some(i) = b.get_mut("input") {
+                                leaves(i, f);
+                            }
+                        }
+                        Some("tool_result") => {
+                            if let Some(c) = b.get_mut("content") {
+                                content(c, f);
+                            }
+                        }
+                        _ => {
+                            if let Some(t) = get_str(b, "text") {
+                                f(t);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn responses(body: &mut Value, f: &mut Visit) {
+    if let Some(s) = get_str(body, "instructions") {
+        f(s);
+    }
+    match body.get_mut("input") {
+        Some(Value::String(s)) => f(s),
+        Some(Value::Array(items)) => {
+            for it in items {
+                match it.get("type").and_then(Value::as_str) {
+                    Some("function_call") => {
+                        if let Some(a) = get_str(it, "arguments") {
+                            json_string(a, f);
+                        }
+                    }
+                    Some("function_call_output") => match it.get_mut("output") {
+                        Some(o @ Value::String(_)) | Some(o @ Value::Array(_)) => content(o, f),
+                        _ => {}
+                    },
+                    _ => {
+                        if let Some(c) = it.get_mut("content") {
+                            content(c, f);
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Calls `f` on every string of `body` that `rule` inspects.
+fn select(rule: &Rule, body: &mut Value, api: InputApi, f: &mut Visit) {
+    if let Some(paths) = &rule.fields {
+        for p in paths {
+            p.for_each_string(body, f);
+        }
+        return;
+    }
+    match api {
+        InputApi::ChatCompletions => chat(body, f),
+        InputApi::Embeddings => embeddings(body, f),
+        InputApi::AnthropicMessages => anthropic(body, f),
+        InputApi::Responses => responses(body, f),
+    }
+}
+
+/// Runs of base64 (standard or URL-safe) or hex long enough to hide a phrase.
+fn encoded_runs(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<regex::Regex> = OnceLock::new();
+    let re = RUN.get_or_init(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{16,}={0,2}").expect("static"));
+    re.find_iter(s).map(|m| (m.start(), m.end()))
+}
+
+/// Decodes a base64 or hex run into text, if it is UTF-8 with no control characters other
+/// than whitespace.
+fn decode(run: &str) -> Option<String> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine as _;
+    let cfg = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let std = GeneralPurpose::new(&base64::alphabet::STANDARD, cfg);
+    let url = GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg);
+    let bytes = if run.len() % 2 == 0 && run.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(run).ok()
+    } else {
+        None
+    }
+    .or_else(|| std.decode(run).ok())
+    .or_else(|| url.decode(run).ok())?;
+    let text = String::from_utf8(bytes).ok()?;
+    let printable = text.chars().all(|c| !c.is_control() || c.is_whitespace());
+    printable.then_some(text)
+}
+
+/// Checks one string against one guardrail; rewrites it on redaction. Returns true on block.
+fn check_string(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut InputVerdict) -> bool {
+    let engine = &rule.engine;
+    let scan = engine.scan(sc, s, 0, true);
+    if !scan.hits.is_empty() {
+        let mut out = String::with_capacity(s.len());
+        if render(
+            engine,
+            s,
+            0,
+            s.len(),
+            &scan.hits,
+            false,
+            &mut out,
+            &mut verdict.findings,
+        )
+        .is_some()
+        {
+            return true;
+        }
+        if rule.action == Action::Redact {
+            *s = out;
+        }
+    }
+    // Encoded payloads, decoded once; a match replaces the whole run.
+    let mut redact: Vec<(usize, usize, std::sync::Arc<str>)> = Vec::new();
+    for (a, b) in encoded_runs(s) {
+        let Some(decoded) = decode(&s[a..b]) else {
+            continue;
+        };
+        let scan = engine.scan(sc, &decoded, 0, true);
+        let Some(h) = scan.hits.first() else { continue };
+        let e = &engine.entries[h.entry];
+        record(&mut verdict.findings, &e.guardrail, e.action, &e.det.kind);
+        match e.action {
+            Action::Block => return true,
+            Action::Redact => redact.push((a, b, e.det.kind.clone())),
+            Action::Log => {}
+        }
+    }
+    for (a, b, kind) in redact.into_iter().rev() {
+        s.replace_range(a..b, &format!("[REDACTED:{kind}]"));
+    }
+    false
+}
+
+impl Policy {
+    /// Checks a request body of the given format, rewriting it in place when a guardrail
+    /// redacts. On a block the body may have been partly redacted already and must not be
+    /// forwarded.
+    pub fn check_input(&self, body: &mut Value, api: InputApi) -> InputVerdict {
+        let mut verdict = InputVerdict::default();
+        for rule in &self.input {
+            let mut sc = rule.engine.scratch();
+            let mut blocked = false;
+            select(rule, body, api, &mut |s: &mut String| {
+                if !blocked {
+                    blocked = check_string(rule, &mut sc, s, &mut verdict);
+                }
+            });
+            if blocked {
+                return verdict;
+            }
+        }
+        verdict
+    }
+}
