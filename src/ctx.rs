@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::guardrails::Finding;
 use crate::providers::Usage;
 
 /// What one request has done so far; read by the logging phase.
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub client_gone: bool,
     /// Headers added to every response of this request (rate-limit state).
     pub extra_headers: Vec<(&'static str, String)>,
+    /// What guardrails did, by direction (`input` or `output`): names and kinds only.
+    pub guardrails: Vec<(&'static str, Finding)>,
 }
 
 impl Ctx {
@@ -53,6 +56,7 @@ impl Ctx {
             ttfb: None,
             client_gone: false,
             extra_headers: Vec::new(),
+            guardrails: Vec::new(),
         }
     }
 }

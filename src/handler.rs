@@ -14,6 +14,7 @@ use crate::config::{find_key, GatewayKey};
 use crate::ctx::Ctx;
 use crate::forward::{self, Endpoint, Plan};
 use crate::gateway::Gateway;
+use crate::guardrails::InputApi;
 use crate::respond;
 use pingora::proxy::Session;
 
@@ -259,6 +260,39 @@ fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bo
     Ok((model, stream))
 }
 
+/// Runs the key's input guardrails over the request: the body comes back with redactions
+/// applied, or the request is refused.
+fn check_input(
+    key: &GatewayKey,
+    endpoint: Endpoint,
+    body: Map<String, Value>,
+    ctx: &mut Ctx,
+) -> Result<Map<String, Value>, ApiError> {
+    if !key.guardrails.has_input() {
+        return Ok(body);
+    }
+    let api = match endpoint {
+        Endpoint::Chat => InputApi::ChatCompletions,
+        Endpoint::Embeddings => InputApi::Embeddings,
+    };
+    let mut v = Value::Object(body);
+    let verdict = key.guardrails.check_input(&mut v, api);
+    let blocked = verdict
+        .blocked()
+        .map(|(g, k)| (g.to_string(), k.to_string()));
+    ctx.guardrails
+        .extend(verdict.findings.into_iter().map(|f| ("input", f)));
+    if let Some((guardrail, kind)) = blocked {
+        return Err(ApiError::content_filter(&guardrail, &kind));
+    }
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::internal(
+            "The request body changed shape in the guardrails.",
+        )),
+    }
+}
+
 async fn proxy(
     gw: &Gateway,
     session: &mut Session,
@@ -302,6 +336,7 @@ async fn proxy(
         .ok_or_else(|| ApiError::model_not_found(&model))?
         .clone();
     ctx.model = Some(model);
+    let body = check_input(key, endpoint, body, ctx)?;
     let client_wants_usage = stream
         && body
             .get("stream_options")
@@ -314,6 +349,7 @@ async fn proxy(
         body,
         stream,
         client_wants_usage,
+        guardrails: key.guardrails.clone(),
     };
     forward::forward(gw, session, ctx, plan).await
 }

@@ -180,6 +180,16 @@ impl ApiError {
         Self::new(500, "api_error", Origin::Internal, message).with_code("internal_error")
     }
 
+    /// A request refused by an input guardrail. Names the guardrail and the kind of match,
+    /// never the matched text.
+    pub fn content_filter(guardrail: &str, kind: &str) -> Self {
+        Self::invalid_request(format!(
+            "The request was blocked by the gateway's guardrail '{guardrail}' ({kind}). \
+             Remove the flagged content and try again."
+        ))
+        .with_code("content_filter")
+    }
+
     /// An error the provider answered with, normalised. `status` is the status to give the
     /// client; `kind` the OpenAI error type.
     pub fn upstream(status: u16, kind: &'static str, message: impl Into<String>) -> Self {

@@ -136,7 +136,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
-    let keys = validate_keys(&ctx, raw.keys)?;
+    let guardrails = crate::guardrails::compile(raw.guardrails)?;
+    let default_policy = match &raw.default_guardrails {
+        Some(names) => guardrails.policy(names, "default_guardrails")?,
+        None => crate::guardrails::Policy::empty(),
+    };
+    let keys = validate_keys(&ctx, raw.keys, &guardrails, &default_policy)?;
 
     let mut providers = BTreeMap::new();
     for (name, p) in raw.providers {
@@ -377,7 +382,12 @@ fn validate_health(h: raw::RawHealth) -> Result<HealthSettings, ConfigError> {
     Ok(health)
 }
 
-fn validate_keys(ctx: &Ctx, raw: Vec<raw::RawKey>) -> Result<Vec<GatewayKey>, ConfigError> {
+fn validate_keys(
+    ctx: &Ctx,
+    raw: Vec<raw::RawKey>,
+    guardrails: &crate::guardrails::Guardrails,
+    default_policy: &Arc<crate::guardrails::Policy>,
+) -> Result<Vec<GatewayKey>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::new(
             "keys",
@@ -443,10 +453,16 @@ fn validate_keys(ctx: &Ctx, raw: Vec<raw::RawKey>) -> Result<Vec<GatewayKey>, Co
                 ));
             }
         }
+        let guardrails = match &k.guardrails {
+            // A key's own list replaces `default_guardrails` (an empty list turns them off).
+            Some(names) => guardrails.policy(names, &format!("{path}.guardrails"))?,
+            None => default_policy.clone(),
+        };
         keys.push(GatewayKey {
             name: k.name,
             sha256,
             models,
+            guardrails,
         });
     }
     Ok(keys)

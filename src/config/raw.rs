@@ -40,6 +40,10 @@ pub struct RawConfig {
     pub allow_inline_secrets: bool,
     #[serde(default)]
     pub access_log: Option<bool>,
+    #[serde(default)]
+    pub guardrails: Vec<crate::guardrails::RawGuardrail>,
+    #[serde(default)]
+    pub default_guardrails: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +74,8 @@ pub struct RawKey {
     pub key_sha256: Option<String>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub guardrails: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -163,6 +163,8 @@ pub struct GatewayKey {
     pub sha256: [u8; 32],
     /// Allow-list of public model names (globs with `*` and `?`).
     pub models: Vec<String>,
+    /// The guardrails that apply to this key's requests and answers.
+    pub guardrails: Arc<crate::guardrails::Policy>,
 }
 
 impl GatewayKey {

@@ -14,6 +14,7 @@
 //! `exchange` the HTTP exchange with a provider; `stream` the relay of event streams.
 
 mod exchange;
+mod guard;
 mod stream;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::api::ApiError;
 use crate::config::Deployment;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
+use crate::guardrails::Policy;
 use crate::providers::{openai, Wire};
 use crate::respond;
 use crate::routing::{self, DeploymentState, Failure, Reason, RouteState, Router};
@@ -52,6 +54,8 @@ pub struct Plan {
     pub body: Map<String, Value>,
     pub stream: bool,
     pub client_wants_usage: bool,
+    /// The key's guardrails; its output rules apply to the answer.
+    pub guardrails: Arc<Policy>,
 }
 
 impl Plan {
@@ -412,6 +416,14 @@ async fn attempt_once(
     let public = &plan.route.route.name;
     let embeddings = plan.endpoint == Endpoint::Embeddings;
     let translated = wire.response(&body, public, embeddings).and_then(|(b, u)| {
+        let b = if plan.guardrails.has_output() && !embeddings {
+            let (guarded, findings) = guard::guard_completion(&plan.guardrails, &b);
+            ctx.guardrails
+                .extend(findings.into_iter().map(|f| ("output", f)));
+            guarded.map_or(b, Bytes::from)
+        } else {
+            b
+        };
         if plan.stream {
             // The provider ignored `stream: true` and answered whole.
             openai::completion_to_sse(&b, public, plan.client_wants_usage)

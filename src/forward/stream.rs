@@ -13,7 +13,7 @@ use crate::api::ApiError;
 use crate::config::Provider;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::providers::Wire;
+use crate::providers::{StreamTranslator, Wire};
 use crate::respond;
 
 /// Counts a stream in `sluice_active_streams` while it lives.
@@ -30,6 +30,13 @@ impl Drop for ActiveStream<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Records what the stream reported: usage, and what output guardrails did.
+fn settle(ctx: &mut Ctx, translator: &dyn StreamTranslator) {
+    ctx.usage = translator.usage();
+    ctx.guardrails
+        .extend(translator.findings().into_iter().map(|f| ("output", f)));
 }
 
 /// Response header for an event stream.
@@ -55,8 +62,9 @@ pub(super) async fn relay_stream(
     (mut up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
 ) -> Attempt {
-    let mut translator =
+    let translator =
         Wire::of(provider.kind).stream(&plan.route.route.name, plan.client_wants_usage);
+    let mut translator = super::guard::guarded(translator, &plan.guardrails);
     let mut out = BytesMut::with_capacity(4096);
     let mut watch = true;
     let idle = gw.cfg.timeouts.idle;
@@ -113,7 +121,7 @@ pub(super) async fn relay_stream(
                 .is_err()
             {
                 ctx.client_gone = true;
-                ctx.usage = translator.usage();
+                settle(ctx, translator.as_ref());
                 return Attempt::Done;
             }
         }
@@ -133,13 +141,13 @@ pub(super) async fn relay_stream(
             }
             Err(ReadFail::ClientGone) => {
                 ctx.client_gone = true;
-                ctx.usage = translator.usage();
+                settle(ctx, translator.as_ref());
                 return Attempt::Done;
             }
             Err(fail) => break Some(read_fail_error(fail, provider, ctx)),
         }
     };
-    ctx.usage = translator.usage();
+    settle(ctx, translator.as_ref());
     if let Some(e) = &failure {
         log::warn!(
             "request {}: stream from provider '{}' failed: {}",

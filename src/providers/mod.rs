@@ -359,6 +359,10 @@ pub trait StreamTranslator: Send {
     fn abandon_upstream(&self) -> bool {
         false
     }
+    /// What output guardrails did to this stream (names and kinds, never text).
+    fn findings(&self) -> Vec<crate::guardrails::Finding> {
+        Vec::new()
+    }
 }
 
 /// The SSE framing shared by the stream translators: an incremental parser and a scratch

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub failovers: IntCounterVec,
     pub active_streams: IntGauge,
     pub retry_budget_denied: IntCounter,
+    pub guardrail_actions: IntCounterVec,
     deployment_available: IntGaugeVec,
     deployment_in_flight: IntGaugeVec,
 }
@@ -106,6 +107,15 @@ impl Metrics {
             "Retries not made because the retry budget was spent.",
         ))
         .expect("valid metric");
+        let guardrail_actions = IntCounterVec::new(
+            opts(
+                "guardrail_actions_total",
+                "Guardrail matches acted on, by guardrail, action (block, redact, log) and \
+                 direction (input, output).",
+            ),
+            &["guardrail", "action", "direction"],
+        )
+        .expect("valid metric");
         let deployment_available = IntGaugeVec::new(
             opts(
                 "deployment_available",
@@ -129,6 +139,7 @@ impl Metrics {
             Box::new(failovers.clone()),
             Box::new(active_streams.clone()),
             Box::new(retry_budget_denied.clone()),
+            Box::new(guardrail_actions.clone()),
             Box::new(deployment_available.clone()),
             Box::new(deployment_in_flight.clone()),
         ] {
@@ -145,6 +156,7 @@ impl Metrics {
             failovers,
             active_streams,
             retry_budget_denied,
+            guardrail_actions,
             deployment_available,
             deployment_in_flight,
         }

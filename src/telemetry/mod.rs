@@ -11,6 +11,7 @@ use pingora::Error;
 use serde_json::json;
 
 use crate::ctx::Ctx;
+use crate::guardrails::Finding;
 pub use metrics::Metrics;
 
 /// Records a finished request in the metrics.
@@ -31,6 +32,11 @@ pub fn record(m: &Metrics, ctx: &Ctx) {
     m.duration
         .with_label_values(&[model, stream])
         .observe(ctx.start.elapsed().as_secs_f64());
+    for (direction, f) in &ctx.guardrails {
+        m.guardrail_actions
+            .with_label_values(&[f.guardrail(), action_name(f), direction])
+            .inc();
+    }
     if let Some(provider) = ctx.provider.as_deref() {
         if let Some(t) = ctx.ttfb {
             m.ttft
@@ -46,6 +52,35 @@ pub fn record(m: &Metrics, ctx: &Ctx) {
                 .inc_by(u.completion_tokens);
         }
     }
+}
+
+fn action_name(f: &Finding) -> &'static str {
+    match f {
+        Finding::Blocked { .. } => "block",
+        Finding::Redacted { .. } => "redact",
+        Finding::Logged { .. } => "log",
+    }
+}
+
+/// The access-log form of what guardrails did: names, actions, kinds — never matched text.
+fn guardrail_log(ctx: &Ctx) -> Option<serde_json::Value> {
+    if ctx.guardrails.is_empty() {
+        return None;
+    }
+    let entries = ctx
+        .guardrails
+        .iter()
+        .map(|(direction, f)| {
+            let kinds: Vec<&str> = match f {
+                Finding::Blocked { kind, .. } => vec![kind],
+                Finding::Redacted { kinds, .. } | Finding::Logged { kinds, .. } => {
+                    kinds.iter().map(|k| &**k).collect()
+                }
+            };
+            json!({"guardrail": f.guardrail(), "action": action_name(f), "direction": direction, "kinds": kinds})
+        })
+        .collect();
+    Some(serde_json::Value::Array(entries))
 }
 
 /// The status the client saw: 499 when it left before any answer.
@@ -81,6 +116,7 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         "duration_ms": ctx.start.elapsed().as_millis() as u64,
         "prompt_tokens": ctx.usage.map(|u| u.prompt_tokens),
         "completion_tokens": ctx.usage.map(|u| u.completion_tokens),
+        "guardrails": guardrail_log(ctx),
     });
     let mut out = std::io::stdout().lock();
     // A closed stdout must not take the request path down with it.

@@ -1,0 +1,337 @@
+//! Output guardrails on answers: a stage behind the stream translator that runs the key's
+//! [`OutputScanner`] over the decoded text of every OpenAI chunk (content and tool-call
+//! arguments) before the client sees it, and the same rules over whole answers.
+//!
+//! Text is held back only while it could still be part of a match (the scanner decides), so
+//! ordinary prose flows through with the chunk that carried it. A chunk whose text was all
+//! held back is not sent (unless it carries something else: a role, a tool call's id and
+//! name, a finish reason); held text is released in a chunk of its own before the chunk that
+//! finishes its choice. A block ends the stream at once with `finish_reason:
+//! "content_filter"` and `[DONE]`, and asks the caller to close the provider's connection so
+//! that no more tokens are generated.
+
+use bytes::{BufMut, BytesMut};
+use serde_json::{json, Map, Value};
+
+use crate::api::ApiError;
+use crate::guardrails::{Channel, Finding, OutputScanner, Policy, Step};
+use crate::providers::{openai, StreamTranslator, Usage};
+use crate::stream::sse::{SseEvent, SseParser};
+
+/// A stream translator whose output passes through the output guardrails.
+pub(crate) struct GuardedStream {
+    inner: Box<dyn StreamTranslator>,
+    scanner: OutputScanner,
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    scratch: BytesMut,
+    /// `id`, `object`, `created`, `model` of the last chunk, for the chunks made here.
+    template: Map<String, Value>,
+    /// Channels that may hold text, in the order they were first seen.
+    channels: Vec<Channel>,
+    done: bool,
+    blocked: bool,
+}
+
+impl GuardedStream {
+    pub(crate) fn new(inner: Box<dyn StreamTranslator>, scanner: OutputScanner) -> Self {
+        GuardedStream {
+            inner,
+            scanner,
+            parser: SseParser::new(openai::MAX_EVENT_BYTES),
+            events: Vec::new(),
+            scratch: BytesMut::new(),
+            template: Map::new(),
+            channels: Vec::new(),
+            done: false,
+            blocked: false,
+        }
+    }
+
+    /// Filters what the inner translator produced (complete OpenAI events) into `out`.
+    fn process(&mut self, out: &mut BytesMut) {
+        let data = self.scratch.split();
+        let mut events = std::mem::take(&mut self.events);
+        // The inner translators write whole events, so nothing is left in the parser.
+        let _ = self.parser.feed(&data, &mut events);
+        for ev in events.drain(..) {
+            if self.done {
+                break;
+            }
+            self.event(&ev.data, out);
+        }
+        self.events = events;
+    }
+
+    fn event(&mut self, data: &[u8], out: &mut BytesMut) {
+        if data == b"[DONE]" {
+            // Every choice has finished by now; anything still held goes out first.
+            for ch in std::mem::take(&mut self.channels) {
+                if !self.flush(ch, out) {
+                    return;
+                }
+            }
+            out.put_slice(b"data: [DONE]\n\n");
+            self.done = true;
+            return;
+        }
+        let Ok(Value::Object(mut chunk)) = serde_json::from_slice::<Value>(data) else {
+            write_raw(out, data);
+            return;
+        };
+        for k in ["id", "object", "created", "model", "system_fingerprint"] {
+            if let Some(v) = chunk.get(k) {
+                self.template.insert(k.into(), v.clone());
+            }
+        }
+        let mut choices = match chunk.remove("choices") {
+            Some(Value::Array(c)) => c,
+            other => {
+                if let Some(c) = other {
+                    chunk.insert("choices".into(), c);
+                }
+                write_chunk(out, &Value::Object(chunk));
+                return;
+            }
+        };
+        for choice in &mut choices {
+            let i = choice.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+            if let Some(Value::String(text)) = choice.pointer_mut("/delta/content") {
+                match self.scan(Channel::Content { choice: i }, text) {
+                    Some(t) => *text = t,
+                    None => return self.block(i, out),
+                }
+            }
+            if let Some(Value::Array(calls)) = choice.pointer_mut("/delta/tool_calls") {
+                for call in calls.iter_mut() {
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                        match self.scan(Channel::ToolArgs { choice: i, index }, args) {
+                            Some(t) => *args = t,
+                            None => return self.block(i, out),
+                        }
+                    }
+                }
+            }
+            let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            if finishing {
+                let (mine, others): (Vec<Channel>, Vec<Channel>) =
+                    self.channels.iter().partition(|c| choice_of(**c) == i);
+                self.channels = others;
+                for ch in mine {
+                    if !self.flush(ch, out) {
+                        return;
+                    }
+                }
+            }
+        }
+        choices.retain(|c| !is_empty_choice(c));
+        if choices.is_empty() && !chunk.contains_key("usage") {
+            return;
+        }
+        chunk.insert("choices".into(), Value::Array(choices));
+        write_chunk(out, &Value::Object(chunk));
+    }
+
+    /// Pushes text through the scanner: what may be released now, `None` on a block.
+    fn scan(&mut self, ch: Channel, text: &str) -> Option<String> {
+        if !self.channels.contains(&ch) {
+            self.channels.push(ch);
+        }
+        match self.scanner.push(ch, text) {
+            Step::Release(t) => Some(t),
+            Step::Block { .. } => None,
+        }
+    }
+
+    /// Releases what a channel still holds, in a chunk of its own. `false` on a block (the
+    /// stream has then been ended).
+    fn flush(&mut self, ch: Channel, out: &mut BytesMut) -> bool {
+        let text = match self.scanner.finish(ch) {
+            Step::Release(t) => t,
+            Step::Block { .. } => {
+                self.block(choice_of(ch), out);
+                return false;
+            }
+        };
+        if text.is_empty() {
+            return true;
+        }
+        let delta = match ch {
+            Channel::Content { .. } => json!({"content": text}),
+            Channel::ToolArgs { index, .. } => {
+                json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
+            }
+        };
+        let c = self.chunk(choice_of(ch), delta, None);
+        write_chunk(out, &c);
+        true
+    }
+
+    fn block(&mut self, choice: u32, out: &mut BytesMut) {
+        let c = self.chunk(choice, json!({}), Some("content_filter"));
+        write_chunk(out, &c);
+        out.put_slice(b"data: [DONE]\n\n");
+        self.done = true;
+        self.blocked = true;
+    }
+
+    fn chunk(&self, choice: u32, delta: Value, finish: Option<&str>) -> Value {
+        let mut c = self.template.clone();
+        c.entry("object")
+            .or_insert_with(|| Value::from("chat.completion.chunk"));
+        c.insert(
+            "choices".into(),
+            json!([{"index": choice, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+        );
+        Value::Object(c)
+    }
+}
+
+fn choice_of(ch: Channel) -> u32 {
+    match ch {
+        Channel::Content { choice } | Channel::ToolArgs { choice, .. } => choice,
+    }
+}
+
+/// A choice whose delta carries nothing once held-back text is taken out.
+fn is_empty_choice(c: &Value) -> bool {
+    if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
+        return false;
+    }
+    let Some(delta) = c.get("delta").and_then(Value::as_object) else {
+        return false;
+    };
+    delta.iter().all(|(k, v)| match (k.as_str(), v) {
+        ("content", Value::String(s)) => s.is_empty(),
+        ("tool_calls", Value::Array(calls)) => calls.iter().all(|call| {
+            call.as_object().is_some_and(|o| {
+                o.iter().all(|(k, v)| match k.as_str() {
+                    "index" => true,
+                    "function" => v.as_object().is_some_and(|f| {
+                        f.iter()
+                            .all(|(k, v)| k == "arguments" && v.as_str().is_some_and(str::is_empty))
+                    }),
+                    _ => false,
+                })
+            })
+        }),
+        _ => v.is_null(),
+    })
+}
+
+fn write_chunk(out: &mut BytesMut, v: &Value) {
+    out.put_slice(b"data: ");
+    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
+    out.put_slice(b"\n\n");
+}
+
+fn write_raw(out: &mut BytesMut, data: &[u8]) {
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+}
+
+impl StreamTranslator for GuardedStream {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let r = self.inner.feed(input, &mut self.scratch);
+        self.process(out);
+        r
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            return Ok(());
+        }
+        let r = self.inner.finish(&mut self.scratch);
+        self.process(out);
+        r
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
+
+    fn abandon_upstream(&self) -> bool {
+        self.blocked
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        self.scanner.actions().to_vec()
+    }
+}
+
+/// Applies the output guardrails to a whole chat completion (JSON). Returns the answer to
+/// send and what the guardrails did. A block replaces the choice's message by an empty one
+/// with `finish_reason: "content_filter"`.
+pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return (None, findings);
+    };
+    let mut changed = false;
+    for choice in v
+        .get_mut("choices")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let mut blocked = false;
+        if let Some(Value::String(text)) = msg.get_mut("content") {
+            let verdict = policy.check_output_text(text);
+            blocked |= verdict.blocked().is_some();
+            if !verdict.findings.is_empty() {
+                changed = true;
+                *text = verdict.text;
+                findings.extend(verdict.findings);
+            }
+        }
+        for call in msg
+            .get_mut("tool_calls")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                let verdict = policy.check_output_arguments(args);
+                blocked |= verdict.blocked().is_some();
+                if !verdict.findings.is_empty() {
+                    changed = true;
+                    *args = verdict.text;
+                    findings.extend(verdict.findings);
+                }
+            }
+        }
+        if blocked {
+            msg.insert("content".into(), Value::Null);
+            msg.remove("tool_calls");
+            choice["finish_reason"] = Value::from("content_filter");
+        }
+    }
+    let out = changed.then(|| serde_json::to_vec(&v).expect("JSON values serialise"));
+    (out, findings)
+}
+
+/// Wraps `translator` in the output guardrails of `policy`, when it has any.
+pub(crate) fn guarded(
+    translator: Box<dyn StreamTranslator>,
+    policy: &Policy,
+) -> Box<dyn StreamTranslator> {
+    match policy.output_scanner() {
+        Some(scanner) => Box::new(GuardedStream::new(translator, scanner)),
+        None => translator,
+    }
+}
+
+#[cfg(test)]
+mod tests;
