@@ -18,11 +18,12 @@
 //! the connection manager reconnects by itself after errors.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use super::decide::{Check, CheckKind};
@@ -139,8 +140,7 @@ const CONNECT_BACKOFF_US: u64 = 1_000_000;
 
 pub(crate) struct RedisBackend {
     client: redis::Client,
-    conn: OnceLock<ConnectionManager>,
-    connecting: AtomicBool,
+    conn: OnceCell<ConnectionManager>,
     next_connect_us: AtomicU64,
     timeout: Duration,
     lease_ms: u64,
@@ -196,8 +196,7 @@ impl RedisBackend {
         let client = redis::Client::open(url.expose()).map_err(|_| LimiterError::RedisUrl)?;
         Ok(RedisBackend {
             client,
-            conn: OnceLock::new(),
-            connecting: AtomicBool::new(false),
+            conn: OnceCell::new(),
             next_connect_us: AtomicU64::new(0),
             timeout: cfg.redis_timeout,
             lease_ms: (cfg.lease.as_millis() as u64).max(30),
@@ -213,30 +212,31 @@ impl RedisBackend {
         })
     }
 
-    /// The shared connection, made on first use. While Redis is down at startup, one caller
-    /// at a time tries, at most once a second; the others fail at once.
+    /// The shared connection, made on first use; concurrent callers wait for the same
+    /// attempt (under their own timeout). While Redis is down at startup, a new attempt is
+    /// made at most once a second; callers in between fail at once.
     async fn conn(&self) -> Result<ConnectionManager, String> {
-        if let Some(c) = self.conn.get() {
-            return Ok(c.clone());
-        }
-        let now = unix_now_us();
-        if now < self.next_connect_us.load(Ordering::Relaxed)
-            || self.connecting.swap(true, Ordering::AcqRel)
-        {
-            return Err("not connected".into());
-        }
-        self.next_connect_us
-            .store(now + CONNECT_BACKOFF_US, Ordering::Relaxed);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout.max(Duration::from_millis(500)))
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(2)
-            .set_factor(50)
-            .set_max_delay(1000);
-        let made = ConnectionManager::new_with_config(self.client.clone(), config).await;
-        self.connecting.store(false, Ordering::Release);
-        let c = made.map_err(|e| describe(&e))?;
-        Ok(self.conn.get_or_init(|| c).clone())
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                let now = unix_now_us();
+                if now < self.next_connect_us.load(Ordering::Relaxed) {
+                    return Err("not connected".to_string());
+                }
+                self.next_connect_us
+                    .store(now + CONNECT_BACKOFF_US, Ordering::Relaxed);
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.timeout.max(Duration::from_millis(500)))
+                    .set_response_timeout(self.timeout)
+                    .set_number_of_retries(2)
+                    .set_factor(50)
+                    .set_max_delay(1000);
+                ConnectionManager::new_with_config(self.client.clone(), config)
+                    .await
+                    .map_err(|e| describe(&e))
+            })
+            .await?;
+        Ok(c.clone())
     }
 
     /// Runs a script under the timeout, recording failures and recoveries.

@@ -235,9 +235,7 @@ async fn concurrency_released_on_drop_and_on_settle() {
 
 #[tokio::test]
 async fn daily_and_monthly_budgets() {
-    let mut a = LimitSet::default();
-    a.daily_usd = Some(1.0);
-    a.monthly_usd = Some(1.5);
+    let a = budget(Some(1.0), Some(1.5));
     let mut cfg = config(&[("a", a)], &[]);
     // USD per million tokens.
     cfg.pricing.insert(
@@ -290,8 +288,7 @@ async fn daily_and_monthly_budgets() {
 
 #[tokio::test]
 async fn budget_without_usage_charges_the_estimate_at_the_higher_price() {
-    let mut a = LimitSet::default();
-    a.daily_usd = Some(1.0);
+    let a = budget(Some(1.0), None);
     let mut cfg = config(&[("a", a)], &[]);
     cfg.pricing.insert(
         "m".into(),
@@ -309,8 +306,7 @@ async fn budget_without_usage_charges_the_estimate_at_the_higher_price() {
         LimitKind::Budget
     );
     // An unpriced model costs nothing.
-    let mut b = LimitSet::default();
-    b.daily_usd = Some(0.01);
+    let b = budget(Some(0.01), None);
     let (l, _t) = manual(&config(&[("b", b)], &[]), T0);
     let p = l.admit(&adm("b", "free", 1_000_000)).await.unwrap();
     p.settle(Some(Usage {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::time::{days_from_civil, Clock};
 use super::*;
 
-/// A limit set from the four numbers (0 = unset) and a daily/monthly budget.
+/// A limit set from requests and tokens per minute and concurrent requests (0 = unset).
 fn set(rpm: u64, tpm: u64, conc: u64) -> LimitSet {
     let opt = |v: u64| (v > 0).then_some(v);
     LimitSet {
@@ -21,6 +21,15 @@ fn set(rpm: u64, tpm: u64, conc: u64) -> LimitSet {
         max_concurrent: opt(conc),
         daily_usd: None,
         monthly_usd: None,
+    }
+}
+
+/// A limit set with only spend budgets.
+fn budget(daily_usd: Option<f64>, monthly_usd: Option<f64>) -> LimitSet {
+    LimitSet {
+        daily_usd,
+        monthly_usd,
+        ..LimitSet::default()
     }
 }
 
