@@ -30,6 +30,7 @@
 pub mod config;
 mod decide;
 mod memory;
+pub mod metrics;
 mod redis;
 mod time;
 
@@ -340,6 +341,11 @@ impl Limiter {
     /// Rejection and backend-error counters.
     pub fn counters(&self) -> &LimitCounters {
         &self.inner.counters
+    }
+
+    /// A Prometheus collector of [`Limiter::counters`], to register in the metrics registry.
+    pub fn collector(&self) -> metrics::LimitsCollector {
+        metrics::LimitsCollector::new(self.inner.counters.clone())
     }
 
     /// Checks every limit that applies to the request and, if all pass, charges them all.

@@ -4,7 +4,7 @@
 //!
 //! | key | type | content | expiry |
 //! |---|---|---|---|
-//! | `sluice:rpm:<s>`, `sluice:tpm:<s>` | hash | `l` bucket level, `t` last update (µs, Redis clock) | when drained, + 1s |
+//! | `sluice:rpm:<s>`, `sluice:tpm:<s>` | hash | `l` bucket level, `t` last update (µs, Redis clock) | when drained, + 1s (30 days at most) |
 //! | `sluice:conc:<s>` | sorted set | request id → lease expiry (ms, Redis clock) | 2 × lease |
 //! | `sluice:budget:<s>:d:<YYYY-MM-DD>` | string | USD spent that UTC day | 2 days |
 //! | `sluice:budget:<s>:m:<YYYY-MM>` | string | USD spent that UTC month | 62 days |
@@ -41,6 +41,11 @@ use crate::secret::Secret;
 /// Returns `{admitted, value1, passed1, value2, passed2, ...}` as strings, values being the
 /// state before this request.
 const ADMIT: &str = r#"
+local function drain_ms(level, window, limit)
+  local ms = math.ceil(level * window / limit / 1000) + 1000
+  if not (ms <= 2592000000) then ms = 2592000000 end
+  return string.format('%.0f', ms)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
@@ -83,7 +88,7 @@ for i = 1, #KEYS do
     local cost, window = tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
     local level = values[i] + cost
     redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
-    redis.call('PEXPIRE', KEYS[i], string.format('%.0f', math.ceil(level * window / a / 1000) + 1000))
+    redis.call('PEXPIRE', KEYS[i], drain_ms(level, window, a))
   elseif kind == 'c' then
     redis.call('ZADD', KEYS[i], string.format('%.0f', now_ms + lease), ARGV[1])
     redis.call('PEXPIRE', KEYS[i], string.format('%.0f', lease * 2))
@@ -95,6 +100,11 @@ return out
 /// Settles a request. KEYS: one per item. ARGV[1]: request id; then four per item:
 /// `t` token correction (limit, window µs, delta) | `c` release | `b` budget charge (USD, ttl s).
 const SETTLE: &str = r#"
+local function drain_ms(level, window, limit)
+  local ms = math.ceil(level * window / limit / 1000) + 1000
+  if not (ms <= 2592000000) then ms = 2592000000 end
+  return string.format('%.0f', ms)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 for i = 1, #KEYS do
@@ -110,7 +120,7 @@ for i = 1, #KEYS do
     v = v + delta
     if v < 0 then v = 0 end
     redis.call('HSET', KEYS[i], 'l', string.format('%.17g', v), 't', string.format('%.0f', now))
-    redis.call('PEXPIRE', KEYS[i], string.format('%.0f', math.ceil(v * window / limit / 1000) + 1000))
+    redis.call('PEXPIRE', KEYS[i], drain_ms(v, window, limit))
   elseif kind == 'c' then
     redis.call('ZREM', KEYS[i], ARGV[1])
   else

@@ -397,3 +397,51 @@ fn permits_release_without_a_runtime() {
         .unwrap();
     assert!(rt.block_on(l.admit(&adm("a", "m", 0))).is_ok());
 }
+
+#[tokio::test]
+async fn counters_export_as_prometheus_metrics() {
+    let cfg = config(&[("a", set(1, 0, 0))], &[("m", set(0, 0, 1))]);
+    let (l, _t) = manual(&cfg, T0);
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(l.collector())).unwrap();
+    let p = l.admit(&adm("b", "m", 0)).await.unwrap();
+    for _ in 0..2 {
+        assert!(l.admit(&adm("b", "m", 0)).await.is_err());
+    }
+    drop(p);
+    let _ = l.admit(&adm("a", "x", 0)).await.unwrap();
+    for _ in 0..3 {
+        assert!(l.admit(&adm("a", "x", 0)).await.is_err());
+    }
+    let text = || {
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &registry.gather(),
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let t = text();
+    assert!(
+        t.contains(r#"sluice_rate_limit_rejections_total{limit="requests",scope="key"} 3"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"sluice_rate_limit_rejections_total{limit="concurrency",scope="model"} 2"#),
+        "{t}"
+    );
+    assert!(
+        t.contains("sluice_rate_limit_backend_errors_total 0"),
+        "{t}"
+    );
+    assert!(t.contains("sluice_rate_limit_fail_open_total 0"), "{t}");
+    // Scraping again does not count twice.
+    assert!(l.admit(&adm("a", "x", 0)).await.is_err());
+    let t = text();
+    assert!(
+        t.contains(r#"sluice_rate_limit_rejections_total{limit="requests",scope="key"} 4"#),
+        "{t}"
+    );
+}

@@ -173,6 +173,39 @@ async fn tokens_settle_and_model_limits_across_instances() {
     );
 }
 
+#[tokio::test]
+async fn huge_estimates_and_odd_names_are_stored_safely() {
+    let Some(redis) = RedisServer::start("huge_estimates_and_odd_names_are_stored_safely") else {
+        return;
+    };
+    let cfg = redis.config(&[("a:b{c}%", set(0, 1000, 0))], &[]);
+    let l = Limiter::new(&cfg).unwrap();
+    let p = l.admit(&adm("a:b{c}%", "m", u64::MAX)).await.unwrap();
+    assert_eq!(p.headers().count(), 3);
+    drop(p);
+    let r = l.admit(&adm("a:b{c}%", "m", 1)).await.unwrap_err();
+    assert_eq!(
+        r.kind(),
+        LimitKind::Tokens,
+        "refused by the bucket, not a script error"
+    );
+    assert_eq!(l.counters().backend_errors(), 0);
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("sluice:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec!["sluice:tpm:k:a%3Ab%7Bc%7D%25".to_string()]);
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 2_592_000_000, "{ttl}");
+}
+
 /// Polls `f` until it is true or `secs` have passed.
 async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
