@@ -15,7 +15,12 @@
 //! crashed instance lapse and are pruned by the next admission. Budget periods are named from
 //! this host's UTC clock. Scripts run with EVALSHA, falling back to loading them after a Redis
 //! restart; every call runs under `redis_timeout`. The connection is made on first use and
-//! the connection manager reconnects by itself after errors.
+//! the connection manager reconnects by itself after errors; its reconnection tasks run on the
+//! Tokio runtime of that first use, which must therefore live as long as the limiter (as
+//! Pingora's service runtimes do).
+//!
+//! When an operation fails, admission follows `on_backend_error`; a failed settlement leaves
+//! the estimate charged and the slot to expire with its lease.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

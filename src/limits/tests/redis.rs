@@ -359,7 +359,7 @@ async fn budgets_survive_a_restart() {
 }
 
 async fn outage(mode: OnBackendError) {
-    let Some(mut redis) = RedisServer::start("outage") else {
+    let Some(mut redis) = RedisServer::start(&format!("outage ({mode:?})")) else {
         return;
     };
     let mut cfg = redis.config(&[("a", set(2, 0, 0))], &[]);
