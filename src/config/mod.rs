@@ -90,7 +90,7 @@ fn parse_listen(path: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
     let ctx = Ctx {
         allow_inline: raw.allow_inline_secrets,
     };
@@ -136,6 +136,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let key_limits: Vec<(String, Option<crate::limits::config::RawLimitSet>)> = raw
+        .keys
+        .iter_mut()
+        .map(|k| (k.name.clone(), k.limits.take()))
+        .collect();
     let guardrails = crate::guardrails::compile(raw.guardrails)?;
     let default_policy = match &raw.default_guardrails {
         Some(names) => guardrails.policy(names, "default_guardrails")?,
@@ -226,6 +231,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let rate_limits = validate_rate_limits(
+        &mut raw.limits,
+        std::mem::take(&mut raw.pricing),
+        key_limits,
+        &models.keys().cloned().collect::<Vec<_>>(),
+    )?;
+
     let t = raw.timeouts;
     let timeouts = Timeouts {
         connect: t.connect.map_or(Duration::from_secs(10), |d| d.0),
@@ -298,10 +310,36 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         providers,
         models,
         limits,
+        rate_limits,
         timeouts,
         server,
         upstream,
     })
+}
+
+fn validate_rate_limits(
+    l: &mut raw::RawLimits,
+    pricing: BTreeMap<String, crate::limits::config::RawPrice>,
+    keys: Vec<(String, Option<crate::limits::config::RawLimitSet>)>,
+    models: &[String],
+) -> Result<crate::limits::LimitsConfig, ConfigError> {
+    // The URL may carry a password: `${ENV}` and `file:` are resolved like secrets, a literal
+    // is accepted (a password-less URL is no secret); errors never quote it.
+    let redis_url = match l.redis_url.take() {
+        Some(u) => Some(resolve_reference("limits.redis_url", &u)?.unwrap_or(u)),
+        None => None,
+    };
+    let engine = crate::limits::config::RawEngine {
+        backend: l.backend,
+        redis_url,
+        redis_timeout: l.redis_timeout.map(|d| d.0),
+        on_backend_error: l.on_backend_error,
+        default: l.default.take(),
+        models: std::mem::take(&mut l.models),
+        pricing,
+        keys,
+    };
+    crate::limits::config::validate(engine, models)
 }
 
 fn validate_retry(r: raw::RawRetry) -> Result<RetrySettings, ConfigError> {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::units::{ByteSize, Dur};
+use crate::limits::config::{BackendKind, OnBackendError, RawLimitSet, RawPrice};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,8 @@ pub struct RawConfig {
     pub models: BTreeMap<String, Vec<RawDeployment>>,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub pricing: BTreeMap<String, RawPrice>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -76,6 +79,8 @@ pub struct RawKey {
     pub models: Option<Vec<String>>,
     #[serde(default)]
     pub guardrails: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Option<RawLimitSet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +116,18 @@ pub struct RawLimits {
     pub max_body_bytes: Option<ByteSize>,
     #[serde(default)]
     pub max_response_bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    #[serde(default)]
+    pub redis_timeout: Option<Dur>,
+    #[serde(default)]
+    pub on_backend_error: Option<OnBackendError>,
+    #[serde(default)]
+    pub default: Option<RawLimitSet>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawLimitSet>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -270,6 +270,9 @@ pub struct Config {
     /// Public model name → route, sorted by name.
     pub models: BTreeMap<String, Arc<Route>>,
     pub limits: Limits,
+    /// Rate limits, concurrency caps and spend budgets (`limits:`, `pricing:`,
+    /// `keys[].limits`).
+    pub rate_limits: crate::limits::LimitsConfig,
     pub timeouts: Timeouts,
     pub server: ServerSettings,
     pub upstream: UpstreamSettings,

@@ -1,0 +1,515 @@
+//! The limits engine: per-key and per-model rate limits, token budgets, concurrency caps and
+//! spend budgets, kept in memory or in Redis.
+//!
+//! A request is admitted by [`Limiter::admit`], which checks every limit that applies — the
+//! key's (its own `limits`, or `limits.default`) and the model's (shared by all keys) — and
+//! charges all of them only if all pass, so a refused request costs nothing. Admission yields
+//! a [`Permit`]; the caller settles it with the provider's reported usage when the answer is
+//! complete ([`Permit::settle`]), or drops it (client gone): either way its concurrency slot
+//! is released.
+//!
+//! * **Requests per minute** and **tokens per minute** are GCRA buckets (see `decide`): the
+//!   full per-minute amount may be used at once, then it refills continuously. Admission
+//!   counts are exact under any concurrency.
+//! * **Tokens**: admission pre-charges `estimated_tokens` (prompt estimate + `max_tokens`);
+//!   settlement corrects the charge to the actual prompt + completion tokens, refunding or
+//!   charging extra. An extra charge may leave the bucket in debt, so that later requests wait.
+//!   Without usage (not reported, or the permit dropped) the estimate stays charged.
+//! * **Concurrency**: a slot per permit, released on settle or drop. In Redis a slot is a
+//!   lease renewed while the permit lives, so a crashed instance's slots expire.
+//! * **Spend budgets** per UTC day and month: admission refuses once the period's spend has
+//!   reached the budget; settlement charges `prompt × input + completion × output` (prices per
+//!   million tokens from `pricing`; an unpriced model costs 0). Without usage the estimate is
+//!   charged at the higher of the two prices, so a missing report never spends for free.
+//!
+//! The `redis` backend shares all of this between instances: one Lua script per admission
+//! checks and charges every bucket atomically on Redis' clock. When Redis cannot be reached
+//! within `redis_timeout`, `on_backend_error` decides: admit (`fail_open`, counted) or refuse
+//! with `rate_limit_backend_unavailable`.
+
+pub mod config;
+mod decide;
+mod memory;
+pub mod metrics;
+mod redis;
+mod time;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{BackendKind, LimitSet, LimitsConfig, OnBackendError, Price};
+pub use time::format_reset;
+
+use decide::Check;
+
+/// Which kind of limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+    Concurrency,
+    Budget,
+    /// The Redis backend was unreachable and `on_backend_error` is `fail_closed`.
+    Backend,
+}
+
+impl LimitKind {
+    const ALL: [LimitKind; 5] = [
+        LimitKind::Requests,
+        LimitKind::Tokens,
+        LimitKind::Concurrency,
+        LimitKind::Budget,
+        LimitKind::Backend,
+    ];
+
+    /// A label: `requests`, `tokens`, `concurrency`, `budget` or `backend`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+            LimitKind::Concurrency => "concurrency",
+            LimitKind::Budget => "budget",
+            LimitKind::Backend => "backend",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whose limit: the gateway key's, or the model's (shared by all keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Key,
+    Model,
+}
+
+impl Scope {
+    /// `key` or `model`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Model => "model",
+        }
+    }
+}
+
+/// A request asking to be admitted.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    /// The gateway key's config name.
+    pub key: &'a str,
+    /// The public model name.
+    pub model: &'a str,
+    /// Prompt estimate plus `max_tokens` (or a default): pre-charged to token buckets.
+    pub estimated_tokens: u64,
+}
+
+/// Token usage reported by the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+/// A refused admission.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct Rejection {
+    kind: LimitKind,
+    scope: Option<Scope>,
+    /// The key or model name (config names, never secrets).
+    name: String,
+    /// The limit in words, e.g. `60 requests per minute`.
+    limit: String,
+    retry_after: Duration,
+    rate_headers: Vec<(&'static str, String)>,
+}
+
+impl Rejection {
+    fn backend() -> Self {
+        Rejection {
+            kind: LimitKind::Backend,
+            scope: None,
+            name: String::new(),
+            limit: String::new(),
+            retry_after: Duration::from_secs(1),
+            rate_headers: Vec::new(),
+        }
+    }
+
+    /// Which limit refused.
+    pub fn kind(&self) -> LimitKind {
+        self.kind
+    }
+
+    /// Whose limit refused; `None` for [`LimitKind::Backend`].
+    pub fn scope(&self) -> Option<Scope> {
+        self.scope
+    }
+
+    /// How long until the request could pass: the time for the bucket to drain enough, or
+    /// until the next UTC day or month for a spent budget.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The OpenAI-style error code: `rate_limit_exceeded`, `budget_exceeded` or
+    /// `rate_limit_backend_unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            LimitKind::Budget => "budget_exceeded",
+            LimitKind::Backend => "rate_limit_backend_unavailable",
+            _ => "rate_limit_exceeded",
+        }
+    }
+
+    /// The HTTP status to answer with: 429, or 503 when the backend was unavailable.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            LimitKind::Backend => 503,
+            _ => 429,
+        }
+    }
+
+    /// A message for the client naming the limit.
+    pub fn message(&self) -> String {
+        let retry = format_reset(self.retry_after);
+        match (self.kind, self.scope) {
+            (LimitKind::Backend, _) | (_, None) => {
+                format!("Rate limiting is temporarily unavailable. Please retry after {retry}.")
+            }
+            (LimitKind::Budget, Some(scope)) => format!(
+                "Budget exceeded for {} {}: the {} is spent. Please retry after {retry}.",
+                scope.as_str(),
+                self.name,
+                self.limit
+            ),
+            (_, Some(scope)) => format!(
+                "Rate limit reached for {} {}: {}. Please retry after {retry}.",
+                scope.as_str(),
+                self.name,
+                self.limit
+            ),
+        }
+    }
+
+    /// Headers for the refusal: `retry-after` (whole seconds, rounded up) and the
+    /// `x-ratelimit-*` headers.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        let secs = self.retry_after.as_millis().div_ceil(1000).max(1);
+        std::iter::once(("retry-after", secs.to_string())).chain(self.rate_headers.iter().cloned())
+    }
+}
+
+/// Counters for metrics. Labels come only from [`LimitKind`] and [`Scope`].
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    /// [kind][scope: key, model, none]
+    rejections: [[AtomicU64; 3]; 5],
+    backend_errors: AtomicU64,
+    fail_open_admits: AtomicU64,
+}
+
+impl LimitCounters {
+    fn count_rejection(&self, r: &Rejection) {
+        let s = match r.scope {
+            Some(Scope::Key) => 0,
+            Some(Scope::Model) => 1,
+            None => 2,
+        };
+        self.rejections[r.kind.index()][s].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests refused by `kind` limits of `scope` (`None`: backend unavailable).
+    pub fn rejections(&self, kind: LimitKind, scope: Option<Scope>) -> u64 {
+        let s = match scope {
+            Some(Scope::Key) => 0,
+            Some(Scope::Model) => 1,
+            None => 2,
+        };
+        self.rejections[kind.index()][s].load(Ordering::Relaxed)
+    }
+
+    /// Every (kind, scope, count) with a non-zero count.
+    pub fn all_rejections(&self) -> Vec<(LimitKind, Option<Scope>, u64)> {
+        let mut out = Vec::new();
+        for kind in LimitKind::ALL {
+            for scope in [Some(Scope::Key), Some(Scope::Model), None] {
+                let n = self.rejections(kind, scope);
+                if n > 0 {
+                    out.push((kind, scope, n));
+                }
+            }
+        }
+        out
+    }
+
+    /// Failed or timed-out backend operations (admissions, settlements, lease renewals).
+    pub fn backend_errors(&self) -> u64 {
+        self.backend_errors.load(Ordering::Relaxed)
+    }
+
+    /// Requests admitted unlimited because the backend failed under `fail_open`.
+    pub fn fail_open_admits(&self) -> u64 {
+        self.fail_open_admits.load(Ordering::Relaxed)
+    }
+}
+
+/// The scope limits that apply to one admission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub scope: Scope,
+    pub name: &'a str,
+    pub set: &'a LimitSet,
+}
+
+enum Backend {
+    Memory(memory::MemoryBackend),
+    Redis(Arc<redis::RedisBackend>),
+}
+
+struct Inner {
+    cfg: LimitsConfig,
+    active: bool,
+    backend: Backend,
+    counters: Arc<LimitCounters>,
+}
+
+/// The limits engine, built once from the config and shared (it is cheap to clone).
+#[derive(Clone)]
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("backend", &self.inner.cfg.backend)
+            .field("active", &self.inner.active)
+            .finish()
+    }
+}
+
+/// The limiter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    /// The Redis URL was refused by the client library (its value is not shown).
+    #[error("limits.redis_url: not a usable Redis URL")]
+    RedisUrl,
+}
+
+impl Limiter {
+    /// Builds the limiter. Every configured key and model gets its state now, so admissions
+    /// never take a lock other than their own key's and model's. A Redis backend connects
+    /// lazily on first use (and reconnects by itself).
+    pub fn new(cfg: &LimitsConfig) -> Result<Limiter, LimiterError> {
+        Self::with_clock(cfg, time::Clock::system())
+    }
+
+    pub(crate) fn with_clock(
+        cfg: &LimitsConfig,
+        clock: time::Clock,
+    ) -> Result<Limiter, LimiterError> {
+        let counters = Arc::new(LimitCounters::default());
+        let backend =
+            match (cfg.backend, &cfg.redis_url) {
+                (BackendKind::Redis, Some(url)) => Backend::Redis(Arc::new(
+                    redis::RedisBackend::new(cfg, url, counters.clone())?,
+                )),
+                (BackendKind::Redis, None) => return Err(LimiterError::RedisUrl),
+                (BackendKind::Memory, _) => Backend::Memory(memory::MemoryBackend::new(cfg, clock)),
+            };
+        Ok(Limiter {
+            inner: Arc::new(Inner {
+                cfg: cfg.clone(),
+                active: cfg.is_active(),
+                backend,
+                counters,
+            }),
+        })
+    }
+
+    /// False when nothing is limited: callers may skip the limiter entirely.
+    pub fn is_active(&self) -> bool {
+        self.inner.active
+    }
+
+    /// Rejection and backend-error counters.
+    pub fn counters(&self) -> &LimitCounters {
+        &self.inner.counters
+    }
+
+    /// A Prometheus collector of [`Limiter::counters`], to register in the metrics registry.
+    pub fn collector(&self) -> metrics::LimitsCollector {
+        metrics::LimitsCollector::new(self.inner.counters.clone())
+    }
+
+    /// Checks every limit that applies to the request and, if all pass, charges them all.
+    /// An unknown key or model name has no limits of its own.
+    pub async fn admit(&self, req: &Admission<'_>) -> Result<Permit, Rejection> {
+        let inner = &self.inner;
+        let mut targets = [None, None];
+        if let Some(set) = inner.cfg.keys.get(req.key).filter(|s| !s.is_empty()) {
+            targets[0] = Some(Target {
+                scope: Scope::Key,
+                name: req.key,
+                set,
+            });
+        }
+        if let Some(set) = inner.cfg.models.get(req.model).filter(|s| !s.is_empty()) {
+            targets[1] = Some(Target {
+                scope: Scope::Model,
+                name: req.model,
+                set,
+            });
+        }
+        let targets: Vec<Target<'_>> = targets.into_iter().flatten().collect();
+        let mut permit = Permit {
+            inner: self.inner.clone(),
+            grant: Grant::None,
+            headers: Vec::new(),
+            estimated_tokens: req.estimated_tokens,
+            price: inner.cfg.pricing.get(req.model).copied(),
+        };
+        if targets.is_empty() {
+            return Ok(permit);
+        }
+        let outcome = match &inner.backend {
+            Backend::Memory(m) => Ok(m.admit(&targets, req.estimated_tokens)),
+            Backend::Redis(r) => r.admit(&targets, req.estimated_tokens).await,
+        };
+        let result = match outcome {
+            Ok(Decision::Admit(grant, checks)) => {
+                permit.grant = grant;
+                permit.headers = decide::rate_headers(&checks, true, inner.cfg.window);
+                Ok(permit)
+            }
+            Ok(Decision::Refuse(checks, unix_secs)) => {
+                Err(decide::rejection(&checks, inner.cfg.window, unix_secs))
+            }
+            Err(BackendDown) => match inner.cfg.on_backend_error {
+                OnBackendError::FailOpen => {
+                    inner
+                        .counters
+                        .fail_open_admits
+                        .fetch_add(1, Ordering::Relaxed);
+                    Ok(permit)
+                }
+                OnBackendError::FailClosed => Err(Rejection::backend()),
+            },
+        };
+        if let Err(r) = &result {
+            inner.counters.count_rejection(r);
+        }
+        result
+    }
+}
+
+/// A backend's answer: admitted (with what to settle later) or refused, with the checks and,
+/// for a refusal, the Unix time (seconds) it was decided at.
+pub(crate) enum Decision<'a> {
+    Admit(Grant, Vec<Check<'a>>),
+    Refuse(Vec<Check<'a>>, u64),
+}
+
+/// The backend could not be reached in time.
+#[derive(Debug)]
+pub(crate) struct BackendDown;
+
+/// What an admission charged and must settle.
+pub(crate) enum Grant {
+    None,
+    Memory(memory::MemoryGrant),
+    Redis(redis::RedisGrant),
+}
+
+/// An admitted request. Settle it with the usage when the answer is complete; dropping it
+/// instead (client disconnect) releases its concurrency slot and keeps the estimate charged.
+#[must_use = "a permit holds a concurrency slot until settled or dropped"]
+pub struct Permit {
+    inner: Arc<Inner>,
+    grant: Grant,
+    headers: Vec<(&'static str, String)>,
+    estimated_tokens: u64,
+    price: Option<Price>,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("estimated_tokens", &self.estimated_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Permit {
+    /// The `x-ratelimit-*` headers for the answer (the most restrictive of the key's and the
+    /// model's buckets; none when no rate limit applies).
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        self.headers.iter().cloned()
+    }
+
+    /// Token correction and cost for `usage` (or for the estimate when there is none).
+    fn charges(&self, usage: Option<Usage>) -> (i64, f64) {
+        match usage {
+            Some(u) => {
+                let actual = u.prompt.saturating_add(u.completion);
+                let delta = (actual as i128 - self.estimated_tokens as i128)
+                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                (
+                    delta,
+                    self.price.map_or(0.0, |p| p.cost(u.prompt, u.completion)),
+                )
+            }
+            None => {
+                let cost = self.price.map_or(0.0, |p| {
+                    p.input.max(p.output) * self.estimated_tokens as f64 / 1e6
+                });
+                (0, cost)
+            }
+        }
+    }
+
+    /// Settles the request: corrects the token charge to the actual usage, charges the spend
+    /// budget and releases the concurrency slot. `None` keeps the estimate charged.
+    pub async fn settle(mut self, usage: Option<Usage>) {
+        let (delta, cost) = self.charges(usage);
+        match std::mem::replace(&mut self.grant, Grant::None) {
+            Grant::None => {}
+            Grant::Memory(g) => {
+                if let Backend::Memory(m) = &self.inner.backend {
+                    m.settle(g, delta, cost);
+                }
+            }
+            Grant::Redis(g) => g.settle(delta, cost).await,
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let (delta, cost) = self.charges(None);
+        match std::mem::replace(&mut self.grant, Grant::None) {
+            Grant::None => {}
+            Grant::Memory(g) => {
+                if let Backend::Memory(m) = &self.inner.backend {
+                    m.settle(g, delta, cost);
+                }
+            }
+            Grant::Redis(g) => {
+                // Drop cannot wait for Redis: settle on the runtime. Outside a runtime the
+                // slot's lease expires by itself.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(g.settle(delta, cost));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
