@@ -9,6 +9,7 @@ use pingora::server::configuration::ServerConf;
 
 use crate::config::Config;
 use crate::drain::InFlight;
+use crate::limits::Limiter;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
 use crate::upstream::Resolver;
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub in_flight: Arc<InFlight>,
     /// Unix time sluice started; the `created` of every model in `/v1/models`.
     pub started_unix: u64,
+    /// Rate limits, token and spend budgets, concurrency caps.
+    pub limiter: Limiter,
 }
 
 impl Gateway {
@@ -33,6 +36,7 @@ impl Gateway {
         router: Arc<Router>,
         in_flight: Arc<InFlight>,
         metrics: Arc<Metrics>,
+        limiter: Limiter,
         server_conf: &ServerConf,
     ) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
@@ -43,6 +47,7 @@ impl Gateway {
             in_flight,
             metrics,
             connector: Connector::new(Some(opts)),
+            limiter,
             cfg,
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -15,6 +15,7 @@ use crate::ctx::Ctx;
 use crate::forward::{self, Endpoint, Plan};
 use crate::gateway::Gateway;
 use crate::guardrails::InputApi;
+use crate::limits::{Admission, Rejection, Usage as LimitUsage};
 use crate::respond;
 use pingora::proxy::Session;
 
@@ -326,6 +327,7 @@ async fn proxy(
         }
         Err(e) => return Err(ApiError::invalid_json(&e)),
     };
+    let body_len = raw.len();
     drop(raw);
     let (model, stream) = validate(endpoint, &body)?;
     ctx.stream = stream;
@@ -343,6 +345,22 @@ async fn proxy(
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+    let permit = if gw.limiter.is_active() {
+        let admission = Admission {
+            key: &key.name,
+            model: &route.route.name,
+            estimated_tokens: estimate_tokens(&body, body_len),
+        };
+        match gw.limiter.admit(&admission).await {
+            Ok(p) => {
+                ctx.extra_headers.extend(p.headers());
+                Some(p)
+            }
+            Err(r) => return Err(rejected(&r, ctx)),
+        }
+    } else {
+        None
+    };
     let plan = Plan {
         endpoint,
         route,
@@ -351,5 +369,43 @@ async fn proxy(
         client_wants_usage,
         guardrails: key.guardrails.clone(),
     };
-    forward::forward(gw, session, ctx, plan).await
+    let result = forward::forward(gw, session, ctx, plan).await;
+    if let Some(p) = permit {
+        // Usage as reported — also for a stream the client left half-way; without a report
+        // the estimate stays charged.
+        p.settle(ctx.usage.map(|u| LimitUsage {
+            prompt: u.prompt_tokens,
+            completion: u.completion_tokens,
+        }))
+        .await;
+    }
+    result
+}
+
+/// Tokens charged at admission: the request's size in bytes / 4 (a rough tokens-per-byte
+/// ratio for prompts) plus the completion it may produce (`max_completion_tokens` /
+/// `max_tokens`, else [`DEFAULT_COMPLETION_ESTIMATE`]). Settlement corrects the charge.
+fn estimate_tokens(body: &Map<String, Value>, body_len: usize) -> u64 {
+    let completion = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
+    (body_len as u64 / 4).saturating_add(completion)
+}
+
+/// The completion tokens assumed at admission when a request sets no maximum.
+const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;
+
+/// A refused admission as the client's error, with `Retry-After` and the rate-limit headers.
+fn rejected(r: &Rejection, ctx: &mut Ctx) -> ApiError {
+    let mut retry_after = None;
+    for (name, value) in r.headers() {
+        if name == "retry-after" {
+            retry_after = Some(value);
+        } else {
+            ctx.extra_headers.push((name, value));
+        }
+    }
+    ApiError::limited(r.status(), r.code(), r.message()).with_retry_after(retry_after)
 }

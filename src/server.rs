@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::drain::{Drain, InFlight};
 use crate::gateway::Gateway;
 use crate::health::HealthChecker;
+use crate::limits::Limiter;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
 use pingora::connectors::ConnectorOptions;
@@ -66,11 +67,22 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     let router = Arc::new(Router::new(&cfg));
     let in_flight = Arc::new(InFlight::default());
     let metrics = Arc::new(Metrics::new());
+    let limiter = Limiter::new(&cfg.rate_limits).map_err(|e| format!("limits: {e}"))?;
+    metrics.register(Box::new(limiter.collector()));
+    let models: Vec<String> = cfg.models.keys().cloned().collect();
+    let unpriced = cfg.rate_limits.unpriced_models(&models);
+    if !unpriced.is_empty() {
+        log::warn!(
+            "spend budgets are configured but these models have no pricing and cost 0: {}",
+            unpriced.join(", ")
+        );
+    }
     let gateway = Gateway::new(
         cfg.clone(),
         router.clone(),
         in_flight.clone(),
         metrics.clone(),
+        limiter,
         &server.configuration,
     );
     let mut proxy =

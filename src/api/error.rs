@@ -16,6 +16,8 @@ pub enum Origin {
     Upstream,
     /// sluice itself failed.
     Internal,
+    /// A rate limit, budget or concurrency cap refused the request.
+    Limit,
 }
 
 impl Origin {
@@ -25,6 +27,7 @@ impl Origin {
             Origin::Auth => "auth",
             Origin::Upstream => "upstream",
             Origin::Internal => "internal",
+            Origin::Limit => "limit",
         }
     }
 }
@@ -178,6 +181,17 @@ impl ApiError {
     /// 500: a bug or an impossible state in sluice.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "api_error", Origin::Internal, message).with_code("internal_error")
+    }
+
+    /// A request refused by a rate limit, budget or concurrency cap (429), or because the
+    /// limits backend is unreachable (503).
+    pub fn limited(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        let kind = if status == 429 {
+            "rate_limit_error"
+        } else {
+            "api_error"
+        };
+        Self::new(status, kind, Origin::Limit, message).with_code(code)
     }
 
     /// A request refused by an input guardrail. Names the guardrail and the kind of match,

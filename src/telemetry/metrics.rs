@@ -162,6 +162,11 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector (e.g. the limiter's counters) to the registry.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.registry.register(c).expect("metric names are unique");
+    }
+
     /// The text exposition, with deployment gauges refreshed from the router.
     pub fn render(&self, router: &Router) -> Vec<u8> {
         for (model, route) in router.routes() {
