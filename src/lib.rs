@@ -13,6 +13,7 @@ pub mod forward;
 pub mod gateway;
 pub mod handler;
 pub mod health;
+pub mod inbound;
 pub mod mock;
 pub mod providers;
 pub mod proxy;
