@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod guardrails;
 pub mod handler;
 pub mod health;
+pub mod inbound;
 pub mod limits;
 pub mod mock;
 pub mod providers;

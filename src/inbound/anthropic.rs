@@ -1,0 +1,500 @@
+//! The Anthropic Messages API (`POST /v1/messages`) as a front door: an Anthropic request
+//! becomes an OpenAI chat request, and the OpenAI answer becomes an Anthropic message (whole:
+//! [`from_chat_response`]; streamed: [`ChatToMessagesStream`](super::ChatToMessagesStream)).
+//!
+//! Request mapping: `system` (a string or text blocks) → a system message; `text` and `image`
+//! blocks → content parts (a base64 source becomes a `data:` URL); assistant `tool_use` blocks
+//! → `tool_calls` (arguments = the JSON of `input`); user `tool_result` blocks → `tool`
+//! messages, in block order (text = the result's text blocks; `is_error` prefixes
+//! `Error: `; images in a result follow in a user message); `thinking` and
+//! `redacted_thinking` blocks are dropped. `max_tokens` is required, as Anthropic requires it.
+//! `stop_sequences` → `stop`, `metadata.user_id` → `user`, `tool_choice` `auto`/`any`/`tool`/
+//! `none` → `auto`/`required`/the function/`none`, `disable_parallel_tool_use` →
+//! `parallel_tool_calls: false`. Dropped (nothing the client relies on changes): `top_k`,
+//! `thinking`, `service_tier`, `cache_control`, `citations`, `context_management`.
+//!
+//! Refused with a 400 naming the parameter: server tools (a tool whose `type` is not
+//! `custom`), `mcp_servers`, `container`, `document` and other block types sluice cannot
+//! express in a chat request.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::{derive_id, first_choice, has_cached_field, parse_object, str_at, usage_of};
+use crate::api::error::echo;
+use crate::api::ApiError;
+use crate::providers::Usage;
+
+fn refused(param: &str, why: &str) -> ApiError {
+    ApiError::invalid_param(
+        param,
+        format!("'{param}' is not supported by this gateway: {why}."),
+    )
+    .with_code("unsupported_parameter")
+}
+
+/// An Anthropic `image` block → an OpenAI `image_url` part.
+fn image_part(b: &Value, param: &str) -> Result<Value, ApiError> {
+    let src = b.get("source").unwrap_or(&Value::Null);
+    let url = match src.get("type").and_then(Value::as_str) {
+        Some("base64") => {
+            let media = src.get("media_type").and_then(Value::as_str);
+            let data = src.get("data").and_then(Value::as_str);
+            match (media, data) {
+                (Some(m), Some(d)) => format!("data:{m};base64,{d}"),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        param,
+                        "a base64 image source needs media_type and data",
+                    ))
+                }
+            }
+        }
+        Some("url") => src
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::invalid_param(param, "a url image source needs url"))?
+            .to_string(),
+        _ => {
+            return Err(refused(
+                param,
+                "images must have a base64 or url source (file sources need the Files API)",
+            ))
+        }
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+/// The text blocks of `system` or of a `tool_result`'s content; images go to `images`.
+fn text_blocks(
+    v: &Value,
+    param: &str,
+    mut images: Option<&mut Vec<Value>>,
+) -> Result<String, ApiError> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(blocks) => {
+            let mut texts = Vec::new();
+            for (j, b) in blocks.iter().enumerate() {
+                let p = format!("{param}[{j}]");
+                match (b.get("type").and_then(Value::as_str), images.as_deref_mut()) {
+                    (Some("text"), _) => texts.push(str_at(b, "/text")),
+                    (Some("image"), Some(images)) => images.push(image_part(b, &p)?),
+                    (t, _) => {
+                        return Err(refused(
+                            &p,
+                            &format!("blocks of type {:?} cannot be used here", t.map(echo)),
+                        ))
+                    }
+                }
+            }
+            Ok(texts.join("\n"))
+        }
+        _ => Err(ApiError::invalid_param(
+            param,
+            "must be a string or an array of content blocks",
+        )),
+    }
+}
+
+/// One Anthropic message → OpenAI messages appended to `out`.
+fn message(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+    let param = format!("messages[{i}].content");
+    let blocks = match m.get("content") {
+        Some(Value::String(s)) => {
+            if !matches!(role, "user" | "assistant") {
+                return Err(bad_role(role, i));
+            }
+            out.push(json!({"role": role, "content": s}));
+            return Ok(());
+        }
+        Some(Value::Array(b)) => b,
+        _ => {
+            return Err(ApiError::invalid_param(
+                &param,
+                "content must be a string or an array of content blocks",
+            ))
+        }
+    };
+    match role {
+        "assistant" => {
+            let mut text = String::new();
+            let mut calls = Vec::new();
+            for (j, b) in blocks.iter().enumerate() {
+                match b.get("type").and_then(Value::as_str) {
+                    Some("text") => text.push_str(str_at(b, "/text")),
+                    Some("tool_use") => calls.push(json!({
+                        "id": str_at(b, "/id"),
+                        "type": "function",
+                        "function": {
+                            "name": str_at(b, "/name"),
+                            "arguments": serde_json::to_string(b.get("input").unwrap_or(&json!({})))
+                                .expect("JSON values serialise"),
+                        }
+                    })),
+                    Some("thinking" | "redacted_thinking") => {}
+                    t => return Err(bad_block(&format!("{param}[{j}]"), t, role)),
+                }
+            }
+            if text.is_empty() && calls.is_empty() {
+                return Ok(()); // only thinking blocks
+            }
+            let mut msg = json!({"role": "assistant", "content": text});
+            if !calls.is_empty() {
+                if text.is_empty() {
+                    msg["content"] = Value::Null;
+                }
+                msg["tool_calls"] = Value::Array(calls);
+            }
+            out.push(msg);
+        }
+        "user" => {
+            let mut parts: Vec<Value> = Vec::new();
+            let mut images: Vec<Value> = Vec::new();
+            let flush = |parts: &mut Vec<Value>, out: &mut Vec<Value>| {
+                if !parts.is_empty() {
+                    out.push(json!({"role": "user", "content": std::mem::take(parts)}));
+                }
+            };
+            for (j, b) in blocks.iter().enumerate() {
+                let p = format!("{param}[{j}]");
+                match b.get("type").and_then(Value::as_str) {
+                    Some("text") => parts.push(json!({"type": "text", "text": str_at(b, "/text")})),
+                    Some("image") => parts.push(image_part(b, &p)?),
+                    Some("tool_result") => {
+                        flush(&mut parts, out);
+                        let mut text = text_blocks(
+                            b.get("content").unwrap_or(&Value::Null),
+                            &format!("{p}.content"),
+                            Some(&mut images),
+                        )?;
+                        if b.get("is_error") == Some(&Value::Bool(true)) {
+                            text = format!("Error: {text}");
+                        }
+                        out.push(json!({
+                            "role": "tool",
+                            "tool_call_id": str_at(b, "/tool_use_id"),
+                            "content": text,
+                        }));
+                    }
+                    Some("thinking" | "redacted_thinking") => {}
+                    t => return Err(bad_block(&p, t, role)),
+                }
+            }
+            if !images.is_empty() {
+                // Chat tool messages carry text only: a tool's images follow as user content.
+                let mut with_images = vec![
+                    json!({"type": "text", "text": "Images returned by the tool calls above:"}),
+                ];
+                with_images.append(&mut images);
+                out.push(json!({"role": "user", "content": with_images}));
+            }
+            flush(&mut parts, out);
+        }
+        other => return Err(bad_role(other, i)),
+    }
+    Ok(())
+}
+
+fn bad_role(role: &str, i: usize) -> ApiError {
+    ApiError::invalid_param(
+        &format!("messages[{i}].role"),
+        format!(
+            "role must be \"user\" or \"assistant\", not {:?}",
+            echo(role)
+        ),
+    )
+}
+
+fn bad_block(param: &str, t: Option<&str>, role: &str) -> ApiError {
+    refused(
+        param,
+        &format!(
+            "content blocks of type {:?} are not supported in {role} messages",
+            t.map(echo).unwrap_or_default()
+        ),
+    )
+}
+
+/// An Anthropic Messages request → the OpenAI chat request. Errors name the parameter.
+pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::missing_param("model"))?;
+    let max_tokens = match body.get("max_tokens") {
+        None | Some(Value::Null) => return Err(ApiError::missing_param("max_tokens")),
+        Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::invalid_param("max_tokens", "max_tokens must be a positive integer")
+        })?,
+    };
+    for p in ["mcp_servers", "container"] {
+        if body.get(p).is_some_and(|v| !v.is_null()) {
+            return Err(refused(p, "server-side tools are not available"));
+        }
+    }
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    let mut out = Vec::new();
+    if let Some(system) = body.get("system") {
+        let text = text_blocks(system, "system", None)?;
+        if !text.is_empty() {
+            out.push(json!({"role": "system", "content": text}));
+        }
+    }
+    for (i, m) in messages.iter().enumerate() {
+        message(m, i, &mut out)?;
+    }
+    let mut req = Map::new();
+    req.insert("model".into(), Value::from(model));
+    req.insert("messages".into(), Value::Array(out));
+    req.insert("max_tokens".into(), Value::from(max_tokens));
+    for k in ["temperature", "top_p"] {
+        if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+            if !v.is_number() {
+                return Err(ApiError::invalid_param(k, format!("{k} must be a number")));
+            }
+            req.insert(k.into(), v.clone());
+        }
+    }
+    match body.get("stop_sequences") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            if !a.is_empty() {
+                req.insert("stop".into(), Value::Array(a.clone()));
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stop_sequences",
+                "stop_sequences must be an array of strings",
+            ))
+        }
+    }
+    if let Some(user) = body
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        req.insert("user".into(), Value::from(user));
+    }
+    let has_tools = tools(body, &mut req)?;
+    tool_choice(body, has_tools, &mut req)?;
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        req.insert("stream".into(), Value::Bool(true));
+        req.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(req)
+}
+
+/// `tools` → chat function tools; returns whether there are any.
+fn tools(body: &Map<String, Value>, req: &mut Map<String, Value>) -> Result<bool, ApiError> {
+    let list = match body.get("tools") {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(ApiError::invalid_param("tools", "tools must be an array")),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let p = format!("tools[{i}]");
+        let name = t.get("name").and_then(Value::as_str);
+        match t.get("type").and_then(Value::as_str) {
+            None | Some("custom") => {}
+            Some(other) => {
+                return Err(refused(
+                    &p,
+                    &format!(
+                        "the server tool {:?} (type {:?}) is not available; only custom tools are",
+                        echo(name.unwrap_or("")),
+                        echo(other)
+                    ),
+                ))
+            }
+        }
+        let name = name.ok_or_else(|| ApiError::missing_param(&format!("{p}.name")))?;
+        let schema = t
+            .get("input_schema")
+            .filter(|s| s.is_object())
+            .ok_or_else(|| ApiError::missing_param(&format!("{p}.input_schema")))?;
+        let mut f = json!({"name": name, "parameters": schema});
+        if let Some(d) = t.get("description").filter(|d| d.is_string()) {
+            f["description"] = d.clone();
+        }
+        out.push(json!({"type": "function", "function": f}));
+    }
+    let any = !out.is_empty();
+    if any {
+        req.insert("tools".into(), Value::Array(out));
+    }
+    Ok(any)
+}
+
+fn tool_choice(
+    body: &Map<String, Value>,
+    has_tools: bool,
+    req: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    let Some(c) = body.get("tool_choice").filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
+    let choice = match c.get("type").and_then(Value::as_str) {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => {
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::missing_param("tool_choice.name"))?;
+            json!({"type": "function", "function": {"name": name}})
+        }
+        _ => {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "tool_choice.type must be one of auto, any, tool, none",
+            ))
+        }
+    };
+    if has_tools {
+        req.insert("tool_choice".into(), choice);
+        if c.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
+            req.insert("parallel_tool_calls".into(), Value::Bool(false));
+        }
+    }
+    Ok(())
+}
+
+/// OpenAI `finish_reason` → Anthropic `stop_reason`. A `stop` is always `end_turn`: a chat
+/// completion does not say whether a stop sequence ended it.
+pub fn stop_reason(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length") => "max_tokens",
+        Some("tool_calls" | "function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// OpenAI usage → Anthropic usage: `input_tokens` excludes the cached part, which is
+/// `cache_read_input_tokens` (present when the upstream reported cached tokens).
+pub(crate) fn usage_json(u: Usage, cached_field: bool) -> Value {
+    let mut v = json!({
+        "input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens),
+        "output_tokens": u.completion_tokens,
+    });
+    if cached_field || u.cached_tokens > 0 {
+        v["cache_read_input_tokens"] = Value::from(u.cached_tokens);
+    }
+    v
+}
+
+/// Tool-call arguments → a tool_use `input`: the parsed object, or `{}` when the arguments
+/// are empty, not JSON or not an object (e.g. cut off by `max_tokens`).
+pub(crate) fn tool_input(args: &str) -> Value {
+    match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    }
+}
+
+/// A whole OpenAI chat completion → an Anthropic message for `public_model`. The id is
+/// `msg_` + the completion id (without `chatcmpl-`); tool_use ids are the tool-call ids, so a
+/// following `tool_result` finds its call upstream.
+pub fn from_chat_response(openai_completion: &[u8], public_model: &str) -> Result<Bytes, ApiError> {
+    let obj = parse_object(openai_completion)?;
+    let choice = first_choice(&obj)
+        .ok_or_else(|| ApiError::bad_gateway("The upstream provider's answer has no 'choices'."))?;
+    let msg = choice.get("message").unwrap_or(&Value::Null);
+    let mut content = Vec::new();
+    let text = match msg.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(parts @ Value::Array(_)) => crate::providers::text_of(parts),
+        _ => String::new(),
+    };
+    let text = if text.is_empty() {
+        str_at(msg, "/refusal").to_string()
+    } else {
+        text
+    };
+    if !text.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    for (n, call) in msg
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let id = match call.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => format!("toolu_{n}"),
+        };
+        content.push(json!({
+            "type": "tool_use",
+            "id": id,
+            "name": str_at(call, "/function/name"),
+            "input": tool_input(str_at(call, "/function/arguments")),
+        }));
+    }
+    let usage = usage_of(&obj).unwrap_or_default();
+    let out = json!({
+        "id": derive_id("msg_", obj.get("id").and_then(Value::as_str)),
+        "type": "message",
+        "role": "assistant",
+        "model": public_model,
+        "content": content,
+        "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
+        "stop_sequence": null,
+        "usage": usage_json(usage, has_cached_field(&obj)),
+    });
+    Ok(Bytes::from(
+        serde_json::to_vec(&out).expect("JSON values serialise"),
+    ))
+}
+
+/// Anthropic's error `type` for an HTTP status.
+pub fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// Anthropic's error objects have no `param`: like Anthropic's own messages, the message
+/// starts with the parameter it is about (`max_tokens: ...`) unless it already names it.
+fn error_json(e: &ApiError) -> Value {
+    let message = match &e.param {
+        Some(p) if !e.message.contains(p.as_str()) => format!("{p}: {}", e.message),
+        _ => e.message.clone(),
+    };
+    json!({"type": "error", "error": {"type": error_type(e.status), "message": message}})
+}
+
+/// The body of an error answer in Anthropic's shape:
+/// `{"type":"error","error":{"type","message"}}` (the HTTP status stays `e.status`).
+pub fn error_body(e: &ApiError) -> Bytes {
+    Bytes::from(serde_json::to_vec(&error_json(e)).expect("JSON values serialise"))
+}
+
+/// The error as Anthropic's final stream event (`event: error`); the stream ends after it.
+pub fn error_event(e: &ApiError) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    super::write_named(&mut out, "error", &error_json(e));
+    out.freeze()
+}
+
+#[cfg(test)]
+#[path = "anthropic_tests.rs"]
+mod tests;
