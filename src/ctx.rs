@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::front::Front;
 use crate::guardrails::Finding;
 use crate::providers::Usage;
 
@@ -36,6 +37,8 @@ pub struct Ctx {
     pub extra_headers: Vec<(&'static str, String)>,
     /// What guardrails did, by direction (`input` or `output`): names and kinds only.
     pub guardrails: Vec<(&'static str, Finding)>,
+    /// The API the client speaks; errors and answers go back in its shape.
+    pub front: Front,
 }
 
 impl Ctx {
@@ -57,6 +60,7 @@ impl Ctx {
             client_gone: false,
             extra_headers: Vec::new(),
             guardrails: Vec::new(),
+            front: Front::OpenAi,
         }
     }
 }

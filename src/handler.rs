@@ -10,9 +10,10 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use crate::api::ApiError;
-use crate::config::{find_key, GatewayKey};
+use crate::config::{find_key, GatewayKey, ProviderKind};
 use crate::ctx::Ctx;
 use crate::forward::{self, Endpoint, Plan};
+use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::guardrails::InputApi;
 use crate::limits::{Admission, Rejection, Usage as LimitUsage};
@@ -48,12 +49,22 @@ pub fn request_id(session: &Session) -> String {
 pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {
     let method = session.req_header().method.as_str().to_string();
     let path = session.req_header().uri.path().to_string();
+    ctx.front = match path.as_str() {
+        "/v1/messages" | "/v1/messages/count_tokens" => Front::Anthropic,
+        "/v1/responses" => Front::Responses,
+        _ => Front::OpenAi,
+    };
     let key = authenticate(gw, session)?;
     ctx.key_name = Some(key.name.clone());
 
     match (method.as_str(), path.as_str()) {
         ("POST", "/v1/chat/completions") => proxy(gw, session, ctx, key, Endpoint::Chat).await,
         ("POST", "/v1/embeddings") => proxy(gw, session, ctx, key, Endpoint::Embeddings).await,
+        ("POST", "/v1/messages") => proxy(gw, session, ctx, key, Endpoint::Messages).await,
+        ("POST", "/v1/messages/count_tokens") => {
+            proxy(gw, session, ctx, key, Endpoint::CountTokens).await
+        }
+        ("POST", "/v1/responses") => proxy(gw, session, ctx, key, Endpoint::Responses).await,
         ("GET", "/v1/models") => {
             list_models(gw, session, ctx, key).await;
             Ok(())
@@ -61,9 +72,14 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
         ("GET", p) if p.starts_with("/v1/models/") => {
             retrieve_model(gw, session, ctx, key, &p["/v1/models/".len()..]).await
         }
-        (_, "/v1/chat/completions" | "/v1/embeddings") => {
-            Err(ApiError::method_not_allowed(&method, &path, "POST"))
-        }
+        (
+            _,
+            "/v1/chat/completions"
+            | "/v1/embeddings"
+            | "/v1/messages"
+            | "/v1/messages/count_tokens"
+            | "/v1/responses",
+        ) => Err(ApiError::method_not_allowed(&method, &path, "POST")),
         (_, "/v1/models") => Err(ApiError::method_not_allowed(&method, &path, "GET")),
         _ => Err(ApiError::unknown_route(&method, &path)),
     }
@@ -197,7 +213,8 @@ async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiErro
     }
 }
 
-/// Checks the parameters sluice relies on; the rest is the provider's business.
+/// Checks the parameters sluice relies on (of the OpenAI form of the request); the rest is the
+/// provider's business.
 fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bool), ApiError> {
     let model = match body.get("model") {
         None | Some(Value::Null) => return Err(ApiError::missing_param("model")),
@@ -216,7 +233,7 @@ fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bo
         }
     };
     let stream = match endpoint {
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::CountTokens => {
             match body.get("messages") {
                 None | Some(Value::Null) => return Err(ApiError::missing_param("messages")),
                 Some(Value::Array(a)) if a.is_empty() => {
@@ -261,36 +278,55 @@ fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bo
     Ok((model, stream))
 }
 
-/// Runs the key's input guardrails over the request: the body comes back with redactions
-/// applied, or the request is refused.
+/// Runs the key's input guardrails over the request as the client wrote it: the body comes
+/// back with redactions applied, or the request is refused.
 fn check_input(
     key: &GatewayKey,
     endpoint: Endpoint,
     body: Map<String, Value>,
     ctx: &mut Ctx,
-) -> Result<Map<String, Value>, ApiError> {
-    if !key.guardrails.has_input() {
-        return Ok(body);
-    }
+) -> Result<(Map<String, Value>, bool), ApiError> {
     let api = match endpoint {
         Endpoint::Chat => InputApi::ChatCompletions,
         Endpoint::Embeddings => InputApi::Embeddings,
+        Endpoint::Messages | Endpoint::CountTokens => InputApi::AnthropicMessages,
+        Endpoint::Responses => InputApi::Responses,
     };
     let mut v = Value::Object(body);
     let verdict = key.guardrails.check_input(&mut v, api);
     let blocked = verdict
         .blocked()
         .map(|(g, k)| (g.to_string(), k.to_string()));
+    let changed = verdict.redacted();
     ctx.guardrails
         .extend(verdict.findings.into_iter().map(|f| ("input", f)));
     if let Some((guardrail, kind)) = blocked {
         return Err(ApiError::content_filter(&guardrail, &kind));
     }
     match v {
-        Value::Object(m) => Ok(m),
+        Value::Object(m) => Ok((m, changed)),
         _ => Err(ApiError::internal(
             "The request body changed shape in the guardrails.",
         )),
+    }
+}
+
+/// The OpenAI chat form of a request to one of the other front doors.
+fn to_chat(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    match endpoint {
+        Endpoint::Messages => crate::inbound::anthropic::to_chat(body),
+        Endpoint::Responses => crate::inbound::responses::to_chat(body),
+        // Only what routing and validation look at; the body itself goes upstream as it is.
+        Endpoint::CountTokens => {
+            let mut m = Map::new();
+            for k in ["model", "messages"] {
+                if let Some(v) = body.get(k) {
+                    m.insert(k.into(), v.clone());
+                }
+            }
+            Ok(m)
+        }
+        Endpoint::Chat | Endpoint::Embeddings => Ok(body.clone()),
     }
 }
 
@@ -329,6 +365,11 @@ async fn proxy(
     };
     let body_len = raw.len();
     drop(raw);
+    // The other front doors are served as OpenAI chat requests; `client` keeps their own form.
+    let (mut body, mut client) = match endpoint {
+        Endpoint::Chat | Endpoint::Embeddings => (body, None),
+        _ => (to_chat(endpoint, &body)?, Some(body)),
+    };
     let (model, stream) = validate(endpoint, &body)?;
     ctx.stream = stream;
     let route = gw
@@ -338,14 +379,37 @@ async fn proxy(
         .ok_or_else(|| ApiError::model_not_found(&model))?
         .clone();
     ctx.model = Some(model);
-    let body = check_input(key, endpoint, body, ctx)?;
+    if endpoint == Endpoint::CountTokens
+        && route
+            .route
+            .deployments
+            .iter()
+            .any(|d| d.provider.kind != ProviderKind::Anthropic)
+    {
+        return Err(ApiError::invalid_request(
+            "Token counting is only available for models served by Anthropic deployments.",
+        )
+        .with_param("model"));
+    }
+    if key.guardrails.has_input() {
+        match client.take() {
+            None => body = check_input(key, endpoint, body, ctx)?.0,
+            Some(c) => {
+                let (c, changed) = check_input(key, endpoint, c, ctx)?;
+                if changed {
+                    body = to_chat(endpoint, &c)?;
+                }
+                client = Some(c);
+            }
+        }
+    }
     let client_wants_usage = stream
         && body
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-    let permit = if gw.limiter.is_active() {
+    let permit = if gw.limiter.is_active() && endpoint != Endpoint::CountTokens {
         let admission = Admission {
             key: &key.name,
             model: &route.route.name,
@@ -368,6 +432,7 @@ async fn proxy(
         stream,
         client_wants_usage,
         guardrails: key.guardrails.clone(),
+        native: client.filter(|_| matches!(endpoint, Endpoint::Messages | Endpoint::CountTokens)),
     };
     let result = forward::forward(gw, session, ctx, plan).await;
     if let Some(p) = permit {

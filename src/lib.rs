@@ -10,6 +10,7 @@ pub mod config;
 pub mod ctx;
 pub mod drain;
 pub mod forward;
+pub mod front;
 pub mod gateway;
 pub mod guardrails;
 pub mod handler;

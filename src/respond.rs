@@ -56,5 +56,6 @@ pub async fn error(session: &mut Session, ctx: &mut Ctx, err: &ApiError) {
         h.insert_header("www-authenticate", "Bearer")
             .expect("static header");
     }
-    json(session, ctx, err.status, err.body(), h).await;
+    let body = ctx.front.error_body(err);
+    json(session, ctx, err.status, body, h).await;
 }

@@ -266,6 +266,10 @@ impl StreamTranslator for GuardedStream {
     fn findings(&self) -> Vec<Finding> {
         self.scanner.actions().to_vec()
     }
+
+    fn error_event(&mut self, e: &ApiError) -> bytes::Bytes {
+        self.inner.error_event(e)
+    }
 }
 
 /// Applies the output guardrails to a whole chat completion (JSON). Returns the answer to

@@ -27,9 +27,10 @@ use serde_json::{Map, Value};
 use crate::api::ApiError;
 use crate::config::Deployment;
 use crate::ctx::Ctx;
+use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::guardrails::Policy;
-use crate::providers::{openai, Wire};
+use crate::providers::{openai, StreamTranslator, Wire};
 use crate::respond;
 use crate::routing::{self, DeploymentState, Failure, Reason, RouteState, Router};
 use crate::upstream;
@@ -39,11 +40,30 @@ use exchange::{
 pub(crate) use exchange::{read_final_header, request_header};
 use stream::{relay_stream, sse_header};
 
-/// Which OpenAI endpoint a request is for.
+/// Which endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `POST /v1/chat/completions`.
     Chat,
+    /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/messages` (Anthropic Messages).
+    Messages,
+    /// `POST /v1/messages/count_tokens`: Anthropic deployments only, passed through.
+    CountTokens,
+    /// `POST /v1/responses` (OpenAI Responses, stateless).
+    Responses,
+}
+
+impl Endpoint {
+    /// The API whose shape the answer and errors take.
+    pub fn front(self) -> Front {
+        match self {
+            Endpoint::Chat | Endpoint::Embeddings => Front::OpenAi,
+            Endpoint::Messages | Endpoint::CountTokens => Front::Anthropic,
+            Endpoint::Responses => Front::Responses,
+        }
+    }
 }
 
 /// Everything needed to send one request upstream.
@@ -56,17 +76,62 @@ pub struct Plan {
     pub client_wants_usage: bool,
     /// The key's guardrails; its output rules apply to the answer.
     pub guardrails: Arc<Policy>,
+    /// An Anthropic Messages body as the client sent it, for Anthropic deployments.
+    pub native: Option<Map<String, Value>>,
 }
 
 impl Plan {
+    /// Whether the client's own body goes to this deployment unchanged (but for the model):
+    /// Anthropic Messages to Anthropic, unless output guardrails must read the answer as
+    /// OpenAI chunks.
+    fn is_native(&self, wire: Wire) -> bool {
+        wire == Wire::Anthropic
+            && self.native.is_some()
+            && match self.endpoint {
+                Endpoint::CountTokens => true,
+                Endpoint::Messages => !self.guardrails.has_output(),
+                _ => false,
+            }
+    }
+
     /// The upstream body for `model` in the `wire` format.
     fn render(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
+        if self.is_native(wire) {
+            let native = self.native.as_ref().expect("is_native checked it");
+            return Ok(crate::inbound::native::render(native, model));
+        }
+        if self.endpoint == Endpoint::CountTokens {
+            return Err(ApiError::invalid_request(
+                "Token counting is only available for models served by Anthropic deployments.",
+            ));
+        }
         wire.render(
             &mut self.body,
             model,
             self.stream,
             self.endpoint == Endpoint::Embeddings,
         )
+    }
+
+    /// The upstream path (under the API root) for `model` in the `wire` format.
+    fn path(&self, wire: Wire, model: &str) -> String {
+        match self.endpoint {
+            Endpoint::CountTokens => "/messages/count_tokens".into(),
+            _ if self.is_native(wire) => "/messages".into(),
+            e => wire.path(e == Endpoint::Embeddings, model, self.stream),
+        }
+    }
+
+    /// The translator for a streamed answer from a `wire` deployment: the provider's stream
+    /// → OpenAI chunks → output guardrails → the client's API.
+    fn stream_translator(&self, wire: Wire) -> Box<dyn StreamTranslator> {
+        let public = &self.route.route.name;
+        if self.is_native(wire) {
+            return Box::new(crate::inbound::native::NativeMessagesStream::new(public));
+        }
+        let t = wire.stream(public, self.client_wants_usage);
+        let t = guard::guarded(t, &self.guardrails);
+        self.endpoint.front().encode_stream(t, public)
     }
 }
 
@@ -224,6 +289,49 @@ pub async fn forward(
     Err(last.unwrap_or_else(|| ApiError::internal("No attempt was made.")))
 }
 
+/// A whole answer from a `wire` deployment → what the client gets: the body, the usage, and
+/// whether it is an event stream (a provider that ignored `stream: true`).
+fn whole_answer(
+    plan: &Plan,
+    wire: Wire,
+    body: &[u8],
+    ctx: &mut Ctx,
+) -> Result<(Bytes, Option<crate::providers::Usage>, bool), ApiError> {
+    let public = &plan.route.route.name;
+    if plan.endpoint == Endpoint::CountTokens {
+        return Ok((Bytes::copy_from_slice(body), None, false));
+    }
+    if plan.is_native(wire) {
+        let (b, u) = crate::inbound::native::response(body, public)?;
+        return Ok((b, u, false));
+    }
+    let embeddings = plan.endpoint == Endpoint::Embeddings;
+    let (b, usage) = wire.response(body, public, embeddings)?;
+    let b = if plan.guardrails.has_output() && !embeddings {
+        let (guarded, findings) = guard::guard_completion(&plan.guardrails, &b);
+        ctx.guardrails
+            .extend(findings.into_iter().map(|f| ("output", f)));
+        guarded.map_or(b, Bytes::from)
+    } else {
+        b
+    };
+    let front = plan.endpoint.front();
+    if !plan.stream {
+        return Ok((front.encode_whole(b, public)?, usage, false));
+    }
+    // The provider ignored `stream: true` and answered whole: the client still gets a stream.
+    let (sse, usage) = openai::completion_to_sse(&b, public, plan.client_wants_usage)?;
+    if front == Front::OpenAi {
+        return Ok((sse, usage, true));
+    }
+    let chunks = Wire::OpenAi(crate::config::ProviderKind::OpenAi).stream(public, true);
+    let mut encoder = front.encode_stream(chunks, public);
+    let mut out = bytes::BytesMut::new();
+    encoder.feed(&sse, &mut out)?;
+    encoder.finish(&mut out)?;
+    Ok((out.freeze(), usage, true))
+}
+
 /// The error for a request that would have to wait longer than `retry.max_wait` (or its
 /// deadline) for a deployment to come out of cooldown: the provider's own answer when there
 /// was one, with `Retry-After` saying when to come back.
@@ -328,11 +436,7 @@ async fn attempt_once(
     let path = format!(
         "{}{}",
         provider.api_root,
-        wire.path(
-            plan.endpoint == Endpoint::Embeddings,
-            &deployment.model,
-            plan.stream
-        )
+        plan.path(wire, &deployment.model)
     );
     let header = match request_header(
         provider,
@@ -413,28 +517,15 @@ async fn attempt_once(
         Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
     };
     release(gw, up, &peer).await;
-    let public = &plan.route.route.name;
-    let embeddings = plan.endpoint == Endpoint::Embeddings;
-    let translated = wire.response(&body, public, embeddings).and_then(|(b, u)| {
-        let b = if plan.guardrails.has_output() && !embeddings {
-            let (guarded, findings) = guard::guard_completion(&plan.guardrails, &b);
-            ctx.guardrails
-                .extend(findings.into_iter().map(|f| ("output", f)));
-            guarded.map_or(b, Bytes::from)
-        } else {
-            b
-        };
-        if plan.stream {
-            // The provider ignored `stream: true` and answered whole.
-            openai::completion_to_sse(&b, public, plan.client_wants_usage)
-                .map(|(b, u)| (b, u, sse_header(ctx)))
-        } else {
-            Ok((b, u, respond::header(200, "application/json", ctx)))
-        }
-    });
+    let translated = whole_answer(plan, wire, &body, ctx);
     match translated {
-        Ok((bytes, usage, h)) => {
+        Ok((bytes, usage, stream)) => {
             ctx.usage = usage;
+            let h = if stream {
+                sse_header(ctx)
+            } else {
+                respond::header(200, "application/json", ctx)
+            };
             respond::json(session, ctx, 200, bytes, h).await;
             Attempt::Done
         }

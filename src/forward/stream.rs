@@ -62,9 +62,7 @@ pub(super) async fn relay_stream(
     (mut up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
 ) -> Attempt {
-    let translator =
-        Wire::of(provider.kind).stream(&plan.route.route.name, plan.client_wants_usage);
-    let mut translator = super::guard::guarded(translator, &plan.guardrails);
+    let mut translator = plan.stream_translator(Wire::of(provider.kind));
     let mut out = BytesMut::with_capacity(4096);
     let mut watch = true;
     let idle = gw.cfg.timeouts.idle;
@@ -156,7 +154,7 @@ pub(super) async fn relay_stream(
             e.message
         );
         ctx.error = Some(e.origin.as_str());
-        out.extend_from_slice(&e.sse_event());
+        out.extend_from_slice(&translator.error_event(e));
     }
     let data = out.split().freeze();
     if session.write_response_body(Some(data), true).await.is_err() {

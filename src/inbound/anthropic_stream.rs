@@ -8,7 +8,7 @@
 //! and the usage chunk — or for `[DONE]` — so that it carries the real token counts, input
 //! tokens included. Blocks are ordered by [`Blocks`](super::blocks::Blocks).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
 use super::anthropic::{stop_reason, usage_json};
@@ -178,6 +178,10 @@ impl ChatToMessagesStream {
 impl SseEvents for ChatToMessagesStream {
     fn input(&mut self) -> &mut SseInput {
         &mut self.input
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        super::anthropic::error_event(e)
     }
 
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {

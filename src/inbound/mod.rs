@@ -15,6 +15,7 @@
 pub mod anthropic;
 mod anthropic_stream;
 mod blocks;
+pub mod native;
 pub mod responses;
 mod responses_stream;
 

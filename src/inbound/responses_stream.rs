@@ -291,6 +291,10 @@ impl SseEvents for ChatToResponsesStream {
         &mut self.input
     }
 
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        ChatToResponsesStream::error_event(self, e)
+    }
+
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }

@@ -426,6 +426,11 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     if path.ends_with("/api/embed") {
         return ollama_embed(sock, &body).await;
     }
+    if path.ends_with("/messages/count_tokens") {
+        let b = json!({"input_tokens": prompt_tokens(&body)});
+        send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
+        return Ok(true);
+    }
     if path.ends_with("/messages") {
         return anthropic_messages(sock, req, &body, &behaviour, fault.as_ref(), st).await;
     }

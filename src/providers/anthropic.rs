@@ -250,7 +250,7 @@ pub fn finish_reason(stop: &str) -> &'static str {
     }
 }
 
-fn usage_of(u: &Value) -> Usage {
+pub(crate) fn usage_of(u: &Value) -> Usage {
     let get = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let prompt =
         get("input_tokens") + get("cache_read_input_tokens") + get("cache_creation_input_tokens");
@@ -328,7 +328,7 @@ pub fn error(
 }
 
 /// An error event inside a 200 stream.
-fn stream_error(data: &Value) -> ApiError {
+pub(crate) fn stream_error(data: &Value) -> ApiError {
     let kind = data
         .pointer("/error/type")
         .and_then(Value::as_str)

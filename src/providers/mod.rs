@@ -363,6 +363,10 @@ pub trait StreamTranslator: Send {
     fn findings(&self) -> Vec<crate::guardrails::Finding> {
         Vec::new()
     }
+    /// The final event(s) that tell the client the stream failed, in the client's API.
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        e.sse_event()
+    }
 }
 
 /// The SSE framing shared by the stream translators: an incremental parser and a scratch
@@ -398,6 +402,10 @@ pub trait SseEvents: Send {
     /// The body ended cleanly; formats without a terminal event finish here.
     fn at_end(&mut self, _out: &mut BytesMut) {}
     fn usage_so_far(&self) -> Option<Usage>;
+    /// See [`StreamTranslator::error_event`].
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        e.sse_event()
+    }
 }
 
 impl<T: SseEvents> StreamTranslator for T {
@@ -440,5 +448,9 @@ impl<T: SseEvents> StreamTranslator for T {
 
     fn usage(&self) -> Option<Usage> {
         self.usage_so_far()
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        SseEvents::error_event(self, e)
     }
 }
