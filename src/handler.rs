@@ -311,6 +311,55 @@ fn check_input(
     }
 }
 
+/// Whether every deployment of a Responses request speaks the Responses API itself (OpenAI),
+/// with nothing to inspect in the answer: the request then goes upstream as it is, and what
+/// only OpenAI can do (`store`, `previous_response_id`, built-in tools) is its business.
+fn native_only(
+    gw: &Gateway,
+    key: &GatewayKey,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+) -> bool {
+    if endpoint != Endpoint::Responses || key.guardrails.has_output() {
+        return false;
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return false;
+    };
+    gw.router.route(model).is_some_and(|r| {
+        r.deployments
+            .iter()
+            .all(|d| d.deployment.provider.kind == ProviderKind::OpenAi)
+    })
+}
+
+/// The chat form of a request to another front door; for a Responses request served only
+/// natively, a stand-in carrying what routing, validation and limits read.
+fn chat_form(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    native_only: bool,
+) -> Result<Map<String, Value>, ApiError> {
+    if !native_only {
+        return to_chat(endpoint, body);
+    }
+    let mut m = Map::new();
+    for (from, to) in [
+        ("model", "model"),
+        ("stream", "stream"),
+        ("max_output_tokens", "max_completion_tokens"),
+    ] {
+        if let Some(v) = body.get(from) {
+            m.insert(to.into(), v.clone());
+        }
+    }
+    m.insert(
+        "messages".into(),
+        serde_json::json!([{"role": "user", "content": ""}]),
+    );
+    Ok(m)
+}
+
 /// The OpenAI chat form of a request to one of the other front doors.
 fn to_chat(endpoint: Endpoint, body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     match endpoint {
@@ -366,9 +415,10 @@ async fn proxy(
     let body_len = raw.len();
     drop(raw);
     // The other front doors are served as OpenAI chat requests; `client` keeps their own form.
+    let native_only = native_only(gw, key, endpoint, &body);
     let (mut body, mut client) = match endpoint {
         Endpoint::Chat | Endpoint::Embeddings => (body, None),
-        _ => (to_chat(endpoint, &body)?, Some(body)),
+        _ => (chat_form(endpoint, &body, native_only)?, Some(body)),
     };
     let (model, stream) = validate(endpoint, &body)?;
     ctx.stream = stream;
@@ -397,7 +447,7 @@ async fn proxy(
             Some(c) => {
                 let (c, changed) = check_input(key, endpoint, c, ctx)?;
                 if changed {
-                    body = to_chat(endpoint, &c)?;
+                    body = chat_form(endpoint, &c, native_only)?;
                 }
                 client = Some(c);
             }
@@ -432,7 +482,7 @@ async fn proxy(
         stream,
         client_wants_usage,
         guardrails: key.guardrails.clone(),
-        native: client.filter(|_| matches!(endpoint, Endpoint::Messages | Endpoint::CountTokens)),
+        native: client,
     };
     let result = forward::forward(gw, session, ctx, plan).await;
     if let Some(p) = permit {

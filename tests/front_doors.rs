@@ -34,6 +34,7 @@ async fn run_script(gw: &Gateway, script: &str, base: &str, extra: &[&str]) {
 fn config(kind: &str, url: &str, extra: &str) -> String {
     let (base, key) = match kind {
         "anthropic" => (url.to_string(), format!(", api_key: {PROVIDER_KEY}")),
+        "openai" => (format!("{url}/v1"), format!(", api_key: {PROVIDER_KEY}")),
         _ => (format!("{url}/v1"), String::new()),
     };
     format!(
@@ -116,6 +117,26 @@ async fn responses_sdk_against_openai_and_anthropic_deployments() {
         };
         assert!(m.requests().iter().all(|r| r.path == want), "{kind}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_sdk_against_an_openai_deployment_is_passed_through() {
+    let m = mock().await;
+    let gw = Gateway::start(&config("openai", &m.url(), ""));
+    run_script(&gw, "responses_client.py", &format!("{}/v1", gw.url()), &[]).await;
+    let reqs = m.requests();
+    assert!(reqs.iter().all(|r| r.path == "/v1/responses"), "native");
+    let first = reqs[0].json();
+    assert_eq!(first["instructions"], "Be brief.", "the client's own body");
+    assert_eq!(first["model"], "upstream-gpt");
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    // Stateful features are OpenAI's business here: its own answer comes back.
+    assert!(reqs
+        .iter()
+        .any(|r| r.json().get("previous_response_id").is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

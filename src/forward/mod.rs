@@ -25,7 +25,7 @@ use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use crate::api::ApiError;
-use crate::config::Deployment;
+use crate::config::{Deployment, ProviderKind};
 use crate::ctx::Ctx;
 use crate::front::Front;
 use crate::gateway::Gateway;
@@ -76,7 +76,8 @@ pub struct Plan {
     pub client_wants_usage: bool,
     /// The key's guardrails; its output rules apply to the answer.
     pub guardrails: Arc<Policy>,
-    /// An Anthropic Messages body as the client sent it, for Anthropic deployments.
+    /// The body as the client sent it (Anthropic Messages, OpenAI Responses), for deployments
+    /// that speak the client's API.
     pub native: Option<Map<String, Value>>,
 }
 
@@ -85,11 +86,13 @@ impl Plan {
     /// Anthropic Messages to Anthropic, unless output guardrails must read the answer as
     /// OpenAI chunks.
     fn is_native(&self, wire: Wire) -> bool {
-        wire == Wire::Anthropic
-            && self.native.is_some()
-            && match self.endpoint {
-                Endpoint::CountTokens => true,
-                Endpoint::Messages => !self.guardrails.has_output(),
+        self.native.is_some()
+            && match (self.endpoint, wire) {
+                (Endpoint::CountTokens, Wire::Anthropic) => true,
+                (Endpoint::Messages, Wire::Anthropic)
+                | (Endpoint::Responses, Wire::OpenAi(ProviderKind::OpenAi)) => {
+                    !self.guardrails.has_output()
+                }
                 _ => false,
             }
     }
@@ -117,6 +120,7 @@ impl Plan {
     fn path(&self, wire: Wire, model: &str) -> String {
         match self.endpoint {
             Endpoint::CountTokens => "/messages/count_tokens".into(),
+            Endpoint::Responses if self.is_native(wire) => "/responses".into(),
             _ if self.is_native(wire) => "/messages".into(),
             e => wire.path(e == Endpoint::Embeddings, model, self.stream),
         }
@@ -127,7 +131,12 @@ impl Plan {
     fn stream_translator(&self, wire: Wire) -> Box<dyn StreamTranslator> {
         let public = &self.route.route.name;
         if self.is_native(wire) {
-            return Box::new(crate::inbound::native::NativeMessagesStream::new(public));
+            return match self.endpoint {
+                Endpoint::Responses => {
+                    Box::new(crate::inbound::native::NativeResponsesStream::new(public))
+                }
+                _ => Box::new(crate::inbound::native::NativeMessagesStream::new(public)),
+            };
         }
         let t = wire.stream(public, self.client_wants_usage);
         let t = guard::guarded(t, &self.guardrails);
@@ -302,7 +311,8 @@ fn whole_answer(
         return Ok((Bytes::copy_from_slice(body), None, false));
     }
     if plan.is_native(wire) {
-        let (b, u) = crate::inbound::native::response(body, public)?;
+        let responses = plan.endpoint == Endpoint::Responses;
+        let (b, u) = crate::inbound::native::response(body, public, responses)?;
         return Ok((b, u, false));
     }
     let embeddings = plan.endpoint == Endpoint::Embeddings;
@@ -324,7 +334,7 @@ fn whole_answer(
     if front == Front::OpenAi {
         return Ok((sse, usage, true));
     }
-    let chunks = Wire::OpenAi(crate::config::ProviderKind::OpenAi).stream(public, true);
+    let chunks = Wire::OpenAi(ProviderKind::OpenAi).stream(public, true);
     let mut encoder = front.encode_stream(chunks, public);
     let mut out = bytes::BytesMut::new();
     encoder.feed(&sse, &mut out)?;

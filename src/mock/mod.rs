@@ -25,10 +25,12 @@ use tokio::net::{TcpListener, TcpStream};
 mod anthropic;
 mod gemini;
 mod ollama;
+mod responses;
 
 use anthropic::anthropic_messages;
 use gemini::gemini_generate;
 use ollama::{ollama_chat, ollama_embed};
+use responses::responses_create;
 
 /// How the mock answers, when no fault applies.
 #[derive(Debug, Clone)]
@@ -426,6 +428,9 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
     if path.ends_with("/api/embed") {
         return ollama_embed(sock, &body).await;
     }
+    if path.ends_with("/responses") {
+        return responses_create(sock, &body, &behaviour, fault.as_ref(), st).await;
+    }
     if path.ends_with("/messages/count_tokens") {
         let b = json!({"input_tokens": prompt_tokens(&body)});
         send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
@@ -548,6 +553,13 @@ async fn whole_chat(
         send_whole(sock, 200, "", b"<html>this is not json").await?;
         return Ok(true);
     }
+    let b = chat_completion(body, behaviour);
+    send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
+    Ok(true)
+}
+
+/// The mock's whole chat completion for `body`.
+fn chat_completion(body: &Value, behaviour: &Behaviour) -> Value {
     let text = reply_text(body, behaviour);
     let completion = text.split_inclusive(' ').count() as u64;
     let prompt = prompt_tokens(body);
@@ -558,7 +570,7 @@ async fn whole_chat(
             "function": {"name": name, "arguments": TOOL_ARGUMENTS}}]);
         finish = "tool_calls";
     }
-    let b = json!({
+    json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 1_700_000_000u64,
@@ -571,9 +583,7 @@ async fn whole_chat(
         }],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         "system_fingerprint": "fp_mock"
-    });
-    send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
-    Ok(true)
+    })
 }
 
 fn chunk(model: &str, delta: Value, finish: Option<&str>, with_usage_null: bool) -> String {
@@ -606,6 +616,20 @@ async fn stream_chat(
     fault: Option<&Fault>,
     st: &State,
 ) -> std::io::Result<bool> {
+    let events = chat_events(body, behaviour);
+    let error_event = format!(
+        "data: {}\n\n",
+        error_body(
+            "The server had an error while processing your request.",
+            "server_error",
+            "server_error"
+        )
+    );
+    send_events(sock, events, &error_event, behaviour, fault, st).await
+}
+
+/// The mock's streamed chat completion for `body`: one SSE event per string.
+fn chat_events(body: &Value, behaviour: &Behaviour) -> Vec<String> {
     let model = model_of(body);
     let usage = body
         .pointer("/stream_options/include_usage")
@@ -655,15 +679,7 @@ async fn stream_chat(
         events.push(format!("data: {u}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_string());
-    let error_event = format!(
-        "data: {}\n\n",
-        error_body(
-            "The server had an error while processing your request.",
-            "server_error",
-            "server_error"
-        )
-    );
-    send_events(sock, events, &error_event, behaviour, fault, st).await
+    events
 }
 
 /// How a streamed answer is framed.
