@@ -1,10 +1,13 @@
 //! Every stream translator, fed arbitrary bytes split at an arbitrary point: no panic, and the
-//! output is the same however the input is split.
+//! output is the same however the input is split. The front doors' encoders and native relays
+//! (Anthropic Messages, Responses) get the same bytes: no panic.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use sluice::config::ProviderKind;
+use sluice::inbound::native::{NativeMessagesStream, NativeResponsesStream};
+use sluice::inbound::{ChatToMessagesStream, ChatToResponsesStream};
 use sluice::providers::{StreamTranslator, Wire};
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +16,24 @@ fuzz_target!(|data: &[u8]| {
     }
     let split = data[0] as usize % data.len().max(1);
     let input = &data[1..];
+    let doors: [Box<dyn Fn() -> Box<dyn StreamTranslator>>; 4] = [
+        Box::new(|| Box::new(ChatToMessagesStream::new("m"))),
+        Box::new(|| Box::new(ChatToResponsesStream::new("m"))),
+        Box::new(|| Box::new(NativeMessagesStream::new("m"))),
+        Box::new(|| Box::new(NativeResponsesStream::new("m"))),
+    ];
+    for door in &doors {
+        let mut t = door();
+        let mut out = BytesMut::new();
+        let (a, b) = input.split_at(split.min(input.len()));
+        let ok = t.feed(a, &mut out).is_ok() && t.feed(b, &mut out).is_ok();
+        match ok.then(|| t.finish(&mut out)) {
+            Some(Ok(())) => {}
+            _ => {
+                let _ = t.error_event(&sluice::api::ApiError::bad_gateway("x"));
+            }
+        }
+    }
     for kind in [
         ProviderKind::OpenAi,
         ProviderKind::Groq,
