@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, unix_now,
-    unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
+    unknown_role, unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -142,12 +142,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
                     ],
                 )
             }
-            other => {
-                return Err(ApiError::invalid_param(
-                    &format!("messages[{i}].role"),
-                    format!("unknown role {:?}", crate::api::error::echo(other)),
-                ))
-            }
+            other => return Err(unknown_role(i, other)),
         };
         if blocks.is_empty() {
             continue;

@@ -10,8 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, tool_name,
-    unix_now, unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, parse_answer, sampling_options, text_of, tool_call_args,
+    tool_name, unix_now, unknown_role, unsupported, usage_chunk, write_event, SseEvents, SseInput,
+    Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -182,12 +183,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
                 )
             }
-            other => {
-                return Err(ApiError::invalid_param(
-                    &format!("messages[{i}].role"),
-                    format!("unknown role {:?}", crate::api::error::echo(other)),
-                ))
-            }
+            other => return Err(unknown_role(i, other)),
         };
         if p.is_empty() {
             continue;
@@ -213,35 +209,19 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             json!({"parts": [{"text": system.join("\n\n")}]}),
         );
     }
-    let mut gen = Map::new();
-    for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-        ("n", "candidateCount"),
-    ] {
-        if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
-            gen.insert(to.into(), v.clone());
-        }
-    }
-    if let Some(v) = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .filter(|v| !v.is_null())
-    {
-        gen.insert("maxOutputTokens".into(), v.clone());
-    }
-    match body.get("stop") {
-        Some(Value::String(s)) => {
-            gen.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            gen.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
+    let mut gen = sampling_options(
+        body,
+        &[
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("seed", "seed"),
+            ("presence_penalty", "presencePenalty"),
+            ("frequency_penalty", "frequencyPenalty"),
+            ("n", "candidateCount"),
+        ],
+        "maxOutputTokens",
+        "stopSequences",
+    );
     if let Some(rf) = body.get("response_format") {
         match rf.get("type").and_then(Value::as_str) {
             Some("text") | None => {}

@@ -203,6 +203,48 @@ pub(crate) fn tool_name(
         })
 }
 
+/// The error for a message whose role (message `i`) the provider has no equivalent of.
+pub(crate) fn unknown_role(i: usize, role: &str) -> ApiError {
+    ApiError::invalid_param(
+        &format!("messages[{i}].role"),
+        format!("unknown role {:?}", crate::api::error::echo(role)),
+    )
+}
+
+/// The sampling parameters a provider shares with OpenAI, under its own names: `renames`
+/// (OpenAI name → provider name), `max_completion_tokens` / `max_tokens` → `max_key`, and
+/// `stop` (a string or a list) → `stop_key` as a list. Nulls are skipped.
+pub(crate) fn sampling_options(
+    body: &Map<String, Value>,
+    renames: &[(&str, &str)],
+    max_key: &str,
+    stop_key: &str,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (from, to) in renames {
+        if let Some(v) = body.get(*from).filter(|v| !v.is_null()) {
+            out.insert((*to).into(), v.clone());
+        }
+    }
+    if let Some(v) = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .filter(|v| !v.is_null())
+    {
+        out.insert(max_key.into(), v.clone());
+    }
+    match body.get("stop") {
+        Some(Value::String(s)) => {
+            out.insert(stop_key.into(), Value::Array(vec![Value::from(s.as_str())]));
+        }
+        Some(Value::Array(a)) if !a.is_empty() => {
+            out.insert(stop_key.into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    out
+}
+
 /// The error for a stream that ended before its terminal event.
 pub(crate) fn truncated_stream() -> ApiError {
     ApiError::bad_gateway("The upstream provider ended the stream before it was complete.")

@@ -17,9 +17,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, oversize_event, parse_answer, text_of, tool_call_args,
-    tool_name, truncated_stream, unix_now, unsupported, usage_chunk, write_event, StreamTranslator,
-    Usage,
+    bad_stream_event, chunk, completion, oversize_event, parse_answer, sampling_options, text_of,
+    tool_call_args, tool_name, truncated_stream, unix_now, unknown_role, unsupported, usage_chunk,
+    write_event, StreamTranslator, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -160,12 +160,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
                 let name = tool_name(&call_names, m, i)?;
                 json!({"role": "tool", "content": text_of(c), "tool_name": name})
             }
-            other => {
-                return Err(ApiError::invalid_param(
-                    &format!("messages[{i}].role"),
-                    format!("unknown role {:?}", crate::api::error::echo(other)),
-                ))
-            }
+            other => return Err(unknown_role(i, other)),
         };
         out_messages.push(msg);
     }
@@ -185,34 +180,18 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             }
         }
     }
-    let mut options = Map::new();
-    for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("seed", "seed"),
-        ("presence_penalty", "presence_penalty"),
-        ("frequency_penalty", "frequency_penalty"),
-    ] {
-        if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
-            options.insert(to.into(), v.clone());
-        }
-    }
-    if let Some(v) = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .filter(|v| !v.is_null())
-    {
-        options.insert("num_predict".into(), v.clone());
-    }
-    match body.get("stop") {
-        Some(Value::String(s)) => {
-            options.insert("stop".into(), json!([s]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            options.insert("stop".into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
+    let options = sampling_options(
+        body,
+        &[
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("seed", "seed"),
+            ("presence_penalty", "presence_penalty"),
+            ("frequency_penalty", "frequency_penalty"),
+        ],
+        "num_predict",
+        "stop",
+    );
     if !options.is_empty() {
         req.insert("options".into(), Value::Object(options));
     }
