@@ -36,6 +36,96 @@ pub struct Scenario {
     /// the direct run uses the mock's OpenAI API.
     pub anthropic: bool,
     pub ramp: Duration,
+    /// The mock answers with English prose (one word per chunk) instead of `xxxx` words.
+    pub prose: bool,
+    /// Further runs through sluice with a feature on, each compared with the first run
+    /// through sluice (the feature off) as well as with the direct run.
+    pub variants: &'static [Variant],
+}
+
+/// A feature turned on in a further run through sluice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Output guardrails `secrets` and `pii`, action `redact`, on every answer.
+    OutputGuardrails,
+    /// Rate, token and concurrency limits (never reached) in the in-process backend.
+    LimitsMemory,
+    /// The same limits in Redis (a `redis-server` child started by the bench).
+    LimitsRedis,
+}
+
+impl Variant {
+    /// How the report names the run with this feature on.
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::OutputGuardrails => "guardrails on",
+            Variant::LimitsMemory => "limits: memory",
+            Variant::LimitsRedis => "limits: redis",
+        }
+    }
+
+    /// How the report names the run without it (the scenario's first run through sluice).
+    pub fn off_label(self) -> &'static str {
+        match self {
+            Variant::OutputGuardrails => "guardrails off",
+            Variant::LimitsMemory | Variant::LimitsRedis => "limits off",
+        }
+    }
+
+    /// The prefix of the counters (see [`COUNTERS`]) that show what the feature did.
+    fn counter_prefix(self) -> &'static str {
+        match self {
+            Variant::OutputGuardrails => "guardrail_",
+            Variant::LimitsMemory | Variant::LimitsRedis => "rate_limit_",
+        }
+    }
+
+    /// The sluice config lines that turn the feature on (`redis_url` for the Redis backend).
+    fn config(self, redis_url: Option<&str>) -> String {
+        const LIMITS: &str = "default: { requests_per_minute: 100000000, \
+            tokens_per_minute: 1000000000, max_concurrent: 100000 }";
+        match self {
+            Variant::OutputGuardrails => "guardrails:\n\
+                 \x20 - { name: no-secrets, type: secrets, action: redact, apply_to: [output] }\n\
+                 \x20 - { name: pii, type: pii, action: redact, apply_to: [output] }\n\
+                 default_guardrails: [no-secrets, pii]\n"
+                .to_string(),
+            Variant::LimitsMemory => format!("limits: {{ backend: memory, {LIMITS} }}\n"),
+            Variant::LimitsRedis => format!(
+                "limits: {{ backend: redis, redis_url: \"{}\", redis_timeout: 50ms, \
+                 on_backend_error: fail_open, {LIMITS} }}\n",
+                redis_url.unwrap_or("redis://127.0.0.1:6379")
+            ),
+        }
+    }
+}
+
+impl Scenario {
+    /// The name of the first run through sluice: "through sluice", or with the feature its
+    /// variants turn on named as off.
+    pub fn sluice_label(&self) -> String {
+        match self.variants.first() {
+            Some(v) => format!("through sluice, {}", v.off_label()),
+            None => "through sluice".into(),
+        }
+    }
+}
+
+/// English prose of `words` words with a few numbers and no secrets or personal data, so
+/// guardrails scan realistic text and redact nothing.
+pub fn prose(words: usize) -> String {
+    const TEXT: &str = "The migration finished in three phases over 14 days. In the first phase \
+        the team moved 120 services to the new cluster, and the median latency fell from 85 ms \
+        to 61 ms. The second phase covered the nightly batch jobs, which now start two hours \
+        earlier and finish before the morning reports are built. Storage costs dropped by about \
+        18 percent, mostly because old snapshots are now deleted after 30 days instead of 90. \
+        The last phase is planned for the spring, once the reporting tools support the new \
+        schema and the remaining 7 teams have tested their dashboards against it.";
+    TEXT.split_whitespace()
+        .cycle()
+        .take(words.max(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The scenarios, at full scale. `scale` in (0, 1] shrinks concurrency and duration.
@@ -56,6 +146,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: false,
             anthropic: false,
             ramp: Duration::ZERO,
+            prose: false,
+            variants: &[],
         },
         Scenario {
             name: "open-loop",
@@ -73,6 +165,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: false,
             anthropic: false,
             ramp: Duration::ZERO,
+            prose: false,
+            variants: &[],
         },
         Scenario {
             name: "streams-1k",
@@ -89,6 +183,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: false,
             anthropic: false,
             ramp: Duration::from_secs_f64(1.0 * scale),
+            prose: false,
+            variants: &[],
         },
         Scenario {
             name: "streams-10k",
@@ -105,6 +201,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: false,
             anthropic: false,
             ramp: Duration::from_secs_f64(4.0 * scale),
+            prose: false,
+            variants: &[],
         },
         Scenario {
             name: "failover",
@@ -120,6 +218,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: true,
             anthropic: false,
             ramp: Duration::ZERO,
+            prose: false,
+            variants: &[],
         },
         Scenario {
             name: "translation",
@@ -137,29 +237,76 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             dead_deployment: false,
             anthropic: true,
             ramp: Duration::from_secs_f64(0.5 * scale),
+            prose: false,
+            variants: &[],
+        },
+        Scenario {
+            name: "guardrails",
+            description:
+                "200 concurrent streams of prose, 20 chunks 20 ms apart, output guardrails \
+                (secrets + pii, redact) off and on",
+            mode: Mode::Closed {
+                concurrency: c(200),
+            },
+            duration: d(10.0),
+            stream: true,
+            chunks: 20,
+            chunk_bytes: 16,
+            gap: Duration::from_millis(20),
+            ttft: Duration::from_millis(100),
+            dead_deployment: false,
+            anthropic: false,
+            ramp: Duration::from_secs_f64(0.5 * scale),
+            prose: true,
+            variants: &[Variant::OutputGuardrails],
+        },
+        Scenario {
+            name: "limits",
+            description: "small non-stream completions, 64 clients, closed loop, limits off, \
+                in memory and in Redis",
+            mode: Mode::Closed { concurrency: c(64) },
+            duration: d(10.0),
+            stream: false,
+            chunks: 8,
+            chunk_bytes: 6,
+            gap: Duration::ZERO,
+            ttft: Duration::ZERO,
+            dead_deployment: false,
+            anthropic: false,
+            ramp: Duration::ZERO,
+            prose: false,
+            variants: &[Variant::LimitsMemory, Variant::LimitsRedis],
         },
     ]
 }
 
-/// Scenarios named by the issue tracker that need features sluice does not have yet.
-pub const NOT_YET: &[(&str, &str)] = &[(
-    "guardrails",
-    "output guardrails on streams (needs guardrails)",
-)];
-
-/// One target's results.
+/// One run's results.
 #[derive(Debug)]
 pub struct TargetResult {
     pub measured: Measured,
     pub process: Option<process::Usage>,
+    /// sluice's own counters after the run (guardrail actions, rate-limit rejections, backend
+    /// errors, fail-open admissions), from its admin `/metrics`.
+    pub counters: Option<Value>,
+    /// The `redis-server` child's usage during the run, for the Redis backend.
+    pub redis_process: Option<process::Usage>,
 }
 
-/// Both targets' results and the report.
+/// A further run through sluice with a feature on, or why it was not run.
+#[derive(Debug)]
+pub struct VariantResult {
+    pub variant: Variant,
+    pub outcome: Result<TargetResult, String>,
+}
+
+/// Every run of a scenario.
 #[derive(Debug)]
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub direct: TargetResult,
+    /// Through sluice, with the scenario's variants' features off.
     pub sluice: TargetResult,
+    pub variants: Vec<VariantResult>,
 }
 
 /// Finds the sluice binary beside this executable (`target/release/`).
@@ -189,6 +336,7 @@ const KEY: &str = "sk-bench-gateway-key";
 struct Gateway {
     child: tokio::process::Child,
     port: u16,
+    admin: u16,
     _dir: tempfile_dir::Dir,
 }
 
@@ -202,7 +350,12 @@ mod tempfile_dir {
     }
 }
 
-async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gateway, String> {
+async fn start_gateway(
+    bin: &Path,
+    mock_port: u16,
+    s: &Scenario,
+    extra: &str,
+) -> Result<Gateway, String> {
     let dead = s.dead_deployment;
     let dir = std::env::temp_dir().join(format!(
         "sluice-bench-{}-{}",
@@ -212,6 +365,7 @@ async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gatew
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dir = tempfile_dir::Dir(dir);
     let port = free_port();
+    let admin = free_port();
     let dead_provider = if dead {
         format!(
             "  dead: {{ kind: openai_compatible, base_url: \"http://127.0.0.1:{}/v1\" }}\n",
@@ -231,8 +385,7 @@ async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gatew
          providers:\n  mock: {{ {mock_provider} }}\n{dead_provider}\
          models:\n  gpt-4o-mini:\n{dead_deployment}    - {{ provider: mock, model: mock-model }}\n\
          server: {{ pid_file: {pid}, upgrade_sock: {sock}, grace_period: 1s, graceful_shutdown_timeout: 1s }}\n\
-         upstream: {{ keepalive_pool_size: 20000 }}\n",
-        admin = free_port(),
+         upstream: {{ keepalive_pool_size: 20000 }}\n{extra}",
         mock_provider = if s.anthropic {
             format!("kind: anthropic, base_url: \"http://127.0.0.1:{mock_port}\", api_key: sk-bench-provider")
         } else {
@@ -242,7 +395,20 @@ async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gatew
         sock = dir.0.join("sock").display(),
     );
     let path = dir.0.join("sluice.yaml");
-    std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    std::fs::write(&path, &cfg).map_err(|e| e.to_string())?;
+    // A config sluice refuses is an error worth its message, not a five-second wait.
+    let check = tokio::process::Command::new(bin)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .await
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    if !check.status.success() {
+        return Err(format!(
+            "sluice refused the bench config: {}\n{cfg}",
+            String::from_utf8_lossy(&check.stderr).trim()
+        ));
+    }
     let child = tokio::process::Command::new(bin)
         .args(["run", "-c"])
         .arg(&path)
@@ -256,6 +422,7 @@ async fn start_gateway(bin: &Path, mock_port: u16, s: &Scenario) -> Result<Gatew
     Ok(Gateway {
         child,
         port,
+        admin,
         _dir: dir,
     })
 }
@@ -273,14 +440,133 @@ async fn wait_for_port(port: u16) -> Result<(), String> {
     Err(format!("nothing listens on port {port} after 5 s"))
 }
 
-/// Runs one scenario: direct to the mock, then through sluice.
+/// sluice's counters that tell whether a feature did something during a run.
+const COUNTERS: &[(&str, &str)] = &[
+    ("sluice_guardrail_actions_total", "guardrail_actions"),
+    (
+        "sluice_rate_limit_rejections_total",
+        "rate_limit_rejections",
+    ),
+    (
+        "sluice_rate_limit_backend_errors_total",
+        "rate_limit_backend_errors",
+    ),
+    ("sluice_rate_limit_fail_open_total", "rate_limit_fail_open"),
+];
+
+/// Reads sluice's admin `/metrics` and sums each of [`COUNTERS`] over its labels (absent
+/// counters are 0).
+async fn scrape_counters(admin: u16) -> Result<Value, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .map_err(|e| format!("admin: {e}"))?;
+    sock.write_all(
+        format!("GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:{admin}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("admin: {e}"))?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(5), sock.read_to_string(&mut text))
+        .await
+        .map_err(|_| "admin: timeout".to_string())?
+        .map_err(|e| format!("admin: {e}"))?;
+    let mut out = serde_json::Map::new();
+    for (metric, name) in COUNTERS {
+        let sum: f64 = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(metric)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        out.insert((*name).into(), json!(sum as u64));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A `redis-server` child on a free loopback port, without persistence; killed on drop.
+pub struct Redis {
+    child: tokio::process::Child,
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts `bin` (normally `redis-server`, found on `PATH`). The error says why it could
+    /// not run, for the report.
+    pub async fn start(bin: &str) -> Result<Redis, String> {
+        let port = free_port();
+        let child = tokio::process::Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{bin} not found"),
+                _ => format!("cannot start {bin}: {e}"),
+            })?;
+        let mut redis = Redis { child, port };
+        if let Err(e) = wait_for_port(port).await {
+            redis.stop();
+            return Err(format!("{bin} did not start: {e}"));
+        }
+        Ok(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Loads sluice started with `extra` config lines, sampling its process, then reads its
+/// counters and stops it.
+async fn run_through_sluice(
+    bin: &Path,
+    mock_port: u16,
+    s: &Scenario,
+    extra: &str,
+    spec: &dyn Fn(u16, Option<&str>, &str) -> LoadSpec,
+    phase: &str,
+    progress: &(dyn Fn(&str, u64, u64, usize) + Sync),
+) -> Result<TargetResult, String> {
+    let mut gw = start_gateway(bin, mock_port, s, extra).await?;
+    let pid = gw.child.id().ok_or("sluice exited")?;
+    let sampler = process::Sampler::start(pid);
+    let via_spec = spec(gw.port, Some(KEY), "sluice");
+    let measured = load::run(&via_spec, &|d, f, i| progress(phase, d, f, i)).await;
+    let usage = sampler.stop().await;
+    let counters = scrape_counters(gw.admin).await.ok();
+    let _ = gw.child.start_kill();
+    let _ = gw.child.wait().await;
+    Ok(TargetResult {
+        measured,
+        process: Some(usage),
+        counters,
+        redis_process: None,
+    })
+}
+
+/// Runs one scenario: direct to the mock, through sluice, then through sluice once per
+/// variant.
 pub async fn run_scenario(
     s: &Scenario,
     progress: &(dyn Fn(&str, u64, u64, usize) + Sync),
 ) -> Result<ScenarioReport, String> {
     let bin = sluice_binary()?;
-    let word = "x".repeat(s.chunk_bytes.saturating_sub(1).max(1));
-    let reply = vec![word; s.chunks.saturating_sub(1).max(1)].join(" ");
+    let reply = if s.prose {
+        prose(s.chunks.saturating_sub(1))
+    } else {
+        let word = "x".repeat(s.chunk_bytes.saturating_sub(1).max(1));
+        vec![word; s.chunks.saturating_sub(1).max(1)].join(" ")
+    };
     // The mock runs in its own process so that its sockets do not count against the load
     // generator's open-file limit.
     let mock_port = free_port();
@@ -315,24 +601,55 @@ pub async fn run_scenario(
     let direct_spec = spec(mock_port, None, "direct");
     let direct = load::run(&direct_spec, &|d, f, i| progress("direct to mock", d, f, i)).await;
 
-    let mut gw = start_gateway(&bin, mock_port, s).await?;
-    let pid = gw.child.id().ok_or("sluice exited")?;
-    let sampler = process::Sampler::start(pid);
-    let via_spec = spec(gw.port, Some(KEY), "sluice");
-    let via = load::run(&via_spec, &|d, f, i| progress("through sluice", d, f, i)).await;
-    let usage = sampler.stop().await;
-    let _ = gw.child.start_kill();
+    let sluice =
+        run_through_sluice(&bin, mock_port, s, "", &spec, &s.sluice_label(), progress).await?;
+    let mut variants = Vec::new();
+    for &v in s.variants {
+        let mut redis = None;
+        if v == Variant::LimitsRedis {
+            match Redis::start("redis-server").await {
+                Ok(r) => redis = Some(r),
+                Err(why) => {
+                    variants.push(VariantResult {
+                        variant: v,
+                        outcome: Err(format!("not run: {why}")),
+                    });
+                    continue;
+                }
+            }
+        }
+        let extra = v.config(redis.as_ref().map(Redis::url).as_deref());
+        let phase = format!("through sluice, {}", v.label());
+        let redis_sampler = redis
+            .as_ref()
+            .and_then(|r| r.child.id())
+            .map(process::Sampler::start);
+        let outcome = run_through_sluice(&bin, mock_port, s, &extra, &spec, &phase, progress).await;
+        let redis_usage = match redis_sampler {
+            Some(sampler) => Some(sampler.stop().await),
+            None => None,
+        };
+        if let Some(r) = &mut redis {
+            r.stop();
+        }
+        let mut outcome = outcome?;
+        outcome.redis_process = redis_usage;
+        variants.push(VariantResult {
+            variant: v,
+            outcome: Ok(outcome),
+        });
+    }
     let _ = mock.start_kill();
     Ok(ScenarioReport {
         scenario: s.clone(),
         direct: TargetResult {
             measured: direct,
             process: None,
+            counters: None,
+            redis_process: None,
         },
-        sluice: TargetResult {
-            measured: via,
-            process: Some(usage),
-        },
+        sluice,
+        variants,
     })
 }
 
@@ -368,41 +685,100 @@ fn ratio(a: &Value, b: &Value) -> Value {
     }
 }
 
-impl ScenarioReport {
-    /// The report as JSON: both targets, sluice's process usage, and ratios sluice/direct.
-    pub fn to_json(&mut self) -> Value {
-        let d = summary(&mut self.direct.measured);
-        let v = summary(&mut self.sluice.measured);
-        let mut ratios = json!({
-            "throughput": ratio(&v["throughput_rps"], &d["throughput_rps"]),
-            "latency_p50": ratio(&v["latency_ms"]["p50"], &d["latency_ms"]["p50"]),
-            "latency_p99": ratio(&v["latency_ms"]["p99"], &d["latency_ms"]["p99"]),
-        });
-        if self.scenario.stream {
-            ratios["ttft_p50"] = ratio(&v["ttft_ms"]["p50"], &d["ttft_ms"]["p50"]);
-            ratios["ttft_p99"] = ratio(&v["ttft_ms"]["p99"], &d["ttft_ms"]["p99"]);
-        }
-        let process = self.sluice.process.as_ref().map(|u| {
-            let streams = v["peak_in_flight"].as_u64().unwrap_or(0).max(1);
-            json!({
-                "rss_baseline_kib": u.rss_baseline_kib,
-                "rss_peak_kib": u.rss_peak_kib,
-                "rss_per_in_flight_request_kib": (u.rss_peak_kib.saturating_sub(u.rss_baseline_kib)) as f64 / streams as f64,
-                "cpu_seconds": u.cpu_seconds,
-            })
-        });
+/// Ratios of run `a` to run `b` (summaries, with their processes when both have one).
+fn ratios(a: &Value, b: &Value, stream: bool, procs: Option<(&Value, &Value)>) -> Value {
+    let mut r = json!({
+        "throughput": ratio(&a["throughput_rps"], &b["throughput_rps"]),
+        "latency_p50": ratio(&a["latency_ms"]["p50"], &b["latency_ms"]["p50"]),
+        "latency_p99": ratio(&a["latency_ms"]["p99"], &b["latency_ms"]["p99"]),
+    });
+    if stream {
+        r["ttft_p50"] = ratio(&a["ttft_ms"]["p50"], &b["ttft_ms"]["p50"]);
+        r["ttft_p99"] = ratio(&a["ttft_ms"]["p99"], &b["ttft_ms"]["p99"]);
+    }
+    if let Some((pa, pb)) = procs {
+        r["cpu_per_request"] = ratio(&pa["cpu_us_per_request"], &pb["cpu_us_per_request"]);
+    }
+    r
+}
+
+/// A run through sluice as JSON: its summary and its process's usage.
+fn sluice_json(t: &mut TargetResult) -> (Value, Value) {
+    let v = summary(&mut t.measured);
+    let process = t.process.as_ref().map_or(Value::Null, |u| {
+        let streams = v["peak_in_flight"].as_u64().unwrap_or(0).max(1);
+        let requests = v["requests_ok"].as_u64().unwrap_or(0).max(1);
         json!({
+            "rss_baseline_kib": u.rss_baseline_kib,
+            "rss_peak_kib": u.rss_peak_kib,
+            "rss_per_in_flight_request_kib": (u.rss_peak_kib.saturating_sub(u.rss_baseline_kib)) as f64 / streams as f64,
+            "cpu_seconds": u.cpu_seconds,
+            "cpu_us_per_request": u.cpu_seconds * 1e6 / requests as f64,
+        })
+    });
+    (v, process)
+}
+
+impl ScenarioReport {
+    /// The report as JSON: every run, sluice's process usage, ratios sluice/direct and, for
+    /// each variant, ratios of the run with the feature on to the run with it off.
+    pub fn to_json(&mut self) -> Value {
+        let stream = self.scenario.stream;
+        let d = summary(&mut self.direct.measured);
+        let (v, process) = sluice_json(&mut self.sluice);
+        let mut out = json!({
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "direct": d,
             "sluice": v,
             "sluice_process": process,
-            "ratios_sluice_over_direct": ratios,
-        })
+            "ratios_sluice_over_direct": ratios(&v, &d, stream, None),
+        });
+        if let Some(first) = self.scenario.variants.first() {
+            let relevant = |c: &Option<Value>| match c {
+                Some(Value::Object(m)) => Value::Object(
+                    m.iter()
+                        .filter(|(k, _)| k.starts_with(first.counter_prefix()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => Value::Null,
+            };
+            out["sluice_label"] = json!(first.off_label());
+            out["sluice_counters"] = relevant(&self.sluice.counters);
+            let variants: Vec<Value> = self
+                .variants
+                .iter_mut()
+                .map(|vr| match &mut vr.outcome {
+                    Err(why) => json!({"name": vr.variant.label(), "skipped": why}),
+                    Ok(t) => {
+                        let (on, on_process) = sluice_json(t);
+                        let requests = on["requests_ok"].as_u64().unwrap_or(0).max(1);
+                        let redis = t.redis_process.as_ref().map(|u| {
+                            json!({
+                                "cpu_seconds": u.cpu_seconds,
+                                "cpu_us_per_request": u.cpu_seconds * 1e6 / requests as f64,
+                            })
+                        });
+                        json!({
+                            "name": vr.variant.label(),
+                            "sluice": on,
+                            "sluice_process": on_process,
+                            "redis_process": redis,
+                            "sluice_counters": relevant(&t.counters),
+                            "ratios_sluice_over_direct": ratios(&on, &d, stream, None),
+                            "ratios_on_over_off": ratios(&on, &v, stream, Some((&on_process, &process))),
+                        })
+                    }
+                })
+                .collect();
+            out["variants"] = json!(variants);
+        }
+        out
     }
 }
 
-/// The report as a markdown section.
+/// The report as a markdown section (also what the terminal shows).
 pub fn markdown(r: &Value) -> String {
     let f = |v: &Value| match v.as_f64() {
         Some(x) if x >= 100.0 => format!("{x:.0}"),
@@ -421,30 +797,124 @@ pub fn markdown(r: &Value) -> String {
             t["peak_in_flight"],
         )
     };
-    let ratios = &r["ratios_sluice_over_direct"];
+    let ratio_row = |name: &str, r: &Value| {
+        format!(
+            "| {name} | {}x | {}x | {}x | {}x | {}x | | |\n",
+            f(&r["throughput"]),
+            f(&r["latency_p50"]),
+            f(&r["latency_p99"]),
+            f(&r["ttft_p50"]),
+            f(&r["ttft_p99"]),
+        )
+    };
+    let process_line = |name: &str, p: &Value| {
+        match p.as_object() {
+        Some(p) => format!(
+            "\n{name}: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU ({} µs per request).\n",
+            p["rss_baseline_kib"],
+            p["rss_peak_kib"],
+            f(&p["rss_per_in_flight_request_kib"]),
+            f(&p["cpu_seconds"]),
+            f(&p["cpu_us_per_request"]),
+        ),
+        None => String::new(),
+    }
+    };
+    let counters_line = |name: &str, c: &Value| match c.as_object() {
+        Some(c) => {
+            let items: Vec<String> = c.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            format!("\n{name} counters: {}.\n", items.join(", "))
+        }
+        None => String::new(),
+    };
     let mut out = format!(
         "### {} — {}\n\n| target | req/s | p50 ms | p99 ms | TTFT p50 ms | TTFT p99 ms | errors | peak in flight |\n|---|---|---|---|---|---|---|---|\n",
         r["scenario"].as_str().unwrap_or(""),
         r["description"].as_str().unwrap_or("")
     );
     out += &row("direct to mock", &r["direct"]);
-    out += &row("through sluice", &r["sluice"]);
-    out += &format!(
-        "| sluice / direct | {}x | {}x | {}x | {}x | {}x | | |\n",
-        f(&ratios["throughput"]),
-        f(&ratios["latency_p50"]),
-        f(&ratios["latency_p99"]),
-        f(&ratios["ttft_p50"]),
-        f(&ratios["ttft_p99"]),
+    let off = r["sluice_label"].as_str();
+    let suffix = |label: Option<&str>| label.map_or(String::new(), |l| format!(", {l}"));
+    out += &row(&format!("through sluice{}", suffix(off)), &r["sluice"]);
+    let variants = r["variants"].as_array().cloned().unwrap_or_default();
+    for v in &variants {
+        if v["sluice"].is_object() {
+            let name = format!("through sluice{}", suffix(v["name"].as_str()));
+            out += &row(&name, &v["sluice"]);
+        }
+    }
+    out += &ratio_row(
+        &format!("sluice / direct{}", suffix(off)),
+        &r["ratios_sluice_over_direct"],
     );
-    if let Some(p) = r["sluice_process"].as_object() {
+    for v in &variants {
+        if v["sluice"].is_object() {
+            let name = format!("sluice / direct{}", suffix(v["name"].as_str()));
+            out += &ratio_row(&name, &v["ratios_sluice_over_direct"]);
+        }
+    }
+    for v in &variants {
+        if v["sluice"].is_object() {
+            let name = format!(
+                "**{} / {}**",
+                v["name"].as_str().unwrap_or(""),
+                off.unwrap_or("")
+            );
+            out += &ratio_row(&name, &v["ratios_on_over_off"]);
+        }
+    }
+    for v in &variants {
+        if let Some(why) = v["skipped"].as_str() {
+            out += &format!(
+                "\n**{}**: {why}.\n",
+                v["name"].as_str().unwrap_or("variant")
+            );
+        }
+    }
+    let cpu_ratios: Vec<String> = variants
+        .iter()
+        .filter(|v| v["ratios_on_over_off"]["cpu_per_request"].is_number())
+        .map(|v| {
+            format!(
+                "{} / {}: {}x",
+                v["name"].as_str().unwrap_or(""),
+                off.unwrap_or(""),
+                f(&v["ratios_on_over_off"]["cpu_per_request"])
+            )
+        })
+        .collect();
+    if !cpu_ratios.is_empty() {
         out += &format!(
-            "\nsluice process: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU.\n",
-            p["rss_baseline_kib"],
-            p["rss_peak_kib"],
-            f(&p["rss_per_in_flight_request_kib"]),
-            f(&p["cpu_seconds"]),
+            "\nsluice CPU time per request: {}.\n",
+            cpu_ratios.join("; ")
         );
+    }
+    out += &process_line(
+        &format!("sluice process{}", suffix(off)),
+        &r["sluice_process"],
+    );
+    for v in &variants {
+        if v["sluice"].is_object() {
+            let name = format!("sluice process{}", suffix(v["name"].as_str()));
+            out += &process_line(&name, &v["sluice_process"]);
+            if let Some(p) = v["redis_process"].as_object() {
+                out += &format!(
+                    "\nredis-server{}: {} s CPU ({} µs per request), on top of sluice's.\n",
+                    suffix(v["name"].as_str()),
+                    f(&p["cpu_seconds"]),
+                    f(&p["cpu_us_per_request"]),
+                );
+            }
+        }
+    }
+    if off.is_some() {
+        out += &counters_line(&format!("sluice{}", suffix(off)), &r["sluice_counters"]);
+        for v in &variants {
+            if v["sluice"].is_object() {
+                let name = format!("sluice{}", suffix(v["name"].as_str()));
+                out += &counters_line(&name, &v["sluice_counters"]);
+            }
+        }
     }
     out
 }

@@ -1,14 +1,15 @@
 //! `cargo run --release -p sluice-bench -- [SCENARIO…] [--scale F] [--out DIR]`
 //!
-//! Runs each scenario direct to the mock provider and through sluice, prints a table, and
-//! writes `DIR/report.json` and `DIR/report.md`.
+//! Runs each scenario direct to the mock provider and through sluice (and through sluice again
+//! with a feature on, for the scenarios that compare one), prints a table, and writes
+//! `DIR/report.json` and `DIR/report.md`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
 use serde_json::Value;
-use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios, NOT_YET};
+use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios};
 
 #[derive(Parser)]
 #[command(
@@ -16,7 +17,8 @@ use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios, NOT_Y
     about = "Side-by-side load tests: direct to a mock provider vs through sluice"
 )]
 struct Args {
-    /// Scenarios to run (default: all): small, open-loop, streams-1k, streams-10k, failover.
+    /// Scenarios to run (default: all): small, open-loop, streams-1k, streams-10k, failover,
+    /// translation, guardrails, limits.
     scenarios: Vec<String>,
     /// Shrink concurrency and duration by this factor (e.g. 0.1 for a quick look).
     #[arg(long, default_value_t = 1.0)]
@@ -34,9 +36,6 @@ async fn main() -> Result<(), String> {
     }
     let all = scenarios(args.scale);
     for name in &args.scenarios {
-        if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| n == name) {
-            return Err(format!("scenario {name} is not available yet: {why}"));
-        }
         if !all.iter().any(|s| s.name == name) {
             return Err(format!("unknown scenario {name}"));
         }
@@ -79,9 +78,6 @@ async fn main() -> Result<(), String> {
         let json = report.to_json();
         println!("{}", markdown(&json));
         reports.push(json);
-    }
-    for (name, why) in NOT_YET {
-        println!("(scenario {name} not run: {why})");
     }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let all = serde_json::json!({

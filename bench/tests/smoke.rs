@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sluice_bench::{load::Mode, run_scenario, scenarios};
+use sluice_bench::{load::Mode, run_scenario, scenarios, Redis, Variant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_reports_sane_figures() {
@@ -49,5 +49,70 @@ async fn every_scenario_reports_sane_figures() {
             md.contains("through sluice") && md.contains("sluice / direct"),
             "{md}"
         );
+        if s.variants.is_empty() {
+            assert!(r.get("variants").is_none(), "{r}");
+            continue;
+        }
+        let off = s.variants[0].off_label();
+        assert_eq!(r["sluice_label"], off);
+        assert_eq!(r["variants"].as_array().unwrap().len(), s.variants.len());
+        for (v, out) in s.variants.iter().zip(r["variants"].as_array().unwrap()) {
+            assert_eq!(out["name"], v.label());
+            if let Some(why) = out["skipped"].as_str() {
+                // Only the Redis backend may be skipped, and only when redis-server is absent.
+                assert_eq!(*v, Variant::LimitsRedis, "{r}");
+                assert!(md.contains(why), "{md}");
+                continue;
+            }
+            let t = &out["sluice"];
+            assert!(
+                t["requests_ok"].as_u64().unwrap() > 0,
+                "{}: {out}",
+                v.label()
+            );
+            assert_eq!(t["errors"], 0, "{}: {out}", v.label());
+            assert!(out["sluice_process"]["cpu_us_per_request"]
+                .as_f64()
+                .is_some());
+            let on_off = &out["ratios_on_over_off"];
+            assert!(on_off["throughput"].as_f64().unwrap() > 0.0, "{out}");
+            assert!(on_off["latency_p99"].as_f64().unwrap() > 0.0, "{out}");
+            if s.stream {
+                assert!(on_off["ttft_p50"].as_f64().unwrap() > 0.0, "{out}");
+                assert!(on_off["ttft_p99"].as_f64().unwrap() > 0.0, "{out}");
+            }
+            // The feature did nothing visible: the prose has nothing to redact and the limits
+            // are never reached nor their backend unreachable.
+            let counters = out["sluice_counters"].as_object().unwrap();
+            assert!(!counters.is_empty(), "{out}");
+            assert!(counters.values().all(|n| n == 0), "{out}");
+            assert_eq!(
+                out["redis_process"].is_object(),
+                *v == Variant::LimitsRedis,
+                "{out}"
+            );
+            assert!(
+                md.contains(&format!("through sluice, {}", v.label()))
+                    && md.contains(&format!("**{} / {off}**", v.label())),
+                "{md}"
+            );
+        }
     }
+}
+
+#[tokio::test]
+async fn a_missing_redis_server_is_reported_not_fatal() {
+    let err = Redis::start("/nonexistent/redis-server")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn the_prose_reply_has_the_words_asked_for() {
+    let p = sluice_bench::prose(19);
+    assert_eq!(p.split(' ').count(), 19);
+    assert!(!p.contains('@'), "{p}");
+    assert_eq!(sluice_bench::prose(300).split(' ').count(), 300);
 }
