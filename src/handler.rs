@@ -486,13 +486,18 @@ async fn proxy(
     };
     let result = forward::forward(gw, session, ctx, plan).await;
     if let Some(p) = permit {
-        // Usage as reported — also for a stream the client left half-way; without a report
-        // the estimate stays charged.
-        p.settle(ctx.usage.map(|u| LimitUsage {
-            prompt: u.prompt_tokens,
-            completion: u.completion_tokens,
-        }))
-        .await;
+        // Usage as reported — also for a stream the client left half-way. A request that
+        // failed before any answer costs nothing; an answer without a report keeps the
+        // estimate charged.
+        let usage = match (&result, ctx.usage) {
+            (_, Some(u)) => Some(LimitUsage {
+                prompt: u.prompt_tokens,
+                completion: u.completion_tokens,
+            }),
+            (Err(_), None) => Some(LimitUsage::default()),
+            (Ok(()), None) => None,
+        };
+        p.settle(usage).await;
     }
     result
 }
