@@ -16,7 +16,14 @@
 //!
 //! Matches are resolved per position: a `block` match wins, then the longest `redact` match
 //! (the scan resumes after it, so matches never overlap), while `log` matches are recorded and
-//! the scan moves on by one character.
+//! the scan resumes after the longest of them.
+//!
+//! Anchored searches cost up to a detector's maximum length per position, so hostile text
+//! (many candidate starts, each kept alive for long) could make a scan quadratic. A whole-text
+//! scan therefore has a work budget ([`STEPS_PER_BYTE`] automaton steps per byte): past it, the
+//! rest of the text is scanned with each detector's ordinary leftmost-first search, which is
+//! linear, and the hits are resolved by the same rules (there, a match is not cut to the
+//! detector's maximum length).
 
 use std::sync::Arc;
 
@@ -53,12 +60,18 @@ pub(crate) struct Engine {
     pub(crate) max_hold: usize,
 }
 
+/// Automaton steps a whole-text scan may spend per byte before switching to the linear
+/// fallback. Ordinary text needs a few; only text built to keep automata alive gets near it.
+pub(crate) const STEPS_PER_BYTE: usize = 64;
+
 /// Mutable scratch for scanning with one engine: DFA caches and normalised views.
 #[derive(Debug)]
 pub(crate) struct Scratch {
     det: Vec<Cache>,
     pre: Vec<Cache>,
     views: [View; 3],
+    /// Automaton steps spent by the current scan.
+    pub(crate) steps: usize,
 }
 
 /// A decided match, in original byte offsets.
@@ -76,6 +89,8 @@ pub(crate) struct Scan {
     pub(crate) hits: Vec<Hit>,
     /// Original offset from which a match may still be in progress (text length if none).
     pub(crate) hold: usize,
+    /// The work budget ran out and the rest was scanned by the linear fallback.
+    pub(crate) linear: bool,
 }
 
 enum Run {
@@ -88,7 +103,32 @@ enum Run {
 }
 
 /// One anchored search from `s`, fed at most up to `limit` (plus one byte of look-ahead).
-fn run(dfa: &DFA, cache: &mut Cache, hay: &[u8], s: usize, limit: usize, eof: bool) -> Run {
+fn run(
+    dfa: &DFA,
+    cache: &mut Cache,
+    hay: &[u8],
+    s: usize,
+    limit: usize,
+    eof: bool,
+    steps: &mut usize,
+) -> Run {
+    let before = *steps;
+    let r = run_inner(dfa, cache, hay, s, limit, eof, steps);
+    if *steps == before {
+        *steps += 1;
+    }
+    r
+}
+
+fn run_inner(
+    dfa: &DFA,
+    cache: &mut Cache,
+    hay: &[u8],
+    s: usize,
+    limit: usize,
+    eof: bool,
+    steps: &mut usize,
+) -> Run {
     let input = Input::new(hay).range(s..).anchored(Anchored::Yes);
     let mut sid = match dfa.start_state_forward(cache, &input) {
         Ok(sid) => sid,
@@ -96,6 +136,7 @@ fn run(dfa: &DFA, cache: &mut Cache, hay: &[u8], s: usize, limit: usize, eof: bo
     };
     let mut last = None;
     for (i, &b) in hay.iter().enumerate().skip(s) {
+        *steps += 1;
         sid = match dfa.next_state(cache, sid, b) {
             Ok(sid) => sid,
             Err(_) => return Run::Quit,
@@ -170,6 +211,7 @@ impl Engine {
                 .map(|v| v.prefilter.create_cache())
                 .collect(),
             views: Default::default(),
+            steps: 0,
         }
     }
 
@@ -184,10 +226,20 @@ impl Engine {
         let mut out = Scan {
             hits: Vec::new(),
             hold: text.len(),
+            linear: false,
         };
+        sc.steps = 0;
+        let budget = STEPS_PER_BYTE
+            .saturating_mul(text.len() - from)
+            .saturating_add(1 << 16);
         let mut p = from;
         let mut found: Vec<(usize, usize)> = Vec::new();
         while p < text.len() {
+            if eof && sc.steps > budget {
+                out.linear = true;
+                self.scan_linear(sc, text, p, &mut out);
+                return out;
+            }
             found.clear();
             let mut alive = false;
             for (vi, v) in self.views.iter().enumerate() {
@@ -204,7 +256,15 @@ impl Engine {
                     }
                 };
                 let pre_limit = s.saturating_add(v.max_len);
-                match run(&v.prefilter, &mut sc.pre[vi], hay, s, pre_limit, eof) {
+                match run(
+                    &v.prefilter,
+                    &mut sc.pre[vi],
+                    hay,
+                    s,
+                    pre_limit,
+                    eof,
+                    &mut sc.steps,
+                ) {
                     Run::Done(None) => continue,
                     Run::Done(Some(_)) | Run::Alive | Run::Quit => {}
                 }
@@ -214,27 +274,28 @@ impl Engine {
                     if v.profile != Profile::Original && p + det.max_orig < text.len() {
                         limit = limit.min(view.at(p + det.max_orig));
                     }
-                    let end = match run(&det.dfa, &mut sc.det[ei], hay, s, limit, eof) {
-                        Run::Done(end) => end,
-                        Run::Alive => {
-                            alive = true;
-                            break;
-                        }
-                        Run::Quit => {
-                            let cut = if limit < hay.len() {
-                                limit
-                            } else if eof {
-                                hay.len()
-                            } else {
+                    let end =
+                        match run(&det.dfa, &mut sc.det[ei], hay, s, limit, eof, &mut sc.steps) {
+                            Run::Done(end) => end,
+                            Run::Alive => {
                                 alive = true;
                                 break;
-                            };
-                            let input = Input::new(&hay[..cut])
-                                .range(s..cut)
-                                .anchored(Anchored::Yes);
-                            det.meta.search(&input).map(|m| m.end())
-                        }
-                    };
+                            }
+                            Run::Quit => {
+                                let cut = if limit < hay.len() {
+                                    limit
+                                } else if eof {
+                                    hay.len()
+                                } else {
+                                    alive = true;
+                                    break;
+                                };
+                                let input = Input::new(&hay[..cut])
+                                    .range(s..cut)
+                                    .anchored(Anchored::Yes);
+                                det.meta.search(&input).map(|m| m.end())
+                            }
+                        };
                     let Some(end) = end.filter(|&e| e > s) else {
                         continue;
                     };
@@ -280,6 +341,7 @@ impl Engine {
                 return out;
             }
             let mut best: Option<(usize, usize)> = None;
+            let mut logged = p;
             for &(ei, end) in &found {
                 match self.entries[ei].action {
                     Action::Redact => {
@@ -287,11 +349,14 @@ impl Engine {
                             best = Some((ei, end));
                         }
                     }
-                    _ => out.hits.push(Hit {
-                        start: p,
-                        end,
-                        entry: ei,
-                    }),
+                    _ => {
+                        logged = logged.max(end);
+                        out.hits.push(Hit {
+                            start: p,
+                            end,
+                            entry: ei,
+                        })
+                    }
                 }
             }
             match best {
@@ -308,9 +373,98 @@ impl Engine {
                     });
                     p = end;
                 }
-                None => p += step,
+                None => p = logged.max(p + step),
             }
         }
         out
+    }
+
+    /// The rest of a whole text from `from`, with every detector's leftmost-first search
+    /// (linear in the text), resolved like [`Engine::scan`]: at one start a block wins, then
+    /// the longest redaction; matches do not overlap.
+    fn scan_linear(&self, sc: &mut Scratch, text: &str, from: usize, out: &mut Scan) {
+        let mut all: Vec<(usize, usize, usize)> = Vec::new();
+        for v in &self.views {
+            let view = &sc.views[v.profile.index()];
+            let (hay, s) = match v.profile {
+                Profile::Original => (text.as_bytes(), from),
+                _ => (view.text.as_bytes(), view.at(from)),
+            };
+            for &ei in &v.entries {
+                let det = &self.entries[ei].det;
+                for m in det.meta.find_iter(Input::new(hay).range(s..)) {
+                    if m.is_empty() {
+                        continue;
+                    }
+                    let (ostart, oend) = match v.profile {
+                        Profile::Original => (m.start(), m.end()),
+                        _ => {
+                            let last = view.src(m.end() - 1);
+                            let len = text[last..].chars().next().map_or(1, char::len_utf8);
+                            (view.src(m.start()), last + len)
+                        }
+                    };
+                    if det
+                        .validate
+                        .is_some_and(|check| !check(&text[ostart..oend]))
+                    {
+                        continue;
+                    }
+                    all.push((ostart, oend, ei));
+                }
+            }
+        }
+        all.sort_unstable();
+        let mut cursor = from;
+        let mut i = 0;
+        while i < all.len() {
+            let start = all[i].0;
+            let group_end = all[i..].iter().take_while(|h| h.0 == start).count() + i;
+            let group = &all[i..group_end];
+            i = group_end;
+            if start < cursor {
+                continue;
+            }
+            if let Some(&(_, end, ei)) = group
+                .iter()
+                .find(|h| self.entries[h.2].action == Action::Block)
+            {
+                out.hits.push(Hit {
+                    start,
+                    end,
+                    entry: ei,
+                });
+                out.hold = start;
+                return;
+            }
+            let mut next = cursor;
+            if let Some(&(_, end, ei)) = group
+                .iter()
+                .filter(|h| self.entries[h.2].action == Action::Redact)
+                .max_by_key(|h| h.1)
+            {
+                let det = &self.entries[ei].det;
+                let rstart = match det.redact_tail {
+                    Some(n) if end >= start + n && text.is_char_boundary(end - n) => end - n,
+                    _ => start,
+                };
+                out.hits.push(Hit {
+                    start: rstart,
+                    end,
+                    entry: ei,
+                });
+                next = next.max(end);
+            } else {
+                for &(_, end, ei) in group {
+                    out.hits.push(Hit {
+                        start,
+                        end,
+                        entry: ei,
+                    });
+                    next = next.max(end);
+                }
+            }
+            cursor = next;
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the guardrails engine.
 
 mod config;
+mod cost;
 mod detectors;
 mod input;
 mod stream;
