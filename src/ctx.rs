@@ -29,6 +29,9 @@ pub struct Ctx {
     /// Upstream status, when a provider answered.
     pub upstream_status: Option<u16>,
     pub usage: Option<Usage>,
+    /// `usage` is the provider's final report (a stream that ended before it reports only
+    /// part of what the provider generated).
+    pub usage_final: bool,
     /// Time to the first byte of the upstream body.
     pub ttfb: Option<Duration>,
     /// The client went away before the answer was complete.
@@ -56,6 +59,7 @@ impl Ctx {
             attempts: 0,
             upstream_status: None,
             usage: None,
+            usage_final: false,
             ttfb: None,
             client_gone: false,
             extra_headers: Vec::new(),

@@ -280,10 +280,11 @@ fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bo
 
 /// Runs the key's input guardrails over the request as the client wrote it: the body comes
 /// back with redactions applied, or the request is refused.
-fn check_input(
+async fn check_input(
     key: &GatewayKey,
     endpoint: Endpoint,
     body: Map<String, Value>,
+    size: usize,
     ctx: &mut Ctx,
 ) -> Result<(Map<String, Value>, bool), ApiError> {
     let api = match endpoint {
@@ -292,8 +293,21 @@ fn check_input(
         Endpoint::Messages | Endpoint::CountTokens => InputApi::AnthropicMessages,
         Endpoint::Responses => InputApi::Responses,
     };
-    let mut v = Value::Object(body);
-    let verdict = key.guardrails.check_input(&mut v, api);
+    let policy = key.guardrails.clone();
+    let check = move || {
+        let mut v = Value::Object(body);
+        let verdict = policy.check_input(&mut v, api);
+        (v, verdict)
+    };
+    // Scanning is linear but not free: a large body is checked off the async workers, so
+    // that other connections are not kept waiting.
+    let (v, verdict) = if size > INLINE_CHECK_BYTES {
+        tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|_| ApiError::internal("The request could not be checked."))?
+    } else {
+        check()
+    };
     let blocked = verdict
         .blocked()
         .map(|(g, k)| (g.to_string(), k.to_string()));
@@ -443,9 +457,9 @@ async fn proxy(
     }
     if key.guardrails.has_input() {
         match client.take() {
-            None => body = check_input(key, endpoint, body, ctx)?.0,
+            None => body = check_input(key, endpoint, body, body_len, ctx).await?.0,
             Some(c) => {
-                let (c, changed) = check_input(key, endpoint, c, ctx)?;
+                let (c, changed) = check_input(key, endpoint, c, body_len, ctx).await?;
                 if changed {
                     body = chat_form(endpoint, &c, native_only)?;
                 }
@@ -459,11 +473,12 @@ async fn proxy(
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+    let estimate = estimate_tokens(&body, body_len);
     let permit = if gw.limiter.is_active() && endpoint != Endpoint::CountTokens {
         let admission = Admission {
             key: &key.name,
             model: &route.route.name,
-            estimated_tokens: estimate_tokens(&body, body_len),
+            estimated_tokens: estimate,
         };
         match gw.limiter.admit(&admission).await {
             Ok(p) => {
@@ -486,16 +501,17 @@ async fn proxy(
     };
     let result = forward::forward(gw, session, ctx, plan).await;
     if let Some(p) = permit {
-        // Usage as reported — also for a stream the client left half-way. A request that
-        // failed before any answer costs nothing; an answer without a report keeps the
-        // estimate charged.
+        // The provider's final report when there is one. A request that failed before any
+        // answer costs nothing. An answer cut short (the client left, the stream broke) has
+        // only a partial report — the provider may have generated more — so it keeps the
+        // estimate charged, or what was reported if that is more.
         let usage = match (&result, ctx.usage) {
-            (_, Some(u)) => Some(LimitUsage {
+            (_, Some(u)) if ctx.usage_final || u.total_tokens > estimate => Some(LimitUsage {
                 prompt: u.prompt_tokens,
                 completion: u.completion_tokens,
             }),
             (Err(_), None) => Some(LimitUsage::default()),
-            (Ok(()), None) => None,
+            _ => None,
         };
         p.settle(usage).await;
     }
@@ -513,6 +529,9 @@ fn estimate_tokens(body: &Map<String, Value>, body_len: usize) -> u64 {
         .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
     (body_len as u64 / 4).saturating_add(completion)
 }
+
+/// Request bodies larger than this are checked by input guardrails on the blocking pool.
+const INLINE_CHECK_BYTES: usize = 256 << 10;
 
 /// The completion tokens assumed at admission when a request sets no maximum.
 const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;

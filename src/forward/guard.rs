@@ -18,6 +18,25 @@ use crate::guardrails::{Channel, Finding, OutputScanner, Policy, Step};
 use crate::providers::{openai, StreamTranslator, Usage};
 use crate::stream::sse::{SseEvent, SseParser};
 
+/// Text fields of an answer other than `content`, scanned as channels of their own: the
+/// reasoning traces some providers return (`reasoning_content`: xAI, DeepSeek; `reasoning`:
+/// Groq, OpenRouter) and refusals.
+const TEXT_FIELDS: [&str; 3] = ["reasoning_content", "reasoning", "refusal"];
+
+/// The channel of a legacy `function_call`'s arguments (one per choice).
+const FUNCTION_CALL: u32 = u32::MAX;
+
+/// Content given as an array of parts → its text (answers carry text only).
+fn flatten_content(v: &mut Value) {
+    if let Value::Array(parts) = v {
+        let text: String = parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        *v = Value::String(text);
+    }
+}
+
 /// A stream translator whose output passes through the output guardrails.
 pub(crate) struct GuardedStream {
     inner: Box<dyn StreamTranslator>,
@@ -38,7 +57,8 @@ impl GuardedStream {
         GuardedStream {
             inner,
             scanner,
-            parser: SseParser::new(openai::MAX_EVENT_BYTES),
+            // The inner translator's events are bounded by the provider's (plus what it adds).
+            parser: SseParser::new(2 * openai::MAX_EVENT_BYTES),
             events: Vec::new(),
             scratch: BytesMut::new(),
             template: Map::new(),
@@ -52,8 +72,11 @@ impl GuardedStream {
     fn process(&mut self, out: &mut BytesMut) {
         let data = self.scratch.split();
         let mut events = std::mem::take(&mut self.events);
-        // The inner translators write whole events, so nothing is left in the parser.
-        let _ = self.parser.feed(&data, &mut events);
+        // The inner translators write whole events, so nothing is left in the parser; an
+        // event past the (doubled) provider limit cannot come from them.
+        if self.parser.feed(&data, &mut events).is_err() {
+            log::warn!("an event from the stream translator exceeded the guardrail stage's limit");
+        }
         for ev in events.drain(..) {
             if self.done {
                 break;
@@ -94,43 +117,81 @@ impl GuardedStream {
                 return;
             }
         };
+        let mut finishing: Vec<(u32, Value)> = Vec::new();
         for choice in &mut choices {
             let i = choice.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-            if let Some(Value::String(text)) = choice.pointer_mut("/delta/content") {
-                match self.scan(Channel::Content { choice: i }, text) {
+            // A finishing choice: what its channels still hold goes out after this chunk's
+            // text and before the finish reason.
+            if let Some(f) = choice
+                .get_mut("finish_reason")
+                .filter(|f| !f.is_null())
+                .map(Value::take)
+            {
+                finishing.push((i, f));
+            }
+            let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if let Some(c) = delta.get_mut("content") {
+                flatten_content(c);
+            }
+            let mut texts: Vec<(Channel, &mut String)> = Vec::new();
+            for (k, v) in delta.iter_mut() {
+                match (k.as_str(), v) {
+                    ("content", Value::String(text)) => {
+                        texts.push((Channel::Content { choice: i }, text));
+                    }
+                    ("function_call", f) => {
+                        if let Some(Value::String(args)) = f.get_mut("arguments") {
+                            let index = FUNCTION_CALL;
+                            texts.push((Channel::ToolArgs { choice: i, index }, args));
+                        }
+                    }
+                    ("tool_calls", Value::Array(calls)) => {
+                        for call in calls.iter_mut() {
+                            let index =
+                                call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+                            if let Some(Value::String(args)) =
+                                call.pointer_mut("/function/arguments")
+                            {
+                                texts.push((Channel::ToolArgs { choice: i, index }, args));
+                            }
+                        }
+                    }
+                    (k, Value::String(text)) => {
+                        if let Some(field) = TEXT_FIELDS.iter().position(|f| *f == k) {
+                            let field = field as u8;
+                            texts.push((Channel::Text { choice: i, field }, text));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (ch, text) in texts {
+                match self.scan(ch, text) {
                     Some(t) => *text = t,
                     None => return self.block(i, out),
                 }
             }
-            if let Some(Value::Array(calls)) = choice.pointer_mut("/delta/tool_calls") {
-                for call in calls.iter_mut() {
-                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                        match self.scan(Channel::ToolArgs { choice: i, index }, args) {
-                            Some(t) => *args = t,
-                            None => return self.block(i, out),
-                        }
-                    }
-                }
-            }
-            let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-            if finishing {
-                let (mine, others): (Vec<Channel>, Vec<Channel>) =
-                    self.channels.iter().partition(|c| choice_of(**c) == i);
-                self.channels = others;
-                for ch in mine {
-                    if !self.flush(ch, out) {
-                        return;
-                    }
-                }
-            }
         }
         choices.retain(|c| !is_empty_choice(c));
-        if choices.is_empty() && !chunk.contains_key("usage") {
-            return;
+        if !choices.is_empty() || chunk.contains_key("usage") {
+            chunk.insert("choices".into(), Value::Array(choices));
+            write_chunk(out, &Value::Object(chunk));
         }
-        chunk.insert("choices".into(), Value::Array(choices));
-        write_chunk(out, &Value::Object(chunk));
+        for (i, finish) in finishing {
+            let (mine, others): (Vec<Channel>, Vec<Channel>) =
+                self.channels.iter().partition(|c| choice_of(**c) == i);
+            self.channels = others;
+            for ch in mine {
+                if !self.flush(ch, out) {
+                    return;
+                }
+            }
+            let mut c = self.chunk(i, json!({}), None);
+            c["choices"][0]["finish_reason"] = finish;
+            write_chunk(out, &c);
+        }
     }
 
     /// Pushes text through the scanner: what may be released now, `None` on a block.
@@ -159,6 +220,11 @@ impl GuardedStream {
         }
         let delta = match ch {
             Channel::Content { .. } => json!({"content": text}),
+            Channel::Text { field, .. } => json!({ TEXT_FIELDS[field as usize]: text }),
+            Channel::ToolArgs {
+                index: FUNCTION_CALL,
+                ..
+            } => json!({"function_call": {"arguments": text}}),
             Channel::ToolArgs { index, .. } => {
                 json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
             }
@@ -190,7 +256,9 @@ impl GuardedStream {
 
 fn choice_of(ch: Channel) -> u32 {
     match ch {
-        Channel::Content { choice } | Channel::ToolArgs { choice, .. } => choice,
+        Channel::Content { choice }
+        | Channel::ToolArgs { choice, .. }
+        | Channel::Text { choice, .. } => choice,
     }
 }
 
@@ -204,6 +272,10 @@ fn is_empty_choice(c: &Value) -> bool {
     };
     delta.iter().all(|(k, v)| match (k.as_str(), v) {
         ("content", Value::String(s)) => s.is_empty(),
+        (k, Value::String(s)) if TEXT_FIELDS.contains(&k) => s.is_empty(),
+        ("function_call", Value::Object(f)) => f
+            .iter()
+            .all(|(k, v)| k == "arguments" && v.as_str().is_some_and(str::is_empty)),
         ("tool_calls", Value::Array(calls)) => calls.iter().all(|call| {
             call.as_object().is_some_and(|o| {
                 o.iter().all(|(k, v)| match k.as_str() {
@@ -227,9 +299,7 @@ fn write_chunk(out: &mut BytesMut, v: &Value) {
 }
 
 fn write_raw(out: &mut BytesMut, data: &[u8]) {
-    out.put_slice(b"data: ");
-    out.put_slice(data);
-    out.put_slice(b"\n\n");
+    crate::providers::write_data(out, None, data);
 }
 
 impl StreamTranslator for GuardedStream {
@@ -291,12 +361,29 @@ pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>
             continue;
         };
         let mut blocked = false;
-        if let Some(Value::String(text)) = msg.get_mut("content") {
-            let verdict = policy.check_output_text(text);
+        if let Some(c) = msg.get_mut("content") {
+            flatten_content(c);
+        }
+        for field in std::iter::once("content").chain(TEXT_FIELDS) {
+            if let Some(Value::String(text)) = msg.get_mut(field) {
+                let verdict = policy.check_output_text(text);
+                blocked |= verdict.blocked().is_some();
+                if !verdict.findings.is_empty() {
+                    changed = true;
+                    *text = verdict.text;
+                    findings.extend(verdict.findings);
+                }
+            }
+        }
+        if let Some(Value::String(args)) = msg
+            .get_mut("function_call")
+            .and_then(|f| f.get_mut("arguments"))
+        {
+            let verdict = policy.check_output_arguments(args);
             blocked |= verdict.blocked().is_some();
             if !verdict.findings.is_empty() {
                 changed = true;
-                *text = verdict.text;
+                *args = verdict.text;
                 findings.extend(verdict.findings);
             }
         }
@@ -319,6 +406,10 @@ pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>
         if blocked {
             msg.insert("content".into(), Value::Null);
             msg.remove("tool_calls");
+            msg.remove("function_call");
+            for field in TEXT_FIELDS {
+                msg.remove(field);
+            }
             choice["finish_reason"] = Value::from("content_filter");
         }
     }

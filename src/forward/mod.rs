@@ -531,6 +531,7 @@ async fn attempt_once(
     match translated {
         Ok((bytes, usage, stream)) => {
             ctx.usage = usage;
+            ctx.usage_final = true;
             let h = if stream {
                 sse_header(ctx)
             } else {

@@ -35,6 +35,7 @@ impl Drop for ActiveStream<'_> {
 /// Records what the stream reported: usage, and what output guardrails did.
 fn settle(ctx: &mut Ctx, translator: &dyn StreamTranslator) {
     ctx.usage = translator.usage();
+    ctx.usage_final = translator.is_done();
     ctx.guardrails
         .extend(translator.findings().into_iter().map(|f| ("output", f)));
 }

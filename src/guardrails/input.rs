@@ -31,15 +31,55 @@ pub enum InputApi {
 
 type Visit<'a> = dyn FnMut(&mut String) + 'a;
 
-/// Calls `f` on every string in `v`.
+/// Calls `f` on every string in `v` — object keys and numbers included (a card number or a
+/// secret can be either); a number or key that `f` changes is replaced by the new text.
 fn leaves(v: &mut Value, f: &mut Visit) {
+    leaves_except(v, &[], f);
+}
+
+/// [`leaves`], skipping the values (not the keys) of object members named in `skip`:
+/// structural fields such as ids and types.
+fn leaves_except(v: &mut Value, skip: &[&str], f: &mut Visit) {
     match v {
         Value::String(s) => f(s),
-        Value::Array(a) => a.iter_mut().for_each(|x| leaves(x, f)),
-        Value::Object(m) => m.values_mut().for_each(|x| leaves(x, f)),
+        Value::Number(n) => {
+            let mut t = n.to_string();
+            let before = t.clone();
+            f(&mut t);
+            if t != before {
+                *v = Value::String(t);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| leaves_except(x, skip, f)),
+        Value::Object(m) => {
+            let entries: Vec<(String, Value)> = std::mem::take(m)
+                .into_iter()
+                .map(|(k, mut x)| {
+                    let mut key = k.clone();
+                    f(&mut key);
+                    if !skip.contains(&k.as_str()) {
+                        leaves_except(&mut x, skip, f);
+                    }
+                    (key, x)
+                })
+                .collect();
+            m.extend(entries);
+        }
         _ => {}
     }
 }
+
+/// Fields of content blocks and items that carry structure, not text.
+const STRUCTURAL: &[&str] = &[
+    "type",
+    "id",
+    "call_id",
+    "tool_use_id",
+    "status",
+    "role",
+    "media_type",
+    "cache_control",
+];
 
 /// A string holding JSON: its string leaves, re-serialised if any changed; the string
 /// itself if it is not JSON.
@@ -82,6 +122,9 @@ fn content(v: &mut Value, f: &mut Visit) {
                 if let Some(t) = get_str(p, "text") {
                     f(t);
                 }
+                if let Some(t) = get_str(p, "refusal") {
+                    f(t);
+                }
             }
         }
         _ => {}
@@ -92,6 +135,9 @@ fn chat(body: &mut Value, f: &mut Visit) {
     for m in array(body, "messages") {
         if let Some(c) = m.get_mut("content") {
             content(c, f);
+        }
+        if let Some(r) = get_str(m, "refusal") {
+            f(r);
         }
         for tc in array(m, "tool_calls") {
             if let Some(a) = tc.get_mut("function").and_then(|x| get_str(x, "arguments")) {
@@ -141,11 +187,11 @@ fn anthropic(body: &mut Value, f: &mut Visit) {
                                 content(c, f);
                             }
                         }
-                        _ => {
-                            if let Some(t) = get_str(b, "text") {
-                                f(t);
-                            }
-                        }
+                        // Pixels are not text.
+                        Some("image") => {}
+                        // `text`, and whatever else a block carries (documents, search
+                        // results, …): every string but the structural ones.
+                        _ => leaves_except(b, STRUCTURAL, f),
                     }
                 }
             }
@@ -172,11 +218,14 @@ fn responses(body: &mut Value, f: &mut Visit) {
                         Some(o @ Value::String(_)) | Some(o @ Value::Array(_)) => content(o, f),
                         _ => {}
                     },
-                    _ => {
+                    None | Some("message") => {
                         if let Some(c) = it.get_mut("content") {
                             content(c, f);
                         }
                     }
+                    // Other items (custom tool calls and outputs, reasoning summaries, …):
+                    // every string but the structural ones.
+                    Some(_) => leaves_except(it, STRUCTURAL, f),
                 }
             }
         }

@@ -37,6 +37,8 @@ pub enum Channel {
     /// The arguments of tool call `index` of choice `choice` (JSON text: redactions never cut
     /// a string escape in half).
     ToolArgs { choice: u32, index: u32 },
+    /// Another text field of choice `choice` (reasoning, refusal…), numbered by the caller.
+    Text { choice: u32, field: u8 },
 }
 
 /// What a push or finish lets through.

@@ -7,7 +7,7 @@
 //! Used when the key has no output guardrails: those inspect OpenAI chat chunks, so a key with
 //! output rules is served through the translated path.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
 use crate::api::ApiError;
@@ -72,14 +72,7 @@ impl NativeMessagesStream {
 }
 
 fn write(out: &mut BytesMut, name: Option<&str>, data: &[u8]) {
-    if let Some(n) = name {
-        out.put_slice(b"event: ");
-        out.put_slice(n.as_bytes());
-        out.put_slice(b"\n");
-    }
-    out.put_slice(b"data: ");
-    out.put_slice(data);
-    out.put_slice(b"\n\n");
+    crate::providers::write_data(out, name, data);
 }
 
 impl SseEvents for NativeMessagesStream {

@@ -281,6 +281,23 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Appends one event whose data is already encoded: `event:` when named, then one `data:`
+/// line per line of `data` (a multi-line payload stays one event).
+pub(crate) fn write_data(out: &mut BytesMut, name: Option<&str>, data: &[u8]) {
+    use bytes::BufMut;
+    if let Some(n) = name {
+        out.put_slice(b"event: ");
+        out.put_slice(n.as_bytes());
+        out.put_slice(b"\n");
+    }
+    for line in data.split(|&b| b == b'\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line);
+        out.put_slice(b"\n");
+    }
+    out.put_slice(b"\n");
+}
+
 /// Appends one `data:` event.
 pub(crate) fn write_event(out: &mut BytesMut, v: &Value) {
     use bytes::BufMut;

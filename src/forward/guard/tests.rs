@@ -262,3 +262,92 @@ fn whole_answers_are_redacted_or_blocked() {
         serde_json::to_vec(&json!({"choices": [{"message": {"content": "hello"}}]})).unwrap();
     assert_eq!(guard_completion(&policy("block"), &clean), (None, vec![]));
 }
+
+/// Chunks of an OpenAI-wire stream, each `(delta, finish_reason)`.
+fn raw_stream(chunks: &[(Value, Value)]) -> String {
+    let mut s = String::new();
+    for (delta, finish) in chunks {
+        let c = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        s += &format!("data: {c}\n\n");
+    }
+    s + "data: [DONE]\n\n"
+}
+
+fn field_text(out: &str, field: &str) -> String {
+    out.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v.pointer(&format!("/choices/0/delta/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn reasoning_and_refusals_are_scanned_like_content() {
+    let (a, b) = SECRET.split_at(15);
+    let input = raw_stream(&[
+        (json!({"role": "assistant", "content": ""}), Value::Null),
+        (
+            json!({"reasoning_content": format!("the key {a}")}),
+            Value::Null,
+        ),
+        (
+            json!({"reasoning_content": b, "refusal": format!("no: {SECRET}")}),
+            Value::Null,
+        ),
+        (json!({"reasoning": format!("again {SECRET}")}), Value::Null),
+        (json!({"content": "done"}), json!("stop")),
+    ]);
+    every_split(ProviderKind::OpenAi, &policy("redact"), &input, |r, i| {
+        assert!(!r.out.contains("AbCdEf"), "split {i}: {}", r.out);
+        assert_eq!(
+            field_text(&r.out, "reasoning_content"),
+            "the key [REDACTED:openai_key]"
+        );
+        assert_eq!(field_text(&r.out, "refusal"), "no: [REDACTED:openai_key]");
+        assert_eq!(
+            field_text(&r.out, "reasoning"),
+            "again [REDACTED:openai_key]"
+        );
+        assert_eq!(r.text, "done");
+    });
+    let r = run(ProviderKind::OpenAi, &policy("block"), &[input.as_bytes()]);
+    assert_eq!(r.finish.as_deref(), Some("content_filter"));
+    assert!(!r.out.contains("sk-proj"));
+
+    let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": [{"type": "text", "text": "ok"}],
+        "reasoning_content": format!("k {SECRET}"), "refusal": SECRET}, "finish_reason": "stop"}]});
+    let (out, _) = guard_completion(&policy("redact"), &serde_json::to_vec(&body).unwrap());
+    let v: Value = serde_json::from_slice(&out.unwrap()).unwrap();
+    let m = &v["choices"][0]["message"];
+    assert_eq!(m["reasoning_content"], "k [REDACTED:openai_key]");
+    assert_eq!(m["refusal"], "[REDACTED:openai_key]");
+    assert_eq!(m["content"], "ok");
+}
+
+#[test]
+fn text_in_the_finishing_chunk_keeps_its_order() {
+    let input = raw_stream(&[
+        (json!({"role": "assistant", "content": ""}), Value::Null),
+        (json!({"content": "Call me at "}), Value::Null),
+        (json!({"content": "tomorrow bob"}), json!("stop")),
+    ]);
+    every_split(ProviderKind::OpenAi, &policy("redact"), &input, |r, i| {
+        assert_eq!(r.text, "Call me at tomorrow bob", "split {i}");
+        assert_eq!(r.finish.as_deref(), Some("stop"));
+        let last_chunk = r
+            .out
+            .split("\n\n")
+            .filter(|e| e.starts_with("data: {"))
+            .last()
+            .unwrap();
+        assert!(
+            last_chunk.contains("\"finish_reason\":\"stop\""),
+            "the finish comes last"
+        );
+    });
+}

@@ -207,3 +207,55 @@ fn jsonpath_parsing() {
         .for_each_string(&mut v, &mut |s| seen.push(s.clone()));
     assert_eq!(seen, ["2"]);
 }
+
+#[test]
+fn refusals_keys_numbers_and_other_items_are_inspected() {
+    let key = openai_key();
+    let p = policy(
+        "- {name: s, type: secrets, action: redact}\n- {name: p, type: pii, action: redact}",
+    );
+    // Chat: an assistant refusal, a refusal part, a card as a JSON number and a secret as
+    // an object key inside tool-call arguments.
+    let args = format!("{{\"card\": 4111111111111111, \"{key}\": true}}");
+    let mut body = json!({"messages": [
+        {"role": "assistant", "refusal": format!("no {key}"), "content": [{"type": "refusal", "refusal": format!("part {key}")}],
+         "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}]}
+    ]});
+    let v = p.check_input(&mut body, InputApi::ChatCompletions);
+    assert!(v.redacted());
+    let text = body.to_string();
+    assert!(!text.contains(&key), "{text}");
+    assert!(!text.contains("4111111111111111"), "{text}");
+    assert_eq!(body["messages"][0]["refusal"], "no [REDACTED:openai_key]");
+    assert_eq!(
+        body["messages"][0]["content"][0]["refusal"],
+        "part [REDACTED:openai_key]"
+    );
+
+    // Responses: items the walker has no special case for still have their text inspected;
+    // ids and types are left alone.
+    let mut body = json!({"input": [
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": format!("out {key}")},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": format!("think {key}")}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "refusal", "refusal": key.clone()}]}
+    ]});
+    p.check_input(&mut body, InputApi::Responses);
+    assert!(!body.to_string().contains(&key), "{body}");
+    assert_eq!(body["input"][0]["call_id"], "call_1");
+    assert_eq!(body["input"][1]["type"], "reasoning");
+
+    // Anthropic: a document block's text; image data is not text.
+    let mut body = json!({"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": format!("doc {key}")}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    ]}]});
+    p.check_input(&mut body, InputApi::AnthropicMessages);
+    assert_eq!(
+        body["messages"][0]["content"][0]["source"]["data"],
+        "doc [REDACTED:openai_key]"
+    );
+    assert_eq!(
+        body["messages"][0]["content"][1]["source"]["data"],
+        "iVBORw0KGgo="
+    );
+}
