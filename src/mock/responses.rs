@@ -5,7 +5,8 @@ use bytes::BytesMut;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 
-use super::{chat_completion, chat_events, send_events, send_whole, Behaviour, Fault, State};
+use super::openai::{chat_completion, chat_events};
+use super::{send_events, send_whole, Behaviour, Fault, State};
 use crate::inbound::{responses, ChatToResponsesStream};
 use crate::providers::StreamTranslator;
 
