@@ -232,3 +232,36 @@ async fn front_doors_share_guardrails_limits_and_logs() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["param"], "store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_provider_that_ignores_stream_still_gives_the_client_events() {
+    let m = mock().await;
+    let gw = Gateway::start(&config("anthropic", &m.url(), ""));
+    m.push_fault(Fault::IgnoreStream);
+    let auth = format!("Bearer {KEY}");
+    let r = request(
+        gw.port,
+        "POST",
+        "/v1/messages",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        json!({"model": "claude-fast", "max_tokens": 50, "stream": true,
+               "messages": [{"role": "user", "content": "Say hello"}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = r.text();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(
+        text.contains("Say hello") && text.contains("event: message_stop"),
+        "{text}"
+    );
+}

@@ -310,7 +310,10 @@ fn whole_answer(
     if plan.endpoint == Endpoint::CountTokens {
         return Ok((Bytes::copy_from_slice(body), None, false));
     }
-    if plan.is_native(wire) {
+    // A native answer goes back as it is — unless an Anthropic provider answered whole to a
+    // streamed request: then it is encoded as the event stream the client asked for.
+    let anthropic_stream = plan.stream && plan.endpoint == Endpoint::Messages;
+    if plan.is_native(wire) && !anthropic_stream {
         let responses = plan.endpoint == Endpoint::Responses;
         let (b, u) = crate::inbound::native::response(body, public, responses)?;
         return Ok((b, u, false));
