@@ -410,16 +410,7 @@ pub fn from_chat_response(openai_completion: &[u8], public_model: &str) -> Resul
         .ok_or_else(|| ApiError::bad_gateway("The upstream provider's answer has no 'choices'."))?;
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
-    let text = match msg.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(parts @ Value::Array(_)) => crate::providers::text_of(parts),
-        _ => String::new(),
-    };
-    let text = if text.is_empty() {
-        str_at(msg, "/refusal").to_string()
-    } else {
-        text
-    };
+    let text = super::message_text(msg);
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }

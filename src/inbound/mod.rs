@@ -56,6 +56,24 @@ pub(crate) fn write_named(out: &mut BytesMut, name: &str, v: &Value) {
     out.put_slice(b"\n\n");
 }
 
+/// The text of an answer's message: its content (a string, or text parts joined), else its
+/// refusal.
+pub(crate) fn message_text(msg: &Value) -> String {
+    let text = match msg.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(parts @ Value::Array(_)) => crate::providers::text_of(parts),
+        _ => String::new(),
+    };
+    if text.is_empty() {
+        msg.get("refusal")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    } else {
+        text
+    }
+}
+
 /// A parsed upstream OpenAI chat completion (or chunk), as a JSON object; a 502 when it is not.
 pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {

@@ -10,9 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, parse_answer, sampling_options, text_of, tool_call_args,
-    tool_name, unix_now, unknown_role, unsupported, usage_chunk, write_event, SseEvents, SseInput,
-    Usage,
+    bad_stream_event, chunk, completion, embeddings_list, parse_answer, sampling_options, text_of,
+    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk, write_event,
+    SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -55,29 +55,18 @@ pub fn to_embed_request(body: &Map<String, Value>, model: &str) -> Result<Bytes,
     ))
 }
 
-/// A `batchEmbedContents` answer → an OpenAI embeddings list.
+/// A `batchEmbedContents` answer → an OpenAI embeddings list (Gemini does not count the
+/// tokens).
 pub fn from_embed_response(
     body: &[u8],
     public_model: &str,
 ) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v = parse_answer(body)?;
-    let embeddings = v
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
-        })?;
-    let data: Vec<Value> = embeddings
-        .iter()
-        .enumerate()
-        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.get("values").cloned().unwrap_or(json!([]))}))
-        .collect();
-    let out = json!({"object": "list", "data": data, "model": public_model,
-                     "usage": {"prompt_tokens": 0, "total_tokens": 0}});
-    Ok((
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
-        None,
-    ))
+    embeddings_list(
+        body,
+        public_model,
+        |e| e.get("values").cloned().unwrap_or(json!([])),
+        |_| None,
+    )
 }
 
 /// The path (under the API root, `/v1beta`) for `model`.

@@ -306,6 +306,43 @@ pub(crate) fn write_event(out: &mut BytesMut, v: &Value) {
     out.put_slice(b"\n\n");
 }
 
+/// A provider's embeddings answer (`body`, vectors under `embeddings`, each picked by
+/// `vector`) → an OpenAI embeddings list; `prompt_tokens` when the provider counts them.
+pub(crate) fn embeddings_list(
+    body: &[u8],
+    public_model: &str,
+    vector: impl Fn(&Value) -> Value,
+    prompt_tokens: impl Fn(&Value) -> Option<u64>,
+) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let v = parse_answer(body)?;
+    let embeddings = v
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
+        })?;
+    let data: Vec<Value> = embeddings
+        .iter()
+        .enumerate()
+        .map(
+            |(i, e)| serde_json::json!({"object": "embedding", "index": i, "embedding": vector(e)}),
+        )
+        .collect();
+    let prompt = prompt_tokens(&v);
+    let n = prompt.unwrap_or(0);
+    let out = serde_json::json!({"object": "list", "data": data, "model": public_model,
+                                 "usage": {"prompt_tokens": n, "total_tokens": n}});
+    let usage = prompt.map(|p| Usage {
+        prompt_tokens: p,
+        total_tokens: p,
+        ..Usage::default()
+    });
+    Ok((
+        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
+        usage,
+    ))
+}
+
 /// A chat completion built from translated choices.
 pub(crate) fn completion(
     id: Value,

@@ -17,9 +17,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, oversize_event, parse_answer, sampling_options, text_of,
-    tool_call_args, tool_name, truncated_stream, unix_now, unknown_role, unsupported, usage_chunk,
-    write_event, StreamTranslator, Usage,
+    bad_stream_event, chunk, completion, embeddings_list, oversize_event, parse_answer,
+    sampling_options, text_of, tool_call_args, tool_name, truncated_stream, unix_now, unknown_role,
+    unsupported, usage_chunk, write_event, StreamTranslator, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -249,34 +249,13 @@ pub fn from_embed_response(
     body: &[u8],
     public_model: &str,
 ) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v = parse_answer(body)?;
-    let embeddings = v
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
-        })?;
-    let data: Vec<Value> = embeddings
-        .iter()
-        .enumerate()
-        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e}))
-        .collect();
-    let prompt = v
-        .get("prompt_eval_count")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let usage = Usage {
-        prompt_tokens: prompt,
-        completion_tokens: 0,
-        total_tokens: prompt,
-        cached_tokens: 0,
-    };
-    let out = json!({"object": "list", "data": data, "model": public_model,
-                     "usage": {"prompt_tokens": prompt, "total_tokens": prompt}});
-    Ok((
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
-        Some(usage),
-    ))
+    embeddings_list(body, public_model, Value::clone, |v| {
+        Some(
+            v.get("prompt_eval_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        )
+    })
 }
 
 /// Ollama `done_reason` → OpenAI `finish_reason`.
