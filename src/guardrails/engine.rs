@@ -25,7 +25,7 @@
 //! linear, and the hits are resolved by the same rules (there, a match is not cut to the
 //! detector's maximum length).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::{Anchored, Input};
@@ -58,7 +58,13 @@ pub(crate) struct Engine {
     views: Vec<ViewSet>,
     /// The longest original span any detector may still be matching: the hold-back bound.
     pub(crate) max_hold: usize,
+    /// Scratch spaces not in use. A scan borrows one for its duration, so memory follows the
+    /// number of scans running at once, not the number of open streams.
+    pool: Mutex<Vec<Scratch>>,
 }
+
+/// Scratch spaces kept for reuse per engine.
+const POOL_MAX: usize = 64;
 
 /// Automaton steps a whole-text scan may spend per byte before switching to the linear
 /// fallback. Ordinary text needs a few; only text built to keep automata alive gets near it.
@@ -194,7 +200,20 @@ impl Engine {
             entries,
             views,
             max_hold,
+            pool: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `f` with a scratch space from the pool (a new one when none is free).
+    pub(crate) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut sc = pooled.unwrap_or_else(|| self.scratch());
+        let r = f(&mut sc);
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(sc);
+        }
+        r
     }
 
     /// Fresh scratch space for this engine.

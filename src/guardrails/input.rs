@@ -333,12 +333,14 @@ impl Policy {
     pub fn check_input(&self, body: &mut Value, api: InputApi) -> InputVerdict {
         let mut verdict = InputVerdict::default();
         for rule in &self.input {
-            let mut sc = rule.engine.scratch();
-            let mut blocked = false;
-            select(rule, body, api, &mut |s: &mut String| {
-                if !blocked {
-                    blocked = check_string(rule, &mut sc, s, &mut verdict);
-                }
+            let blocked = rule.engine.with_scratch(|sc| {
+                let mut blocked = false;
+                select(rule, body, api, &mut |s: &mut String| {
+                    if !blocked {
+                        blocked = check_string(rule, sc, s, &mut verdict);
+                    }
+                });
+                blocked
             });
             if blocked {
                 return verdict;

@@ -188,8 +188,7 @@ impl Policy {
             verdict.text = text.to_string();
             return verdict;
         };
-        let mut scratch = engine.scratch();
-        let scan = engine.scan(&mut scratch, text, 0, true);
+        let scan = engine.with_scratch(|sc| engine.scan(sc, text, 0, true));
         let r = render(
             engine,
             text,

@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 
-use super::engine::{Engine, Scratch};
+use super::engine::Engine;
 use super::{render, Finding};
 
 /// One independent text stream within an answer.
@@ -62,7 +62,6 @@ struct ChannelState {
 #[derive(Debug)]
 pub struct OutputScanner {
     engine: Arc<Engine>,
-    scratch: Scratch,
     channels: Vec<ChannelState>,
     findings: Vec<Finding>,
     blocked: Option<(Arc<str>, Arc<str>)>,
@@ -70,10 +69,8 @@ pub struct OutputScanner {
 
 impl OutputScanner {
     pub(crate) fn new(engine: Arc<Engine>) -> OutputScanner {
-        let scratch = engine.scratch();
         OutputScanner {
             engine,
-            scratch,
             channels: Vec::new(),
             findings: Vec::new(),
             blocked: None,
@@ -141,9 +138,8 @@ impl OutputScanner {
         };
         let state = &mut self.channels[idx];
         state.buf.push_str(text);
-        let scan = self
-            .engine
-            .scan(&mut self.scratch, &state.buf, state.ctx, eof);
+        let engine = &self.engine;
+        let scan = engine.with_scratch(|sc| engine.scan(sc, &state.buf, state.ctx, eof));
         let json_safe = matches!(channel, Channel::ToolArgs { .. });
         let mut out = String::with_capacity(scan.hold.saturating_sub(state.ctx));
         if let Some(block) = render(
