@@ -338,6 +338,11 @@ models:
     bodies.push(send(auth(), body.clone()).await);
     m.push_fault(Fault::ErrorEventAfterChunks(2));
     bodies.push(send(auth(), stream.clone()).await);
+    m.push_fault(Fault::ErrorEventSaying(
+        2,
+        format!("stream broke for key {CANARY_PROVIDER}"),
+    ));
+    bodies.push(send(auth(), stream.clone()).await);
 
     bodies.push(get(gw.admin_port, "/metrics", "").await.text());
     bodies.push(get(gw.admin_port, "/health/deployments", "").await.text());

@@ -147,6 +147,11 @@ pub(super) async fn relay_stream(
         }
     };
     settle(ctx, translator.as_ref());
+    // Whatever the provider wrote into its error goes out without its credential.
+    let failure = failure.map(|mut e| {
+        e.message = crate::providers::openai::scrub(std::mem::take(&mut e.message), provider);
+        e
+    });
     if let Some(e) = &failure {
         log::warn!(
             "request {}: stream from provider '{}' failed: {}",

@@ -85,6 +85,8 @@ pub enum Fault {
     Garbage,
     /// Send this many stream chunks, then an `{"error": ...}` event.
     ErrorEventAfterChunks(usize),
+    /// Like `ErrorEventAfterChunks`, with this message in an OpenAI-shaped error event.
+    ErrorEventSaying(usize, String),
     /// Write the stream in pieces of this many bytes, so events and UTF-8 characters split.
     SplitEvery(usize),
     /// Answer a streaming request with a whole JSON completion, as some servers do.
@@ -600,7 +602,8 @@ async fn send_framed(
             Fault::StallAfterChunks(n, _)
             | Fault::DisconnectAfterChunks(n)
             | Fault::TruncateAfterChunks(n)
-            | Fault::ErrorEventAfterChunks(n),
+            | Fault::ErrorEventAfterChunks(n)
+            | Fault::ErrorEventSaying(n, _),
         ) => Some((*n).min(events.len())),
         Some(Fault::Garbage) => Some(1),
         _ => None,
@@ -613,6 +616,10 @@ async fn send_framed(
                 Framing::Ndjson => "{not json at all\n".into(),
             }),
             Some(Fault::ErrorEventAfterChunks(_)) => events.push(error_event.to_string()),
+            Some(Fault::ErrorEventSaying(_, message)) => events.push(format!(
+                "data: {}\n\n",
+                error_body(message, "server_error", "server_error")
+            )),
             _ => {}
         }
     }

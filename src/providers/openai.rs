@@ -263,7 +263,7 @@ pub fn upstream_error(
 }
 
 /// Removes the provider's credential from text that came from the provider, and bounds it.
-fn scrub(mut message: String, provider: &Provider) -> String {
+pub(crate) fn scrub(mut message: String, provider: &Provider) -> String {
     if let Some(key) = &provider.api_key {
         let key = key.expose();
         if key.len() >= 8 && message.contains(key) {
