@@ -132,22 +132,40 @@ pub fn prose(words: usize) -> String {
 pub fn scenarios(scale: f64) -> Vec<Scenario> {
     let c = |n: usize| ((n as f64 * scale).round() as usize).max(2);
     let d = |s: f64| Duration::from_secs_f64((s * scale).max(1.0));
+    // The two shapes of load the scenarios vary: small whole completions, and streams.
+    let small = Scenario {
+        name: "",
+        description: "",
+        mode: Mode::Closed { concurrency: c(64) },
+        duration: d(10.0),
+        stream: false,
+        chunks: 8,
+        chunk_bytes: 6,
+        gap: Duration::ZERO,
+        ttft: Duration::ZERO,
+        dead_deployment: false,
+        anthropic: false,
+        ramp: Duration::ZERO,
+        prose: false,
+        variants: &[],
+    };
+    let streams = Scenario {
+        mode: Mode::Closed {
+            concurrency: c(200),
+        },
+        stream: true,
+        chunks: 20,
+        chunk_bytes: 16,
+        gap: Duration::from_millis(20),
+        ttft: Duration::from_millis(100),
+        ramp: Duration::from_secs_f64(0.5 * scale),
+        ..small.clone()
+    };
     vec![
         Scenario {
             name: "small",
             description: "small non-stream completions, 64 clients, closed loop (max throughput)",
-            mode: Mode::Closed { concurrency: c(64) },
-            duration: d(10.0),
-            stream: false,
-            chunks: 8,
-            chunk_bytes: 6,
-            gap: Duration::ZERO,
-            ttft: Duration::ZERO,
-            dead_deployment: false,
-            anthropic: false,
-            ramp: Duration::ZERO,
-            prose: false,
-            variants: &[],
+            ..small.clone()
         },
         Scenario {
             name: "open-loop",
@@ -156,17 +174,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
                 rate: 2000.0 * scale.max(0.05),
                 max_in_flight: c(2000),
             },
-            duration: d(10.0),
-            stream: false,
-            chunks: 8,
-            chunk_bytes: 6,
-            gap: Duration::ZERO,
-            ttft: Duration::ZERO,
-            dead_deployment: false,
-            anthropic: false,
-            ramp: Duration::ZERO,
-            prose: false,
-            variants: &[],
+            ..small.clone()
         },
         Scenario {
             name: "streams-1k",
@@ -174,17 +182,9 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             mode: Mode::Closed {
                 concurrency: c(1000),
             },
-            duration: d(10.0),
-            stream: true,
-            chunks: 20,
-            chunk_bytes: 16,
             gap: Duration::from_millis(50),
-            ttft: Duration::from_millis(100),
-            dead_deployment: false,
-            anthropic: false,
             ramp: Duration::from_secs_f64(1.0 * scale),
-            prose: false,
-            variants: &[],
+            ..streams.clone()
         },
         Scenario {
             name: "streams-10k",
@@ -193,89 +193,41 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
                 concurrency: c(10_000),
             },
             duration: d(20.0),
-            stream: true,
             chunks: 60,
-            chunk_bytes: 16,
             gap: Duration::from_millis(250),
             ttft: Duration::from_millis(200),
-            dead_deployment: false,
-            anthropic: false,
             ramp: Duration::from_secs_f64(4.0 * scale),
-            prose: false,
-            variants: &[],
+            ..streams.clone()
         },
         Scenario {
             name: "failover",
             description:
                 "small completions, 64 clients, first deployment dead (connection refused)",
-            mode: Mode::Closed { concurrency: c(64) },
-            duration: d(10.0),
-            stream: false,
-            chunks: 8,
-            chunk_bytes: 6,
-            gap: Duration::ZERO,
-            ttft: Duration::ZERO,
             dead_deployment: true,
-            anthropic: false,
-            ramp: Duration::ZERO,
-            prose: false,
-            variants: &[],
+            ..small.clone()
         },
         Scenario {
             name: "translation",
             description:
                 "200 concurrent streams, OpenAI client → Anthropic provider (translated both ways)",
-            mode: Mode::Closed {
-                concurrency: c(200),
-            },
-            duration: d(10.0),
-            stream: true,
-            chunks: 20,
-            chunk_bytes: 16,
-            gap: Duration::from_millis(20),
-            ttft: Duration::from_millis(100),
-            dead_deployment: false,
             anthropic: true,
-            ramp: Duration::from_secs_f64(0.5 * scale),
-            prose: false,
-            variants: &[],
+            ..streams.clone()
         },
         Scenario {
             name: "guardrails",
             description:
                 "200 concurrent streams of prose, 20 chunks 20 ms apart, output guardrails \
                 (secrets + pii, redact) off and on",
-            mode: Mode::Closed {
-                concurrency: c(200),
-            },
-            duration: d(10.0),
-            stream: true,
-            chunks: 20,
-            chunk_bytes: 16,
-            gap: Duration::from_millis(20),
-            ttft: Duration::from_millis(100),
-            dead_deployment: false,
-            anthropic: false,
-            ramp: Duration::from_secs_f64(0.5 * scale),
             prose: true,
             variants: &[Variant::OutputGuardrails],
+            ..streams
         },
         Scenario {
             name: "limits",
             description: "small non-stream completions, 64 clients, closed loop, limits off, \
                 in memory and in Redis",
-            mode: Mode::Closed { concurrency: c(64) },
-            duration: d(10.0),
-            stream: false,
-            chunks: 8,
-            chunk_bytes: 6,
-            gap: Duration::ZERO,
-            ttft: Duration::ZERO,
-            dead_deployment: false,
-            anthropic: false,
-            ramp: Duration::ZERO,
-            prose: false,
             variants: &[Variant::LimitsMemory, Variant::LimitsRedis],
+            ..small
         },
     ]
 }
