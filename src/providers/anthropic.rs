@@ -11,8 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, parse_answer, text_of, tool_call_args, unix_now,
-    unknown_role, unsupported, usage_chunk, write_event, SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, parse_answer, refuse_audio, refuse_n, text_of,
+    tool_call_args, unix_now, unknown_role, unsupported, usage_chunk, write_event, SseEvents,
+    SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -70,13 +71,7 @@ fn image_block(url: &str) -> Value {
 
 /// Builds the Anthropic request body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(unsupported(
-            "Anthropic",
-            "n",
-            "it returns one choice per request",
-        ));
-    }
+    refuse_n("Anthropic", body)?;
     if body.get("logprobs").and_then(Value::as_bool) == Some(true)
         || body.contains_key("top_logprobs")
     {
@@ -95,11 +90,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             ));
         }
     }
-    for p in ["audio", "modalities"] {
-        if body.contains_key(p) {
-            return Err(unsupported("Anthropic", p, "it answers in text only"));
-        }
-    }
+    refuse_audio("Anthropic", body)?;
     let messages = body
         .get("messages")
         .and_then(Value::as_array)

@@ -10,9 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, embeddings_list, parse_answer, sampling_options, text_of,
-    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk, write_event,
-    SseEvents, SseInput, Usage,
+    bad_stream_event, chunk, completion, embeddings_list, parse_answer, refuse_audio,
+    sampling_options, text_of, tool_call_args, tool_name, unix_now, unknown_role, unsupported,
+    usage_chunk, write_event, SseEvents, SseInput, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -116,15 +116,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             "it does not return log probabilities here",
         ));
     }
-    for p in ["audio", "modalities"] {
-        if body.contains_key(p) {
-            return Err(unsupported(
-                "Gemini",
-                p,
-                "it answers in text only through this gateway",
-            ));
-        }
-    }
+    refuse_audio("Gemini", body)?;
     let messages = body
         .get("messages")
         .and_then(Value::as_array)

@@ -151,6 +151,32 @@ pub(crate) fn unsupported(provider: &str, param: &str, why: &str) -> ApiError {
     .with_code("unsupported_parameter")
 }
 
+/// A 400 for `n > 1`, for providers that return one choice per request.
+pub(crate) fn refuse_n(provider: &str, body: &Map<String, Value>) -> Result<(), ApiError> {
+    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(unsupported(
+            provider,
+            "n",
+            "it returns one choice per request",
+        ));
+    }
+    Ok(())
+}
+
+/// A 400 for audio output (`audio`, `modalities`), for providers served as text only.
+pub(crate) fn refuse_audio(provider: &str, body: &Map<String, Value>) -> Result<(), ApiError> {
+    for p in ["audio", "modalities"] {
+        if body.contains_key(p) {
+            return Err(unsupported(
+                provider,
+                p,
+                "it answers in text only through this gateway",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The text of OpenAI message content: a string, or the text parts joined by newlines.
 pub(crate) fn text_of(content: &Value) -> String {
     match content {

@@ -18,8 +18,8 @@ use serde_json::{json, Map, Value};
 
 use super::{
     bad_stream_event, chunk, completion, embeddings_list, oversize_event, parse_answer,
-    sampling_options, text_of, tool_call_args, tool_name, truncated_stream, unix_now, unknown_role,
-    unsupported, usage_chunk, write_event, StreamTranslator, Usage,
+    refuse_audio, refuse_n, sampling_options, text_of, tool_call_args, tool_name, truncated_stream,
+    unix_now, unknown_role, unsupported, usage_chunk, write_event, StreamTranslator, Usage,
 };
 use crate::api::ApiError;
 use crate::config::Provider;
@@ -82,13 +82,7 @@ fn content(content: &Value, i: usize) -> Result<(String, Vec<Value>), ApiError> 
 
 /// Builds the `/api/chat` body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(unsupported(
-            "Ollama",
-            "n",
-            "it returns one choice per request",
-        ));
-    }
+    refuse_n("Ollama", body)?;
     if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported(
             "Ollama",
@@ -96,15 +90,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             "it does not return log probabilities through this gateway",
         ));
     }
-    for p in ["audio", "modalities"] {
-        if body.contains_key(p) {
-            return Err(unsupported(
-                "Ollama",
-                p,
-                "it answers in text only through this gateway",
-            ));
-        }
-    }
+    refuse_audio("Ollama", body)?;
     let send_tools = match body.get("tool_choice") {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) if s == "auto" => true,
