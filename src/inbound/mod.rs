@@ -160,3 +160,33 @@ pub(crate) fn first_choice(obj: &Map<String, Value>) -> Option<&Value> {
 pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
+
+/// Test inputs for the stream encoders: 200 streams of 64 pieces of OpenAI-stream-like bytes
+/// (fragments of events and JSON, invalid UTF-8, the given `finish_reason`), chosen by a
+/// xorshift generator from `seed`.
+#[cfg(test)]
+pub(crate) fn hostile_streams(mut seed: u64, finish: &str) -> Vec<Vec<u8>> {
+    let finish = format!("\"finish_reason\":\"{finish}\"");
+    let pieces: [&[u8]; 8] = [
+        b"data: ",
+        b"\n\n",
+        b"{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":",
+        b"1}]}}]}",
+        b"{\"content\":\"x\"}",
+        b"[DONE]",
+        b"\xff\r",
+        finish.as_bytes(),
+    ];
+    (0..200)
+        .map(|_| {
+            let mut input = Vec::new();
+            for _ in 0..64 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                input.extend_from_slice(pieces[(seed % 8) as usize]);
+            }
+            input
+        })
+        .collect()
+}
