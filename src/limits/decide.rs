@@ -51,6 +51,18 @@ pub(crate) struct Check<'a> {
     pub passed: bool,
 }
 
+/// What one request may charge to a token bucket of `limit`: never more than the bucket
+/// holds, so that no single request — whatever `max_tokens` it names or usage a provider
+/// reports — puts a bucket more than one window in debt.
+pub(crate) fn charge_for(tokens: u64, limit: u64) -> u64 {
+    tokens.min(limit)
+}
+
+/// The highest level a bucket of `limit` can reach: full, plus one request's capped charge.
+pub(crate) fn max_level(limit: f64) -> f64 {
+    2.0 * limit
+}
+
 /// Whether `cost` fits a bucket at `level`. A cost larger than the whole limit fits only an
 /// empty bucket (it then leaves the bucket in debt), so a large request is delayed, never
 /// refused forever.
@@ -111,19 +123,35 @@ impl Check<'_> {
 }
 
 /// Limit, remaining and reset of one rate bucket after the decision.
-struct RateView {
+#[derive(Debug, Clone)]
+pub(crate) struct RateView {
+    kind: CheckKind,
     limit: u64,
     remaining: u64,
     reset: Duration,
 }
 
+/// The rate buckets among `checks`, as they stand after the decision (`charged`: with this
+/// request's cost).
+pub(crate) fn rate_views(checks: &[Check<'_>], charged: bool, window: Duration) -> Vec<RateView> {
+    checks
+        .iter()
+        .filter(|c| matches!(c.kind, CheckKind::Requests | CheckKind::Tokens))
+        .map(|c| {
+            let level = if charged { c.value + c.cost } else { c.value };
+            RateView {
+                kind: c.kind,
+                limit: c.limit as u64,
+                remaining: (c.limit - level + EPS).floor().max(0.0) as u64,
+                reset: units_to_duration(level, c.limit, window),
+            }
+        })
+        .collect()
+}
+
 /// The `x-ratelimit-*` headers: for requests and for tokens, the most restrictive bucket
 /// (least remaining; on a tie the later reset) among the key's and the model's.
-pub(crate) fn rate_headers(
-    checks: &[Check<'_>],
-    charged: bool,
-    window: Duration,
-) -> Vec<(&'static str, String)> {
+pub(crate) fn headers_of(views: &[RateView]) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for (kind, names) in [
         (
@@ -143,17 +171,9 @@ pub(crate) fn rate_headers(
             ],
         ),
     ] {
-        let best = checks
+        let best = views
             .iter()
-            .filter(|c| c.kind == kind)
-            .map(|c| {
-                let level = if charged { c.value + c.cost } else { c.value };
-                RateView {
-                    limit: c.limit as u64,
-                    remaining: (c.limit - level + EPS).floor().max(0.0) as u64,
-                    reset: units_to_duration(level, c.limit, window),
-                }
-            })
+            .filter(|v| v.kind == kind)
             .min_by(|a, b| a.remaining.cmp(&b.remaining).then(b.reset.cmp(&a.reset)));
         if let Some(v) = best {
             out.push((names[0], v.limit.to_string()));
@@ -162,6 +182,15 @@ pub(crate) fn rate_headers(
         }
     }
     out
+}
+
+/// [`headers_of`] the rate buckets among `checks`.
+pub(crate) fn rate_headers(
+    checks: &[Check<'_>],
+    charged: bool,
+    window: Duration,
+) -> Vec<(&'static str, String)> {
+    headers_of(&rate_views(checks, charged, window))
 }
 
 /// The rejection for checks of which at least one failed: it names the failed check that

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::decide::{drained, Check, CheckKind};
+use super::decide::{charge_for, drained, max_level, Check, CheckKind};
 use super::time::{period_at, Clock, Period};
 use super::{Decision, Grant, LimitSet, LimitsConfig, Scope, Target};
 
@@ -18,6 +18,9 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The level now. A level above twice the limit (debt from before charges were capped
+    /// at the limit) is read as twice the limit: no bucket is ever more than one window in
+    /// debt.
     fn level_at(&self, now_us: u64, limit: u64, window_us: u64) -> f64 {
         drained(
             self.level,
@@ -25,6 +28,7 @@ impl Bucket {
             limit as f64,
             window_us,
         )
+        .min(max_level(limit as f64))
     }
 
     fn set(&mut self, level: f64, now_us: u64) {
@@ -77,7 +81,8 @@ pub(crate) struct MemoryBackend {
 /// What one scope of an admission holds until settlement.
 pub(crate) struct Hold {
     state: Shared,
-    tokens_per_minute: Option<u64>,
+    /// The token bucket's limit and what this request charged to it.
+    tokens: Option<(u64, u64)>,
     concurrent: bool,
     budget: bool,
 }
@@ -149,7 +154,7 @@ impl MemoryBackend {
                 add(
                     CheckKind::Tokens,
                     l as f64,
-                    estimated as f64,
+                    charge_for(estimated, l) as f64,
                     st.tokens.level_at(now, l, self.window_us),
                 );
             }
@@ -190,7 +195,7 @@ impl MemoryBackend {
             }
             holds.push(Hold {
                 state: Arc::clone(shared),
-                tokens_per_minute: set.tokens_per_minute,
+                tokens: set.tokens_per_minute.map(|l| (l, charge_for(estimated, l))),
                 concurrent: set.max_concurrent.is_some(),
                 budget: set.has_budget(),
             });
@@ -199,17 +204,21 @@ impl MemoryBackend {
         Decision::Admit(Grant::Memory(MemoryGrant { holds }), checks)
     }
 
-    /// Corrects token buckets by `delta`, charges `cost_usd` to budgets, frees the slots.
-    pub(crate) fn settle(&self, grant: MemoryGrant, delta: i64, cost_usd: f64) {
+    /// Corrects token buckets to the `actual` tokens used (each capped at its bucket's limit;
+    /// `None` keeps the estimate), charges `cost_usd` to budgets, frees the slots.
+    pub(crate) fn settle(&self, grant: MemoryGrant, actual: Option<u64>, cost_usd: f64) {
         let now = self.clock.mono_us();
         let unix = self.clock.unix_us() / 1_000_000;
         let (day, _, _) = period_at(Period::Day, unix);
         let (month, _, _) = period_at(Period::Month, unix);
         for h in grant.holds {
             let mut st = lock(&h.state);
-            if let (Some(l), true) = (h.tokens_per_minute, delta != 0) {
-                let level = st.tokens.level_at(now, l, self.window_us) + delta as f64;
-                st.tokens.set(level, now);
+            if let (Some((l, charged)), Some(actual)) = (h.tokens, actual) {
+                let delta = charge_for(actual, l) as f64 - charged as f64;
+                if delta != 0.0 {
+                    let level = st.tokens.level_at(now, l, self.window_us) + delta;
+                    st.tokens.set(level, now);
+                }
             }
             if h.concurrent {
                 st.in_flight = st.in_flight.saturating_sub(1);

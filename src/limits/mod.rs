@@ -13,8 +13,13 @@
 //!   counts are exact under any concurrency.
 //! * **Tokens**: admission pre-charges `estimated_tokens` (prompt estimate + `max_tokens`);
 //!   settlement corrects the charge to the actual prompt + completion tokens, refunding or
-//!   charging extra. An extra charge may leave the bucket in debt, so that later requests wait.
-//!   Without usage (not reported, or the permit dropped) the estimate stays charged.
+//!   charging extra. No request charges a bucket more than its limit, at admission or at
+//!   settlement, so an extra charge leaves a bucket at most one window in debt (later
+//!   requests wait), whatever a client asks for or a provider reports. Without usage (not
+//!   reported, or the permit dropped) the estimate stays charged.
+//! * **Stages**: the handler admits a key's request rate and concurrency
+//!   ([`Limiter::admit_key`]) before it reads the body, so a client over them costs no body
+//!   read, parse or scan; the rest ([`Limiter::admit_rest`]) once the model is known.
 //! * **Concurrency**: a slot per permit, released on settle or drop. In Redis a slot is a
 //!   lease renewed while the permit lives, so a crashed instance's slots expire.
 //! * **Spend budgets** per UTC day and month: admission refuses once the period's spend has
@@ -274,6 +279,10 @@ enum Backend {
 
 struct Inner {
     cfg: LimitsConfig,
+    /// Each key's limits split by [`Stage`]: request rate and concurrency (checked before
+    /// the body is read) and the rest (tokens, budgets).
+    early: std::collections::BTreeMap<String, LimitSet>,
+    late: std::collections::BTreeMap<String, LimitSet>,
     active: bool,
     backend: Backend,
     counters: Arc<LimitCounters>,
@@ -323,9 +332,25 @@ impl Limiter {
                 (BackendKind::Redis, None) => return Err(LimiterError::RedisUrl),
                 (BackendKind::Memory, _) => Backend::Memory(memory::MemoryBackend::new(cfg, clock)),
             };
+        let split = |f: fn(&LimitSet) -> LimitSet| {
+            cfg.keys
+                .iter()
+                .map(|(name, set)| (name.clone(), f(set)))
+                .collect()
+        };
         Ok(Limiter {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
+                early: split(|s| LimitSet {
+                    requests_per_minute: s.requests_per_minute,
+                    max_concurrent: s.max_concurrent,
+                    ..LimitSet::default()
+                }),
+                late: split(|s| LimitSet {
+                    requests_per_minute: None,
+                    max_concurrent: None,
+                    ..s.clone()
+                }),
                 active: cfg.is_active(),
                 backend,
                 counters,
@@ -351,32 +376,81 @@ impl Limiter {
     /// Checks every limit that applies to the request and, if all pass, charges them all.
     /// An unknown key or model name has no limits of its own.
     pub async fn admit(&self, req: &Admission<'_>) -> Result<Permit, Rejection> {
+        let mut permit = self.permit(req);
+        self.admit_stage(Stage::All, req, &mut permit).await?;
+        Ok(permit)
+    }
+
+    /// The first stage of a request's admission, before its body is read or parsed: the
+    /// key's request rate and concurrency. A client over its rate or concurrency then costs
+    /// no more than its headers.
+    pub async fn admit_key(&self, key: &str) -> Result<Permit, Rejection> {
+        let req = Admission {
+            key,
+            model: "",
+            estimated_tokens: 0,
+        };
+        let mut permit = self.permit(&req);
+        self.admit_stage(Stage::Early, &req, &mut permit).await?;
+        Ok(permit)
+    }
+
+    /// The second stage, once the model and the estimate are known: the key's token and
+    /// spend limits and every limit of the model, added to `permit`. On a refusal `permit`
+    /// keeps only what the first stage charged (dropping it releases the slot; the request
+    /// stays counted).
+    pub async fn admit_rest(
+        &self,
+        req: &Admission<'_>,
+        permit: &mut Permit,
+    ) -> Result<(), Rejection> {
+        permit.estimated_tokens = req.estimated_tokens;
+        permit.price = self.inner.cfg.pricing.get(req.model).copied();
+        self.admit_stage(Stage::Late, req, permit).await
+    }
+
+    fn permit(&self, req: &Admission<'_>) -> Permit {
+        Permit {
+            inner: self.inner.clone(),
+            grants: Vec::new(),
+            rates: Vec::new(),
+            estimated_tokens: req.estimated_tokens,
+            price: self.inner.cfg.pricing.get(req.model).copied(),
+        }
+    }
+
+    async fn admit_stage(
+        &self,
+        stage: Stage,
+        req: &Admission<'_>,
+        permit: &mut Permit,
+    ) -> Result<(), Rejection> {
         let inner = &self.inner;
+        let key_sets = match stage {
+            Stage::All => &inner.cfg.keys,
+            Stage::Early => &inner.early,
+            Stage::Late => &inner.late,
+        };
         let mut targets = [None, None];
-        if let Some(set) = inner.cfg.keys.get(req.key).filter(|s| !s.is_empty()) {
+        if let Some(set) = key_sets.get(req.key).filter(|s| !s.is_empty()) {
             targets[0] = Some(Target {
                 scope: Scope::Key,
                 name: req.key,
                 set,
             });
         }
-        if let Some(set) = inner.cfg.models.get(req.model).filter(|s| !s.is_empty()) {
-            targets[1] = Some(Target {
-                scope: Scope::Model,
-                name: req.model,
-                set,
-            });
+        if stage != Stage::Early {
+            if let Some(set) = inner.cfg.models.get(req.model).filter(|s| !s.is_empty()) {
+                targets[1] = Some(Target {
+                    scope: Scope::Model,
+                    name: req.model,
+                    set,
+                });
+            }
         }
         let targets: Vec<Target<'_>> = targets.into_iter().flatten().collect();
-        let mut permit = Permit {
-            inner: self.inner.clone(),
-            grant: Grant::None,
-            headers: Vec::new(),
-            estimated_tokens: req.estimated_tokens,
-            price: inner.cfg.pricing.get(req.model).copied(),
-        };
         if targets.is_empty() {
-            return Ok(permit);
+            return Ok(());
         }
         let outcome = match &inner.backend {
             Backend::Memory(m) => Ok(m.admit(&targets, req.estimated_tokens)),
@@ -384,9 +458,11 @@ impl Limiter {
         };
         let result = match outcome {
             Ok(Decision::Admit(grant, checks)) => {
-                permit.grant = grant;
-                permit.headers = decide::rate_headers(&checks, true, inner.cfg.window);
-                Ok(permit)
+                permit.grants.push(grant);
+                permit
+                    .rates
+                    .extend(decide::rate_views(&checks, true, inner.cfg.window));
+                Ok(())
             }
             Ok(Decision::Refuse(checks, unix_secs)) => {
                 Err(decide::rejection(&checks, inner.cfg.window, unix_secs))
@@ -397,7 +473,7 @@ impl Limiter {
                         .counters
                         .fail_open_admits
                         .fetch_add(1, Ordering::Relaxed);
-                    Ok(permit)
+                    Ok(())
                 }
                 OnBackendError::FailClosed => Err(Rejection::backend()),
             },
@@ -407,6 +483,17 @@ impl Limiter {
         }
         result
     }
+}
+
+/// Which limits one admission call checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Everything: the key's and the model's limits.
+    All,
+    /// The key's request rate and concurrency.
+    Early,
+    /// The key's token and spend limits, and the model's limits.
+    Late,
 }
 
 /// A backend's answer: admitted (with what to settle later) or refused, with the checks and,
@@ -422,7 +509,6 @@ pub(crate) struct BackendDown;
 
 /// What an admission charged and must settle.
 pub(crate) enum Grant {
-    None,
     Memory(memory::MemoryGrant),
     Redis(redis::RedisGrant),
 }
@@ -432,8 +518,10 @@ pub(crate) enum Grant {
 #[must_use = "a permit holds a concurrency slot until settled or dropped"]
 pub struct Permit {
     inner: Arc<Inner>,
-    grant: Grant,
-    headers: Vec<(&'static str, String)>,
+    /// One per admission stage that charged something.
+    grants: Vec<Grant>,
+    /// The rate buckets this permit was charged to, for its headers.
+    rates: Vec<decide::RateView>,
     estimated_tokens: u64,
     price: Option<Price>,
 }
@@ -450,61 +538,65 @@ impl Permit {
     /// The `x-ratelimit-*` headers for the answer (the most restrictive of the key's and the
     /// model's buckets; none when no rate limit applies).
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        self.headers.iter().cloned()
+        decide::headers_of(&self.rates).into_iter()
     }
 
-    /// Token correction and cost for `usage` (or for the estimate when there is none).
-    fn charges(&self, usage: Option<Usage>) -> (i64, f64) {
+    /// Tokens used and cost for `usage`; with no usage, no token correction (the estimate
+    /// stays charged) and the estimate's cost at the higher of the two prices.
+    fn charges(&self, usage: Option<Usage>) -> (Option<u64>, f64) {
         match usage {
-            Some(u) => {
-                let actual = u.prompt.saturating_add(u.completion);
-                let delta = (actual as i128 - self.estimated_tokens as i128)
-                    .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-                (
-                    delta,
-                    self.price.map_or(0.0, |p| p.cost(u.prompt, u.completion)),
-                )
-            }
+            Some(u) => (
+                Some(u.prompt.saturating_add(u.completion)),
+                self.price.map_or(0.0, |p| p.cost(u.prompt, u.completion)),
+            ),
             None => {
                 let cost = self.price.map_or(0.0, |p| {
                     p.input.max(p.output) * self.estimated_tokens as f64 / 1e6
                 });
-                (0, cost)
+                (None, cost)
             }
         }
+    }
+
+    fn release(&mut self, usage: Option<Usage>) -> Vec<(Grant, Option<u64>, f64)> {
+        let (actual, cost) = self.charges(usage);
+        std::mem::take(&mut self.grants)
+            .into_iter()
+            .map(|g| (g, actual, cost))
+            .collect()
     }
 
     /// Settles the request: corrects the token charge to the actual usage, charges the spend
     /// budget and releases the concurrency slot. `None` keeps the estimate charged.
     pub async fn settle(mut self, usage: Option<Usage>) {
-        let (delta, cost) = self.charges(usage);
-        match std::mem::replace(&mut self.grant, Grant::None) {
-            Grant::None => {}
-            Grant::Memory(g) => {
-                if let Backend::Memory(m) = &self.inner.backend {
-                    m.settle(g, delta, cost);
+        for (grant, actual, cost) in self.release(usage) {
+            match grant {
+                Grant::Memory(g) => {
+                    if let Backend::Memory(m) = &self.inner.backend {
+                        m.settle(g, actual, cost);
+                    }
                 }
+                Grant::Redis(g) => g.settle(actual, cost).await,
             }
-            Grant::Redis(g) => g.settle(delta, cost).await,
         }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let (delta, cost) = self.charges(None);
-        match std::mem::replace(&mut self.grant, Grant::None) {
-            Grant::None => {}
-            Grant::Memory(g) => {
-                if let Backend::Memory(m) = &self.inner.backend {
-                    m.settle(g, delta, cost);
+        for (grant, actual, cost) in self.release(None) {
+            match grant {
+                Grant::Memory(g) => {
+                    if let Backend::Memory(m) = &self.inner.backend {
+                        m.settle(g, actual, cost);
+                    }
                 }
-            }
-            Grant::Redis(g) => {
-                // Drop cannot wait for Redis: settle on the runtime. Outside a runtime the
-                // slot's lease expires by itself.
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    rt.spawn(g.settle(delta, cost));
+                Grant::Redis(g) => {
+                    // Drop cannot wait for Redis: settle on the runtime. Outside a runtime the
+                    // slot's lease expires by itself.
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(g.settle(actual, cost));
+                    }
                 }
             }
         }

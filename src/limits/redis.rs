@@ -31,7 +31,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
-use super::decide::{Check, CheckKind};
+use super::decide::{charge_for, Check, CheckKind};
 use super::time::{period_at, unix_now_us, Period};
 use super::{
     BackendDown, Decision, Grant, LimitCounters, LimiterError, LimitsConfig, OnBackendError, Scope,
@@ -67,6 +67,7 @@ for i = 1, #KEYS do
     local at = tonumber(h[2]) or now
     if now > at then v = v - (now - at) * a / window end
     if v < 0 then v = 0 end
+    if v > 2 * a then v = 2 * a end
     ok = (v + cost <= a + 1e-9) or (v <= 1e-9)
   elseif kind == 'c' then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.0f', now_ms))
@@ -124,6 +125,7 @@ for i = 1, #KEYS do
     if v < 0 then v = 0 end
     v = v + delta
     if v < 0 then v = 0 end
+    if v > 2 * limit then v = 2 * limit end
     redis.call('HSET', KEYS[i], 'l', string.format('%.17g', v), 't', string.format('%.0f', now))
     redis.call('PEXPIRE', KEYS[i], drain_ms(v, window, limit))
   elseif kind == 'c' then
@@ -342,20 +344,10 @@ impl RedisBackend {
             }
             if let Some(l) = set.tokens_per_minute {
                 let key = format!("sluice:tpm:{s}");
-                let args = [
-                    "r".into(),
-                    l.to_string(),
-                    estimated.to_string(),
-                    w.to_string(),
-                ];
-                add(
-                    CheckKind::Tokens,
-                    key.clone(),
-                    args,
-                    l as f64,
-                    estimated as f64,
-                );
-                grant.tokens.push((key, l));
+                let charge = charge_for(estimated, l);
+                let args = ["r".into(), l.to_string(), charge.to_string(), w.to_string()];
+                add(CheckKind::Tokens, key.clone(), args, l as f64, charge as f64);
+                grant.tokens.push((key, l, charge));
             }
             if let Some(m) = set.max_concurrent {
                 let key = format!("sluice:conc:{s}");
@@ -430,8 +422,8 @@ impl RedisBackend {
 pub(crate) struct RedisGrant {
     backend: Arc<RedisBackend>,
     id: String,
-    /// Token buckets and their limits.
-    tokens: Vec<(String, u64)>,
+    /// Token buckets, their limits and what this request charged to each.
+    tokens: Vec<(String, u64, u64)>,
     /// Concurrency sets holding this request's lease.
     conc: Vec<String>,
     /// Scope ids with a spend budget.
@@ -440,8 +432,9 @@ pub(crate) struct RedisGrant {
 }
 
 impl RedisGrant {
-    /// Corrects token buckets by `delta`, charges `cost_usd`, releases the slots.
-    pub(crate) async fn settle(mut self, delta: i64, cost_usd: f64) {
+    /// Corrects token buckets to the `actual` tokens used (each capped at its bucket's limit;
+    /// `None` keeps the estimate), charges `cost_usd`, releases the slots.
+    pub(crate) async fn settle(mut self, actual: Option<u64>, cost_usd: f64) {
         if let Some(h) = self.renew.take() {
             h.abort();
         }
@@ -449,8 +442,10 @@ impl RedisGrant {
         let mut inv = b.settle.prepare_invoke();
         inv.arg(&self.id);
         let mut items = 0;
-        if delta != 0 {
-            for (key, limit) in &self.tokens {
+        for (key, limit, charged) in &self.tokens {
+            let Some(actual) = actual else { break };
+            let delta = charge_for(actual, *limit) as i64 - *charged as i64;
+            if delta != 0 {
                 inv.key(key);
                 inv.arg("t").arg(limit).arg(b.window_us).arg(delta);
                 items += 1;

@@ -158,7 +158,8 @@ async fn tokens_precharge_refund_and_debt() {
         Some("300")
     );
 
-    // Actual usage 2000 against an estimate of 500: the bucket goes 1500 into... debt.
+    // Actual usage 2000 against an estimate of 500: no request charges more than the
+    // bucket's limit, so 1000 counts and the bucket goes 500 more into debt.
     p2.settle(Some(Usage {
         prompt: 1000,
         completion: 1000,
@@ -166,9 +167,9 @@ async fn tokens_precharge_refund_and_debt() {
     .await;
     let r = l.admit(&adm("a", "m", 0)).await.unwrap_err();
     assert_eq!(r.kind(), LimitKind::Tokens);
-    // Level 2200, limit 1000: 1200 tokens must drain, 72s.
-    assert_eq!(r.retry_after(), Duration::from_secs(72));
-    advance(&t, Duration::from_secs(72));
+    // Level 1200, limit 1000: 200 tokens must drain, 12s.
+    assert_eq!(r.retry_after(), Duration::from_secs(12));
+    advance(&t, Duration::from_secs(12));
     assert!(l.admit(&adm("a", "m", 0)).await.is_ok());
     assert!(l.admit(&adm("a", "m", 1)).await.is_err());
 }
@@ -187,9 +188,10 @@ async fn oversized_estimate_waits_for_an_empty_bucket() {
         header(p.headers(), "x-ratelimit-remaining-tokens").as_deref(),
         Some("0")
     );
+    // The charge is capped at the bucket's limit: one window to drain, not five.
     assert_eq!(
         header(p.headers(), "x-ratelimit-reset-tokens").as_deref(),
-        Some("5m0s")
+        Some("1m0s")
     );
     assert!(l.admit(&adm("a", "m", 1)).await.is_err());
 }
