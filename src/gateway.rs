@@ -7,6 +7,7 @@ use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
+use crate::body::BodyBudget;
 use crate::config::Config;
 use crate::drain::InFlight;
 use crate::limits::Limiter;
@@ -28,6 +29,8 @@ pub struct Gateway {
     pub started_unix: u64,
     /// Rate limits, token and spend budgets, concurrency caps.
     pub limiter: Limiter,
+    /// Request-body bytes all requests in flight may hold.
+    pub body_budget: Arc<BodyBudget>,
 }
 
 impl Gateway {
@@ -42,6 +45,7 @@ impl Gateway {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
+            body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
             resolver: Resolver::new(&cfg),
             router,
             in_flight,

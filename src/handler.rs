@@ -4,9 +4,7 @@
 //! [`handle`] returns `Err` only while nothing has been sent to the client; the caller then
 //! renders the error. Once a response has started, failures are reported in-band.
 
-use std::time::Duration;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::api::ApiError;
@@ -17,11 +15,8 @@ use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::guardrails::InputApi;
 use crate::limits::{Admission, Rejection, Usage as LimitUsage};
-use crate::respond;
+use crate::{body, respond};
 use pingora::proxy::Session;
-
-/// How long a client may take between two pieces of its request body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session) -> String {
@@ -152,65 +147,6 @@ async fn send_json(session: &mut Session, ctx: &mut Ctx, body: &Value) {
     let bytes = Bytes::from(serde_json::to_vec(body).expect("JSON values serialise"));
     let h = respond::header(200, "application/json", ctx);
     respond::json(session, ctx, 200, bytes, h).await;
-}
-
-/// Reads the whole request body, refusing more than `limit` bytes.
-async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        // The body stays unread, so this connection cannot carry another request.
-        session.set_keepalive(None);
-        return Err(ApiError::payload_too_large(limit));
-    }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get("expect")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        // curl and others wait for this before sending a body larger than 1 KiB.
-        session
-            .as_downstream_mut()
-            .write_continue_response()
-            .await
-            .map_err(|_| {
-                ApiError::invalid_request("The client connection failed.").with_code("invalid_body")
-            })?;
-    }
-    let mut buf = BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
-    loop {
-        let chunk = tokio::time::timeout(BODY_READ_TIMEOUT, session.read_request_body()).await;
-        match chunk {
-            Ok(Ok(Some(b))) => {
-                if buf.len() + b.len() > limit {
-                    session.set_keepalive(None);
-                    return Err(ApiError::payload_too_large(limit));
-                }
-                buf.extend_from_slice(&b);
-            }
-            Ok(Ok(None)) => return Ok(buf.freeze()),
-            Ok(Err(e)) => {
-                session.set_keepalive(None);
-                return Err(ApiError::invalid_request(format!(
-                    "The request body could not be read: {}.",
-                    e.etype().as_str()
-                ))
-                .with_code("invalid_body"));
-            }
-            Err(_) => {
-                session.set_keepalive(None);
-                let mut e = ApiError::invalid_request("The request body was not received in time.")
-                    .with_code("request_timeout");
-                e.status = 408;
-                return Err(e);
-            }
-        }
-    }
 }
 
 /// Checks the parameters sluice relies on (of the OpenAI form of the request); the rest is the
@@ -415,7 +351,28 @@ async fn proxy(
         e.status = 415;
         return Err(e);
     }
-    let raw = read_body(session, gw.cfg.limits.max_body_bytes).await?;
+    // The key's request rate and concurrency are admitted before anything of the body is
+    // read: a client over them costs no body read, parse or scan.
+    let mut permit = if gw.limiter.is_active() && endpoint != Endpoint::CountTokens {
+        match gw.limiter.admit_key(&key.name).await {
+            Ok(p) => Some(p),
+            Err(r) => {
+                session.set_keepalive(None);
+                return Err(rejected(&r, ctx));
+            }
+        }
+    } else {
+        None
+    };
+    // Held until the request is answered: the body's parsed and translated forms live as long.
+    let mut hold = gw.body_budget.hold();
+    let raw = body::read(
+        session,
+        gw.cfg.limits.max_body_bytes,
+        gw.cfg.timeouts.request_body,
+        &mut hold,
+    )
+    .await?;
     let body = match serde_json::from_slice::<Value>(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {
@@ -473,23 +430,18 @@ async fn proxy(
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-    let estimate = estimate_tokens(&body, body_len);
-    let permit = if gw.limiter.is_active() && endpoint != Endpoint::CountTokens {
+    let estimate = estimate_tokens(endpoint, &body, body_len, gw.cfg.limits.max_completion_tokens)?;
+    if let Some(p) = permit.as_mut() {
         let admission = Admission {
             key: &key.name,
             model: &route.route.name,
             estimated_tokens: estimate,
         };
-        match gw.limiter.admit(&admission).await {
-            Ok(p) => {
-                ctx.extra_headers.extend(p.headers());
-                Some(p)
-            }
-            Err(r) => return Err(rejected(&r, ctx)),
+        if let Err(r) = gw.limiter.admit_rest(&admission, p).await {
+            return Err(rejected(&r, ctx));
         }
-    } else {
-        None
-    };
+        ctx.extra_headers.extend(p.headers());
+    }
     let plan = Plan {
         endpoint,
         route,
@@ -502,15 +454,19 @@ async fn proxy(
     let result = forward::forward(gw, session, ctx, plan).await;
     if let Some(p) = permit {
         // The provider's final report when there is one. A request that failed before any
-        // answer costs nothing. An answer cut short (the client left, the stream broke) has
-        // only a partial report — the provider may have generated more — so it keeps the
-        // estimate charged, or what was reported if that is more.
+        // answer costs nothing — unless the client left while a provider was working on it:
+        // the provider may have generated the answer all the same, so the estimate stays
+        // charged. An answer cut short (the client left, the stream broke) has only a partial
+        // report — the provider may have generated more — so it keeps the estimate charged,
+        // or what was reported if that is more.
         let usage = match (&result, ctx.usage) {
             (_, Some(u)) if ctx.usage_final || u.total_tokens > estimate => Some(LimitUsage {
                 prompt: u.prompt_tokens,
                 completion: u.completion_tokens,
             }),
-            (Err(_), None) => Some(LimitUsage::default()),
+            (Err(_), None) if !(ctx.client_gone && ctx.attempts > 0) => {
+                Some(LimitUsage::default())
+            }
             _ => None,
         };
         p.settle(usage).await;
@@ -520,15 +476,56 @@ async fn proxy(
 
 /// Tokens charged at admission: the request's size in bytes / 4 (a rough tokens-per-byte
 /// ratio for prompts) plus the completion it may produce (`max_completion_tokens` /
-/// `max_tokens`, else [`DEFAULT_COMPLETION_ESTIMATE`]). Settlement corrects the charge.
-fn estimate_tokens(body: &Map<String, Value>, body_len: usize) -> u64 {
-    let completion = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
+/// `max_tokens`, else [`DEFAULT_COMPLETION_ESTIMATE`], times `n`). Settlement corrects the
+/// charge. A maximum that is not a whole number from 0 to `ceiling`
+/// (`limits.max_completion_tokens`) is refused: no request can name a cost that would
+/// exhaust a budget or a token bucket by itself.
+fn estimate_tokens(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    body_len: usize,
+    ceiling: u64,
+) -> Result<u64, ApiError> {
+    // The parameter as the client named it, for the error.
+    let client_param = |chat: &'static str| match endpoint {
+        Endpoint::Responses => "max_output_tokens",
+        Endpoint::Messages | Endpoint::CountTokens => "max_tokens",
+        _ => chat,
+    };
+    let mut completion = None;
+    for name in ["max_completion_tokens", "max_tokens"] {
+        let v = match body.get(name) {
+            None | Some(Value::Null) => continue,
+            Some(v) => v,
+        };
+        let param = client_param(name);
+        let n = v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f.min(u64::MAX as f64) as u64))
+            .ok_or_else(|| {
+                ApiError::invalid_param(param, format!("'{param}' must be a non-negative integer."))
+            })?;
+        if n > ceiling {
+            return Err(ApiError::invalid_param(
+                param,
+                format!("'{param}' is {n}, above this gateway's maximum of {ceiling} tokens per request."),
+            ));
+        }
+        completion = Some(completion.map_or(n, |c: u64| c.max(n)));
+    }
+    let choices = body
+        .get("n")
         .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
-    (body_len as u64 / 4).saturating_add(completion)
+        .unwrap_or(1)
+        .clamp(1, MAX_CHOICES);
+    let completion = completion
+        .unwrap_or(DEFAULT_COMPLETION_ESTIMATE)
+        .saturating_mul(choices);
+    Ok((body_len as u64 / 4).saturating_add(completion))
 }
+
+/// The largest `n` that counts in an estimate (OpenAI's own maximum).
+const MAX_CHOICES: u64 = 128;
 
 /// Request bodies larger than this are checked by input guardrails on the blocking pool.
 const INLINE_CHECK_BYTES: usize = 256 << 10;

@@ -6,7 +6,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod body;
 pub mod config;
+pub mod conns;
 pub mod ctx;
 pub mod drain;
 pub mod forward;

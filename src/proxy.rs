@@ -18,7 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::api::ApiError;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::{handler, respond, telemetry};
+use crate::{conns, handler, respond, telemetry};
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -28,8 +28,21 @@ impl ProxyHttp for Gateway {
         Ctx::new()
     }
 
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        conns::header_complete(prev);
+    }
+
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.request_id = handler::request_id(session);
+        conns::keep_alive_for(session, self.cfg.timeouts.client_idle);
+        // Bytes a client sends while its request is served are the next (pipelined) request:
+        // Pingora keeps them for it instead of reading them as a disconnect.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         Ok(())
     }
 

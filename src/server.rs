@@ -8,6 +8,9 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::conns::ClientConns;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use crate::config::Config;
 use crate::drain::{Drain, InFlight};
 use crate::gateway::Gateway;
@@ -18,6 +21,11 @@ use crate::telemetry::Metrics;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::services::background::background_service;
+
+/// Read buffer per client connection. Pingora's default (64 KiB) is held by every open
+/// connection, idle ones included; requests are small JSON documents, and larger bodies are
+/// read past the buffer.
+const CLIENT_READ_BUFFER: usize = 16 << 10;
 
 /// Process-level flags passed through to Pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -85,20 +93,31 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         limiter,
         &server.configuration,
     );
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
-    let listen = cfg.listen.to_string();
-    match &cfg.tls {
-        Some(tls) => {
-            let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
-                .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?;
-            if tls.http2 {
-                settings.enable_h2();
-            }
-            proxy.add_tls_with_settings(&listen, None, settings);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(cfg.timeouts.client_idle);
+    proxy.server_options = Some(options);
+    let conns = ClientConns::new(
+        proxy,
+        cfg.server.max_connections,
+        cfg.timeouts.request_header,
+        cfg.timeouts.client_idle,
+        metrics.clone(),
+    );
+    let mut proxy = Service::new("sluice".to_string(), conns);
+    let mut listener = ListenerConfig::tcp(cfg.listen.to_string()).l4_buffer(L4BufferSettings::new(
+        CLIENT_READ_BUFFER,
+        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
+    ));
+    if let Some(tls) = &cfg.tls {
+        let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
+            .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?;
+        if tls.http2 {
+            settings.enable_h2();
         }
-        None => proxy.add_tcp(&listen),
+        listener = listener.tls(settings);
     }
+    proxy.add_listener(listener);
 
     let mut admin = Service::new(
         "sluice admin".to_string(),

@@ -127,6 +127,9 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
                 "a non-loopback admin listener requires admin.token",
             ));
         }
+        if let Some(t) = &token {
+            check_admin_token(t.expose())?;
+        }
         Admin { listen, token }
     };
     if admin.listen == listen {
@@ -211,25 +214,7 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         );
     }
 
-    let limits = Limits {
-        max_body_bytes: raw.limits.max_body_bytes.map_or(8 << 20, |b| b.0 as usize),
-        max_response_bytes: raw
-            .limits
-            .max_response_bytes
-            .map_or(64 << 20, |b| b.0 as usize),
-    };
-    if limits.max_body_bytes == 0 {
-        return Err(ConfigError::new(
-            "limits.max_body_bytes",
-            "must be positive",
-        ));
-    }
-    if limits.max_response_bytes < 1024 {
-        return Err(ConfigError::new(
-            "limits.max_response_bytes",
-            "must be at least 1KiB",
-        ));
-    }
+    let limits = validate_limits(&raw.limits)?;
 
     let rate_limits = validate_rate_limits(
         &mut raw.limits,
@@ -244,12 +229,18 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         first_byte: t.first_byte.map_or(Duration::from_secs(600), |d| d.0),
         idle: t.idle.map_or(Duration::from_secs(300), |d| d.0),
         total: t.total.map_or(Duration::from_secs(1800), |d| d.0),
+        request_header: t.request_header.map_or(Duration::from_secs(30), |d| d.0),
+        request_body: t.request_body.map_or(Duration::from_secs(120), |d| d.0),
+        client_idle: t.client_idle.map_or(Duration::from_secs(60), |d| d.0),
     };
     for (key, d) in [
         ("timeouts.connect", timeouts.connect),
         ("timeouts.first_byte", timeouts.first_byte),
         ("timeouts.idle", timeouts.idle),
         ("timeouts.total", timeouts.total),
+        ("timeouts.request_header", timeouts.request_header),
+        ("timeouts.request_body", timeouts.request_body),
+        ("timeouts.client_idle", timeouts.client_idle),
     ] {
         if d.is_zero() {
             return Err(ConfigError::new(key, "must be positive"));
@@ -272,7 +263,14 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         graceful_shutdown_timeout: s
             .graceful_shutdown_timeout
             .map_or(Duration::from_secs(5), |d| d.0),
+        max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
     };
+    if server.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
 
     let u = raw.upstream;
     if let Some(ca) = &u.ca_file {
@@ -315,6 +313,77 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         server,
         upstream,
     })
+}
+
+/// The shortest admin token accepted, in characters.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// The fewest distinct characters an admin token must have.
+const MIN_ADMIN_TOKEN_DISTINCT: usize = 8;
+
+/// Refuses an admin token that could be guessed: too short, or made of few characters
+/// (`aaaaaaaaaaaaaaaa`, `1212121212121212`). The message never quotes the token.
+fn check_admin_token(token: &str) -> Result<(), ConfigError> {
+    let len = token.chars().count();
+    let distinct = token.chars().collect::<HashSet<char>>().len();
+    if len < MIN_ADMIN_TOKEN_LEN || distinct < MIN_ADMIN_TOKEN_DISTINCT {
+        return Err(ConfigError::new(
+            "admin.token",
+            format!(
+                "is too weak: it must be at least {MIN_ADMIN_TOKEN_LEN} characters long with at \
+                 least {MIN_ADMIN_TOKEN_DISTINCT} different characters (e.g. `openssl rand -hex 32`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Client connections open at once unless `server.max_connections` says otherwise.
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+/// Request-body bytes in flight at once unless `limits.max_inflight_body_bytes` says
+/// otherwise (or one `max_body_bytes` if that is larger).
+const DEFAULT_INFLIGHT_BODY_BYTES: usize = 1 << 30;
+
+/// The size and cost bounds under `limits:`.
+fn validate_limits(l: &raw::RawLimits) -> Result<Limits, ConfigError> {
+    let bytes = |v: &Option<units::ByteSize>, default: usize| v.as_ref().map_or(default, |b| b.0 as usize);
+    let mut limits = Limits {
+        max_body_bytes: bytes(&l.max_body_bytes, 8 << 20),
+        max_response_bytes: bytes(&l.max_response_bytes, 64 << 20),
+        max_stream_bytes: bytes(&l.max_stream_bytes, 64 << 20),
+        max_inflight_body_bytes: bytes(&l.max_inflight_body_bytes, 0),
+        max_completion_tokens: l.max_completion_tokens.unwrap_or(262_144),
+    };
+    if limits.max_body_bytes == 0 {
+        return Err(ConfigError::new(
+            "limits.max_body_bytes",
+            "must be positive",
+        ));
+    }
+    for (key, v) in [
+        ("limits.max_response_bytes", limits.max_response_bytes),
+        ("limits.max_stream_bytes", limits.max_stream_bytes),
+    ] {
+        if v < 1024 {
+            return Err(ConfigError::new(key, "must be at least 1KiB"));
+        }
+    }
+    if l.max_inflight_body_bytes.is_none() {
+        limits.max_inflight_body_bytes = limits.max_body_bytes.max(DEFAULT_INFLIGHT_BODY_BYTES);
+    }
+    if limits.max_inflight_body_bytes < limits.max_body_bytes {
+        return Err(ConfigError::new(
+            "limits.max_inflight_body_bytes",
+            "must be at least limits.max_body_bytes (one largest request must fit)",
+        ));
+    }
+    if limits.max_completion_tokens == 0 {
+        return Err(ConfigError::new(
+            "limits.max_completion_tokens",
+            "must be positive",
+        ));
+    }
+    Ok(limits)
 }
 
 fn validate_rate_limits(

@@ -117,6 +117,12 @@ pub struct RawLimits {
     #[serde(default)]
     pub max_response_bytes: Option<ByteSize>,
     #[serde(default)]
+    pub max_stream_bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub max_inflight_body_bytes: Option<ByteSize>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<u64>,
+    #[serde(default)]
     pub backend: Option<BackendKind>,
     #[serde(default)]
     pub redis_url: Option<String>,
@@ -141,6 +147,12 @@ pub struct RawTimeouts {
     pub idle: Option<Dur>,
     #[serde(default)]
     pub total: Option<Dur>,
+    #[serde(default)]
+    pub request_header: Option<Dur>,
+    #[serde(default)]
+    pub request_body: Option<Dur>,
+    #[serde(default)]
+    pub client_idle: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +168,8 @@ pub struct RawServer {
     pub grace_period: Option<Dur>,
     #[serde(default)]
     pub graceful_shutdown_timeout: Option<Dur>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -191,7 +191,15 @@ pub struct Admin {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Largest whole answer read from a provider.
     pub max_response_bytes: usize,
+    /// Largest streamed answer relayed from a provider.
+    pub max_stream_bytes: usize,
+    /// Request-body bytes all requests in flight may hold together.
+    pub max_inflight_body_bytes: usize,
+    /// Largest `max_tokens` (or `max_completion_tokens`, `max_output_tokens`) a request may
+    /// name.
+    pub max_completion_tokens: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +208,13 @@ pub struct Timeouts {
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Duration,
+    /// A client's whole request header, from the first byte (or from the previous answer on
+    /// a kept-alive connection).
+    pub request_header: Duration,
+    /// A client's whole request body.
+    pub request_body: Duration,
+    /// How long a kept-alive client connection may wait for its next request.
+    pub client_idle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +224,8 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
+    /// Client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 /// Retries and failover.

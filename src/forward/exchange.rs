@@ -236,9 +236,16 @@ pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
         return std::future::pending().await;
     }
     match session.downstream_session.read_body_or_idle(true).await {
+        // With pipelining on (see `proxy`), bytes after the request are kept for the next
+        // one and this stays pending; should they be read here all the same, the connection
+        // cannot carry another request: finish this one, then close.
+        Err(e) if *e.etype() == pingora::ErrorType::ConnectError => {
+            session.set_keepalive(None);
+            *watch = false;
+            std::future::pending::<()>().await
+        }
         Err(_) => {}
         Ok(_) => {
-            // Data after a complete request (pipelining): stop watching, keep serving.
             *watch = false;
             std::future::pending::<()>().await
         }

@@ -33,6 +33,16 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     pub retry_budget_denied: IntCounter,
     pub guardrail_actions: IntCounterVec,
+    /// Client connections open now.
+    pub client_connections: IntGauge,
+    /// Client connections closed at once because `server.max_connections` were open.
+    pub client_connections_refused: IntCounter,
+    /// Client connections closed because a request header did not arrive in time.
+    pub client_header_timeouts: IntCounter,
+    /// Request-body bytes held by requests in flight.
+    pub body_bytes_in_flight: IntGauge,
+    /// Requests refused because `limits.max_inflight_body_bytes` were held.
+    pub body_budget_refused: IntCounter,
     deployment_available: IntGaugeVec,
     deployment_in_flight: IntGaugeVec,
 }
@@ -116,6 +126,32 @@ impl Metrics {
             &["guardrail", "action", "direction"],
         )
         .expect("valid metric");
+        let client_connections = IntGauge::with_opts(opts(
+            "client_connections",
+            "Client connections open now.",
+        ))
+        .expect("valid metric");
+        let client_connections_refused = IntCounter::with_opts(opts(
+            "client_connections_refused_total",
+            "Client connections closed on arrival because server.max_connections were open.",
+        ))
+        .expect("valid metric");
+        let client_header_timeouts = IntCounter::with_opts(opts(
+            "client_header_timeouts_total",
+            "Client connections closed because a request header was not complete within \
+             timeouts.request_header.",
+        ))
+        .expect("valid metric");
+        let body_bytes_in_flight = IntGauge::with_opts(opts(
+            "request_body_bytes_in_flight",
+            "Request-body bytes held by requests in flight.",
+        ))
+        .expect("valid metric");
+        let body_budget_refused = IntCounter::with_opts(opts(
+            "request_body_budget_refused_total",
+            "Requests refused with 503 because limits.max_inflight_body_bytes were held.",
+        ))
+        .expect("valid metric");
         let deployment_available = IntGaugeVec::new(
             opts(
                 "deployment_available",
@@ -140,6 +176,11 @@ impl Metrics {
             Box::new(active_streams.clone()),
             Box::new(retry_budget_denied.clone()),
             Box::new(guardrail_actions.clone()),
+            Box::new(client_connections.clone()),
+            Box::new(client_connections_refused.clone()),
+            Box::new(client_header_timeouts.clone()),
+            Box::new(body_bytes_in_flight.clone()),
+            Box::new(body_budget_refused.clone()),
             Box::new(deployment_available.clone()),
             Box::new(deployment_in_flight.clone()),
         ] {
@@ -157,6 +198,11 @@ impl Metrics {
             active_streams,
             retry_budget_denied,
             guardrail_actions,
+            client_connections,
+            client_connections_refused,
+            client_header_timeouts,
+            body_bytes_in_flight,
+            body_budget_refused,
             deployment_available,
             deployment_in_flight,
         }
