@@ -59,6 +59,33 @@ pub fn echo(s: &str) -> String {
     }
 }
 
+/// Longest provider error message passed on, in bytes.
+const PROVIDER_MESSAGE_MAX: usize = 2000;
+/// Longest provider `param` or `code` passed on, in bytes.
+const PROVIDER_FIELD_MAX: usize = 128;
+/// Longest `Retry-After` passed on from a provider: a day.
+const RETRY_AFTER_MAX_SECS: f64 = 86_400.0;
+
+/// Removes `secret` from text that came from a provider, and bounds it to `max` bytes (cut on
+/// a character boundary, with `…` appended). A secret shorter than 8 bytes is not searched
+/// for: it would match ordinary words.
+pub fn scrub(mut text: String, secret: Option<&str>, max: usize) -> String {
+    if let Some(secret) = secret.filter(|k| k.len() >= 8) {
+        if text.contains(secret) {
+            text = text.replace(secret, "***");
+        }
+    }
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 impl ApiError {
     fn new(status: u16, kind: &'static str, origin: Origin, message: impl Into<String>) -> Self {
         ApiError {
@@ -215,6 +242,35 @@ impl ApiError {
         self
     }
 
+    /// Makes an error built from a provider's answer safe to pass to the client: `secret`
+    /// (the provider's credential) is removed from the message, `param` and `code`, each of
+    /// them is bounded, `code` keeps only identifier characters, and `Retry-After` survives
+    /// only as whole seconds parsed from seconds or an HTTP date (anything else is dropped).
+    pub fn from_provider(mut self, secret: Option<&str>) -> Self {
+        self.message = scrub(std::mem::take(&mut self.message), secret, PROVIDER_MESSAGE_MAX);
+        self.param = self
+            .param
+            .take()
+            .map(|p| scrub(p, secret, PROVIDER_FIELD_MAX))
+            .filter(|p| !p.is_empty());
+        self.code = self
+            .code
+            .take()
+            .map(|c| scrub(c, secret, PROVIDER_FIELD_MAX))
+            .filter(|c| {
+                !c.is_empty()
+                    && c
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+            });
+        self.retry_after = self
+            .retry_after
+            .take()
+            .and_then(|v| crate::routing::parse_retry_after(&v))
+            .map(|d| d.as_secs_f64().ceil().clamp(0.0, RETRY_AFTER_MAX_SECS).to_string());
+        self
+    }
+
     /// The JSON object `{"error": {...}}`.
     pub fn to_json(&self) -> serde_json::Value {
         json!({
@@ -262,6 +318,44 @@ mod tests {
         let long = "x".repeat(10_000);
         let e = ApiError::model_not_found(&long);
         assert!(e.message.len() < 300, "{}", e.message.len());
+    }
+
+    #[test]
+    fn provider_fields_are_scrubbed_and_bounded() {
+        const KEY: &str = "sk-test-provider-secret-1234";
+        let mut e = ApiError::upstream(400, "invalid_request_error", format!("bad key {KEY}"));
+        e.param = Some(format!("{KEY}{}", "p".repeat(5000)));
+        e.code = Some(format!("code_{KEY}"));
+        e.retry_after = Some(format!("{KEY}"));
+        let e = e.from_provider(Some(KEY));
+        let body = String::from_utf8(e.body().to_vec()).unwrap();
+        assert!(!body.contains(KEY), "{body}");
+        assert!(e.param.as_deref().is_some_and(|p| p.len() < 200 && p.starts_with("***")));
+        // `code_***` is not an identifier any more: dropped rather than passed on mangled.
+        assert_eq!(e.code, None);
+        assert_eq!(e.retry_after, None, "not seconds, not a date: dropped");
+
+        let with = |ra: &str| {
+            ApiError::upstream(429, "rate_limit_error", "slow down")
+                .with_retry_after(Some(ra.into()))
+                .from_provider(Some(KEY))
+                .retry_after
+        };
+        assert_eq!(with("7").as_deref(), Some("7"));
+        assert_eq!(with("1.2").as_deref(), Some("2"));
+        assert_eq!(with("99999999999999").as_deref(), Some("86400"));
+        let soon = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(30),
+        );
+        let secs: u64 = with(&soon).unwrap().parse().unwrap();
+        assert!((28..=31).contains(&secs), "{secs}");
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT").as_deref(), Some("0"));
+        let ok = ApiError::upstream(400, "invalid_request_error", "x")
+            .with_code("context_length_exceeded")
+            .with_param("messages")
+            .from_provider(Some(KEY));
+        assert_eq!(ok.code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!(ok.param.as_deref(), Some("messages"));
     }
 
     #[test]

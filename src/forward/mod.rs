@@ -144,6 +144,11 @@ impl Plan {
     }
 }
 
+/// The provider's credential, to scrub from what it sends back.
+fn provider_secret(provider: &crate::config::Provider) -> Option<&str> {
+    provider.api_key.as_ref().map(|k| k.expose())
+}
+
 /// Error code for a client that went away; its answer is never seen.
 const CLIENT_CLOSED: &str = "client_closed";
 
@@ -273,6 +278,7 @@ pub async fn forward(
                 return Ok(());
             }
             Attempt::Final(e) => {
+                let e = e.from_provider(provider_secret(&deployment.provider));
                 if e.code.as_deref() == Some(CLIENT_CLOSED) {
                     ctx.client_gone = true;
                 } else {
@@ -281,6 +287,7 @@ pub async fn forward(
                 return Err(e);
             }
             Attempt::Retry(e, failure) => {
+                let e = e.from_provider(provider_secret(&deployment.provider));
                 outcome("retry");
                 log::warn!(
                     "request {}: attempt {} on {}/{} failed: {}",

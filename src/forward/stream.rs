@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::exchange::{drain_and_release, read_chunk, read_fail_error, ReadFail};
-use super::{before_commit, Attempt, Deadline, Plan};
+use super::{before_commit, provider_secret, Attempt, Deadline, Plan};
 use crate::api::ApiError;
 use crate::config::Provider;
 use crate::ctx::Ctx;
@@ -40,6 +40,32 @@ fn settle(ctx: &mut Ctx, translator: &dyn StreamTranslator) {
         .extend(translator.findings().into_iter().map(|f| ("output", f)));
 }
 
+/// Bytes of a streamed answer so far, against `limits.max_stream_bytes`: an answer that
+/// never ends cannot hold a stream (and what its translator keeps) forever.
+struct StreamSize {
+    seen: usize,
+    max: usize,
+}
+
+impl StreamSize {
+    fn new(max: usize) -> Self {
+        StreamSize { seen: 0, max }
+    }
+
+    fn add(&mut self, n: usize, provider: &Provider) -> Result<(), ApiError> {
+        self.seen = self.seen.saturating_add(n);
+        if self.seen <= self.max {
+            return Ok(());
+        }
+        Err(ApiError::bad_gateway(format!(
+            "The answer from the upstream provider '{}' exceeded the gateway's limit of {} \
+             bytes for a streamed answer (limits.max_stream_bytes).",
+            provider.name, self.max
+        ))
+        .with_code("response_too_large"))
+    }
+}
+
 /// Response header for an event stream.
 pub(super) fn sse_header(ctx: &Ctx) -> pingora::http::ResponseHeader {
     let mut h = respond::header(200, "text/event-stream; charset=utf-8", ctx);
@@ -67,11 +93,15 @@ pub(super) async fn relay_stream(
     let mut out = BytesMut::with_capacity(4096);
     let mut watch = true;
     let idle = gw.cfg.timeouts.idle;
+    let mut size = StreamSize::new(gw.cfg.limits.max_stream_bytes);
 
     while out.is_empty() && !translator.is_done() {
         match read_chunk(&mut up, session, &mut watch, deadline, idle).await {
             Ok(Some(chunk)) => {
                 ctx.ttfb.get_or_insert_with(|| ctx.start.elapsed());
+                if let Err(e) = size.add(chunk.len(), provider) {
+                    return before_commit(e);
+                }
                 if let Err(e) = translator.feed(&chunk, &mut out) {
                     return before_commit(e);
                 }
@@ -129,6 +159,9 @@ pub(super) async fn relay_stream(
                 let now = Instant::now();
                 gaps.observe(now.duration_since(last_chunk).as_secs_f64());
                 last_chunk = now;
+                if let Err(e) = size.add(chunk.len(), provider) {
+                    break Some(e);
+                }
                 if let Err(e) = translator.feed(&chunk, &mut out) {
                     break Some(e);
                 }
@@ -141,6 +174,15 @@ pub(super) async fn relay_stream(
             Err(ReadFail::ClientGone) => {
                 ctx.client_gone = true;
                 settle(ctx, translator.as_ref());
+                // A client that only half-closed may still read: it learns the answer was
+                // cut, never a clean end. The connection is not reused.
+                session.set_keepalive(None);
+                let _ = session
+                    .write_response_body(
+                        Some(translator.error_event(&super::client_closed())),
+                        true,
+                    )
+                    .await;
                 return Attempt::Done;
             }
             Err(fail) => break Some(read_fail_error(fail, provider, ctx)),
@@ -148,10 +190,7 @@ pub(super) async fn relay_stream(
     };
     settle(ctx, translator.as_ref());
     // Whatever the provider wrote into its error goes out without its credential.
-    let failure = failure.map(|mut e| {
-        e.message = crate::providers::openai::scrub(std::mem::take(&mut e.message), provider);
-        e
-    });
+    let failure = failure.map(|e| e.from_provider(provider_secret(provider)));
     if let Some(e) = &failure {
         log::warn!(
             "request {}: stream from provider '{}' failed: {}",

@@ -44,7 +44,7 @@ impl ChatToMessagesStream {
             input: SseInput::new(),
             public_model: public_model.to_string(),
             id: None,
-            blocks: Blocks::default(),
+            blocks: Blocks::live_only(),
             is_tool: Vec::new(),
             finish: None,
             usage: None,

@@ -52,9 +52,21 @@ pub(crate) struct Blocks {
     live: Option<usize>,
     calls: Vec<Call>,
     held_text: String,
+    /// Only what is still to be emitted is kept: a live block's text and arguments are not
+    /// accumulated, and its [`Step::Stop`] carries an empty `full` (for encoders that never
+    /// repeat a block's content, so that a long answer costs no memory).
+    live_only: bool,
 }
 
 impl Blocks {
+    /// A sequencer whose [`Step::Stop`]s carry no `full` content for blocks streamed live.
+    pub fn live_only() -> Self {
+        Blocks {
+            live_only: true,
+            ..Blocks::default()
+        }
+    }
+
     fn open(&mut self) -> usize {
         let i = self.next;
         self.next += 1;
@@ -82,7 +94,9 @@ impl Blocks {
             self.text = Some((i, String::new()));
         }
         if let Some((i, text)) = &mut self.text {
-            text.push_str(t);
+            if !self.live_only {
+                text.push_str(t);
+            }
             steps.push(Step::Delta(*i, t.to_string()));
         }
     }
@@ -122,14 +136,17 @@ impl Blocks {
                 call.name = name.to_string();
             }
         }
-        call.args.push_str(args);
         if self.live == Some(at) {
+            if !self.live_only {
+                self.calls[at].args.push_str(args);
+            }
             if !args.is_empty() {
                 let i = self.calls[at].block.expect("a live call has a block");
                 steps.push(Step::Delta(i, args.to_string()));
             }
             return;
         }
+        self.calls[at].args.push_str(args);
         if self.live.is_none() {
             self.close_text(steps);
             let i = self.open();
@@ -138,6 +155,9 @@ impl Blocks {
             steps.push(Step::Start(i, kind_of(call)));
             if !call.args.is_empty() {
                 steps.push(Step::Delta(i, call.args.clone()));
+            }
+            if self.live_only {
+                call.args = String::new();
             }
             self.live = Some(at);
         }
@@ -260,6 +280,28 @@ mod tests {
         b.finish(&mut s);
         b.tool(0, None, None, "ignored", &mut s);
         b.finish(&mut s);
+        // Live-only: the same deltas; live blocks' stops carry nothing.
+        let mut lo = Blocks::live_only();
+        let mut s2 = Vec::new();
+        lo.tool(0, Some("c1"), Some("f"), "{", &mut s2);
+        lo.tool(1, Some("c2"), Some("g"), "{", &mut s2);
+        lo.tool(0, None, None, "}", &mut s2);
+        lo.text("after", &mut s2);
+        lo.tool(1, None, None, "}", &mut s2);
+        lo.finish(&mut s2);
+        let strip = |steps: &[Step]| -> Vec<Step> {
+            steps
+                .iter()
+                .map(|st| match st {
+                    Step::Stop(i, k, _) => Step::Stop(*i, k.clone(), String::new()),
+                    o => o.clone(),
+                })
+                .collect()
+        };
+        assert_eq!(strip(&s2), strip(&s[..10]));
+        assert_eq!(s2[3], Step::Stop(0, tool("c1", "f"), String::new()));
+        assert_eq!(lo.calls[0].args, "", "a live call's arguments are not kept");
+        assert!(lo.text.is_none() && lo.held_text.is_empty());
         assert_eq!(
             s,
             vec![

@@ -198,8 +198,8 @@ fn rejects_key(body: &[u8]) -> bool {
 ///
 /// The status is kept, except that a provider refusing sluice's own credentials (401/403, or
 /// another status with a body that says so) becomes a 502 — the client's key was fine, the
-/// gateway's was not — and statuses that are not errors at all become 502. The provider's API
-/// key is scrubbed from the message.
+/// gateway's was not — and statuses that are not errors at all become 502. The caller makes
+/// the result safe to pass on ([`ApiError::from_provider`]).
 pub fn upstream_error(
     status: u16,
     body: &[u8],
@@ -239,7 +239,6 @@ pub fn upstream_error(
                 provider.name
             )
         });
-    let message = scrub(message, provider);
     let (status, default_kind) = match status {
         429 => (429, "rate_limit_error"),
         400..=499 => (status, "invalid_request_error"),
@@ -260,25 +259,6 @@ pub fn upstream_error(
     e.code = field("code").or_else(|| (status == 429).then(|| "rate_limit_exceeded".into()));
     e.param = field("param");
     e
-}
-
-/// Removes the provider's credential from text that came from the provider, and bounds it.
-pub(crate) fn scrub(mut message: String, provider: &Provider) -> String {
-    if let Some(key) = &provider.api_key {
-        let key = key.expose();
-        if key.len() >= 8 && message.contains(key) {
-            message = message.replace(key, "***");
-        }
-    }
-    if message.len() > 2000 {
-        let mut cut = 2000;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-    message
 }
 
 /// OpenAI SSE → OpenAI SSE, restoring the public model name.

@@ -201,7 +201,8 @@ fn upstream_errors_are_normalised() {
         b"{\"error\":{\"message\":\"slow down, key sk-fake-secret-provider-key-123\"}}",
         &p,
         Some("7".into()),
-    );
+    )
+    .from_provider(p.api_key.as_ref().map(|k| k.expose()));
     assert_eq!(e.status, 429);
     assert_eq!(e.retry_after.as_deref(), Some("7"));
     assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
@@ -217,7 +218,11 @@ fn upstream_errors_are_normalised() {
     assert_eq!(upstream_error(529, b"", &p, None).status, 503);
     assert_eq!(upstream_error(302, b"", &p, None).status, 502);
     let long = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(50_000));
-    assert!(upstream_error(500, long.as_bytes(), &p, None).message.len() < 2100);
+    assert!(upstream_error(500, long.as_bytes(), &p, None)
+        .from_provider(None)
+        .message
+        .len()
+        < 2100);
 }
 
 #[test]
