@@ -257,8 +257,11 @@ fn encoded_runs(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     re.find_iter(s).map(|m| (m.start(), m.end()))
 }
 
-/// Decodes a base64 or hex run into text, if it is UTF-8 with no control characters other
-/// than whitespace.
+/// Decodes a base64 or hex run leniently into the text it may hide: hex (an odd last digit
+/// dropped), and base64 with either alphabet or a mix of both, at each of the four possible
+/// alignments (a junk character in front shifts every group). Of every decoding, the
+/// printable spans are kept — invalid UTF-8 and control bytes only separate them — so one
+/// junk byte cannot hide the rest of a payload. `None` when nothing printable came out.
 fn decode(run: &str) -> Option<String> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
@@ -267,17 +270,60 @@ fn decode(run: &str) -> Option<String> {
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);
     let std = GeneralPurpose::new(&base64::alphabet::STANDARD, cfg);
-    let url = GeneralPurpose::new(&base64::alphabet::URL_SAFE, cfg);
-    let bytes = if run.len() % 2 == 0 && run.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(run).ok()
-    } else {
-        None
+    let mut out = String::new();
+    let digits = run.trim_end_matches('=');
+    if digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let even = &digits[..digits.len() & !1];
+        if let Ok(bytes) = hex::decode(even) {
+            printable_spans(&bytes, &mut out);
+        }
     }
-    .or_else(|| std.decode(run).ok())
-    .or_else(|| url.decode(run).ok())?;
-    let text = String::from_utf8(bytes).ok()?;
-    let printable = text.chars().all(|c| !c.is_control() || c.is_whitespace());
-    printable.then_some(text)
+    // One alphabet: URL-safe characters read as their standard twins.
+    let unified: Vec<u8> = digits
+        .bytes()
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    for skip in 0..4 {
+        let Some(rest) = unified.get(skip..) else {
+            break;
+        };
+        // A trailing group of one character carries no whole byte and cannot decode.
+        let rest = if rest.len() % 4 == 1 {
+            &rest[..rest.len() - 1]
+        } else {
+            rest
+        };
+        if rest.len() < 8 {
+            break;
+        }
+        if let Ok(bytes) = std.decode(rest) {
+            printable_spans(&bytes, &mut out);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The shortest printable span of decoded bytes worth scanning.
+const MIN_DECODED_SPAN: usize = 4;
+
+/// Appends each printable span of `bytes` (valid UTF-8 without control characters other
+/// than whitespace, at least [`MIN_DECODED_SPAN`] characters) to `out`, one per line.
+fn printable_spans(bytes: &[u8], out: &mut String) {
+    for chunk in bytes.utf8_chunks() {
+        for span in chunk
+            .valid()
+            .split(|c: char| c.is_control() && !c.is_whitespace())
+        {
+            if span.trim().chars().count() >= MIN_DECODED_SPAN {
+                out.push_str(span);
+                out.push('\n');
+            }
+        }
+    }
 }
 
 /// Checks one string against one guardrail; rewrites it on redaction. Returns true on block.
