@@ -43,7 +43,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sluice::telemetry::logger::init();
     match cli.command {
         Command::Check { config } => match config::load(&config) {
             Ok(cfg) => {

@@ -2,6 +2,7 @@
 //! the request-level metrics. Both carry names from the config (key name, model, provider),
 //! statuses, timings and token counts — never bodies, keys or headers.
 
+pub mod logger;
 pub mod metrics;
 
 use std::io::Write;
@@ -92,16 +93,34 @@ fn status(ctx: &Ctx) -> u16 {
     }
 }
 
+/// The longest request path written to the access log, in bytes.
+const MAX_LOGGED_PATH: usize = 256;
+/// The longest request method written to the access log, in bytes.
+const MAX_LOGGED_METHOD: usize = 16;
+
+/// A client-controlled string as the log takes it: at most `max` bytes (cut on a character
+/// boundary, with `…` appended), so that one request cannot write a huge line.
+fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut]).into()
+}
+
 /// Writes the access-log line of a finished request to stdout.
 pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let req = session.req_header();
     let line = json!({
         "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         "request_id": ctx.request_id,
-        "method": req.method.as_str(),
+        "method": bounded(req.method.as_str(), MAX_LOGGED_METHOD),
         "http": if session.as_downstream().is_http2() { "2" } else { "1.1" },
         "client": session.client_addr().map(|a| a.to_string()),
-        "path": req.uri.path(),
+        "path": bounded(req.uri.path(), MAX_LOGGED_PATH),
         "status": status(ctx),
         "key": ctx.key_name,
         "model": ctx.model,
