@@ -9,13 +9,18 @@
 //!   as soon as it is accepted (counted in `sluice_client_connections_refused_total`).
 //! * **A total deadline per request header** (`timeouts.request_header`). Pingora's header
 //!   timeout applies to each `read()` on its own, so a client sending one byte every few
-//!   seconds would hold a connection forever. On a kept-alive connection the deadline counts
-//!   from the end of the previous answer and adds `timeouts.client_idle`. The proxy tells the
-//!   loop that a header is complete through the connection's user context, which Pingora hands
-//!   to [`ProxyHttp::on_connection_reuse`](pingora::proxy::ProxyHttp::on_connection_reuse)
-//!   right after parsing it ([`header_complete`]).
-//! * **Idle keep-alive**: Pingora waits for the next request forever once a client asked for
-//!   keep-alive; [`keep_alive_for`] bounds each wait by `timeouts.client_idle`.
+//!   seconds would hold a connection forever. The proxy tells the loop that a header is
+//!   complete through the connection's user context, which Pingora hands to
+//!   [`ProxyHttp::on_connection_reuse`](pingora::proxy::ProxyHttp::on_connection_reuse) right
+//!   after parsing it ([`header_complete`]).
+//! * **Idle keep-alive** (`timeouts.client_idle`): Pingora waits for the next request forever
+//!   once a client asked for keep-alive; here the wait is bounded, and an idle connection
+//!   holds nothing but its socket and buffers.
+//!
+//! HTTP/1.1 pipelining is left off: bytes of a next request that arrive while one is served
+//! make the connection close after that answer (see `forward::exchange::client_gone`), and
+//! no request ever starts from bytes read ahead — which is what lets the loop wait for a
+//! request's first byte before it builds the request's state.
 //!
 //! HTTP/2 connections go to Pingora's own handling (its idle timeout is set from
 //! `timeouts.client_idle`), under the same connection cap.
@@ -25,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::{HttpProxy, Session};
@@ -39,10 +44,10 @@ use crate::telemetry::Metrics;
 pub struct ClientConns {
     proxy: Arc<HttpProxy<Gateway>>,
     slots: Arc<Semaphore>,
-    /// A request header's deadline on a new connection.
+    /// A request header's deadline (`timeouts.request_header`).
     first_header: Duration,
-    /// The same on a kept-alive connection: idle time plus header time.
-    next_header: Duration,
+    /// How long a kept-alive connection waits for its next request (`timeouts.client_idle`).
+    idle: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -58,19 +63,44 @@ impl ClientConns {
             proxy: Arc::new(proxy),
             slots: Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS))),
             first_header: request_header,
-            next_header: request_header + client_idle,
+            idle: client_idle,
             metrics,
         }
     }
 
-    /// The HTTP/1.1 keep-alive loop, each request header under its deadline.
-    async fn serve_h1(&self, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let mut session = ServerSession::new_http1(stream);
-        // Until the first header has been read, the per-read timeout is Pingora's 60s; the
-        // total deadline below is what bounds a slow header.
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        let mut deadline = self.first_header;
+    /// The HTTP/1.1 keep-alive loop. Between requests a connection holds only its socket:
+    /// the state of a request (a few tens of KiB in Pingora's proxy) is made once the first
+    /// byte of one has arrived. The wait for that byte is bounded by `request_header` on a new
+    /// connection and by `client_idle` on a kept-alive one; the whole header, by
+    /// `request_header` from then (from the connection's start, on a new one).
+    async fn serve_h1(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut settings = None;
+        let mut first = true;
         loop {
+            let started = tokio::time::Instant::now();
+            let wait = if first { self.first_header } else { self.idle };
+            // A TLS stream cannot be peeked: it proceeds at once, under the header deadline.
+            match tokio::time::timeout(wait, stream.try_peek(&mut [0u8; 1])).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return None,
+                Err(_) if first => {
+                    self.metrics.client_header_timeouts.inc();
+                    return None;
+                }
+                Err(_) => return None,
+            }
+            let deadline = if first {
+                self.first_header.saturating_sub(started.elapsed())
+            } else {
+                self.first_header
+            };
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => HttpPersistentSettings::apply_to_session(s, &mut session),
+                // Until the first header has been read, Pingora's per-read timeout applies
+                // too; the total deadline below is what bounds a slow header.
+                None => session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) }),
+            }
             let seen = Arc::new(HeaderSeen::default());
             session.set_connection_user_context(Some(Box::new(seen.clone())));
             let served = self.proxy.process_new_http(session, shutdown);
@@ -83,12 +113,8 @@ impl ClientConns {
                     return None;
                 }
             };
-            let (stream, settings) = reused?.consume();
-            session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
-            }
-            deadline = self.next_header;
+            (stream, settings) = reused?.consume();
+            first = false;
         }
     }
 }
@@ -159,3 +185,48 @@ pub fn keep_alive_for(session: &mut Session, idle: Duration) {
         session.set_keepalive(Some(idle.as_secs().max(1)));
     }
 }
+
+/// Gives memory back to the system after a burst of connections has closed.
+///
+/// glibc's allocator keeps freed memory in its per-thread arenas: after 10,000 connections
+/// close, the process keeps the ~100 MiB they used. Every [`TRIM_EVERY`], when the open
+/// connections have fallen by at least [`TRIM_AFTER_DROP`] since the last trim,
+/// `malloc_trim(0)` hands the free pages back (on the blocking pool: it walks every arena).
+pub struct MemoryTrim {
+    pub metrics: Arc<Metrics>,
+}
+
+/// How often the connection count is looked at.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// Connections that must have closed since the last trim (or since the peak) to trim again.
+const TRIM_AFTER_DROP: i64 = 1000;
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for MemoryTrim {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut peak = 0i64;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(TRIM_EVERY) => {}
+            }
+            let open = self.metrics.client_connections.get();
+            peak = peak.max(open);
+            if peak - open >= TRIM_AFTER_DROP {
+                peak = open;
+                let _ = tokio::task::spawn_blocking(trim).await;
+            }
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}

@@ -40,9 +40,6 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.request_id = handler::request_id(session);
         conns::keep_alive_for(session, self.cfg.timeouts.client_idle);
-        // Bytes a client sends while its request is served are the next (pipelined) request:
-        // Pingora keeps them for it instead of reading them as a disconnect.
-        session.as_downstream_mut().set_pipelining_enabled(true);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::conns::ClientConns;
+use crate::conns::{ClientConns, MemoryTrim};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use crate::config::Config;
@@ -25,7 +25,7 @@ use pingora::services::background::background_service;
 /// Read buffer per client connection. Pingora's default (64 KiB) is held by every open
 /// connection, idle ones included; requests are small JSON documents, and larger bodies are
 /// read past the buffer.
-const CLIENT_READ_BUFFER: usize = 16 << 10;
+const CLIENT_READ_BUFFER: usize = 4 << 10;
 
 /// Process-level flags passed through to Pingora.
 #[derive(Debug, Default, Clone, Copy)]
@@ -124,7 +124,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         Admin {
             cfg: cfg.clone(),
             router: router.clone(),
-            metrics,
+            metrics: metrics.clone(),
         },
     );
     admin.add_tcp(&cfg.admin.listen.to_string());
@@ -141,6 +141,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         server.add_service(background_service("health checks", checker));
     }
     server.add_service(background_service("drain", Drain { in_flight }));
+    server.add_service(background_service("memory trim", MemoryTrim { metrics }));
     server.add_service(proxy);
     server.add_service(admin);
     Ok(server)

@@ -236,9 +236,9 @@ pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
         return std::future::pending().await;
     }
     match session.downstream_session.read_body_or_idle(true).await {
-        // With pipelining on (see `proxy`), bytes after the request are kept for the next
-        // one and this stays pending; should they be read here all the same, the connection
-        // cannot carry another request: finish this one, then close.
+        // Bytes after the request while it is served (a pipelined request): Pingora has
+        // read one of them, so the connection cannot carry another request. This one is
+        // answered in full, then the connection closes (see `conns`).
         Err(e) if *e.etype() == pingora::ErrorType::ConnectError => {
             session.set_keepalive(None);
             *watch = false;
