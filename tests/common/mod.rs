@@ -70,32 +70,38 @@ impl Gateway {
     /// Starts sluice with `body` (a config without `listen`/`admin`/`server`, which are
     /// generated) and waits until it answers.
     pub fn start(body: &str) -> Gateway {
-        Self::start_inner(body, None)
+        Self::start_inner(body, None, "")
     }
 
     /// Like [`Gateway::start`], with `admin.token` set.
     pub fn start_with_admin_token(body: &str, token: &str) -> Gateway {
-        Self::start_inner(body, Some(token))
+        Self::start_inner(body, Some(token), "")
     }
 
-    fn start_inner(body: &str, admin_token: Option<&str>) -> Gateway {
+    /// Like [`Gateway::start`], with more keys under `server:` (e.g.
+    /// `"  max_connections: 5\n"`).
+    pub fn start_with_server(body: &str, server: &str) -> Gateway {
+        Self::start_inner(body, None, server)
+    }
+
+    fn start_inner(body: &str, admin_token: Option<&str>, server: &str) -> Gateway {
         // A port found free can be taken by another test before sluice binds it; sluice then
         // refuses to start, and the start is retried on other ports.
         for _ in 0..5 {
-            if let Some(gw) = Self::try_start(body, admin_token) {
+            if let Some(gw) = Self::try_start(body, admin_token, server) {
                 return gw;
             }
         }
         panic!("sluice could not bind free ports five times in a row");
     }
 
-    fn try_start(body: &str, admin_token: Option<&str>) -> Option<Gateway> {
+    fn try_start(body: &str, admin_token: Option<&str>, server: &str) -> Option<Gateway> {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{token}\
-             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 30s\n  graceful_shutdown_timeout: 1s\n{body}",
+             allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 30s\n  graceful_shutdown_timeout: 1s\n{server}{body}",
             pid = dir.path().join("sluice.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
             token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),

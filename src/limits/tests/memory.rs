@@ -447,3 +447,46 @@ async fn counters_export_as_prometheus_metrics() {
         "{t}"
     );
 }
+
+#[tokio::test]
+async fn two_stage_admission_settles_like_one() {
+    let cfg = config(&[("a", set(10, 0, 2))], &[("m", set(0, 1000, 0))]);
+    let (l, _t) = manual(&cfg, T0);
+    let mut p = l.admit_key("a").await.unwrap();
+    l.admit_rest(&adm("a", "m", 200_000), &mut p).await.unwrap();
+    assert_eq!(
+        header(p.headers(), "x-ratelimit-remaining-tokens").as_deref(),
+        Some("0"),
+        "the charge is capped at the bucket's limit"
+    );
+    assert_eq!(
+        header(p.headers(), "x-ratelimit-remaining-requests").as_deref(),
+        Some("9")
+    );
+    p.settle(Some(Usage {
+        prompt: 2,
+        completion: 10,
+    }))
+    .await;
+    // Refunded to the actual 12 tokens: another key's request fits at once.
+    let p = l.admit(&adm("b", "m", 900)).await.unwrap();
+    assert_eq!(
+        header(p.headers(), "x-ratelimit-remaining-tokens").as_deref(),
+        Some("88")
+    );
+    // A refusal in the second stage keeps the request counted and frees the slot.
+    let mut p1 = l.admit_key("a").await.unwrap();
+    let r = l.admit_rest(&adm("a", "m", 500), &mut p1).await.unwrap_err();
+    assert_eq!((r.kind(), r.scope()), (LimitKind::Tokens, Some(Scope::Model)));
+    drop(p1);
+    let _p2 = l.admit_key("a").await.unwrap();
+    let p3 = l.admit_key("a").await.unwrap();
+    assert_eq!(
+        header(p3.headers(), "x-ratelimit-remaining-requests").as_deref(),
+        Some("6")
+    );
+    assert_eq!(
+        l.admit_key("a").await.unwrap_err().kind(),
+        LimitKind::Concurrency
+    );
+}
