@@ -7,6 +7,9 @@
 
 pub mod load;
 pub mod process;
+mod soak;
+
+pub use soak::{idle_soak, soak_markdown};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -406,9 +409,8 @@ const COUNTERS: &[(&str, &str)] = &[
     ("sluice_rate_limit_fail_open_total", "rate_limit_fail_open"),
 ];
 
-/// Reads sluice's admin `/metrics` and sums each of [`COUNTERS`] over its labels (absent
-/// counters are 0).
-async fn scrape_counters(admin: u16) -> Result<Value, String> {
+/// sluice's admin `/metrics` text.
+async fn admin_metrics(admin: u16) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", admin))
         .await
@@ -424,6 +426,13 @@ async fn scrape_counters(admin: u16) -> Result<Value, String> {
         .await
         .map_err(|_| "admin: timeout".to_string())?
         .map_err(|e| format!("admin: {e}"))?;
+    Ok(text)
+}
+
+/// Reads sluice's admin `/metrics` and sums each of [`COUNTERS`] over its labels (absent
+/// counters are 0).
+async fn scrape_counters(admin: u16) -> Result<Value, String> {
+    let text = admin_metrics(admin).await?;
     let mut out = serde_json::Map::new();
     for (metric, name) in COUNTERS {
         let sum: f64 = text
@@ -506,6 +515,28 @@ async fn run_through_sluice(
     })
 }
 
+/// Starts the mock provider for `s`, answering `reply`. It runs in its own process so that
+/// its sockets do not count against the load generator's open-file limit.
+async fn start_mock(
+    bin: &Path,
+    s: &Scenario,
+    reply: &str,
+) -> Result<(tokio::process::Child, u16), String> {
+    let mock_port = free_port();
+    let mock = tokio::process::Command::new(bin.with_file_name("sluice-mock"))
+        .args(["--listen", &format!("127.0.0.1:{mock_port}")])
+        .args(["--ttft-ms", &s.ttft.as_millis().to_string()])
+        .args(["--gap-ms", &s.gap.as_millis().to_string()])
+        .args(["--reply", reply])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start sluice-mock: {e}"))?;
+    wait_for_port(mock_port).await?;
+    Ok((mock, mock_port))
+}
+
 /// Runs one scenario: direct to the mock, through sluice, then through sluice once per
 /// variant.
 pub async fn run_scenario(
@@ -519,20 +550,7 @@ pub async fn run_scenario(
         let word = "x".repeat(s.chunk_bytes.saturating_sub(1).max(1));
         vec![word; s.chunks.saturating_sub(1).max(1)].join(" ")
     };
-    // The mock runs in its own process so that its sockets do not count against the load
-    // generator's open-file limit.
-    let mock_port = free_port();
-    let mut mock = tokio::process::Command::new(bin.with_file_name("sluice-mock"))
-        .args(["--listen", &format!("127.0.0.1:{mock_port}")])
-        .args(["--ttft-ms", &s.ttft.as_millis().to_string()])
-        .args(["--gap-ms", &s.gap.as_millis().to_string()])
-        .args(["--reply", &reply])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start sluice-mock: {e}"))?;
-    wait_for_port(mock_port).await?;
+    let (mut mock, mock_port) = start_mock(&bin, s, &reply).await?;
     let body = json!({
         "model": "gpt-4o-mini",
         "stream": s.stream,

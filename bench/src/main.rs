@@ -9,7 +9,14 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use serde_json::Value;
-use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios};
+use sluice_bench::{
+    idle_soak, load::Mode, markdown, process, run_scenario, scenarios, soak_markdown,
+};
+
+/// The idle-connection soak's name on the command line and in reports.
+const SOAK: &str = "idle-soak";
+/// sluice's client timeouts (idle and header) during the soak.
+const SOAK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +25,7 @@ use sluice_bench::{load::Mode, markdown, process, run_scenario, scenarios};
 )]
 struct Args {
     /// Scenarios to run (default: all): small, open-loop, streams-1k, streams-10k, failover,
-    /// translation, guardrails, limits.
+    /// translation, guardrails, limits, idle-soak.
     scenarios: Vec<String>,
     /// Shrink concurrency and duration by this factor (e.g. 0.1 for a quick look).
     #[arg(long, default_value_t = 1.0)]
@@ -36,10 +43,11 @@ async fn main() -> Result<(), String> {
     }
     let all = scenarios(args.scale);
     for name in &args.scenarios {
-        if !all.iter().any(|s| s.name == name) {
+        if name != SOAK && !all.iter().any(|s| s.name == name) {
             return Err(format!("unknown scenario {name}"));
         }
     }
+    let soak = args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == SOAK);
     let chosen: Vec<_> = all
         .into_iter()
         .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
@@ -79,6 +87,13 @@ async fn main() -> Result<(), String> {
         println!("{}", markdown(&json));
         reports.push(json);
     }
+    if soak {
+        let connections = ((10_000.0 * args.scale) as usize).max(10);
+        println!("\n== {SOAK} — {connections} idle client connections, closed by sluice's timeouts");
+        let r = idle_soak(connections, SOAK_TIMEOUT).await?;
+        println!("{}", soak_markdown(&r));
+        reports.push(r);
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let all = serde_json::json!({
         "date": humantime_now(),
@@ -95,7 +110,13 @@ async fn main() -> Result<(), String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(markdown)
+        .map(|r| {
+            if r["scenario"] == SOAK {
+                soak_markdown(r)
+            } else {
+                markdown(r)
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(args.out.join("report.md"), md).map_err(|e| e.to_string())?;

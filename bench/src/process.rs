@@ -13,7 +13,8 @@ pub struct Usage {
     pub cpu_seconds: f64,
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// Resident memory of `pid` now, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

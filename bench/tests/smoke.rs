@@ -116,3 +116,16 @@ fn the_prose_reply_has_the_words_asked_for() {
     assert!(!p.contains('@'), "{p}");
     assert_eq!(sluice_bench::prose(300).split(' ').count(), 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_soak_reports_every_connection_closed() {
+    let r = sluice_bench::idle_soak(40, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(r["open_errors"], 0, "{r}");
+    assert_eq!(r["closed_by_sluice"], 40, "{r}");
+    assert_eq!(r["not_closed"], 0, "{r}");
+    assert_eq!(r["open_in_sluice_after"], 0.0, "{r}");
+    assert!(r["rss_kib"]["peak"].as_u64().unwrap() > 1000, "{r}");
+    assert!(r["header_timeouts_counted"].as_f64().unwrap() >= 1.0, "{r}");
+    let md = sluice_bench::soak_markdown(&r);
+    assert!(md.contains("closed by sluice | 40"), "{md}");
+}
