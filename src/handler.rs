@@ -430,7 +430,12 @@ async fn proxy(
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
-    let estimate = estimate_tokens(endpoint, &body, body_len, gw.cfg.limits.max_completion_tokens)?;
+    let estimate = estimate_tokens(
+        endpoint,
+        &body,
+        body_len,
+        gw.cfg.limits.max_completion_tokens,
+    )?;
     if let Some(p) = permit.as_mut() {
         let admission = Admission {
             key: &key.name,
@@ -464,9 +469,7 @@ async fn proxy(
                 prompt: u.prompt_tokens,
                 completion: u.completion_tokens,
             }),
-            (Err(_), None) if !(ctx.client_gone && ctx.attempts > 0) => {
-                Some(LimitUsage::default())
-            }
+            (Err(_), None) if !(ctx.client_gone && ctx.attempts > 0) => Some(LimitUsage::default()),
             _ => None,
         };
         p.settle(usage).await;
@@ -501,7 +504,11 @@ fn estimate_tokens(
         let param = client_param(name);
         let n = v
             .as_u64()
-            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f.min(u64::MAX as f64) as u64))
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f.min(u64::MAX as f64) as u64)
+            })
             .ok_or_else(|| {
                 ApiError::invalid_param(param, format!("'{param}' must be a non-negative integer."))
             })?;

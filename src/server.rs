@@ -8,18 +8,18 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::conns::{ClientConns, MemoryTrim};
-use pingora::apps::HttpServerOptions;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use crate::config::Config;
+use crate::conns::{ClientConns, MemoryTrim};
 use crate::drain::{Drain, InFlight};
 use crate::gateway::Gateway;
 use crate::health::HealthChecker;
 use crate::limits::Limiter;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
+use pingora::apps::HttpServerOptions;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::services::background::background_service;
 
 /// Read buffer per client connection. Pingora's default (64 KiB) is held by every open
@@ -105,10 +105,11 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         metrics.clone(),
     );
     let mut proxy = Service::new("sluice".to_string(), conns);
-    let mut listener = ListenerConfig::tcp(cfg.listen.to_string()).l4_buffer(L4BufferSettings::new(
-        CLIENT_READ_BUFFER,
-        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
-    ));
+    let mut listener =
+        ListenerConfig::tcp(cfg.listen.to_string()).l4_buffer(L4BufferSettings::new(
+            CLIENT_READ_BUFFER,
+            pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
+        ));
     if let Some(tls) = &cfg.tls {
         let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
             .map_err(|e| format!("tls: cannot load certificate or key: {e}"))?;

@@ -119,7 +119,12 @@ async fn one_request_cannot_lock_a_models_token_limit() {
     }
     // Even a bucket in debt asks for at most one window.
     for _ in 0..20 {
-        let r = chat_as(gw.port, KEY, &with(base.clone(), json!({"max_tokens": 900}))).await;
+        let r = chat_as(
+            gw.port,
+            KEY,
+            &with(base.clone(), json!({"max_tokens": 900})),
+        )
+        .await;
         if r.status == 429 {
             let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
             assert!(wait <= 60, "retry-after {wait}");
@@ -152,7 +157,11 @@ async fn provider_errors_never_carry_the_provider_key() {
         assert_eq!(r.status, status, "{}", r.text());
         let everything = format!("{:?}{}", r.headers, r.text());
         assert!(!everything.contains(PROVIDER_KEY), "{everything}");
-        assert!(r.body.len() < 8192, "provider fields are bounded: {}", r.body.len());
+        assert!(
+            r.body.len() < 8192,
+            "provider fields are bounded: {}",
+            r.body.len()
+        );
         assert!(
             r.header("retry-after").is_none(),
             "a Retry-After that is neither seconds nor a date is dropped"
@@ -236,7 +245,12 @@ async fn connections_over_the_cap_are_refused() {
     assert_eq!(metric(&text, "sluice_client_connections"), 4.0);
     let mut fifth = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
     assert!(closed_within(&mut fifth, Duration::from_secs(10)).await);
-    assert!(metric(&metrics(&gw).await, "sluice_client_connections_refused_total") >= 1.0);
+    assert!(
+        metric(
+            &metrics(&gw).await,
+            "sluice_client_connections_refused_total"
+        ) >= 1.0
+    );
     // Freed slots are used again.
     drop(held);
     let ok = eventually(Duration::from_secs(10), || {
@@ -359,12 +373,18 @@ async fn pipelined_bytes_never_cut_or_desync_a_stream() {
         match tokio::time::timeout(Duration::from_secs(20), sock.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("the connection stayed open: {}", String::from_utf8_lossy(&all)),
+            Err(_) => panic!(
+                "the connection stayed open: {}",
+                String::from_utf8_lossy(&all)
+            ),
         }
     }
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("data: [DONE]"), "{text}");
-    assert!(text.ends_with("0\r\n\r\n"), "the chunked body ended properly: {text}");
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "the chunked body ended properly: {text}"
+    );
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     assert_eq!(m.streams_aborted(), 0);
     assert_eq!(m.request_count(), 1);
@@ -461,7 +481,10 @@ async fn encoded_payloads_with_junk_are_still_scanned() {
     .concat();
     for encoded in [
         base64::engine::general_purpose::STANDARD.encode(&payload),
-        format!("_{}", base64::engine::general_purpose::STANDARD.encode(&payload[1..])),
+        format!(
+            "_{}",
+            base64::engine::general_purpose::STANDARD.encode(&payload[1..])
+        ),
         hex::encode(&payload),
     ] {
         let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("Decode and follow: {encoded}")}]});
@@ -508,7 +531,10 @@ async fn endless_streams_are_cut_for_every_client_api() {
             tail.contains("limits.max_stream_bytes"),
             "{path}: the stream ends with an error event naming the limit: {tail}"
         );
-        assert!(!text.contains("[DONE]") && !text.contains("message_stop"), "{path}");
+        assert!(
+            !text.contains("[DONE]") && !text.contains("message_stop"),
+            "{path}"
+        );
         assert!(!text.contains("response.completed"), "{path}");
         assert!(text.len() < 400 << 10, "{path}: {}", text.len());
     }
@@ -567,7 +593,10 @@ fn weak_admin_tokens_are_refused() {
         );
         assert_eq!(out.status.success(), ok, "{token}: {text}");
         if !ok {
-            assert!(text.contains("admin.token") && !text.contains(token), "{text}");
+            assert!(
+                text.contains("admin.token") && !text.contains(token),
+                "{text}"
+            );
         }
     }
 }

@@ -89,7 +89,9 @@ async fn main() -> Result<(), String> {
     }
     if soak {
         let connections = ((10_000.0 * args.scale) as usize).max(10);
-        println!("\n== {SOAK} — {connections} idle client connections, closed by sluice's timeouts");
+        println!(
+            "\n== {SOAK} — {connections} idle client connections, closed by sluice's timeouts"
+        );
         let r = idle_soak(connections, SOAK_TIMEOUT).await?;
         println!("{}", soak_markdown(&r));
         reports.push(r);

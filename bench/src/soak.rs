@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{admin_metrics, load, process, scenarios, sluice_binary, start_gateway, start_mock, KEY};
+use crate::{
+    admin_metrics, load, process, scenarios, sluice_binary, start_gateway, start_mock, KEY,
+};
 
 /// How long after the last close the memory left is measured.
 const SETTLE: Duration = Duration::from_secs(12);

@@ -119,7 +119,9 @@ fn the_prose_reply_has_the_words_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_soak_reports_every_connection_closed() {
-    let r = sluice_bench::idle_soak(40, Duration::from_secs(1)).await.unwrap();
+    let r = sluice_bench::idle_soak(40, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(r["open_errors"], 0, "{r}");
     assert_eq!(r["closed_by_sluice"], 40, "{r}");
     assert_eq!(r["not_closed"], 0, "{r}");

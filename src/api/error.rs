@@ -247,7 +247,11 @@ impl ApiError {
     /// them is bounded, `code` keeps only identifier characters, and `Retry-After` survives
     /// only as whole seconds parsed from seconds or an HTTP date (anything else is dropped).
     pub fn from_provider(mut self, secret: Option<&str>) -> Self {
-        self.message = scrub(std::mem::take(&mut self.message), secret, PROVIDER_MESSAGE_MAX);
+        self.message = scrub(
+            std::mem::take(&mut self.message),
+            secret,
+            PROVIDER_MESSAGE_MAX,
+        );
         self.param = self
             .param
             .take()
@@ -259,15 +263,19 @@ impl ApiError {
             .map(|c| scrub(c, secret, PROVIDER_FIELD_MAX))
             .filter(|c| {
                 !c.is_empty()
-                    && c
-                        .bytes()
+                    && c.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
             });
         self.retry_after = self
             .retry_after
             .take()
             .and_then(|v| crate::routing::parse_retry_after(&v))
-            .map(|d| d.as_secs_f64().ceil().clamp(0.0, RETRY_AFTER_MAX_SECS).to_string());
+            .map(|d| {
+                d.as_secs_f64()
+                    .ceil()
+                    .clamp(0.0, RETRY_AFTER_MAX_SECS)
+                    .to_string()
+            });
         self
     }
 
@@ -330,7 +338,10 @@ mod tests {
         let e = e.from_provider(Some(KEY));
         let body = String::from_utf8(e.body().to_vec()).unwrap();
         assert!(!body.contains(KEY), "{body}");
-        assert!(e.param.as_deref().is_some_and(|p| p.len() < 200 && p.starts_with("***")));
+        assert!(e
+            .param
+            .as_deref()
+            .is_some_and(|p| p.len() < 200 && p.starts_with("***")));
         // `code_***` is not an identifier any more: dropped rather than passed on mangled.
         assert_eq!(e.code, None);
         assert_eq!(e.retry_after, None, "not seconds, not a date: dropped");

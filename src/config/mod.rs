@@ -346,7 +346,8 @@ const DEFAULT_INFLIGHT_BODY_BYTES: usize = 1 << 30;
 
 /// The size and cost bounds under `limits:`.
 fn validate_limits(l: &raw::RawLimits) -> Result<Limits, ConfigError> {
-    let bytes = |v: &Option<units::ByteSize>, default: usize| v.as_ref().map_or(default, |b| b.0 as usize);
+    let bytes =
+        |v: &Option<units::ByteSize>, default: usize| v.as_ref().map_or(default, |b| b.0 as usize);
     let mut limits = Limits {
         max_body_bytes: bytes(&l.max_body_bytes, 8 << 20),
         max_response_bytes: bytes(&l.max_response_bytes, 64 << 20),

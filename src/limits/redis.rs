@@ -346,7 +346,13 @@ impl RedisBackend {
                 let key = format!("sluice:tpm:{s}");
                 let charge = charge_for(estimated, l);
                 let args = ["r".into(), l.to_string(), charge.to_string(), w.to_string()];
-                add(CheckKind::Tokens, key.clone(), args, l as f64, charge as f64);
+                add(
+                    CheckKind::Tokens,
+                    key.clone(),
+                    args,
+                    l as f64,
+                    charge as f64,
+                );
                 grant.tokens.push((key, l, charge));
             }
             if let Some(m) = set.max_concurrent {

@@ -28,8 +28,8 @@ const CONNECTION_NOISE: &[&str] = &[
 
 /// Installs the logger: `RUST_LOG` as `env_logger` reads it, `info` by default.
 pub fn init() {
-    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .build();
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
     let max = inner.filter();
     let logger = Limited {
         inner,
@@ -135,7 +135,11 @@ mod tests {
             log::Level::Error,
             "Downstream handshake error: x"
         ));
-        assert!(!noise("sluice::forward", log::Level::Error, "Fail to proxy"));
+        assert!(!noise(
+            "sluice::forward",
+            log::Level::Error,
+            "Fail to proxy"
+        ));
         assert!(!noise("pingora_proxy", log::Level::Info, "Fail to proxy"));
         assert!(!noise("pingora_core", log::Level::Error, "Accept() failed"));
     }

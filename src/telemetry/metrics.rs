@@ -126,11 +126,9 @@ impl Metrics {
             &["guardrail", "action", "direction"],
         )
         .expect("valid metric");
-        let client_connections = IntGauge::with_opts(opts(
-            "client_connections",
-            "Client connections open now.",
-        ))
-        .expect("valid metric");
+        let client_connections =
+            IntGauge::with_opts(opts("client_connections", "Client connections open now."))
+                .expect("valid metric");
         let client_connections_refused = IntCounter::with_opts(opts(
             "client_connections_refused_total",
             "Client connections closed on arrival because server.max_connections were open.",

@@ -137,7 +137,10 @@ fn encoded_payloads_are_decoded_leniently() {
             mixed
         },
         // Hex with an odd digit and junk bytes.
-        format!("{}f", hex::encode([b"\x01\xff".as_slice(), phrase.as_bytes()].concat())),
+        format!(
+            "{}f",
+            hex::encode([b"\x01\xff".as_slice(), phrase.as_bytes()].concat())
+        ),
     ];
     for run in cases {
         let mut body = json!({"messages": [{"role": "user", "content": format!("decode: {run}")}]});

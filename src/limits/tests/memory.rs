@@ -476,8 +476,14 @@ async fn two_stage_admission_settles_like_one() {
     );
     // A refusal in the second stage keeps the request counted and frees the slot.
     let mut p1 = l.admit_key("a").await.unwrap();
-    let r = l.admit_rest(&adm("a", "m", 500), &mut p1).await.unwrap_err();
-    assert_eq!((r.kind(), r.scope()), (LimitKind::Tokens, Some(Scope::Model)));
+    let r = l
+        .admit_rest(&adm("a", "m", 500), &mut p1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (r.kind(), r.scope()),
+        (LimitKind::Tokens, Some(Scope::Model))
+    );
     drop(p1);
     let _p2 = l.admit_key("a").await.unwrap();
     let p3 = l.admit_key("a").await.unwrap();

@@ -218,11 +218,13 @@ fn upstream_errors_are_normalised() {
     assert_eq!(upstream_error(529, b"", &p, None).status, 503);
     assert_eq!(upstream_error(302, b"", &p, None).status, 502);
     let long = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(50_000));
-    assert!(upstream_error(500, long.as_bytes(), &p, None)
-        .from_provider(None)
-        .message
-        .len()
-        < 2100);
+    assert!(
+        upstream_error(500, long.as_bytes(), &p, None)
+            .from_provider(None)
+            .message
+            .len()
+            < 2100
+    );
 }
 
 #[test]
