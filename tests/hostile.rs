@@ -151,7 +151,7 @@ async fn provider_errors_never_carry_the_provider_key() {
         m.push_fault(Fault::Status {
             status,
             body: hostile.clone(),
-            retry_after: Some(format!("{PROVIDER_KEY}")),
+            retry_after: Some(PROVIDER_KEY.to_string()),
         });
         let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
         assert_eq!(r.status, status, "{}", r.text());

@@ -334,7 +334,7 @@ mod tests {
         let mut e = ApiError::upstream(400, "invalid_request_error", format!("bad key {KEY}"));
         e.param = Some(format!("{KEY}{}", "p".repeat(5000)));
         e.code = Some(format!("code_{KEY}"));
-        e.retry_after = Some(format!("{KEY}"));
+        e.retry_after = Some(KEY.to_string());
         let e = e.from_provider(Some(KEY));
         let body = String::from_utf8(e.body().to_vec()).unwrap();
         assert!(!body.contains(KEY), "{body}");
