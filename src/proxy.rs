@@ -1,9 +1,14 @@
 //! The client-facing service: sluice's `ProxyHttp` implementation.
 //!
+//! Connections reach it through [`crate::conns::ClientConns`] (connection cap, header
+//! deadline, idle keep-alive).
+//!
 //! ```text
-//!  client ─► early_request_filter   request id
-//!            request_filter         authenticate ─► dispatch ─► read body (bounded) ─► validate
-//!                                   ─► route ─► translate ─► forward::forward (pooled upstream
+//!  client ─► early_request_filter   request id, keep-alive bound
+//!            request_filter         authenticate ─► dispatch ─► admit the key's rate and
+//!                                   concurrency ─► read body (bounded: size, time, shared
+//!                                   budget) ─► validate ─► route ─► input guardrails ─► admit
+//!                                   tokens, budgets, model limits ─► forward::forward (pooled upstream
 //!                                   exchange, answer relayed/translated to the client)
 //!                                   ─► always answers here, so Pingora's own upstream phases
 //!                                   never run (see `forward` for why)
