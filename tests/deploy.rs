@@ -136,7 +136,13 @@ models:
 /// of the same tree.
 #[test]
 fn release_build_embeds_its_dependencies_and_ships_an_sbom() {
-    for tool in ["cargo-auditable", "cargo-cyclonedx", "cargo-deny", "objcopy", "python3"] {
+    for tool in [
+        "cargo-auditable",
+        "cargo-cyclonedx",
+        "cargo-deny",
+        "objcopy",
+        "python3",
+    ] {
         assert!(
             Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -159,13 +165,23 @@ fn release_build_embeds_its_dependencies_and_ships_an_sbom() {
 
     // The SBOM: CycloneDX, naming sluice and what it is made of, at the locked versions.
     let sbom: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("sluice.cdx.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.path().join("sluice.cdx.json")).unwrap())
+            .unwrap();
     assert_eq!(sbom["bomFormat"], "CycloneDX");
     assert_eq!(sbom["metadata"]["component"]["name"], "sluice");
     let lock = std::fs::read_to_string(format!("{root}/Cargo.lock")).unwrap();
     let locked = |name: &str| {
-        let at = lock.find(&format!("name = \"{name}\"\nversion = \"")).unwrap();
-        lock[at..].lines().nth(1).unwrap().split('"').nth(1).unwrap().to_string()
+        let at = lock
+            .find(&format!("name = \"{name}\"\nversion = \""))
+            .unwrap();
+        lock[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_string()
     };
     let components = sbom["components"].as_array().unwrap();
     for name in ["pingora-core", "tokio", "rustls"] {
@@ -183,20 +199,26 @@ fn release_build_embeds_its_dependencies_and_ships_an_sbom() {
         .arg(format!("--dump-section=.dep-v0={}", section.display()))
         .arg(&bin)
         .arg(out.path().join("scratch")));
-    let deps = run(Command::new("python3").args([
-        "-c",
-        "import sys, zlib; print(zlib.decompress(open(sys.argv[1], 'rb').read()).decode())",
-    ])
-    .arg(&section));
+    let deps = run(Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zlib; print(zlib.decompress(open(sys.argv[1], 'rb').read()).decode())",
+        ])
+        .arg(&section));
     let deps: serde_json::Value = serde_json::from_str(deps.trim()).unwrap();
     let packages = deps["packages"].as_array().unwrap();
     for name in ["sluice", "pingora-core", "tokio"] {
         assert!(
-            packages.iter().any(|p| p["name"] == name && p["version"] == locked(name)),
+            packages
+                .iter()
+                .any(|p| p["name"] == name && p["version"] == locked(name)),
             "{name} missing from the embedded list"
         );
     }
     let sums = std::fs::read_to_string(out.path().join("SHA256SUMS")).unwrap();
-    assert!(sums.contains(" sluice\n") && sums.contains(" sluice.cdx.json\n"), "{sums}");
+    assert!(
+        sums.contains(" sluice\n") && sums.contains(" sluice.cdx.json\n"),
+        "{sums}"
+    );
     assert!(!Path::new(&format!("{root}/sluice.cdx.json")).exists());
 }
