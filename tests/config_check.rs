@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::bin;
+use common::{bin, standard_config};
 
 /// Environment for the shipped configs (obviously fake values).
 const ENV: &[(&str, &str)] = &[
@@ -151,4 +151,32 @@ fn run_fails_fast_when_the_address_is_taken() {
         err.contains(&format!("listen: cannot listen on 127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+#[test]
+fn weak_admin_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    for (token, ok) in [
+        ("short", false),
+        ("aaaaaaaaaaaaaaaaaaaaaaaa", false),
+        ("test-admin-token", true),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "listen: 127.0.0.1:1\nallow_inline_secrets: true\nadmin:\n  listen: 127.0.0.1:2\n  token: {token}\n{}",
+                standard_config("http://127.0.0.1:3")
+            ),
+        )
+        .unwrap();
+        let (passed, text) = check(&path, &[]);
+        assert_eq!(passed, ok, "{token}: {text}");
+        if !ok {
+            assert!(
+                text.contains("admin.token") && !text.contains(token),
+                "{text}"
+            );
+        }
+    }
 }

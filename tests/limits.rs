@@ -39,18 +39,7 @@ async fn chat_as(port: u16, key: &str, model: &str, extra: Value) -> Response {
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let auth = format!("Bearer {key}");
-    request(
-        port,
-        "POST",
-        "/v1/chat/completions",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-    .await
+    post_chat_as(port, key, &body).await
 }
 
 fn header(r: &Response, name: &str) -> Option<u64> {

@@ -23,12 +23,24 @@ pub const LIMITED_KEY: &str = "sk-test-limited-key-bbbb";
 /// The provider key the gateway sends upstream (obviously fake).
 pub const PROVIDER_KEY: &str = "sk-test-provider-key-cccc";
 
+/// A port that is free now and that no other caller in this test process has been given:
+/// gateways started side by side by parallel tests never pick the same port (one's admin
+/// listener could otherwise answer for another's client listener while that one retries).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn bin() -> PathBuf {
@@ -479,6 +491,32 @@ pub async fn get(port: u16, path: &str, key: &str) -> Response {
 /// POSTs JSON with the standard gateway key.
 pub async fn post(port: u16, path: &str, body: &serde_json::Value) -> Response {
     read_all(post_stream(port, path, body).await).await
+}
+
+/// POSTs a chat-completions body with `key` as the bearer token.
+pub async fn post_chat_as(port: u16, key: &str, body: &serde_json::Value) -> Response {
+    let auth = format!("Bearer {key}");
+    request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// A whole chat-completions request as raw HTTP/1.1 bytes, with the standard key, for tests
+/// that drive the socket themselves.
+pub fn raw_chat_request(body: &serde_json::Value) -> String {
+    let b = body.to_string();
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+        b.len()
+    )
 }
 
 /// POSTs JSON with the standard key and returns the response as it streams.
