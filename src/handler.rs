@@ -507,7 +507,7 @@ fn estimate_tokens(
             .or_else(|| {
                 v.as_f64()
                     .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                    .map(|f| f.min(u64::MAX as f64) as u64)
+                    .map(|f| f as u64) // saturating
             })
             .ok_or_else(|| {
                 ApiError::invalid_param(param, format!("'{param}' must be a non-negative integer."))

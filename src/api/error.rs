@@ -75,15 +75,22 @@ pub fn scrub(mut text: String, secret: Option<&str>, max: usize) -> String {
             text = text.replace(secret, "***");
         }
     }
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
+    if let std::borrow::Cow::Owned(clipped) = clip(&text, max) {
+        text = clipped;
     }
     text
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` appended when cut.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut]).into()
 }
 
 impl ApiError {

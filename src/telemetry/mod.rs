@@ -11,6 +11,7 @@ use pingora::proxy::Session;
 use pingora::Error;
 use serde_json::json;
 
+use crate::api::error::clip;
 use crate::ctx::Ctx;
 use crate::guardrails::Finding;
 pub use metrics::Metrics;
@@ -93,23 +94,11 @@ fn status(ctx: &Ctx) -> u16 {
     }
 }
 
-/// The longest request path written to the access log, in bytes.
+/// The longest request path written to the access log, in bytes (client-controlled strings
+/// are bounded so that one request cannot write a huge line).
 const MAX_LOGGED_PATH: usize = 256;
 /// The longest request method written to the access log, in bytes.
 const MAX_LOGGED_METHOD: usize = 16;
-
-/// A client-controlled string as the log takes it: at most `max` bytes (cut on a character
-/// boundary, with `…` appended), so that one request cannot write a huge line.
-fn bounded(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return s.into();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut]).into()
-}
 
 /// Writes the access-log line of a finished request to stdout.
 pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
@@ -117,10 +106,10 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let line = json!({
         "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         "request_id": ctx.request_id,
-        "method": bounded(req.method.as_str(), MAX_LOGGED_METHOD),
+        "method": clip(req.method.as_str(), MAX_LOGGED_METHOD),
         "http": if session.as_downstream().is_http2() { "2" } else { "1.1" },
         "client": session.client_addr().map(|a| a.to_string()),
-        "path": bounded(req.uri.path(), MAX_LOGGED_PATH),
+        "path": clip(req.uri.path(), MAX_LOGGED_PATH),
         "status": status(ctx),
         "key": ctx.key_name,
         "model": ctx.model,
