@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
-use crate::api::ApiError;
+use crate::core::ApiError;
 use crate::telemetry::Metrics;
 
 /// The longest wait for one piece of a body (bounded further by the whole body's deadline).

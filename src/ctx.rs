@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::core::Usage;
 use crate::front::Front;
 use crate::guardrails::Finding;
-use crate::providers::Usage;
 
 /// What one request has done so far; read by the logging phase.
 #[derive(Debug)]

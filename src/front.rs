@@ -3,11 +3,10 @@
 //! auth, routing, failover, guardrails, limits, metrics and logs. A door only translates its
 //! request on the way in (`inbound`) and the answer and errors on the way out (here).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::api::ApiError;
+use crate::core::{ApiError, Chain, StreamTranslator};
 use crate::inbound::{anthropic, responses, ChatToMessagesStream, ChatToResponsesStream};
-use crate::providers::{StreamTranslator, Usage};
 
 /// The API a client spoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,54 +49,6 @@ impl Front {
             Front::Anthropic => Box::new(ChatToMessagesStream::new(public_model)),
             Front::Responses => Box::new(ChatToResponsesStream::new(public_model)),
         };
-        Box::new(Chain {
-            first: chunks,
-            second: encoder,
-            scratch: BytesMut::new(),
-        })
-    }
-}
-
-/// Two stream stages: the output of `first` (OpenAI chunks) is the input of `second`.
-struct Chain {
-    first: Box<dyn StreamTranslator>,
-    second: Box<dyn StreamTranslator>,
-    scratch: BytesMut,
-}
-
-impl StreamTranslator for Chain {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        let r = self.first.feed(input, &mut self.scratch);
-        let chunks = self.scratch.split();
-        self.second.feed(&chunks, out)?;
-        r
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        let r = self.first.finish(&mut self.scratch);
-        let chunks = self.scratch.split();
-        self.second.feed(&chunks, out)?;
-        r?;
-        self.second.finish(out)
-    }
-
-    fn is_done(&self) -> bool {
-        self.second.is_done()
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.first.usage()
-    }
-
-    fn abandon_upstream(&self) -> bool {
-        self.first.abandon_upstream()
-    }
-
-    fn findings(&self) -> Vec<crate::guardrails::Finding> {
-        self.first.findings()
-    }
-
-    fn error_event(&mut self, e: &ApiError) -> Bytes {
-        self.second.error_event(e)
+        Box::new(Chain::new(chunks, encoder))
     }
 }

@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::api::ApiError;
 use crate::config::{find_key, GatewayKey, ProviderKind};
+use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::forward::{self, Endpoint, Plan};
 use crate::front::Front;
@@ -345,7 +345,7 @@ async fn proxy(
         session.set_keepalive(None);
         let mut e = ApiError::invalid_request(format!(
             "Content-Encoding '{}' is not supported; send the JSON body uncompressed.",
-            crate::api::error::echo(&enc)
+            crate::core::error::echo(&enc)
         ))
         .with_code("unsupported_content_encoding");
         e.status = 415;

@@ -5,10 +5,10 @@
 //! chunk by chunk. See `README.md` for running it and `proxy` for the request path.
 
 pub mod admin;
-pub mod api;
 pub mod body;
 pub mod config;
 pub mod conns;
+pub mod core;
 pub mod ctx;
 pub mod drain;
 pub mod forward;
@@ -26,6 +26,5 @@ pub mod respond;
 pub mod routing;
 pub mod secret;
 pub mod server;
-pub mod stream;
 pub mod telemetry;
 pub mod upstream;

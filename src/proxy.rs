@@ -20,7 +20,7 @@ use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::api::ApiError;
+use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
 use crate::{conns, handler, respond, telemetry};

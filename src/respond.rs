@@ -4,7 +4,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::api::ApiError;
+use crate::core::ApiError;
 use crate::ctx::Ctx;
 
 /// Starts a response: status, content type, request id.

@@ -23,8 +23,8 @@ use std::path::Path;
 
 use golden::Normalise;
 use serde_json::{json, Value};
-use sluice::api::ApiError;
 use sluice::config::{BaseUrl, Provider, ProviderKind};
+use sluice::core::ApiError;
 use sluice::providers::Wire;
 use sluice::secret::Secret;
 

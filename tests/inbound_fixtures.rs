@@ -21,9 +21,9 @@ use std::path::Path;
 
 use golden::Normalise;
 use serde_json::{json, Map, Value};
-use sluice::api::ApiError;
+use sluice::core::ApiError;
+use sluice::core::StreamTranslator;
 use sluice::inbound::{anthropic, responses, ChatToMessagesStream, ChatToResponsesStream};
-use sluice::providers::StreamTranslator;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Door {

@@ -8,7 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use sluice::config::ProviderKind;
 use sluice::inbound::native::{NativeMessagesStream, NativeResponsesStream};
 use sluice::inbound::{ChatToMessagesStream, ChatToResponsesStream};
-use sluice::providers::{StreamTranslator, Wire};
+use sluice::core::StreamTranslator;
+use sluice::providers::Wire;
 
 fuzz_target!(|data: &[u8]| {
     if data.is_empty() {
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         match ok.then(|| t.finish(&mut out)) {
             Some(Ok(())) => {}
             _ => {
-                let _ = t.error_event(&sluice::api::ApiError::bad_gateway("x"));
+                let _ = t.error_event(&sluice::core::ApiError::bad_gateway("x"));
             }
         }
     }

@@ -11,8 +11,8 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::{client_closed, Deadline};
-use crate::api::ApiError;
 use crate::config::{Provider, ProviderKind};
+use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
 use crate::providers::anthropic;

@@ -13,10 +13,10 @@
 use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
-use crate::api::ApiError;
+use crate::core::sse::{SseEvent, SseParser};
+use crate::core::ApiError;
+use crate::core::{StreamTranslator, Usage};
 use crate::guardrails::{Channel, Finding, OutputScanner, Policy, Step};
-use crate::providers::{openai, StreamTranslator, Usage};
-use crate::stream::sse::{SseEvent, SseParser};
 
 /// Text fields of an answer other than `content`, scanned as channels of their own: the
 /// reasoning traces some providers return (`reasoning_content`: xAI, DeepSeek; `reasoning`:
@@ -58,7 +58,7 @@ impl GuardedStream {
             inner,
             scanner,
             // The inner translator's events are bounded by the provider's (plus what it adds).
-            parser: SseParser::new(2 * openai::MAX_EVENT_BYTES),
+            parser: SseParser::new(2 * crate::core::sse::MAX_EVENT_BYTES),
             events: Vec::new(),
             scratch: BytesMut::new(),
             template: Map::new(),
@@ -94,7 +94,7 @@ impl GuardedStream {
                     return;
                 }
             }
-            out.put_slice(b"data: [DONE]\n\n");
+            crate::core::sse::write_done(out);
             self.done = true;
             return;
         }
@@ -237,7 +237,7 @@ impl GuardedStream {
     fn block(&mut self, choice: u32, out: &mut BytesMut) {
         let c = self.chunk(choice, json!({}), Some("content_filter"));
         write_chunk(out, &c);
-        out.put_slice(b"data: [DONE]\n\n");
+        crate::core::sse::write_done(out);
         self.done = true;
         self.blocked = true;
     }
@@ -299,7 +299,7 @@ fn write_chunk(out: &mut BytesMut, v: &Value) {
 }
 
 fn write_raw(out: &mut BytesMut, data: &[u8]) {
-    crate::providers::write_data(out, None, data);
+    crate::core::sse::write_data(out, None, data);
 }
 
 impl StreamTranslator for GuardedStream {

@@ -24,13 +24,14 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
 use crate::config::{Deployment, ProviderKind};
+use crate::core::ApiError;
+use crate::core::StreamTranslator;
 use crate::ctx::Ctx;
 use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::guardrails::Policy;
-use crate::providers::{openai, StreamTranslator, Wire};
+use crate::providers::{openai, Wire};
 use crate::respond;
 use crate::routing::{self, DeploymentState, Failure, Reason, RouteState, Router};
 use crate::upstream;
@@ -312,7 +313,7 @@ fn whole_answer(
     wire: Wire,
     body: &[u8],
     ctx: &mut Ctx,
-) -> Result<(Bytes, Option<crate::providers::Usage>, bool), ApiError> {
+) -> Result<(Bytes, Option<crate::core::Usage>, bool), ApiError> {
     let public = &plan.route.route.name;
     if plan.endpoint == Endpoint::CountTokens {
         return Ok((Bytes::copy_from_slice(body), None, false));

@@ -9,11 +9,12 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::exchange::{drain_and_release, read_chunk, read_fail_error, ReadFail};
 use super::{before_commit, provider_secret, Attempt, Deadline, Plan};
-use crate::api::ApiError;
 use crate::config::Provider;
+use crate::core::ApiError;
+use crate::core::StreamTranslator;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::providers::{StreamTranslator, Wire};
+use crate::providers::Wire;
 use crate::respond;
 
 /// Counts a stream in `sluice_active_streams` while it lives.

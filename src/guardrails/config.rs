@@ -27,7 +27,7 @@ use super::engine::{Engine, Entry};
 use super::jsonpath::JsonPath;
 use super::normalize::Profile;
 use super::{Action, Guardrails, Rule};
-use crate::config::ConfigError;
+use crate::core::ConfigError;
 
 /// Largest user pattern program (bytes), for the `regex` validation pass.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;

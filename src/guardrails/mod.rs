@@ -39,7 +39,7 @@ pub use config::{compile, RawGuardrail};
 pub use input::InputApi;
 pub use stream::{Channel, OutputScanner, Step};
 
-use crate::config::ConfigError;
+use crate::core::ConfigError;
 use detectors::Detector;
 use engine::{Engine, Hit};
 use jsonpath::JsonPath;
@@ -206,33 +206,7 @@ impl Policy {
     }
 }
 
-/// One action a guardrail took. Names and kinds only, never matched text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    /// Matches were replaced by `[REDACTED:<kind>]`.
-    Redacted {
-        guardrail: Arc<str>,
-        kinds: Vec<Arc<str>>,
-    },
-    /// Matches were let through and recorded.
-    Logged {
-        guardrail: Arc<str>,
-        kinds: Vec<Arc<str>>,
-    },
-    /// The request or answer was stopped.
-    Blocked { guardrail: Arc<str>, kind: Arc<str> },
-}
-
-impl Finding {
-    /// The guardrail that acted.
-    pub fn guardrail(&self) -> &str {
-        match self {
-            Finding::Redacted { guardrail, .. }
-            | Finding::Logged { guardrail, .. }
-            | Finding::Blocked { guardrail, .. } => guardrail,
-        }
-    }
-}
+pub use crate::core::Finding;
 
 /// Adds a match of `kind` by `guardrail` to `findings`, merging with an earlier finding of
 /// the same guardrail and action.

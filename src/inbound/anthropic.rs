@@ -21,9 +21,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::{derive_id, first_choice, has_cached_field, parse_object, str_at, usage_of};
-use crate::api::error::echo;
-use crate::api::ApiError;
-use crate::providers::Usage;
+use crate::core::error::echo;
+use crate::core::ApiError;
+use crate::core::Usage;
 
 fn refused(param: &str, why: &str) -> ApiError {
     ApiError::invalid_param(

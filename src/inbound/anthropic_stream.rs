@@ -16,12 +16,12 @@ use super::blocks::{feed_delta, Blocks, Kind, Step};
 use super::{
     derive_id, first_choice, has_cached_field, read_event, usage_of, write_named, Upstream,
 };
-use crate::api::ApiError;
-use crate::providers::{SseEvents, SseInput, Usage};
-use crate::stream::sse::SseEvent;
+use crate::core::sse::SseEvent;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
 
 /// OpenAI chunk stream → Anthropic Messages stream; a
-/// [`StreamTranslator`](crate::providers::StreamTranslator). An `Err` is to be sent with
+/// [`StreamTranslator`](crate::core::StreamTranslator). An `Err` is to be sent with
 /// [`error_event`](super::anthropic::error_event), and ends the stream.
 pub struct ChatToMessagesStream {
     input: SseInput,

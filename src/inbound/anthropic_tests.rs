@@ -1,6 +1,6 @@
 use super::*;
+use crate::core::StreamTranslator;
 use crate::inbound::ChatToMessagesStream;
-use crate::providers::StreamTranslator;
 use bytes::BytesMut;
 
 fn chat(v: Value) -> Result<Map<String, Value>, ApiError> {

@@ -6,7 +6,7 @@
 //! - [`anthropic`]: the Anthropic Messages API (`POST /v1/messages`).
 //! - [`responses`]: the OpenAI Responses API (`POST /v1/responses`), stateless subset.
 //!
-//! The stream translators implement [`StreamTranslator`](crate::providers::StreamTranslator):
+//! The stream translators implement [`StreamTranslator`](crate::core::StreamTranslator):
 //! `feed` takes the OpenAI chunk stream in any slices, `finish` is called when it ends. An
 //! `Err` from either — an upstream error event, an event that is not JSON, a stream that ended
 //! before `[DONE]` — is sent to the client with the front door's `error_event` and ends the
@@ -22,12 +22,12 @@ mod responses_stream;
 pub use anthropic_stream::ChatToMessagesStream;
 pub use responses_stream::ChatToResponsesStream;
 
-use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
-use crate::providers::{bad_stream_event, Usage};
-use crate::stream::sse::SseEvent;
+use crate::core::sse::SseEvent;
+use crate::core::translate::bad_stream_event;
+use crate::core::ApiError;
+use crate::core::Usage;
 
 /// The id sluice gives an object derived from an upstream completion id: `prefix` followed by
 /// the upstream id without its `chatcmpl-` prefix (only `[A-Za-z0-9_-]` kept, at most 64
@@ -47,14 +47,7 @@ pub(crate) fn derive_id(prefix: &str, upstream: Option<&str>) -> String {
     }
 }
 
-/// Appends one named SSE event (`event: NAME\ndata: JSON\n\n`).
-pub(crate) fn write_named(out: &mut BytesMut, name: &str, v: &Value) {
-    out.put_slice(b"event: ");
-    out.put_slice(name.as_bytes());
-    out.put_slice(b"\ndata: ");
-    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
-    out.put_slice(b"\n\n");
-}
+pub(crate) use crate::core::sse::write_named;
 
 /// The text of an answer's message: its content (a string, or text parts joined), else its
 /// refusal.

@@ -10,10 +10,12 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
+use crate::core::sse::SseEvent;
+use crate::core::translate::bad_stream_event;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
 use crate::providers::anthropic::{stream_error, usage_of};
-use crate::providers::{bad_stream_event, parse_answer, SseEvents, SseInput, Usage};
-use crate::stream::sse::SseEvent;
+use crate::providers::parse_answer;
 
 /// The client's body for the deployment's model.
 pub fn render(body: &Map<String, Value>, upstream_model: &str) -> Bytes {
@@ -72,7 +74,7 @@ impl NativeMessagesStream {
 }
 
 fn write(out: &mut BytesMut, name: Option<&str>, data: &[u8]) {
-    crate::providers::write_data(out, name, data);
+    crate::core::sse::write_data(out, name, data);
 }
 
 impl SseEvents for NativeMessagesStream {

@@ -23,9 +23,10 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{derive_id, first_choice, parse_object, str_at, usage_of};
-use crate::api::error::echo;
-use crate::api::ApiError;
-use crate::providers::{unix_now, Usage};
+use crate::core::error::echo;
+use crate::core::ApiError;
+use crate::core::Usage;
+use crate::providers::unix_now;
 
 fn refused(param: &str, why: &str) -> ApiError {
     ApiError::invalid_param(

@@ -20,12 +20,13 @@ use super::responses::{
     usage_json,
 };
 use super::{derive_id, first_choice, read_event, usage_of, write_named, Upstream};
-use crate::api::ApiError;
-use crate::providers::{unix_now, SseEvents, SseInput, Usage};
-use crate::stream::sse::SseEvent;
+use crate::core::sse::SseEvent;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
+use crate::providers::unix_now;
 
 /// OpenAI chunk stream → Responses stream events; a
-/// [`StreamTranslator`](crate::providers::StreamTranslator). An `Err` is to be sent with
+/// [`StreamTranslator`](crate::core::StreamTranslator). An `Err` is to be sent with
 /// [`ChatToResponsesStream::error_event`], and ends the stream.
 pub struct ChatToResponsesStream {
     input: SseInput,

@@ -1,6 +1,6 @@
 use super::*;
+use crate::core::StreamTranslator;
 use crate::inbound::ChatToResponsesStream;
-use crate::providers::StreamTranslator;
 
 fn chat(v: Value) -> Result<Map<String, Value>, ApiError> {
     to_chat(v.as_object().unwrap())

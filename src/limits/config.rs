@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::core::ConfigError;
 use crate::secret::Secret;
 
 /// One set of limits, as written under `limits.default`, `limits.models.<name>` or

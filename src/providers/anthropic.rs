@@ -7,17 +7,19 @@
 //! `frequency_penalty`, `presence_penalty`, `logit_bias`, `service_tier`, `store`, `metadata`,
 //! `prediction`) are dropped.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, parse_answer, refuse_audio, refuse_n, text_of,
-    tool_call_args, unix_now, unknown_role, unsupported, usage_chunk, write_event, SseEvents,
-    SseInput, Usage,
+    chunk, completion, parse_answer, refuse_audio, refuse_n, text_of, tool_call_args, unix_now,
+    unknown_role, unsupported, usage_chunk,
 };
-use crate::api::ApiError;
 use crate::config::Provider;
-use crate::stream::sse::SseEvent;
+use crate::core::sse::write_event;
+use crate::core::sse::SseEvent;
+use crate::core::translate::bad_stream_event;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
 
 /// The `anthropic-version` header sluice speaks.
 pub const VERSION: &str = "2023-06-01";
@@ -448,7 +450,7 @@ impl AnthropicStream {
                     let c = usage_chunk(&self.id, self.created, &self.public_model, self.usage);
                     write_event(out, &c);
                 }
-                out.put_slice(b"data: [DONE]\n\n");
+                crate::core::sse::write_done(out);
                 self.done = true;
             }
             "error" => return Err(stream_error(&data)),

@@ -6,17 +6,19 @@
 //! `frequency_penalty` and `presence_penalty` map to their Gemini equivalents; the rest of the
 //! OpenAI-only parameters are dropped.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, embeddings_list, parse_answer, refuse_audio,
-    sampling_options, text_of, tool_call_args, tool_name, unix_now, unknown_role, unsupported,
-    usage_chunk, write_event, SseEvents, SseInput, Usage,
+    chunk, completion, embeddings_list, parse_answer, refuse_audio, sampling_options, text_of,
+    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk,
 };
-use crate::api::ApiError;
 use crate::config::Provider;
-use crate::stream::sse::SseEvent;
+use crate::core::sse::write_event;
+use crate::core::sse::SseEvent;
+use crate::core::translate::bad_stream_event;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
 
 /// The embeddings path (under the API root) for `model`.
 pub fn embed_path(model: &str) -> String {
@@ -486,7 +488,7 @@ impl GeminiStream {
                     write_event(out, &c);
                 }
             }
-            out.put_slice(b"data: [DONE]\n\n");
+            crate::core::sse::write_done(out);
             self.done = true;
         }
     }

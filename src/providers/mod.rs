@@ -7,12 +7,11 @@ pub mod gemini;
 pub mod ollama;
 pub mod openai;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
 use crate::config::{Provider, ProviderKind};
-use crate::stream::sse::{SseEvent, SseParser};
+use crate::core::{ApiError, StreamTranslator, Usage};
 
 /// The wire formats sluice translates to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -223,7 +222,7 @@ pub(crate) fn tool_name(
                 &format!("messages[{i}].tool_call_id"),
                 format!(
                     "no earlier assistant tool call has the id {:?}",
-                    crate::api::error::echo(id)
+                    crate::core::error::echo(id)
                 ),
             )
         })
@@ -233,7 +232,7 @@ pub(crate) fn tool_name(
 pub(crate) fn unknown_role(i: usize, role: &str) -> ApiError {
     ApiError::invalid_param(
         &format!("messages[{i}].role"),
-        format!("unknown role {:?}", crate::api::error::echo(role)),
+        format!("unknown role {:?}", crate::core::error::echo(role)),
     )
 }
 
@@ -271,26 +270,6 @@ pub(crate) fn sampling_options(
     out
 }
 
-/// The error for a stream that ended before its terminal event.
-pub(crate) fn truncated_stream() -> ApiError {
-    ApiError::bad_gateway("The upstream provider ended the stream before it was complete.")
-        .with_code("upstream_stream_truncated")
-}
-
-/// The error for a stream event (or line) larger than `limit` bytes.
-pub(crate) fn oversize_event(limit: usize) -> ApiError {
-    ApiError::bad_gateway(format!(
-        "The upstream provider sent a stream event larger than {limit} bytes."
-    ))
-    .with_code("upstream_stream_error")
-}
-
-/// The error for a stream event whose data is not JSON.
-pub(crate) fn bad_stream_event() -> ApiError {
-    ApiError::bad_gateway("The upstream provider sent a stream event that is not valid JSON.")
-        .with_code("upstream_stream_error")
-}
-
 /// A provider's answer body as JSON; a 502 when it is not.
 pub(crate) fn parse_answer(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -305,31 +284,6 @@ pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Appends one event whose data is already encoded: `event:` when named, then one `data:`
-/// line per line of `data` (a multi-line payload stays one event).
-pub(crate) fn write_data(out: &mut BytesMut, name: Option<&str>, data: &[u8]) {
-    use bytes::BufMut;
-    if let Some(n) = name {
-        out.put_slice(b"event: ");
-        out.put_slice(n.as_bytes());
-        out.put_slice(b"\n");
-    }
-    for line in data.split(|&b| b == b'\n') {
-        out.put_slice(b"data: ");
-        out.put_slice(line);
-        out.put_slice(b"\n");
-    }
-    out.put_slice(b"\n");
-}
-
-/// Appends one `data:` event.
-pub(crate) fn write_event(out: &mut BytesMut, v: &Value) {
-    use bytes::BufMut;
-    out.put_slice(b"data: ");
-    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
-    out.put_slice(b"\n\n");
 }
 
 /// A provider's embeddings answer (`body`, vectors under `embeddings`, each picked by
@@ -419,160 +373,4 @@ pub(crate) fn usage_chunk(id: &str, created: u64, model: &str, usage: Usage) -> 
         "choices": [],
         "usage": usage.to_json(),
     })
-}
-
-/// Token usage reported by a provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-    /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
-    pub cached_tokens: u64,
-}
-
-impl Usage {
-    /// The OpenAI `usage` object.
-    pub fn to_json(self) -> Value {
-        let mut v = serde_json::json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        });
-        if self.cached_tokens > 0 {
-            v["prompt_tokens_details"] = serde_json::json!({"cached_tokens": self.cached_tokens});
-        }
-        v
-    }
-
-    /// Reads an OpenAI `usage` object.
-    pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
-        let obj = v.as_object()?;
-        let get = |k: &str| obj.get(k).and_then(serde_json::Value::as_u64);
-        let prompt_tokens = get("prompt_tokens").unwrap_or(0);
-        let completion_tokens = get("completion_tokens").unwrap_or(0);
-        Some(Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: get("total_tokens").unwrap_or(prompt_tokens + completion_tokens),
-            cached_tokens: v
-                .pointer("/prompt_tokens_details/cached_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        })
-    }
-}
-
-/// Turns a provider's response stream into the client's OpenAI SSE stream, incrementally.
-///
-/// `feed` may be given any slice of the upstream body; it appends whatever is ready for the
-/// client to `out`. An `Err` means the stream is broken (an error event, garbage, an oversize
-/// event): the caller sends the error as a final SSE event and ends the stream without `[DONE]`.
-pub trait StreamTranslator: Send {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError>;
-    /// The upstream body ended cleanly. `Err` when the stream was incomplete.
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError>;
-    /// Whether the terminal event has been seen (nothing more will be emitted).
-    fn is_done(&self) -> bool;
-    /// Usage seen so far.
-    fn usage(&self) -> Option<Usage>;
-    /// The stream was ended on sluice's side (a guardrail blocked it): the provider's
-    /// connection must be closed rather than drained, so that it stops generating.
-    fn abandon_upstream(&self) -> bool {
-        false
-    }
-    /// What output guardrails did to this stream (names and kinds, never text).
-    fn findings(&self) -> Vec<crate::guardrails::Finding> {
-        Vec::new()
-    }
-    /// The final event(s) that tell the client the stream failed, in the client's API.
-    fn error_event(&mut self, e: &ApiError) -> Bytes {
-        e.sse_event()
-    }
-}
-
-/// The SSE framing shared by the stream translators: an incremental parser and a scratch
-/// buffer of parsed events.
-pub struct SseInput {
-    parser: SseParser,
-    events: Vec<SseEvent>,
-}
-
-impl SseInput {
-    pub fn new() -> Self {
-        SseInput {
-            parser: SseParser::new(openai::MAX_EVENT_BYTES),
-            events: Vec::new(),
-        }
-    }
-}
-
-impl Default for SseInput {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A translator that consumes a provider's SSE stream one event at a time; it is a
-/// [`StreamTranslator`] through the framing in [`SseInput`].
-pub trait SseEvents: Send {
-    fn input(&mut self) -> &mut SseInput;
-    /// Handles one complete event; appends whatever the client should get to `out`.
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError>;
-    /// The terminal event has been seen.
-    fn done(&self) -> bool;
-    /// The body ended cleanly; formats without a terminal event finish here.
-    fn at_end(&mut self, _out: &mut BytesMut) {}
-    fn usage_so_far(&self) -> Option<Usage>;
-    /// See [`StreamTranslator::error_event`].
-    fn error_event(&mut self, e: &ApiError) -> Bytes {
-        e.sse_event()
-    }
-}
-
-impl<T: SseEvents> StreamTranslator for T {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        if self.done() {
-            return Ok(());
-        }
-        let sse = self.input();
-        let mut events = std::mem::take(&mut sse.events);
-        let parsed = sse.parser.feed(input, &mut events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            result = self.event(&ev, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.input().events = events;
-        result?;
-        parsed.map_err(|e| oversize_event(e.0))
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        if !self.done() {
-            if let Some(ev) = self.input().parser.finish() {
-                self.event(&ev, out)?;
-            }
-            self.at_end(out);
-        }
-        if self.done() {
-            Ok(())
-        } else {
-            Err(truncated_stream())
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.done()
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.usage_so_far()
-    }
-
-    fn error_event(&mut self, e: &ApiError) -> Bytes {
-        SseEvents::error_event(self, e)
-    }
 }

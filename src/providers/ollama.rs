@@ -13,17 +13,19 @@
 //!
 //! Ollama's answers have no id; sluice makes one up per answer.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    bad_stream_event, chunk, completion, embeddings_list, oversize_event, parse_answer,
-    refuse_audio, refuse_n, sampling_options, text_of, tool_call_args, tool_name, truncated_stream,
-    unix_now, unknown_role, unsupported, usage_chunk, write_event, StreamTranslator, Usage,
+    chunk, completion, embeddings_list, parse_answer, refuse_audio, refuse_n, sampling_options,
+    text_of, tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk,
 };
-use crate::api::ApiError;
 use crate::config::Provider;
-use crate::stream::ndjson::NdjsonParser;
+use crate::core::ndjson::NdjsonParser;
+use crate::core::sse::write_event;
+use crate::core::translate::{bad_stream_event, oversize_event, truncated_stream};
+use crate::core::ApiError;
+use crate::core::{StreamTranslator, Usage};
 
 /// The chat path under the server root.
 pub const CHAT_PATH: &str = "/api/chat";
@@ -375,7 +377,7 @@ pub struct OllamaStream {
 impl OllamaStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         OllamaStream {
-            parser: NdjsonParser::new(super::openai::MAX_EVENT_BYTES),
+            parser: NdjsonParser::new(crate::core::sse::MAX_EVENT_BYTES),
             lines: Vec::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
@@ -428,7 +430,7 @@ impl OllamaStream {
                     &usage_chunk(&self.id, self.created, &self.public_model, u),
                 );
             }
-            out.put_slice(b"data: [DONE]\n\n");
+            crate::core::sse::write_done(out);
             self.done = true;
         }
         Ok(())

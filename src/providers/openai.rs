@@ -6,16 +6,16 @@
 //! pass back with the public model name restored; the usage chunk is dropped from streams whose
 //! client did not ask for it.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::{bad_stream_event, usage_chunk, write_event, SseEvents, SseInput, Usage};
-use crate::api::ApiError;
+use super::usage_chunk;
 use crate::config::{Provider, ProviderKind};
-use crate::stream::sse::SseEvent;
-
-/// Largest single SSE event accepted from a provider.
-pub const MAX_EVENT_BYTES: usize = 4 << 20;
+use crate::core::sse::write_event;
+use crate::core::sse::SseEvent;
+use crate::core::translate::bad_stream_event;
+use crate::core::ApiError;
+use crate::core::{SseEvents, SseInput, Usage};
 
 /// Builds the upstream request body: the client's body with `model` replaced and, for
 /// streams, `stream_options.include_usage` set. Returns whether the client asked for usage.
@@ -182,7 +182,7 @@ pub fn completion_to_sse(
             emit(c);
         }
     }
-    out.put_slice(b"data: [DONE]\n\n");
+    crate::core::sse::write_done(&mut out);
     Ok((out.freeze(), usage))
 }
 
@@ -303,7 +303,7 @@ impl OpenAiStream {
                 write_event(out, &usage_chunk(id, *created, &self.public_model, u));
             }
             self.done = true;
-            out.put_slice(b"data: [DONE]\n\n");
+            crate::core::sse::write_done(out);
             return Ok(());
         }
         let mut v: Value = serde_json::from_slice(data).map_err(|_| bad_stream_event())?;

@@ -11,7 +11,7 @@ use pingora::proxy::Session;
 use pingora::Error;
 use serde_json::json;
 
-use crate::api::error::clip;
+use crate::core::error::clip;
 use crate::ctx::Ctx;
 use crate::guardrails::Finding;
 pub use metrics::Metrics;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use serde_json::Value;
-use sluice::api::ApiError;
-use sluice::providers::StreamTranslator;
+use sluice::core::ApiError;
+use sluice::core::StreamTranslator;
 
 /// What varies from run to run.
 pub struct Normalise {

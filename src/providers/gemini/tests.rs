@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{BaseUrl, ProviderKind};
-use crate::providers::StreamTranslator;
+use crate::core::StreamTranslator;
 use crate::secret::Secret;
 
 fn req(v: Value) -> Value {

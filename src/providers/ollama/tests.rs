@@ -1,5 +1,5 @@
 use super::*;
-use crate::providers::StreamTranslator;
+use crate::core::StreamTranslator;
 
 fn req(v: Value, stream: bool) -> Result<Value, ApiError> {
     to_request(v.as_object().unwrap(), "llama3.2", stream)

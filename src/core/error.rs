@@ -305,13 +305,41 @@ impl ApiError {
 
     /// The error as one SSE event, for failures after a stream has started.
     pub fn sse_event(&self) -> Bytes {
-        let mut out = Vec::with_capacity(160 + self.message.len());
-        out.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut out, &self.to_json()).expect("JSON values serialise");
-        out.extend_from_slice(b"\n\n");
-        Bytes::from(out)
+        let mut out = bytes::BytesMut::with_capacity(160 + self.message.len());
+        super::sse::write_event(&mut out, &self.to_json());
+        out.freeze()
     }
 }
+
+/// A configuration error: the key path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `providers.openai.api_key`; empty for whole-file errors.
+    pub path: String,
+    /// What is wrong. Never contains a secret value.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {

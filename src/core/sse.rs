@@ -1,6 +1,10 @@
 //! Server-sent events (the `text/event-stream` framing), as the WHATWG spec parses them:
 //! `\n`, `\r\n` and `\r` line endings, `:` comment lines, multi-line `data:` fields joined with
 //! `\n`, `event:` names, and a blank line that ends an event. `id:` and `retry:` are ignored.
+//! The writers below are the one place sluice frames events it sends.
+
+use bytes::{BufMut, BytesMut};
+use serde_json::Value;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -135,6 +139,46 @@ impl SseParser {
             data: std::mem::take(&mut self.data),
         })
     }
+}
+
+/// Largest upstream stream event (or NDJSON line) held while it is incomplete.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// Appends one event whose data is already encoded: `event:` when named, then one `data:`
+/// line per line of `data` (a multi-line payload stays one event).
+pub fn write_data(out: &mut BytesMut, name: Option<&str>, data: &[u8]) {
+    if let Some(n) = name {
+        out.put_slice(b"event: ");
+        out.put_slice(n.as_bytes());
+        out.put_slice(b"\n");
+    }
+    for line in data.split(|&b| b == b'\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line);
+        out.put_slice(b"\n");
+    }
+    out.put_slice(b"\n");
+}
+
+/// Appends one `data:` event.
+pub fn write_event(out: &mut BytesMut, v: &Value) {
+    out.put_slice(b"data: ");
+    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
+    out.put_slice(b"\n\n");
+}
+
+/// Appends one named event (`event: NAME\ndata: JSON\n\n`).
+pub fn write_named(out: &mut BytesMut, name: &str, v: &Value) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    serde_json::to_writer(out.writer(), v).expect("JSON values serialise");
+    out.put_slice(b"\n\n");
+}
+
+/// Appends OpenAI's end-of-stream marker, `data: [DONE]`.
+pub fn write_done(out: &mut BytesMut) {
+    out.put_slice(b"data: [DONE]\n\n");
 }
 
 #[cfg(test)]

@@ -1,0 +1,31 @@
+//! What a guardrail did to a request or an answer, as recorded for logs and metrics.
+
+use std::sync::Arc;
+
+/// One action a guardrail took. Names and kinds only, never matched text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Matches were replaced by `[REDACTED:<kind>]`.
+    Redacted {
+        guardrail: Arc<str>,
+        kinds: Vec<Arc<str>>,
+    },
+    /// Matches were let through and recorded.
+    Logged {
+        guardrail: Arc<str>,
+        kinds: Vec<Arc<str>>,
+    },
+    /// The request or answer was stopped.
+    Blocked { guardrail: Arc<str>, kind: Arc<str> },
+}
+
+impl Finding {
+    /// The guardrail that acted.
+    pub fn guardrail(&self) -> &str {
+        match self {
+            Finding::Redacted { guardrail, .. }
+            | Finding::Logged { guardrail, .. }
+            | Finding::Blocked { guardrail, .. } => guardrail,
+        }
+    }
+}

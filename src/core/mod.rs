@@ -1,0 +1,16 @@
+//! The types every stage and feature shares, depending on none of them: the client-facing
+//! error ([`ApiError`]), configuration errors, token [`Usage`], guardrail [`Finding`]s, the
+//! stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
+//! writers), each written once.
+
+pub mod error;
+pub mod finding;
+pub mod ndjson;
+pub mod sse;
+pub mod translate;
+pub mod usage;
+
+pub use error::{ApiError, ConfigError, Origin};
+pub use finding::Finding;
+pub use translate::{Chain, SseEvents, SseInput, StreamTranslator};
+pub use usage::Usage;

@@ -1,0 +1,196 @@
+//! The translator contract: a provider's stream in, the client's stream out, fed any slice of
+//! bytes at a time. Provider decoders, output guardrails and client-API encoders all implement
+//! [`StreamTranslator`]; [`Chain`] joins two of them.
+
+use bytes::{Bytes, BytesMut};
+
+use super::sse::{SseEvent, SseParser, MAX_EVENT_BYTES};
+use super::{ApiError, Finding, Usage};
+
+/// Turns a provider's response stream into the client's OpenAI SSE stream, incrementally.
+///
+/// `feed` may be given any slice of the upstream body; it appends whatever is ready for the
+/// client to `out`. An `Err` means the stream is broken (an error event, garbage, an oversize
+/// event): the caller sends the error as a final SSE event and ends the stream without `[DONE]`.
+pub trait StreamTranslator: Send {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError>;
+    /// The upstream body ended cleanly. `Err` when the stream was incomplete.
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError>;
+    /// Whether the terminal event has been seen (nothing more will be emitted).
+    fn is_done(&self) -> bool;
+    /// Usage seen so far.
+    fn usage(&self) -> Option<Usage>;
+    /// The stream was ended on sluice's side (a guardrail blocked it): the provider's
+    /// connection must be closed rather than drained, so that it stops generating.
+    fn abandon_upstream(&self) -> bool {
+        false
+    }
+    /// What output guardrails did to this stream (names and kinds, never text).
+    fn findings(&self) -> Vec<Finding> {
+        Vec::new()
+    }
+    /// The final event(s) that tell the client the stream failed, in the client's API.
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        e.sse_event()
+    }
+}
+
+/// The SSE framing shared by the stream translators: an incremental parser and a scratch
+/// buffer of parsed events.
+pub struct SseInput {
+    parser: SseParser,
+    events: Vec<SseEvent>,
+}
+
+impl SseInput {
+    pub fn new() -> Self {
+        SseInput {
+            parser: SseParser::new(MAX_EVENT_BYTES),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Default for SseInput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A translator that consumes a provider's SSE stream one event at a time; it is a
+/// [`StreamTranslator`] through the framing in [`SseInput`].
+pub trait SseEvents: Send {
+    fn input(&mut self) -> &mut SseInput;
+    /// Handles one complete event; appends whatever the client should get to `out`.
+    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError>;
+    /// The terminal event has been seen.
+    fn done(&self) -> bool;
+    /// The body ended cleanly; formats without a terminal event finish here.
+    fn at_end(&mut self, _out: &mut BytesMut) {}
+    fn usage_so_far(&self) -> Option<Usage>;
+    /// See [`StreamTranslator::error_event`].
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        e.sse_event()
+    }
+}
+
+impl<T: SseEvents> StreamTranslator for T {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done() {
+            return Ok(());
+        }
+        let sse = self.input();
+        let mut events = std::mem::take(&mut sse.events);
+        let parsed = sse.parser.feed(input, &mut events);
+        let mut result = Ok(());
+        for ev in events.drain(..) {
+            result = self.event(&ev, out);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.input().events = events;
+        result?;
+        parsed.map_err(|e| oversize_event(e.0))
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if !self.done() {
+            if let Some(ev) = self.input().parser.finish() {
+                self.event(&ev, out)?;
+            }
+            self.at_end(out);
+        }
+        if self.done() {
+            Ok(())
+        } else {
+            Err(truncated_stream())
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage_so_far()
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        SseEvents::error_event(self, e)
+    }
+}
+
+/// Two stream stages: the output of `first` (OpenAI chunks) is the input of `second`.
+pub struct Chain {
+    first: Box<dyn StreamTranslator>,
+    second: Box<dyn StreamTranslator>,
+    scratch: BytesMut,
+}
+
+impl Chain {
+    pub fn new(first: Box<dyn StreamTranslator>, second: Box<dyn StreamTranslator>) -> Self {
+        Chain {
+            first,
+            second,
+            scratch: BytesMut::new(),
+        }
+    }
+}
+
+impl StreamTranslator for Chain {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        let r = self.first.feed(input, &mut self.scratch);
+        let chunks = self.scratch.split();
+        self.second.feed(&chunks, out)?;
+        r
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        let r = self.first.finish(&mut self.scratch);
+        let chunks = self.scratch.split();
+        self.second.feed(&chunks, out)?;
+        r?;
+        self.second.finish(out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.second.is_done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.first.usage()
+    }
+
+    fn abandon_upstream(&self) -> bool {
+        self.first.abandon_upstream()
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        self.first.findings()
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        self.second.error_event(e)
+    }
+}
+
+/// The error for a stream that ended before its terminal event.
+pub fn truncated_stream() -> ApiError {
+    ApiError::bad_gateway("The upstream provider ended the stream before it was complete.")
+        .with_code("upstream_stream_truncated")
+}
+
+/// The error for a stream event (or line) larger than `limit` bytes.
+pub fn oversize_event(limit: usize) -> ApiError {
+    ApiError::bad_gateway(format!(
+        "The upstream provider sent a stream event larger than {limit} bytes."
+    ))
+    .with_code("upstream_stream_error")
+}
+
+/// The error for a stream event whose data is not JSON.
+pub fn bad_stream_event() -> ApiError {
+    ApiError::bad_gateway("The upstream provider sent a stream event that is not valid JSON.")
+        .with_code("upstream_stream_error")
+}
