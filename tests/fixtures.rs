@@ -124,7 +124,7 @@ fn error(wire: Wire, p: &Provider, input: &str) -> String {
         other => serde_json::to_vec(other).unwrap(),
     };
     let retry_after = v["retry_after"].as_str().map(str::to_string);
-    let e = wire.error(status, &body, p, retry_after);
+    let e = wire.error(status, &body, &p.name, retry_after);
     let out = pretty(&error_json(&e));
     assert!(
         !out.contains("sk-fake-fixture-provider-key"),

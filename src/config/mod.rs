@@ -556,7 +556,12 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
             format!("unknown kind {:?} (one of: {})", p.kind, known.join(", ")),
         )
     })?;
-    let base_url = match (p.base_url, kind.default_base_url()) {
+    let base_url = match (
+        p.base_url,
+        crate::providers::Wire::of(kind)
+            .descriptor()
+            .default_base_url,
+    ) {
         (Some(u), _) => u,
         (None, Some(d)) => d.to_string(),
         (None, None) => {
@@ -572,7 +577,11 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         .api_key
         .map(|k| ctx.secret(&format!("{path}.api_key"), &k))
         .transpose()?;
-    if api_key.is_none() && kind.requires_api_key() {
+    if api_key.is_none()
+        && crate::providers::Wire::of(kind)
+            .descriptor()
+            .requires_api_key
+    {
         return Err(ConfigError::new(
             format!("{path}.api_key"),
             format!("is required for kind {}", kind.as_str()),
@@ -605,21 +614,11 @@ fn validate_provider(ctx: &Ctx, name: &str, p: raw::RawProvider) -> Result<Provi
         None => base.tls,
     };
     // The versioned API root: OpenAI-style base URLs already include it; Anthropic and Gemini
-    // base URLs are the server root, their APIs live under /v1 or /v1beta. Ollama's native
-    // API lives at the server root itself (/api/chat).
-    if kind == ProviderKind::Ollama && base.path.ends_with("/v1") {
-        return Err(ConfigError::new(
-            format!("{path}.base_url"),
-            "kind ollama speaks Ollama's native API: give the server root (e.g. \
-             http://127.0.0.1:11434); for its OpenAI-compatible /v1 API use kind \
-             openai_compatible",
-        ));
-    }
-    let version = match kind {
-        ProviderKind::Anthropic => "/v1",
-        ProviderKind::Gemini => "/v1beta",
-        _ => "",
-    };
+    // base URLs are the server root, their APIs live under /v1 or /v1beta.
+    let wire = crate::providers::Wire::of(kind);
+    wire.check_base_path(&base.path)
+        .map_err(|m| ConfigError::new(format!("{path}.base_url"), m))?;
+    let version = wire.descriptor().api_version;
     let api_root = if base.path.ends_with(version) {
         base.path.clone()
     } else {

@@ -10,65 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
-/// Which wire protocol a provider speaks, and its quirks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    OpenAi,
-    OpenAiCompatible,
-    Groq,
-    Xai,
-    Ollama,
-    Anthropic,
-    Gemini,
-}
-
-impl ProviderKind {
-    pub(super) const ALL: [(&'static str, ProviderKind); 7] = [
-        ("openai", ProviderKind::OpenAi),
-        ("openai_compatible", ProviderKind::OpenAiCompatible),
-        ("groq", ProviderKind::Groq),
-        ("xai", ProviderKind::Xai),
-        ("ollama", ProviderKind::Ollama),
-        ("anthropic", ProviderKind::Anthropic),
-        ("gemini", ProviderKind::Gemini),
-    ];
-
-    pub(super) fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, k)| *k)
-    }
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("unknown")
-    }
-
-    pub(super) fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
-            ProviderKind::Groq => Some("https://api.groq.com/openai/v1"),
-            ProviderKind::Xai => Some("https://api.x.ai/v1"),
-            ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
-            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
-            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
-            ProviderKind::OpenAiCompatible => None,
-        }
-    }
-
-    pub(super) fn requires_api_key(self) -> bool {
-        matches!(
-            self,
-            ProviderKind::OpenAi
-                | ProviderKind::Groq
-                | ProviderKind::Xai
-                | ProviderKind::Anthropic
-                | ProviderKind::Gemini
-        )
-    }
-}
+pub use crate::providers::ProviderKind;
 
 /// A parsed `base_url`: where a provider's API lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,11 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::{client_closed, Deadline};
-use crate::config::{Provider, ProviderKind};
+use crate::config::Provider;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::providers::anthropic;
+use crate::providers::Wire;
 
 /// Largest error body read from a provider.
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
@@ -48,12 +48,11 @@ pub(crate) fn request_header(
             req.insert_header("content-type", "application/json")?;
             req.insert_header("content-length", len)?;
         }
+        let wire = Wire::of(provider.kind).descriptor();
         req.insert_header(
             "accept",
-            if stream && provider.kind == ProviderKind::Ollama {
-                crate::providers::ollama::NDJSON
-            } else if stream {
-                "text/event-stream"
+            if stream {
+                wire.stream_content_type
             } else {
                 "application/json"
             },
@@ -61,18 +60,14 @@ pub(crate) fn request_header(
         req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
         req.insert_header("x-request-id", request_id)?;
         if let Some(key) = &provider.api_key {
-            let (name, value) = match provider.kind {
-                ProviderKind::Anthropic => ("x-api-key", key.expose().to_string()),
-                ProviderKind::Gemini => ("x-goog-api-key", key.expose().to_string()),
-                _ => ("authorization", format!("Bearer {}", key.expose())),
-            };
+            let (name, value) = wire.credential.header(key.expose());
             let mut v = http::HeaderValue::from_str(&value)
                 .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;
             v.set_sensitive(true);
             req.insert_header(name, v)?;
         }
-        if provider.kind == ProviderKind::Anthropic {
-            req.insert_header("anthropic-version", anthropic::VERSION)?;
+        for (name, value) in wire.headers {
+            req.insert_header(*name, *value)?;
         }
         for (name, value) in &provider.headers {
             req.insert_header(name.clone(), value.clone())?;

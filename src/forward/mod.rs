@@ -88,12 +88,10 @@ impl Plan {
     /// OpenAI chunks.
     fn is_native(&self, wire: Wire) -> bool {
         self.native.is_some()
-            && match (self.endpoint, wire) {
-                (Endpoint::CountTokens, Wire::Anthropic) => true,
-                (Endpoint::Messages, Wire::Anthropic)
-                | (Endpoint::Responses, Wire::OpenAi(ProviderKind::OpenAi)) => {
-                    !self.guardrails.has_output()
-                }
+            && match (self.endpoint, wire.kind) {
+                (Endpoint::CountTokens, ProviderKind::Anthropic) => true,
+                (Endpoint::Messages, ProviderKind::Anthropic)
+                | (Endpoint::Responses, ProviderKind::OpenAi) => !self.guardrails.has_output(),
                 _ => false,
             }
     }
@@ -345,7 +343,7 @@ fn whole_answer(
     if front == Front::OpenAi {
         return Ok((sse, usage, true));
     }
-    let chunks = Wire::OpenAi(ProviderKind::OpenAi).stream(public, true);
+    let chunks = Wire::of(ProviderKind::OpenAi).stream(public, true);
     let mut encoder = front.encode_stream(chunks, public);
     let mut out = bytes::BytesMut::new();
     encoder.feed(&sse, &mut out)?;
@@ -508,7 +506,7 @@ async fn attempt_once(
             Err(fail) => return before_commit(read_fail_error(fail, provider, ctx)),
         };
         let wait = retry_after.as_deref().and_then(routing::parse_retry_after);
-        let e = wire.error(status, &body, provider, retry_after);
+        let e = wire.error(status, &body, &provider.name, retry_after);
         return if retryable_status(status) {
             Attempt::Retry(
                 e,

@@ -1,56 +1,156 @@
-//! Wire formats. Each provider module turns the client's OpenAI-shaped request into the
-//! provider's, and the provider's answer — whole or streamed — back into OpenAI's shape.
-//! Translation is pure: no sockets here, so it is unit-tested and fuzzed directly.
+//! Providers: everything sluice knows about each provider's wire, one folder per provider.
+//!
+//! A provider module owns its [`Descriptor`] (default base URL, how the key is sent, extra
+//! headers, stream framing, health-check path) and implements [`ProviderWire`]: the path per
+//! endpoint, request rendering, answer and stream parsing, error mapping. Translation is pure:
+//! no sockets here, so it is unit-tested and fuzzed directly. [`Wire::of`] is the only place
+//! that dispatches on the provider kind; the exchange code asks the wire, never a name.
+//!
+//! Adding a provider: a folder `providers/<name>/` with its descriptor and `ProviderWire`
+//! impl, one variant in [`ProviderKind`] (with its config name in `ProviderKind::ALL`), and
+//! one line in [`Wire::of`].
 
 pub mod anthropic;
+mod common;
 pub mod gemini;
+mod kind;
 pub mod ollama;
 pub mod openai;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::config::{Provider, ProviderKind};
 use crate::core::{ApiError, StreamTranslator, Usage};
+pub(crate) use common::*;
+pub use kind::ProviderKind;
 
-/// The wire formats sluice translates to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Wire {
-    /// OpenAI chat completions (OpenAI, Groq, xAI, Ollama's /v1, OpenAI-compatible servers),
-    /// with the quirks of the given kind.
-    OpenAi(ProviderKind),
-    /// Anthropic Messages.
-    Anthropic,
-    /// Google Gemini generateContent.
-    Gemini,
-    /// Ollama's native `/api/chat` and `/api/embed`.
-    Ollama,
+/// What sluice needs to know about a provider besides translation.
+#[derive(Debug)]
+pub struct Descriptor {
+    /// Where its API lives when the config sets no `base_url` (`None`: it must be set).
+    pub default_base_url: Option<&'static str>,
+    /// Whether a provider of this kind needs an `api_key`.
+    pub requires_api_key: bool,
+    /// How the key is sent.
+    pub credential: Credential,
+    /// Headers every request to it carries.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// The content type of a streamed answer; also the `Accept` of a streamed request.
+    pub stream_content_type: &'static str,
+    /// The default active health-check path under the API root.
+    pub health_path: &'static str,
+    /// The versioned API root under a `base_url` that names the server root (`/v1`), added
+    /// unless the base URL already ends with it; empty when base URLs include it.
+    pub api_version: &'static str,
+}
+
+/// How a provider expects its API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key alone in this header.
+    Header(&'static str),
+}
+
+impl Credential {
+    /// The header name and value that carry `key`.
+    pub fn header(self, key: &str) -> (&'static str, String) {
+        match self {
+            Credential::Bearer => ("authorization", format!("Bearer {key}")),
+            Credential::Header(name) => (name, key.to_string()),
+        }
+    }
+}
+
+/// One provider's wire format: the requests sluice sends it and how its answers read.
+pub trait ProviderWire: Sync {
+    fn descriptor(&self) -> &Descriptor;
+
+    /// The path of a chat (or embeddings) request under the provider's API root.
+    fn path(&self, embeddings: bool, model: &str, stream: bool) -> String;
+
+    /// The upstream body for a chat request (`embeddings` false) or an embeddings request.
+    fn render(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        stream: bool,
+        embeddings: bool,
+    ) -> Result<Bytes, ApiError>;
+
+    /// A whole successful answer → the OpenAI response.
+    fn response(
+        &self,
+        body: &[u8],
+        public_model: &str,
+        embeddings: bool,
+    ) -> Result<(Bytes, Option<Usage>), ApiError>;
+
+    /// An error answer → the OpenAI error shape; `provider` is the config name.
+    fn error(
+        &self,
+        status: u16,
+        body: &[u8],
+        provider: &str,
+        retry_after: Option<String>,
+    ) -> ApiError;
+
+    /// The translator for a streamed answer.
+    fn stream(&self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator>;
+
+    /// Refuses a `base_url` path this provider cannot be served under (the config error).
+    fn check_base_path(&self, _path: &str) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+/// A provider kind's wire: its descriptor and translations.
+#[derive(Clone, Copy)]
+pub struct Wire {
+    pub kind: ProviderKind,
+    format: &'static dyn ProviderWire,
+}
+
+impl PartialEq for Wire {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+
+impl Eq for Wire {}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Wire({})", self.kind.as_str())
+    }
 }
 
 impl Wire {
+    /// The registration table: each provider kind's wire.
     pub fn of(kind: ProviderKind) -> Wire {
-        match kind {
-            ProviderKind::Anthropic => Wire::Anthropic,
-            ProviderKind::Gemini => Wire::Gemini,
-            ProviderKind::Ollama => Wire::Ollama,
-            other => Wire::OpenAi(other),
-        }
+        let format: &'static dyn ProviderWire = match kind {
+            ProviderKind::OpenAi => &openai::OPENAI,
+            ProviderKind::OpenAiCompatible => &openai::COMPATIBLE,
+            ProviderKind::Groq => &openai::GROQ,
+            ProviderKind::Xai => &openai::XAI,
+            ProviderKind::Ollama => &ollama::Ollama,
+            ProviderKind::Anthropic => &anthropic::Anthropic,
+            ProviderKind::Gemini => &gemini::Gemini,
+        };
+        Wire { kind, format }
     }
 
-    /// The path of a chat (or embeddings) request under the provider's API root.
+    pub fn descriptor(self) -> &'static Descriptor {
+        self.format.descriptor()
+    }
+
+    /// See [`ProviderWire::path`].
     pub fn path(self, embeddings: bool, model: &str, stream: bool) -> String {
-        match (self, embeddings) {
-            (Wire::Gemini, true) => gemini::embed_path(model),
-            (Wire::Ollama, true) => ollama::EMBED_PATH.into(),
-            (Wire::Ollama, false) => ollama::CHAT_PATH.into(),
-            (_, true) => "/embeddings".into(),
-            (Wire::OpenAi(_), false) => "/chat/completions".into(),
-            (Wire::Anthropic, false) => "/messages".into(),
-            (Wire::Gemini, false) => gemini::path(model, stream),
-        }
+        self.format.path(embeddings, model, stream)
     }
 
-    /// The upstream body for a chat request (`embeddings` false) or an embeddings request.
+    /// See [`ProviderWire::render`].
     pub fn render(
         self,
         body: &mut Map<String, Value>,
@@ -58,319 +158,47 @@ impl Wire {
         stream: bool,
         embeddings: bool,
     ) -> Result<Bytes, ApiError> {
-        match (self, embeddings) {
-            (Wire::Anthropic, true) => Err(ApiError::invalid_request(
-                "This model's provider (Anthropic) has no embeddings API.",
-            )
-            .with_param("model")
-            .with_code("unsupported_endpoint")),
-            (Wire::Anthropic, false) => anthropic::to_request(body, model, stream),
-            (Wire::Gemini, true) => gemini::to_embed_request(body, model),
-            (Wire::Gemini, false) => gemini::to_request(body),
-            (Wire::Ollama, true) => ollama::to_embed_request(body, model),
-            (Wire::Ollama, false) => ollama::to_request(body, model, stream),
-            (Wire::OpenAi(kind), _) => openai::render(kind, body, model, stream),
-        }
+        self.format.render(body, model, stream, embeddings)
     }
 
-    /// A whole successful answer → the OpenAI response.
+    /// See [`ProviderWire::response`].
     pub fn response(
         self,
         body: &[u8],
         public_model: &str,
         embeddings: bool,
     ) -> Result<(Bytes, Option<Usage>), ApiError> {
-        match (self, embeddings) {
-            (Wire::OpenAi(_), _) => openai::rewrite_response(body, public_model),
-            (Wire::Anthropic, _) => anthropic::from_response(body, public_model),
-            (Wire::Gemini, true) => gemini::from_embed_response(body, public_model),
-            (Wire::Gemini, false) => gemini::from_response(body, public_model),
-            (Wire::Ollama, true) => ollama::from_embed_response(body, public_model),
-            (Wire::Ollama, false) => ollama::from_response(body, public_model),
-        }
+        self.format.response(body, public_model, embeddings)
     }
 
-    /// An error answer → the OpenAI error shape.
+    /// See [`ProviderWire::error`].
     pub fn error(
         self,
         status: u16,
         body: &[u8],
-        provider: &Provider,
+        provider: &str,
         retry_after: Option<String>,
     ) -> ApiError {
-        match self {
-            Wire::OpenAi(_) => openai::upstream_error(status, body, provider, retry_after),
-            Wire::Anthropic => anthropic::error(status, body, provider, retry_after),
-            Wire::Gemini => gemini::error(status, body, provider, retry_after),
-            Wire::Ollama => ollama::error(status, body, provider, retry_after),
-        }
+        self.format.error(status, body, provider, retry_after)
     }
 
-    /// The translator for a streamed answer.
+    /// See [`ProviderWire::stream`].
     pub fn stream(self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
-        match self {
-            Wire::OpenAi(kind) => {
-                let mut s = openai::OpenAiStream::new(public_model, client_wants_usage);
-                // Groq reports a stream's usage in `x_groq.usage`, not in a usage chunk.
-                s.synthesize_usage_chunk = kind == ProviderKind::Groq;
-                Box::new(s)
-            }
-            Wire::Anthropic => Box::new(anthropic::AnthropicStream::new(
-                public_model,
-                client_wants_usage,
-            )),
-            Wire::Gemini => Box::new(gemini::GeminiStream::new(public_model, client_wants_usage)),
-            Wire::Ollama => Box::new(ollama::OllamaStream::new(public_model, client_wants_usage)),
-        }
+        self.format.stream(public_model, client_wants_usage)
     }
 
     /// Whether an answer with this `content-type` is a stream in this wire format.
     pub fn is_stream(self, content_type: &str) -> bool {
-        match self {
-            Wire::Ollama => content_type.starts_with(ollama::NDJSON),
-            _ => content_type.starts_with("text/event-stream"),
-        }
+        content_type.starts_with(self.descriptor().stream_content_type)
+    }
+
+    /// See [`ProviderWire::check_base_path`].
+    pub fn check_base_path(self, path: &str) -> Result<(), &'static str> {
+        self.format.check_base_path(path)
     }
 
     /// The default active health-check path under the API root.
     pub fn health_path(self) -> &'static str {
-        match self {
-            Wire::Ollama => "/api/tags",
-            _ => "/models",
-        }
+        self.descriptor().health_path
     }
-}
-
-/// A 400 for a parameter the provider cannot honour (see the parameter rule in each module).
-pub(crate) fn unsupported(provider: &str, param: &str, why: &str) -> ApiError {
-    ApiError::invalid_param(
-        param,
-        format!("'{param}' is not supported for this model's provider ({provider}): {why}."),
-    )
-    .with_code("unsupported_parameter")
-}
-
-/// A 400 for `n > 1`, for providers that return one choice per request.
-pub(crate) fn refuse_n(provider: &str, body: &Map<String, Value>) -> Result<(), ApiError> {
-    if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(unsupported(
-            provider,
-            "n",
-            "it returns one choice per request",
-        ));
-    }
-    Ok(())
-}
-
-/// A 400 for audio output (`audio`, `modalities`), for providers served as text only.
-pub(crate) fn refuse_audio(provider: &str, body: &Map<String, Value>) -> Result<(), ApiError> {
-    for p in ["audio", "modalities"] {
-        if body.contains_key(p) {
-            return Err(unsupported(
-                provider,
-                p,
-                "it answers in text only through this gateway",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The text of OpenAI message content: a string, or the text parts joined by newlines.
-pub(crate) fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
-/// The arguments of an assistant tool call (message `i`) as a JSON value; empty means `{}`.
-pub(crate) fn tool_call_args(call: &Value, i: usize) -> Result<Value, ApiError> {
-    let args = call
-        .pointer("/function/arguments")
-        .and_then(Value::as_str)
-        .unwrap_or("{}");
-    let args = if args.trim().is_empty() { "{}" } else { args };
-    serde_json::from_str(args).map_err(|_| {
-        ApiError::invalid_param(
-            &format!("messages[{i}].tool_calls"),
-            "function.arguments must be a JSON object encoded as a string",
-        )
-    })
-}
-
-/// The name of the function a `tool` message (message `i`) answers: looked up by its
-/// `tool_call_id` among the earlier assistant calls (`(id, name)` pairs), else its `name`.
-pub(crate) fn tool_name(
-    calls: &[(String, String)],
-    m: &Value,
-    i: usize,
-) -> Result<String, ApiError> {
-    let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
-    calls
-        .iter()
-        .find(|(c, _)| c == id)
-        .map(|(_, n)| n.clone())
-        .or_else(|| m.get("name").and_then(Value::as_str).map(str::to_string))
-        .ok_or_else(|| {
-            ApiError::invalid_param(
-                &format!("messages[{i}].tool_call_id"),
-                format!(
-                    "no earlier assistant tool call has the id {:?}",
-                    crate::core::error::echo(id)
-                ),
-            )
-        })
-}
-
-/// The error for a message whose role (message `i`) the provider has no equivalent of.
-pub(crate) fn unknown_role(i: usize, role: &str) -> ApiError {
-    ApiError::invalid_param(
-        &format!("messages[{i}].role"),
-        format!("unknown role {:?}", crate::core::error::echo(role)),
-    )
-}
-
-/// The sampling parameters a provider shares with OpenAI, under its own names: `renames`
-/// (OpenAI name → provider name), `max_completion_tokens` / `max_tokens` → `max_key`, and
-/// `stop` (a string or a list) → `stop_key` as a list. Nulls are skipped.
-pub(crate) fn sampling_options(
-    body: &Map<String, Value>,
-    renames: &[(&str, &str)],
-    max_key: &str,
-    stop_key: &str,
-) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (from, to) in renames {
-        if let Some(v) = body.get(*from).filter(|v| !v.is_null()) {
-            out.insert((*to).into(), v.clone());
-        }
-    }
-    if let Some(v) = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .filter(|v| !v.is_null())
-    {
-        out.insert(max_key.into(), v.clone());
-    }
-    match body.get("stop") {
-        Some(Value::String(s)) => {
-            out.insert(stop_key.into(), Value::Array(vec![Value::from(s.as_str())]));
-        }
-        Some(Value::Array(a)) if !a.is_empty() => {
-            out.insert(stop_key.into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
-    out
-}
-
-/// A provider's answer body as JSON; a 502 when it is not.
-pub(crate) fn parse_answer(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_gateway(format!(
-            "The upstream provider returned a response that is not valid JSON ({e})."
-        ))
-    })
-}
-
-/// Seconds since the Unix epoch, for `created`.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A provider's embeddings answer (`body`, vectors under `embeddings`, each picked by
-/// `vector`) → an OpenAI embeddings list; `prompt_tokens` when the provider counts them.
-pub(crate) fn embeddings_list(
-    body: &[u8],
-    public_model: &str,
-    vector: impl Fn(&Value) -> Value,
-    prompt_tokens: impl Fn(&Value) -> Option<u64>,
-) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let v = parse_answer(body)?;
-    let embeddings = v
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            ApiError::bad_gateway("The upstream provider's answer has no 'embeddings'.")
-        })?;
-    let data: Vec<Value> = embeddings
-        .iter()
-        .enumerate()
-        .map(
-            |(i, e)| serde_json::json!({"object": "embedding", "index": i, "embedding": vector(e)}),
-        )
-        .collect();
-    let prompt = prompt_tokens(&v);
-    let n = prompt.unwrap_or(0);
-    let out = serde_json::json!({"object": "list", "data": data, "model": public_model,
-                                 "usage": {"prompt_tokens": n, "total_tokens": n}});
-    let usage = prompt.map(|p| Usage {
-        prompt_tokens: p,
-        total_tokens: p,
-        ..Usage::default()
-    });
-    Ok((
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
-        usage,
-    ))
-}
-
-/// A chat completion built from translated choices.
-pub(crate) fn completion(
-    id: Value,
-    public_model: &str,
-    choices: Value,
-    usage: Option<Usage>,
-) -> (Bytes, Option<Usage>) {
-    let mut out = serde_json::json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": public_model,
-        "choices": choices,
-    });
-    if let Some(u) = usage {
-        out["usage"] = u.to_json();
-    }
-    (
-        Bytes::from(serde_json::to_vec(&out).expect("JSON values serialise")),
-        usage,
-    )
-}
-
-/// A chat-completion chunk with one choice.
-pub(crate) fn chunk(
-    id: &str,
-    created: u64,
-    model: &str,
-    delta: Value,
-    finish: Option<&str>,
-) -> Value {
-    serde_json::json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-    })
-}
-
-/// The final usage chunk (no choices) of a stream whose client asked for usage.
-pub(crate) fn usage_chunk(id: &str, created: u64, model: &str, usage: Usage) -> Value {
-    serde_json::json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage.to_json(),
-    })
 }

@@ -1,7 +1,5 @@
 use super::*;
-use crate::config::{BaseUrl, ProviderKind};
 use crate::core::StreamTranslator;
-use crate::secret::Secret;
 
 fn req(v: Value) -> Value {
     let body = v.as_object().unwrap().clone();
@@ -288,21 +286,7 @@ fn stream_errors_and_truncation() {
 
 #[test]
 fn errors() {
-    let p = Provider {
-        name: "claude".into(),
-        kind: ProviderKind::Anthropic,
-        base: BaseUrl {
-            tls: true,
-            host: "h".into(),
-            port: 443,
-            authority: "h".into(),
-            path: String::new(),
-        },
-        api_root: "/v1".into(),
-        api_key: Some(Secret::new("sk-ant-fake-key-0123456789")),
-        headers: vec![],
-        http2: true,
-    };
+    let p = "claude";
     let e = error(
         529,
         br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,

@@ -1,7 +1,5 @@
 use super::*;
-use crate::config::{BaseUrl, ProviderKind};
 use crate::core::StreamTranslator;
-use crate::secret::Secret;
 
 fn req(v: Value) -> Value {
     serde_json::from_slice(&to_request(v.as_object().unwrap()).unwrap()).unwrap()
@@ -190,21 +188,7 @@ fn incomplete_streams_and_errors() {
 
 #[test]
 fn errors() {
-    let p = Provider {
-        name: "gem".into(),
-        kind: ProviderKind::Gemini,
-        base: BaseUrl {
-            tls: true,
-            host: "h".into(),
-            port: 443,
-            authority: "h".into(),
-            path: String::new(),
-        },
-        api_root: "/v1beta".into(),
-        api_key: Some(Secret::new("AIza-fake-test-key")),
-        headers: vec![],
-        http2: true,
-    };
+    let p = "gem";
     let e = error(
         429,
         br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,

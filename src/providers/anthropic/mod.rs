@@ -12,14 +12,13 @@ use serde_json::{json, Map, Value};
 
 use super::{
     chunk, completion, parse_answer, refuse_audio, refuse_n, text_of, tool_call_args, unix_now,
-    unknown_role, unsupported, usage_chunk,
+    unknown_role, unsupported, usage_chunk, Credential, Descriptor, ProviderWire,
 };
-use crate::config::Provider;
 use crate::core::sse::write_event;
 use crate::core::sse::SseEvent;
 use crate::core::translate::bad_stream_event;
 use crate::core::ApiError;
-use crate::core::{SseEvents, SseInput, Usage};
+use crate::core::{SseEvents, SseInput, StreamTranslator, Usage};
 
 /// The `anthropic-version` header sluice speaks.
 pub const VERSION: &str = "2023-06-01";
@@ -293,12 +292,7 @@ pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<U
 
 /// An Anthropic error (`{"type":"error","error":{"type","message"}}`) → the OpenAI shape.
 /// 529 `overloaded_error` → 503 `overloaded`; the credential rule of the OpenAI path applies.
-pub fn error(
-    status: u16,
-    body: &[u8],
-    provider: &Provider,
-    retry_after: Option<String>,
-) -> ApiError {
+pub fn error(status: u16, body: &[u8], provider: &str, retry_after: Option<String>) -> ApiError {
     let v: Option<Value> = serde_json::from_slice(body).ok();
     let kind = v
         .as_ref()
@@ -475,6 +469,74 @@ impl SseEvents for AnthropicStream {
 
     fn usage_so_far(&self) -> Option<Usage> {
         (self.usage != Usage::default()).then_some(self.usage)
+    }
+}
+
+/// The Anthropic Messages API.
+pub struct Anthropic;
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    default_base_url: Some("https://api.anthropic.com"),
+    requires_api_key: true,
+    credential: Credential::Header("x-api-key"),
+    headers: &[("anthropic-version", VERSION)],
+    stream_content_type: "text/event-stream",
+    health_path: "/models",
+    api_version: "/v1",
+};
+
+impl ProviderWire for Anthropic {
+    fn descriptor(&self) -> &Descriptor {
+        &DESCRIPTOR
+    }
+
+    fn path(&self, embeddings: bool, _model: &str, _stream: bool) -> String {
+        if embeddings {
+            "/embeddings"
+        } else {
+            "/messages"
+        }
+        .into()
+    }
+
+    fn render(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        stream: bool,
+        embeddings: bool,
+    ) -> Result<Bytes, ApiError> {
+        if embeddings {
+            return Err(ApiError::invalid_request(
+                "This model's provider (Anthropic) has no embeddings API.",
+            )
+            .with_param("model")
+            .with_code("unsupported_endpoint"));
+        }
+        to_request(body, model, stream)
+    }
+
+    fn response(
+        &self,
+        body: &[u8],
+        public_model: &str,
+        _embeddings: bool,
+    ) -> Result<(Bytes, Option<Usage>), ApiError> {
+        from_response(body, public_model)
+    }
+
+    fn error(
+        &self,
+        status: u16,
+        body: &[u8],
+        provider: &str,
+        retry_after: Option<String>,
+    ) -> ApiError {
+        error(status, body, provider, retry_after)
+    }
+
+    fn stream(&self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(AnthropicStream::new(public_model, client_wants_usage))
     }
 }
 

@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 use super::{
     chunk, completion, embeddings_list, parse_answer, refuse_audio, refuse_n, sampling_options,
     text_of, tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk,
+    Credential, Descriptor, ProviderWire,
 };
-use crate::config::Provider;
 use crate::core::ndjson::NdjsonParser;
 use crate::core::sse::write_event;
 use crate::core::translate::{bad_stream_event, oversize_event, truncated_stream};
@@ -346,12 +346,7 @@ pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<U
 
 /// An Ollama error (`{"error": "..."}`) → the OpenAI shape. Ollama has no error types or
 /// codes; a missing model (404) is reported as `model_not_found`.
-pub fn error(
-    status: u16,
-    body: &[u8],
-    provider: &Provider,
-    retry_after: Option<String>,
-) -> ApiError {
+pub fn error(status: u16, body: &[u8], provider: &str, retry_after: Option<String>) -> ApiError {
     let mut e = super::openai::upstream_error(status, body, provider, retry_after);
     if status == 404 && e.code.is_none() {
         e.code = Some("model_not_found".into());
@@ -475,6 +470,82 @@ impl StreamTranslator for OllamaStream {
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+}
+
+/// Ollama's native `/api/chat` and `/api/embed`.
+pub struct Ollama;
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    default_base_url: Some("http://127.0.0.1:11434"),
+    requires_api_key: false,
+    credential: Credential::Bearer,
+    headers: &[],
+    stream_content_type: NDJSON,
+    health_path: "/api/tags",
+    api_version: "",
+};
+
+impl ProviderWire for Ollama {
+    fn descriptor(&self) -> &Descriptor {
+        &DESCRIPTOR
+    }
+
+    fn path(&self, embeddings: bool, _model: &str, _stream: bool) -> String {
+        if embeddings { EMBED_PATH } else { CHAT_PATH }.into()
+    }
+
+    fn render(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        stream: bool,
+        embeddings: bool,
+    ) -> Result<Bytes, ApiError> {
+        if embeddings {
+            to_embed_request(body, model)
+        } else {
+            to_request(body, model, stream)
+        }
+    }
+
+    fn response(
+        &self,
+        body: &[u8],
+        public_model: &str,
+        embeddings: bool,
+    ) -> Result<(Bytes, Option<Usage>), ApiError> {
+        if embeddings {
+            from_embed_response(body, public_model)
+        } else {
+            from_response(body, public_model)
+        }
+    }
+
+    fn error(
+        &self,
+        status: u16,
+        body: &[u8],
+        provider: &str,
+        retry_after: Option<String>,
+    ) -> ApiError {
+        error(status, body, provider, retry_after)
+    }
+
+    fn stream(&self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(OllamaStream::new(public_model, client_wants_usage))
+    }
+
+    /// Ollama's native API lives at the server root itself (`/api/chat`).
+    fn check_base_path(&self, path: &str) -> Result<(), &'static str> {
+        if path.ends_with("/v1") {
+            return Err(
+                "kind ollama speaks Ollama's native API: give the server root (e.g. \
+                 http://127.0.0.1:11434); for its OpenAI-compatible /v1 API use kind \
+                 openai_compatible",
+            );
+        }
+        Ok(())
     }
 }
 

@@ -11,14 +11,14 @@ use serde_json::{json, Map, Value};
 
 use super::{
     chunk, completion, embeddings_list, parse_answer, refuse_audio, sampling_options, text_of,
-    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk,
+    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk, Credential,
+    Descriptor, ProviderWire,
 };
-use crate::config::Provider;
 use crate::core::sse::write_event;
 use crate::core::sse::SseEvent;
 use crate::core::translate::bad_stream_event;
 use crate::core::ApiError;
-use crate::core::{SseEvents, SseInput, Usage};
+use crate::core::{SseEvents, SseInput, StreamTranslator, Usage};
 
 /// The embeddings path (under the API root) for `model`.
 pub fn embed_path(model: &str) -> String {
@@ -363,12 +363,7 @@ pub fn from_response(body: &[u8], public_model: &str) -> Result<(Bytes, Option<U
 /// A Gemini error (`{"error":{"code","message","status"}}`) → the OpenAI shape.
 /// `RESOURCE_EXHAUSTED` is a 429; an invalid API key (Gemini answers 400) is the gateway's
 /// credential problem, a 502.
-pub fn error(
-    status: u16,
-    body: &[u8],
-    provider: &Provider,
-    retry_after: Option<String>,
-) -> ApiError {
+pub fn error(status: u16, body: &[u8], provider: &str, retry_after: Option<String>) -> ApiError {
     let v: Option<Value> = serde_json::from_slice(body).ok();
     let gstatus = v
         .as_ref()
@@ -513,6 +508,74 @@ impl SseEvents for GeminiStream {
 
     fn usage_so_far(&self) -> Option<Usage> {
         self.usage
+    }
+}
+
+/// Google Gemini's generateContent API.
+pub struct Gemini;
+
+static DESCRIPTOR: Descriptor = Descriptor {
+    default_base_url: Some("https://generativelanguage.googleapis.com"),
+    requires_api_key: true,
+    credential: Credential::Header("x-goog-api-key"),
+    headers: &[],
+    stream_content_type: "text/event-stream",
+    health_path: "/models",
+    api_version: "/v1beta",
+};
+
+impl ProviderWire for Gemini {
+    fn descriptor(&self) -> &Descriptor {
+        &DESCRIPTOR
+    }
+
+    fn path(&self, embeddings: bool, model: &str, stream: bool) -> String {
+        if embeddings {
+            embed_path(model)
+        } else {
+            path(model, stream)
+        }
+    }
+
+    fn render(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        _stream: bool,
+        embeddings: bool,
+    ) -> Result<Bytes, ApiError> {
+        if embeddings {
+            to_embed_request(body, model)
+        } else {
+            to_request(body)
+        }
+    }
+
+    fn response(
+        &self,
+        body: &[u8],
+        public_model: &str,
+        embeddings: bool,
+    ) -> Result<(Bytes, Option<Usage>), ApiError> {
+        if embeddings {
+            from_embed_response(body, public_model)
+        } else {
+            from_response(body, public_model)
+        }
+    }
+
+    fn error(
+        &self,
+        status: u16,
+        body: &[u8],
+        provider: &str,
+        retry_after: Option<String>,
+    ) -> ApiError {
+        error(status, body, provider, retry_after)
+    }
+
+    fn stream(&self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        Box::new(GeminiStream::new(public_model, client_wants_usage))
     }
 }
 

@@ -9,13 +9,13 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::usage_chunk;
-use crate::config::{Provider, ProviderKind};
+use super::ProviderKind;
+use super::{usage_chunk, Credential, Descriptor, ProviderWire};
 use crate::core::sse::write_event;
 use crate::core::sse::SseEvent;
 use crate::core::translate::bad_stream_event;
 use crate::core::ApiError;
-use crate::core::{SseEvents, SseInput, Usage};
+use crate::core::{SseEvents, SseInput, StreamTranslator, Usage};
 
 /// Builds the upstream request body: the client's body with `model` replaced and, for
 /// streams, `stream_options.include_usage` set. Returns whether the client asked for usage.
@@ -203,14 +203,14 @@ fn rejects_key(body: &[u8]) -> bool {
 pub fn upstream_error(
     status: u16,
     body: &[u8],
-    provider: &Provider,
+    provider: &str,
     retry_after: Option<String>,
 ) -> ApiError {
     if status == 401 || status == 403 || rejects_key(body) {
         return ApiError::bad_gateway(format!(
             "The upstream provider '{}' rejected the gateway's credentials (HTTP {status}). \
              The gateway operator must check this provider's api_key.",
-            provider.name
+            provider
         ))
         .with_code("upstream_auth_failed");
     }
@@ -236,7 +236,7 @@ pub fn upstream_error(
         .unwrap_or_else(|| {
             format!(
                 "The upstream provider '{}' returned HTTP {status}.",
-                provider.name
+                provider
             )
         });
     let (status, default_kind) = match status {
@@ -369,6 +369,97 @@ impl SseEvents for OpenAiStream {
 
     fn usage_so_far(&self) -> Option<Usage> {
         self.usage
+    }
+}
+
+/// OpenAI chat completions, with the quirks of one provider kind (OpenAI, Groq, xAI, any
+/// OpenAI-compatible server).
+pub struct OpenAiWire {
+    kind: ProviderKind,
+    descriptor: Descriptor,
+}
+
+const fn openai_compatible(
+    kind: ProviderKind,
+    default_base_url: Option<&'static str>,
+    requires_api_key: bool,
+) -> OpenAiWire {
+    OpenAiWire {
+        kind,
+        descriptor: Descriptor {
+            default_base_url,
+            requires_api_key,
+            credential: Credential::Bearer,
+            headers: &[],
+            stream_content_type: "text/event-stream",
+            health_path: "/models",
+            api_version: "",
+        },
+    }
+}
+
+pub static OPENAI: OpenAiWire = openai_compatible(
+    ProviderKind::OpenAi,
+    Some("https://api.openai.com/v1"),
+    true,
+);
+pub static GROQ: OpenAiWire = openai_compatible(
+    ProviderKind::Groq,
+    Some("https://api.groq.com/openai/v1"),
+    true,
+);
+pub static XAI: OpenAiWire =
+    openai_compatible(ProviderKind::Xai, Some("https://api.x.ai/v1"), true);
+pub static COMPATIBLE: OpenAiWire = openai_compatible(ProviderKind::OpenAiCompatible, None, false);
+
+impl ProviderWire for OpenAiWire {
+    fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    fn path(&self, embeddings: bool, _model: &str, _stream: bool) -> String {
+        if embeddings {
+            "/embeddings"
+        } else {
+            "/chat/completions"
+        }
+        .into()
+    }
+
+    fn render(
+        &self,
+        body: &mut Map<String, Value>,
+        model: &str,
+        stream: bool,
+        _embeddings: bool,
+    ) -> Result<Bytes, ApiError> {
+        render(self.kind, body, model, stream)
+    }
+
+    fn response(
+        &self,
+        body: &[u8],
+        public_model: &str,
+        _embeddings: bool,
+    ) -> Result<(Bytes, Option<Usage>), ApiError> {
+        rewrite_response(body, public_model)
+    }
+
+    fn error(
+        &self,
+        status: u16,
+        body: &[u8],
+        provider: &str,
+        retry_after: Option<String>,
+    ) -> ApiError {
+        upstream_error(status, body, provider, retry_after)
+    }
+
+    fn stream(&self, public_model: &str, client_wants_usage: bool) -> Box<dyn StreamTranslator> {
+        let mut s = OpenAiStream::new(public_model, client_wants_usage);
+        // Groq reports a stream's usage in `x_groq.usage`, not in a usage chunk.
+        s.synthesize_usage_chunk = self.kind == ProviderKind::Groq;
+        Box::new(s)
     }
 }
 
