@@ -14,7 +14,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::{Config, HealthCheckSettings, Provider};
-use crate::forward::{read_final_header, request_header};
+use crate::pipeline::{read_final_header, request_header};
 use crate::providers::Wire;
 use crate::routing::{ProviderHealth, Router};
 use crate::upstream::{self, Resolver};

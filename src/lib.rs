@@ -11,15 +11,14 @@ pub mod conns;
 pub mod core;
 pub mod ctx;
 pub mod drain;
-pub mod forward;
 pub mod front;
 pub mod gateway;
 pub mod guardrails;
-pub mod handler;
 pub mod health;
-pub mod inbound;
+
 pub mod limits;
 pub mod mock;
+pub mod pipeline;
 pub mod providers;
 pub mod proxy;
 pub mod respond;

@@ -23,7 +23,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::gateway::Gateway;
-use crate::{conns, handler, respond, telemetry};
+use crate::{conns, pipeline, respond, telemetry};
 
 #[async_trait]
 impl ProxyHttp for Gateway {
@@ -43,7 +43,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        ctx.request_id = handler::request_id(session);
+        ctx.request_id = pipeline::request_id(session);
         conns::keep_alive_for(session, self.cfg.timeouts.client_idle);
         Ok(())
     }
@@ -54,7 +54,7 @@ impl ProxyHttp for Gateway {
         session
             .as_downstream_mut()
             .set_write_timeout(Some(self.cfg.timeouts.idle));
-        if let Err(e) = handler::handle(self, session, ctx).await {
+        if let Err(e) = pipeline::handle(self, session, ctx).await {
             respond::error(session, ctx, &e).await;
         }
         Ok(true)
@@ -86,7 +86,7 @@ impl ProxyHttp for Gateway {
                 ApiError::internal("The gateway failed to handle the request.")
             };
             if ctx.request_id.is_empty() {
-                ctx.request_id = handler::request_id(session);
+                ctx.request_id = pipeline::request_id(session);
             }
             let h = respond::header(code, "application/json", ctx);
             let mut h = h;

@@ -1,4 +1,4 @@
-//! Golden-file tests for the front doors (`sluice::inbound`), from the files under
+//! Golden-file tests for the front doors (`sluice::front`), from the files under
 //! `tests/fixtures/inbound_anthropic/` and `tests/fixtures/inbound_responses/`.
 //!
 //! Each case is an input file and the expected output next to it:
@@ -23,7 +23,7 @@ use golden::Normalise;
 use serde_json::{json, Map, Value};
 use sluice::core::ApiError;
 use sluice::core::StreamTranslator;
-use sluice::inbound::{anthropic, responses, ChatToMessagesStream, ChatToResponsesStream};
+use sluice::front::{anthropic, responses, ChatToMessagesStream, ChatToResponsesStream};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Door {

@@ -6,8 +6,8 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use sluice::config::ProviderKind;
-use sluice::inbound::native::{NativeMessagesStream, NativeResponsesStream};
-use sluice::inbound::{ChatToMessagesStream, ChatToResponsesStream};
+use sluice::front::native::{NativeMessagesStream, NativeResponsesStream};
+use sluice::front::{ChatToMessagesStream, ChatToResponsesStream};
 use sluice::core::StreamTranslator;
 use sluice::providers::Wire;
 

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use super::openai::{chat_completion, chat_events};
 use super::{send_events, send_whole, Behaviour, Fault, State};
 use crate::core::StreamTranslator;
-use crate::inbound::{responses, ChatToResponsesStream};
+use crate::front::{responses, ChatToResponsesStream};
 
 pub(super) async fn responses_create(
     sock: &mut TcpStream,

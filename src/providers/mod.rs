@@ -3,12 +3,12 @@
 //! A provider module owns its [`Descriptor`] (default base URL, how the key is sent, extra
 //! headers, stream framing, health-check path) and implements [`ProviderWire`]: the path per
 //! endpoint, request rendering, answer and stream parsing, error mapping. Translation is pure:
-//! no sockets here, so it is unit-tested and fuzzed directly. [`Wire::of`] is the only place
-//! that dispatches on the provider kind; the exchange code asks the wire, never a name.
+//! no sockets here, so it is unit-tested and fuzzed directly. The registry in `kind.rs` is
+//! the only place that maps a provider kind to its wire; the exchange code asks the wire,
+//! never a name.
 //!
 //! Adding a provider: a folder `providers/<name>/` with its descriptor and `ProviderWire`
-//! impl, one variant in [`ProviderKind`] (with its config name in `ProviderKind::ALL`), and
-//! one line in [`Wire::of`].
+//! impl, and one line in the `providers!` table of `kind.rs`.
 
 pub mod anthropic;
 mod common;
@@ -127,18 +127,12 @@ impl std::fmt::Debug for Wire {
 }
 
 impl Wire {
-    /// The registration table: each provider kind's wire.
+    /// A provider kind's wire (see the registry in `kind.rs`).
     pub fn of(kind: ProviderKind) -> Wire {
-        let format: &'static dyn ProviderWire = match kind {
-            ProviderKind::OpenAi => &openai::OPENAI,
-            ProviderKind::OpenAiCompatible => &openai::COMPATIBLE,
-            ProviderKind::Groq => &openai::GROQ,
-            ProviderKind::Xai => &openai::XAI,
-            ProviderKind::Ollama => &ollama::Ollama,
-            ProviderKind::Anthropic => &anthropic::Anthropic,
-            ProviderKind::Gemini => &gemini::Gemini,
-        };
-        Wire { kind, format }
+        Wire {
+            kind,
+            format: kind.format(),
+        }
     }
 
     pub fn descriptor(self) -> &'static Descriptor {

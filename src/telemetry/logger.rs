@@ -136,7 +136,7 @@ mod tests {
             "Downstream handshake error: x"
         ));
         assert!(!noise(
-            "sluice::forward",
+            "sluice::pipeline::dispatch",
             log::Level::Error,
             "Fail to proxy"
         ));

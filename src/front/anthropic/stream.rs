@@ -6,23 +6,23 @@
 //! `message_start` goes out with the first upstream chunk (its usage has `input_tokens` 0
 //! unless that chunk already reports usage). `message_delta` waits for both the finish reason
 //! and the usage chunk — or for `[DONE]` — so that it carries the real token counts, input
-//! tokens included. Blocks are ordered by [`Blocks`](super::blocks::Blocks).
+//! tokens included. Blocks are ordered by [`Blocks`](crate::front::blocks::Blocks).
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
 
-use super::anthropic::{stop_reason, usage_json};
-use super::blocks::{feed_delta, Blocks, Kind, Step};
-use super::{
-    derive_id, first_choice, has_cached_field, read_event, usage_of, write_named, Upstream,
-};
+use super::answer::{stop_reason, usage_json};
 use crate::core::sse::SseEvent;
 use crate::core::ApiError;
 use crate::core::{SseEvents, SseInput, Usage};
+use crate::front::blocks::{feed_delta, Blocks, Kind, Step};
+use crate::front::{
+    derive_id, first_choice, has_cached_field, read_event, usage_of, write_named, Upstream,
+};
 
 /// OpenAI chunk stream → Anthropic Messages stream; a
 /// [`StreamTranslator`](crate::core::StreamTranslator). An `Err` is to be sent with
-/// [`error_event`](super::anthropic::error_event), and ends the stream.
+/// [`error_event`](super::answer::error_event), and ends the stream.
 pub struct ChatToMessagesStream {
     input: SseInput,
     public_model: String,
@@ -181,7 +181,7 @@ impl SseEvents for ChatToMessagesStream {
     }
 
     fn error_event(&mut self, e: &ApiError) -> Bytes {
-        super::anthropic::error_event(e)
+        super::answer::error_event(e)
     }
 
     fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {

@@ -1,7 +1,8 @@
 use super::*;
 use crate::core::StreamTranslator;
-use crate::inbound::ChatToMessagesStream;
+use crate::front::ChatToMessagesStream;
 use bytes::BytesMut;
+use serde_json::{json, Map, Value};
 
 fn chat(v: Value) -> Result<Map<String, Value>, ApiError> {
     to_chat(v.as_object().unwrap())
@@ -338,7 +339,7 @@ fn broken_streams_are_errors() {
 
 #[test]
 fn arbitrary_bytes_never_panic() {
-    for input in crate::inbound::hostile_streams(0x2545_f491_4f6c_dd1du64, "stop") {
+    for input in crate::front::hostile_streams(0x2545_f491_4f6c_dd1du64, "stop") {
         let mut t = ChatToMessagesStream::new("pub");
         let mut out = BytesMut::new();
         if t.feed(&input, &mut out).is_ok() {

@@ -10,10 +10,9 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
-use super::{client_closed, Deadline};
+use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
-use crate::ctx::Ctx;
 use crate::gateway::Gateway;
 use crate::providers::Wire;
 
@@ -93,7 +92,7 @@ pub(super) async fn exchange_headers(
     header: &RequestHeader,
     body: &Bytes,
     deadline: &Deadline,
-) -> Result<HttpSession, ApiError> {
+) -> Result<HttpSession, AttemptError> {
     let timeouts = &gw.cfg.timeouts;
     let mut attempts = 0;
     loop {
@@ -103,19 +102,21 @@ pub(super) async fn exchange_headers(
             match tokio::time::timeout(connect_t, gw.connector.get_http_session(peer)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return Err(ApiError::bad_gateway(format!(
-                        "Could not connect to the upstream provider '{}': {}.",
-                        provider.name,
-                        describe(&e)
+                    return Err(AttemptError::failed(
+                        ApiError::bad_gateway(format!(
+                            "Could not connect to the upstream provider '{}': {}.",
+                            provider.name,
+                            describe(&e)
+                        ))
+                        .with_code("upstream_unreachable"),
                     ))
-                    .with_code("upstream_unreachable"))
                 }
                 Err(_) => {
-                    return Err(ApiError::gateway_timeout(format!(
+                    return Err(AttemptError::failed(ApiError::gateway_timeout(format!(
                         "Connecting to the upstream provider '{}' timed out after {}.",
                         provider.name,
                         secs(connect_t)
-                    )))
+                    ))))
                 }
             };
         let (write_t, _) = deadline.cap(timeouts.first_byte);
@@ -137,10 +138,10 @@ pub(super) async fn exchange_headers(
                 match header {
                     // Dropping `up` closes the connection: the provider stops working for
                     // a client that is no longer there.
-                    None => return Err(client_closed()),
+                    None => return Err(AttemptError::ClientGone),
                     Some(Ok(r)) => r,
                     Some(Err(_)) => {
-                        return Err(ApiError::gateway_timeout(format!(
+                        return Err(AttemptError::failed(ApiError::gateway_timeout(format!(
                             "The upstream provider '{}' did not respond within {}{}.",
                             provider.name,
                             secs(t),
@@ -149,7 +150,7 @@ pub(super) async fn exchange_headers(
                             } else {
                                 ""
                             }
-                        )))
+                        ))))
                     }
                 }
             }
@@ -165,12 +166,14 @@ pub(super) async fn exchange_headers(
                 continue;
             }
             Err(e) => {
-                return Err(ApiError::bad_gateway(format!(
-                    "The upstream provider '{}' closed the connection without answering: {}.",
-                    provider.name,
-                    describe(&e)
+                return Err(AttemptError::failed(
+                    ApiError::bad_gateway(format!(
+                        "The upstream provider '{}' closed the connection without answering: {}.",
+                        provider.name,
+                        describe(&e)
+                    ))
+                    .with_code("upstream_connection_failed"),
                 ))
-                .with_code("upstream_connection_failed"))
             }
         }
     }
@@ -206,22 +209,36 @@ fn secs(d: Duration) -> String {
     }
 }
 
-pub(super) fn read_fail_error(fail: ReadFail, provider: &Provider, ctx: &mut Ctx) -> ApiError {
-    match fail {
-        ReadFail::Timeout(which) => ApiError::gateway_timeout(format!(
-            "The upstream provider '{}' stopped sending its response ({} timeout).",
-            provider.name, which
-        )),
-        ReadFail::Io(what) => ApiError::bad_gateway(format!(
-            "The connection to the upstream provider '{}' failed while reading its response: {what}.",
-            provider.name
-        ))
-        .with_code("upstream_connection_failed"),
-        ReadFail::ClientGone => {
-            ctx.client_gone = true;
-            client_closed()
+impl ReadFail {
+    /// The error for a read that failed; `None` when the client left.
+    pub(super) fn error(self, provider: &Provider) -> Option<ApiError> {
+        match self {
+            ReadFail::Timeout(which) => Some(ApiError::gateway_timeout(format!(
+                "The upstream provider '{}' stopped sending its response ({} timeout).",
+                provider.name, which
+            ))),
+            ReadFail::Io(what) => Some(
+                ApiError::bad_gateway(format!(
+                    "The connection to the upstream provider '{}' failed while reading its \
+                     response: {what}.",
+                    provider.name
+                ))
+                .with_code("upstream_connection_failed"),
+            ),
+            ReadFail::ClientGone => None,
         }
     }
+
+    /// The failed read as the attempt's outcome.
+    pub(super) fn into_error(self, provider: &Provider) -> AttemptError {
+        self.error(provider)
+            .map_or(AttemptError::ClientGone, AttemptError::failed)
+    }
+}
+
+/// The error recorded for a client that went away; its answer is never seen.
+pub(super) fn client_closed() -> ApiError {
+    ApiError::invalid_request("The client closed the connection.").with_code("client_closed")
 }
 
 /// Watches the client connection while waiting on the provider. Resolves when the client has

@@ -13,14 +13,15 @@
 //! stream.
 
 pub mod anthropic;
-mod anthropic_stream;
 mod blocks;
+pub mod door;
 pub mod native;
+pub mod openai;
 pub mod responses;
-mod responses_stream;
 
-pub use anthropic_stream::ChatToMessagesStream;
-pub use responses_stream::ChatToResponsesStream;
+pub use anthropic::ChatToMessagesStream;
+pub use door::{passthrough_refusal, route, Endpoint, Front, FrontDoor, Route};
+pub use responses::ChatToResponsesStream;
 
 use serde_json::{Map, Value};
 

@@ -8,21 +8,21 @@
 //! `response.completed` (or `response.incomplete`) with the whole response and its usage,
 //! sent once both the finish reason and the usage chunk — or `[DONE]` — have arrived.
 //!
-//! Output items are ordered by [`Blocks`](super::blocks::Blocks); an item's `output_index`
+//! Output items are ordered by [`Blocks`](crate::front::blocks::Blocks); an item's `output_index`
 //! is its block index.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Value};
 
-use super::blocks::{feed_delta, Blocks, Kind, Step};
-use super::responses::{
+use super::answer::{
     call_item, error_event_at, message_item, reasoning_tokens, response_object, status_of,
     usage_json,
 };
-use super::{derive_id, first_choice, read_event, usage_of, write_named, Upstream};
 use crate::core::sse::SseEvent;
 use crate::core::ApiError;
 use crate::core::{SseEvents, SseInput, Usage};
+use crate::front::blocks::{feed_delta, Blocks, Kind, Step};
+use crate::front::{derive_id, first_choice, read_event, usage_of, write_named, Upstream};
 use crate::providers::unix_now;
 
 /// OpenAI chunk stream → Responses stream events; a

@@ -1,6 +1,8 @@
 use super::*;
 use crate::core::StreamTranslator;
-use crate::inbound::ChatToResponsesStream;
+use crate::front::ChatToResponsesStream;
+use bytes::BytesMut;
+use serde_json::{json, Map, Value};
 
 fn chat(v: Value) -> Result<Map<String, Value>, ApiError> {
     to_chat(v.as_object().unwrap())
@@ -243,7 +245,7 @@ fn error_after_events_is_numbered_and_fails_the_response() {
 
 #[test]
 fn arbitrary_bytes_never_panic() {
-    for input in crate::inbound::hostile_streams(0x9e37_79b9_7f4a_7c15u64, "length") {
+    for input in crate::front::hostile_streams(0x9e37_79b9_7f4a_7c15u64, "length") {
         let mut t = ChatToResponsesStream::new("pub");
         let mut out = BytesMut::new();
         let r = t.feed(&input, &mut out).and_then(|()| t.finish(&mut out));

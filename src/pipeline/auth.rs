@@ -1,0 +1,65 @@
+//! Who is asking: the request id, and the gateway key that authenticates the request.
+
+use pingora::proxy::Session;
+
+use crate::config::{find_key, GatewayKey};
+use crate::core::ApiError;
+use crate::gateway::Gateway;
+
+/// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
+pub fn request_id(session: &Session) -> String {
+    let given = session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(s) => s.to_string(),
+        None => {
+            let n: u128 = rand::random();
+            format!("{n:032x}")
+        }
+    }
+}
+
+/// `Authorization: Bearer <key>` or `x-api-key: <key>`.
+pub(super) fn authenticate<'a>(
+    gw: &'a Gateway,
+    session: &Session,
+) -> Result<&'a GatewayKey, ApiError> {
+    let headers = &session.req_header().headers;
+    let presented = match headers.get("authorization") {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| {
+                ApiError::unauthorized("The Authorization header is not valid text.")
+            })?;
+            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(ApiError::unauthorized(
+                    "The Authorization header must be 'Bearer <key>'.",
+                ));
+            }
+            token.trim()
+        }
+        None => match headers.get("x-api-key") {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| ApiError::unauthorized("The x-api-key header is not valid text."))?
+                .trim(),
+            None => {
+                return Err(ApiError::unauthorized(
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' \
+                     (or in the x-api-key header).",
+                ))
+            }
+        },
+    };
+    find_key(&gw.cfg.keys, presented)
+        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+}

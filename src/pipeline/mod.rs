@@ -1,0 +1,89 @@
+//! The request path, as named stages with typed hand-offs. [`handle`] is the recipe:
+//!
+//! ```text
+//!  route (front door) ─► authenticate ─┬─► models (answered locally)
+//!                                      └─► admit the key's rate ─► decode ─► input guardrails
+//!                                          ─► admit tokens, budgets, model limits ─► dispatch
+//!                                          (attempt loop: exchange ─► relay, whole or stream,
+//!                                          output guardrails) ─► settle
+//! ```
+//!
+//! | stage          | file             | hands on                                            |
+//! |----------------|------------------|-----------------------------------------------------|
+//! | route          | `front::route`   | the client's door and [`Route`]                     |
+//! | authenticate   | `auth.rs`        | the [`GatewayKey`]                                  |
+//! | decode         | `decode.rs`      | a [`decode::Request`]: chat form, model, route      |
+//! | input guard    | `guard_input.rs` | the request, redacted, or a refusal                 |
+//! | admit          | `admit.rs`       | a limits permit and the token estimate              |
+//! | dispatch       | `dispatch.rs`    | the [`plan::Plan`] tried on deployments in turn      |
+//! | attempt        | `attempt.rs`     | one exchange → `Ok` or a typed `AttemptError`       |
+//! | relay          | `relay.rs`       | the answer to the client, whole or streamed         |
+//! | output guard   | `guard_output.rs`| a translator stage over OpenAI chunks               |
+//! | settle         | `settle.rs`      | limits settled with the provider's usage            |
+//!
+//! [`handle`] returns `Err` only while nothing has been sent to the client; the caller then
+//! renders the error in the client's shape. Once a response has started, failures are
+//! reported in-band. Later features attach to `settle` (usage ledger, cache store, traces).
+
+mod admit;
+mod attempt;
+mod auth;
+mod decode;
+mod dispatch;
+mod exchange;
+mod guard_input;
+mod guard_output;
+mod models;
+mod plan;
+mod relay;
+mod settle;
+
+pub use auth::request_id;
+pub(crate) use exchange::{read_final_header, request_header};
+
+use pingora::proxy::Session;
+
+use crate::config::GatewayKey;
+use crate::core::ApiError;
+use crate::ctx::Ctx;
+use crate::front::{self, Endpoint, Route};
+use crate::gateway::Gateway;
+
+/// Serves one request.
+pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {
+    let req = session.req_header();
+    let (front, route) = front::route(req.method.as_str(), req.uri.path());
+    ctx.front = front;
+    let key = auth::authenticate(gw, session)?;
+    ctx.key_name = Some(key.name.clone());
+    match route? {
+        Route::Proxy(endpoint) => proxy(gw, session, ctx, key, endpoint).await,
+        Route::ListModels => {
+            models::list(gw, session, ctx, key).await;
+            Ok(())
+        }
+        Route::GetModel(id) => models::retrieve(gw, session, ctx, key, &id).await,
+    }
+}
+
+/// A request for a provider, stage by stage.
+async fn proxy(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    key: &GatewayKey,
+    endpoint: Endpoint,
+) -> Result<(), ApiError> {
+    decode::check_encoding(session)?;
+    // The key's request rate and concurrency come before anything of the body is read: a
+    // client over them costs no body read, parse or scan.
+    let mut permit = admit::key(gw, session, ctx, key, endpoint).await?;
+    // Held until the request is answered: the body's parsed and translated forms live as long.
+    let mut hold = gw.body_budget.hold();
+    let req = decode::decode(gw, session, ctx, key, endpoint, &mut hold).await?;
+    let req = guard_input::check(key, req, ctx).await?;
+    let estimate = admit::rest(gw, ctx, key, &req, permit.as_mut()).await?;
+    let result = dispatch::dispatch(gw, session, ctx, req.into_plan(key, ctx.front)).await;
+    settle::settle(ctx, permit, &result, estimate).await;
+    result
+}

@@ -1,0 +1,107 @@
+//! The plan: everything needed to send one admitted request to any of its deployments, and
+//! what each deployment's wire needs — the rendered body, the path, the stream translator.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::decode::Request;
+use super::guard_output;
+use crate::config::GatewayKey;
+use crate::core::{ApiError, StreamTranslator};
+use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
+use crate::guardrails::Policy;
+use crate::providers::Wire;
+use crate::routing::RouteState;
+
+pub(super) struct Plan {
+    pub endpoint: Endpoint,
+    pub front: Front,
+    pub route: Arc<RouteState>,
+    /// The chat form; rendered for each deployment that is tried.
+    pub body: Map<String, Value>,
+    pub stream: bool,
+    pub client_wants_usage: bool,
+    /// The key's guardrails; its output rules apply to the answer.
+    pub guardrails: Arc<Policy>,
+    /// The body as the client sent it (other doors), for deployments that speak its API.
+    pub native: Option<Map<String, Value>>,
+}
+
+impl Request {
+    pub(super) fn into_plan(self, key: &GatewayKey, front: Front) -> Plan {
+        let client_wants_usage = self.stream
+            && self
+                .chat
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        Plan {
+            endpoint: self.endpoint,
+            front,
+            route: self.route,
+            body: self.chat,
+            stream: self.stream,
+            client_wants_usage,
+            guardrails: key.guardrails.clone(),
+            native: self.client,
+        }
+    }
+}
+
+impl Plan {
+    pub fn door(&self) -> &'static dyn FrontDoor {
+        self.front.door()
+    }
+
+    /// The public model name.
+    pub fn public(&self) -> &str {
+        &self.route.route.name
+    }
+
+    /// Whether the client's own body goes to a `wire` deployment unchanged (but for the
+    /// model).
+    pub fn is_native(&self, wire: Wire) -> bool {
+        self.native.is_some()
+            && self
+                .door()
+                .native_for(self.endpoint, wire.kind, self.guardrails.has_output())
+    }
+
+    /// The upstream body for `model` in the `wire` format.
+    pub fn render(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
+        if self.is_native(wire) {
+            let native = self.native.as_ref().expect("is_native checked it");
+            return Ok(crate::front::native::render(native, model));
+        }
+        if self.endpoint.passthrough_only() {
+            return Err(passthrough_refusal());
+        }
+        let embeddings = !self.endpoint.is_chat();
+        wire.render(&mut self.body, model, self.stream, embeddings)
+    }
+
+    /// The upstream path (under the API root) for `model` in the `wire` format.
+    pub fn path(&self, wire: Wire, model: &str) -> String {
+        if self.is_native(wire) {
+            return self.door().native_path(self.endpoint).into();
+        }
+        wire.path(!self.endpoint.is_chat(), model, self.stream)
+    }
+
+    /// The translator for a streamed answer from a `wire` deployment: the provider's stream
+    /// → OpenAI chunks → output guardrails → the client's API.
+    pub fn stream_translator(&self, wire: Wire) -> Box<dyn StreamTranslator> {
+        let public = self.public();
+        if self.is_native(wire) {
+            if let Some(t) = self.door().native_stream(public) {
+                return t;
+            }
+        }
+        let t = wire.stream(public, self.client_wants_usage);
+        let t = guard_output::guarded(t, &self.guardrails);
+        self.front.encode_stream(t, public)
+    }
+}
