@@ -17,7 +17,8 @@ use crate::upstream::Resolver;
 
 pub struct Gateway {
     pub cfg: Arc<Config>,
-    pub resolver: Resolver,
+    /// Provider host names → addresses; the same cache serves the health checks.
+    pub resolver: Arc<Resolver>,
     /// Deployments and their health, shared with the health checker and the admin listener.
     pub router: Arc<Router>,
     /// Pooled upstream connections (keep-alive), shared by all workers.
@@ -40,13 +41,14 @@ impl Gateway {
         in_flight: Arc<InFlight>,
         metrics: Arc<Metrics>,
         limiter: Limiter,
+        resolver: Arc<Resolver>,
         server_conf: &ServerConf,
     ) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
-            resolver: Resolver::new(&cfg),
+            resolver,
             router,
             in_flight,
             metrics,

@@ -14,25 +14,29 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::{Config, HealthCheckSettings, Provider};
-use crate::pipeline::{read_final_header, request_header};
 use crate::providers::Wire;
 use crate::routing::{ProviderHealth, Router};
-use crate::upstream::{self, Resolver};
+use crate::upstream::{self, read_final_header, request_header, Resolver};
 
 pub struct HealthChecker {
     cfg: Arc<Config>,
     settings: HealthCheckSettings,
     router: Arc<Router>,
-    resolver: Resolver,
+    resolver: Arc<Resolver>,
     connector: Connector,
 }
 
 impl HealthChecker {
     /// `None` when active checks are disabled.
-    pub fn new(cfg: Arc<Config>, router: Arc<Router>, opts: ConnectorOptions) -> Option<Self> {
+    pub fn new(
+        cfg: Arc<Config>,
+        router: Arc<Router>,
+        resolver: Arc<Resolver>,
+        opts: ConnectorOptions,
+    ) -> Option<Self> {
         let settings = cfg.health.check.clone()?;
         Some(HealthChecker {
-            resolver: Resolver::new(&cfg),
+            resolver,
             connector: Connector::new(Some(opts)),
             settings,
             router,

@@ -16,6 +16,7 @@ use crate::health::HealthChecker;
 use crate::limits::Limiter;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
+use crate::upstream::Resolver;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -85,12 +86,14 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
             unpriced.join(", ")
         );
     }
+    let resolver = Arc::new(Resolver::new(&cfg));
     let gateway = Gateway::new(
         cfg.clone(),
         router.clone(),
         in_flight.clone(),
         metrics.clone(),
         limiter,
+        resolver.clone(),
         &server.configuration,
     );
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
@@ -134,6 +137,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     if let Some(checker) = HealthChecker::new(
         cfg.clone(),
         router.clone(),
+        resolver,
         ConnectorOptions {
             ca_file: cfg.upstream.ca_file.clone(),
             ..opts

@@ -124,7 +124,7 @@ pub(super) async fn run(
         provider.api_root,
         plan.path(wire, &deployment.model)
     );
-    let header = super::request_header(
+    let header = upstream::request_header(
         provider,
         "POST",
         &path,

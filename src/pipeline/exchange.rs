@@ -14,7 +14,7 @@ use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
 use crate::gateway::Gateway;
-use crate::providers::Wire;
+use crate::upstream::read_final_header;
 
 /// Largest error body read from a provider.
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
@@ -30,57 +30,6 @@ pub(super) enum ReadFail {
     ClientGone,
 }
 
-/// Builds a request to `provider` from scratch: nothing of the client's request but the body
-/// goes upstream. `body_len` is `None` for requests without a body.
-pub(crate) fn request_header(
-    provider: &Provider,
-    method: &str,
-    path: &str,
-    body_len: Option<usize>,
-    stream: bool,
-    request_id: &str,
-) -> Result<RequestHeader, ApiError> {
-    let build = || -> pingora::Result<RequestHeader> {
-        let mut req = RequestHeader::build(method, path.as_bytes(), Some(8))?;
-        req.insert_header("host", provider.base.authority.as_str())?;
-        if let Some(len) = body_len {
-            req.insert_header("content-type", "application/json")?;
-            req.insert_header("content-length", len)?;
-        }
-        let wire = Wire::of(provider.kind).descriptor();
-        req.insert_header(
-            "accept",
-            if stream {
-                wire.stream_content_type
-            } else {
-                "application/json"
-            },
-        )?;
-        req.insert_header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))?;
-        req.insert_header("x-request-id", request_id)?;
-        if let Some(key) = &provider.api_key {
-            let (name, value) = wire.credential.header(key.expose());
-            let mut v = http::HeaderValue::from_str(&value)
-                .map_err(|_| pingora::Error::new_str("api key is not a valid header value"))?;
-            v.set_sensitive(true);
-            req.insert_header(name, v)?;
-        }
-        for (name, value) in wire.headers {
-            req.insert_header(*name, *value)?;
-        }
-        for (name, value) in &provider.headers {
-            req.insert_header(name.clone(), value.clone())?;
-        }
-        Ok(req)
-    };
-    build().map_err(|_| {
-        ApiError::internal(format!(
-            "Could not build the request for provider '{}'.",
-            provider.name
-        ))
-    })
-}
-
 /// Connects, sends the request and reads the response header. A pooled connection that turns
 /// out to be closed is replaced before anything was received, which is always safe: the
 /// provider never saw a complete request on it.
@@ -93,77 +42,17 @@ pub(super) async fn exchange_headers(
     body: &Bytes,
     deadline: &Deadline,
 ) -> Result<HttpSession, AttemptError> {
-    let timeouts = &gw.cfg.timeouts;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let (connect_t, _) = deadline.cap(timeouts.connect);
-        let (mut up, reused) =
-            match tokio::time::timeout(connect_t, gw.connector.get_http_session(peer)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err(AttemptError::failed(
-                        ApiError::bad_gateway(format!(
-                            "Could not connect to the upstream provider '{}': {}.",
-                            provider.name,
-                            describe(&e)
-                        ))
-                        .with_code("upstream_unreachable"),
-                    ))
-                }
-                Err(_) => {
-                    return Err(AttemptError::failed(ApiError::gateway_timeout(format!(
-                        "Connecting to the upstream provider '{}' timed out after {}.",
-                        provider.name,
-                        secs(connect_t)
-                    ))))
-                }
-            };
-        let (write_t, _) = deadline.cap(timeouts.first_byte);
-        up.set_write_timeout(Some(write_t));
-        let sent = async {
-            up.write_request_header(Box::new(header.clone())).await?;
-            up.write_request_body(body.clone(), true).await?;
-            up.finish_request_body().await
-        }
-        .await;
-        let result = match sent {
-            Ok(()) => {
-                let (t, which) = deadline.cap(timeouts.first_byte);
-                let mut watch = true;
-                let header = tokio::select! {
-                    r = tokio::time::timeout(t, read_final_header(&mut up)) => Some(r),
-                    _ = client_gone(session, &mut watch) => None,
-                };
-                match header {
-                    // Dropping `up` closes the connection: the provider stops working for
-                    // a client that is no longer there.
-                    None => return Err(AttemptError::ClientGone),
-                    Some(Ok(r)) => r,
-                    Some(Err(_)) => {
-                        return Err(AttemptError::failed(ApiError::gateway_timeout(format!(
-                            "The upstream provider '{}' did not respond within {}{}.",
-                            provider.name,
-                            secs(t),
-                            if which == "total" {
-                                " (the request's total time limit)"
-                            } else {
-                                ""
-                            }
-                        ))))
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
-        match result {
+        let (mut up, reused) = connect(gw, peer, provider, deadline).await?;
+        match send(gw, session, &mut up, provider, (header, body), deadline).await? {
             Ok(()) => return Ok(up),
             Err(_) if reused && attempts <= STALE_RETRIES => {
                 log::debug!(
                     "pooled connection to {} was stale; reconnecting",
                     provider.name
                 );
-                continue;
             }
             Err(e) => {
                 return Err(AttemptError::failed(
@@ -179,21 +68,74 @@ pub(super) async fn exchange_headers(
     }
 }
 
-/// Reads response headers, skipping informational (1xx) ones.
-pub(crate) async fn read_final_header(up: &mut HttpSession) -> pingora::Result<()> {
-    for _ in 0..4 {
-        up.read_response_header().await?;
-        if up
-            .response_header()
-            .is_some_and(|h| !h.status.is_informational())
-        {
-            return Ok(());
-        }
+/// A connection to the peer, from the pool when one is idle there (`true`).
+async fn connect(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    provider: &Provider,
+    deadline: &Deadline,
+) -> Result<(HttpSession, bool), AttemptError> {
+    let (connect_t, _) = deadline.cap(gw.cfg.timeouts.connect);
+    match tokio::time::timeout(connect_t, gw.connector.get_http_session(peer)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(AttemptError::failed(
+            ApiError::bad_gateway(format!(
+                "Could not connect to the upstream provider '{}': {}.",
+                provider.name,
+                describe(&e)
+            ))
+            .with_code("upstream_unreachable"),
+        )),
+        Err(_) => Err(AttemptError::failed(ApiError::gateway_timeout(format!(
+            "Connecting to the upstream provider '{}' timed out after {}.",
+            provider.name,
+            secs(connect_t)
+        )))),
     }
-    pingora::Error::e_explain(
-        pingora::ErrorType::InvalidHTTPHeader,
-        "too many informational responses",
-    )
+}
+
+/// Sends the request and waits for the response header. The inner `Err` is a connection
+/// that failed before the provider answered (on a pooled connection: possibly stale).
+async fn send(
+    gw: &Gateway,
+    session: &mut Session,
+    up: &mut HttpSession,
+    provider: &Provider,
+    (header, body): (&RequestHeader, &Bytes),
+    deadline: &Deadline,
+) -> Result<pingora::Result<()>, AttemptError> {
+    let first_byte = gw.cfg.timeouts.first_byte;
+    let (write_t, _) = deadline.cap(first_byte);
+    up.set_write_timeout(Some(write_t));
+    let sent = async {
+        up.write_request_header(Box::new(header.clone())).await?;
+        up.write_request_body(body.clone(), true).await?;
+        up.finish_request_body().await
+    }
+    .await;
+    if let Err(e) = sent {
+        return Ok(Err(e));
+    }
+    let (t, which) = deadline.cap(first_byte);
+    let mut watch = true;
+    let read = tokio::select! {
+        r = tokio::time::timeout(t, read_final_header(up)) => r,
+        // Dropping the connection closes it: the provider stops working for a client that
+        // is no longer there.
+        _ = client_gone(session, &mut watch) => return Err(AttemptError::ClientGone),
+    };
+    read.map_err(|_| {
+        AttemptError::failed(ApiError::gateway_timeout(format!(
+            "The upstream provider '{}' did not respond within {}{}.",
+            provider.name,
+            secs(t),
+            if which == "total" {
+                " (the request's total time limit)"
+            } else {
+                ""
+            }
+        )))
+    })
 }
 
 fn describe(e: &pingora::Error) -> String {

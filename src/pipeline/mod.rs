@@ -39,7 +39,6 @@ mod relay;
 mod settle;
 
 pub use auth::request_id;
-pub(crate) use exchange::{read_final_header, request_header};
 
 use pingora::proxy::Session;
 

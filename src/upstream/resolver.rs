@@ -1,4 +1,4 @@
-//! Reaching providers: name resolution and peer construction.
+//! Name resolution for provider hosts, one cache for the gateway and its health checks.
 //!
 //! Pingora's `HttpPeer::new` resolves host names with blocking DNS and panics when resolution
 //! fails, so peers are built from socket addresses resolved here instead: asynchronously (on
@@ -11,8 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use pingora::upstreams::peer::{HttpPeer, PeerOptions, ALPN};
 
 use crate::config::{Config, Provider};
 
@@ -129,29 +127,4 @@ impl Resolver {
 fn pick(addrs: &[SocketAddr], next: &AtomicUsize) -> SocketAddr {
     let i = next.fetch_add(1, Ordering::Relaxed);
     addrs[i % addrs.len()]
-}
-
-/// Builds the peer for one attempt at `provider` on `addr`.
-pub fn peer(provider: &Provider, addr: SocketAddr, cfg: &Config) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, provider.base.tls, provider.base.host.clone());
-    let o: &mut PeerOptions = &mut peer.options;
-    o.connection_timeout = Some(cfg.timeouts.connect);
-    o.total_connection_timeout = Some(cfg.timeouts.connect);
-    o.idle_timeout = Some(cfg.upstream.keepalive_idle);
-    if provider.http2 {
-        // Offer h2; a provider that only speaks HTTP/1.1 still gets HTTP/1.1.
-        o.alpn = ALPN::H2H1;
-        o.max_h2_streams = cfg.upstream.max_h2_streams;
-        o.h2_ping_interval = Some(Duration::from_secs(30));
-    } else {
-        o.alpn = ALPN::H1;
-    }
-    o.tcp_keepalive = Some(pingora::protocols::TcpKeepalive {
-        idle: Duration::from_secs(60),
-        interval: Duration::from_secs(10),
-        count: 5,
-        #[cfg(target_os = "linux")]
-        user_timeout: Duration::from_secs(0),
-    });
-    peer
 }
