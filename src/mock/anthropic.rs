@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
 use super::{
-    model_of, prompt_tokens, reply_text, send_events, send_whole, Behaviour, Fault, Request, State,
+    model_of, prompt_tokens, reply_text, reply_words, send_events, send_whole, sse_event,
+    Behaviour, Fault, Request, State,
 };
 
 /// The Anthropic Messages API: text, or a `tool_use` of the first tool when tools are given.
@@ -27,7 +28,7 @@ pub(super) async fn anthropic_messages(
     }
     let model = model_of(body);
     let text = reply_text(body, behaviour);
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let words = reply_words(&text);
     let tool = body
         .pointer("/tools/0/name")
         .and_then(Value::as_str)
@@ -57,7 +58,7 @@ pub(super) async fn anthropic_messages(
         send_whole(sock, 200, "", b.to_string().as_bytes()).await?;
         return Ok(true);
     }
-    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let ev = |name: &str, data: Value| sse_event(name, &data);
     let mut events = vec![
         ev(
             "message_start",

@@ -4,7 +4,9 @@
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
-use super::{prompt_tokens, reply_text, send_events, send_whole, Behaviour, Fault, State};
+use super::{
+    prompt_tokens, reply_text, reply_words, send_events, send_whole, Behaviour, Fault, State,
+};
 
 /// Gemini generateContent / streamGenerateContent (SSE): text, or a `functionCall` of the
 /// first declared function when tools are given.
@@ -22,7 +24,7 @@ pub(super) async fn gemini_generate(
         return Ok(true);
     }
     let text = reply_text(body, behaviour);
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let words = reply_words(&text);
     let tool = body
         .pointer("/tools/0/functionDeclarations/0/name")
         .and_then(Value::as_str)

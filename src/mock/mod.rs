@@ -489,8 +489,7 @@ fn reply_text(body: &Value, behaviour: &Behaviour) -> String {
             .and_then(|c| c.pointer("/parts/0/text"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let shown: String = last_user.chars().take(200).collect();
-        return format!("Hello from the sluice mock provider! You said: {shown}");
+        return echo(last_user);
     }
     let last_user = body
         .get("messages")
@@ -506,8 +505,19 @@ fn reply_text(body: &Value, behaviour: &Behaviour) -> String {
             other => other.to_string(),
         })
         .unwrap_or_default();
+    echo(&last_user)
+}
+
+/// The answer without a fixed reply: (the start of) the last user message, echoed.
+fn echo(last_user: &str) -> String {
     let shown: String = last_user.chars().take(200).collect();
     format!("Hello from the sluice mock provider! You said: {shown}")
+}
+
+/// The answer as the mock streams it, one word (with its trailing space) per delta; each
+/// word counts as one output token.
+fn reply_words(text: &str) -> Vec<&str> {
+    text.split_inclusive(' ').collect()
 }
 
 /// A fault asked for in the prompt itself, so that a client that cannot reach the mock's
@@ -528,6 +538,15 @@ fn prompt_fault(body: &[u8]) -> Option<Fault> {
 /// The arguments of every tool call the mock makes.
 const TOOL_ARGUMENTS: &str = r#"{"city":"Paris","unit":"celsius"}"#;
 
+/// [`TOOL_ARGUMENTS`] as the two deltas a stream sends them in.
+fn tool_argument_deltas() -> [&'static str; 2] {
+    let (a, b) = TOOL_ARGUMENTS.split_at(9);
+    [a, b]
+}
+
+/// The creation time of every answer (Unix seconds).
+const CREATED: u64 = 1_700_000_000;
+
 /// The name of the first function in an OpenAI-shaped `tools` list.
 fn first_tool(body: &Value) -> Option<String> {
     body.pointer("/tools/0/function/name")
@@ -535,11 +554,14 @@ fn first_tool(body: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Input tokens: the whitespace-separated words of the conversation as JSON, at least one.
 fn prompt_tokens(body: &Value) -> u64 {
-    body.get("messages")
-        .map(|m| m.to_string().split_whitespace().count() as u64)
-        .unwrap_or(0)
-        .max(1)
+    body.get("messages").map_or(0, words_in).max(1)
+}
+
+/// The whitespace-separated words of `v` as JSON.
+fn words_in(v: &Value) -> u64 {
+    v.to_string().split_whitespace().count() as u64
 }
 
 fn model_of(body: &Value) -> String {
@@ -547,6 +569,11 @@ fn model_of(body: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("mock-model")
         .to_string()
+}
+
+/// One SSE event with an `event:` line.
+fn sse_event(name: &str, data: &Value) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
 }
 
 async fn write_chunked(sock: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {

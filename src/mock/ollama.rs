@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
 use super::{
-    model_of, prompt_tokens, reply_text, send_framed, send_whole, Behaviour, Fault, Framing, State,
+    model_of, prompt_tokens, reply_text, reply_words, send_framed, send_whole, Behaviour, Fault,
+    Framing, State,
 };
 
 /// `/api/chat`: text, or a call of the first tool when tools are given. Streams unless the
@@ -23,7 +24,7 @@ pub(super) async fn ollama_chat(
         return Ok(true);
     }
     let text = reply_text(body, behaviour);
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let words = reply_words(&text);
     let tool = body
         .pointer("/tools/0/function/name")
         .and_then(Value::as_str)

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
 use super::{
-    error_body, first_tool, model_of, prompt_tokens, reply_text, send_events, send_whole,
-    Behaviour, Fault, State, TOOL_ARGUMENTS,
+    error_body, first_tool, model_of, prompt_tokens, reply_text, reply_words, send_events,
+    send_whole, tool_argument_deltas, Behaviour, Fault, State, CREATED, TOOL_ARGUMENTS,
 };
 
 pub(super) async fn whole_chat(
@@ -27,7 +27,7 @@ pub(super) async fn whole_chat(
 /// The mock's whole chat completion for `body`.
 pub(super) fn chat_completion(body: &Value, behaviour: &Behaviour) -> Value {
     let text = reply_text(body, behaviour);
-    let completion = text.split_inclusive(' ').count() as u64;
+    let completion = reply_words(&text).len() as u64;
     let prompt = prompt_tokens(body);
     let mut message = json!({"role": "assistant", "content": text, "refusal": null});
     let mut finish = "stop";
@@ -39,7 +39,7 @@ pub(super) fn chat_completion(body: &Value, behaviour: &Behaviour) -> Value {
     json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
-        "created": 1_700_000_000u64,
+        "created": CREATED,
         "model": model_of(body),
         "choices": [{
             "index": 0,
@@ -56,7 +56,7 @@ fn chunk(model: &str, delta: Value, finish: Option<&str>, with_usage_null: bool)
     let mut c = json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion.chunk",
-        "created": 1_700_000_000u64,
+        "created": CREATED,
         "model": model,
         "system_fingerprint": "fp_mock",
         "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
@@ -101,13 +101,12 @@ pub(super) fn chat_events(body: &Value, behaviour: &Behaviour) -> Vec<String> {
         None,
         usage,
     ));
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let words = reply_words(&text);
     for w in &words {
         events.push(chunk(&model, json!({"content": w}), None, usage));
     }
     let mut finish = "stop";
     if let Some(name) = first_tool(body) {
-        let (a, b) = TOOL_ARGUMENTS.split_at(9);
         events.push(chunk(
             &model,
             json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
@@ -115,7 +114,7 @@ pub(super) fn chat_events(body: &Value, behaviour: &Behaviour) -> Vec<String> {
             None,
             usage,
         ));
-        for part in [a, b] {
+        for part in tool_argument_deltas() {
             events.push(chunk(
                 &model,
                 json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
@@ -130,7 +129,7 @@ pub(super) fn chat_events(body: &Value, behaviour: &Behaviour) -> Vec<String> {
         let prompt = prompt_tokens(body);
         let completion = words.len() as u64;
         let u = json!({
-            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000u64,
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": CREATED,
             "model": model, "system_fingerprint": "fp_mock", "choices": [],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         });
