@@ -34,7 +34,7 @@ cargo cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --ov
 mkdir -p "$out"
 cp target/release-audited/release/sluice "$out/sluice"
 mv sluice.cdx.json "$out/sluice.cdx.json"
-rm -f bench/sluice.cdx.json
+rm -f bench/sluice.cdx.json crates/sluice-mock/sluice.cdx.json
 version=$("$out/sluice" --version)
 (cd "$out" && sha256sum sluice sluice.cdx.json > SHA256SUMS)
 echo "release: $version in $out/ (sluice, sluice.cdx.json, SHA256SUMS)"

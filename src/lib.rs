@@ -17,7 +17,6 @@ pub mod guardrails;
 pub mod health;
 
 pub mod limits;
-pub mod mock;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;

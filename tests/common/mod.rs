@@ -1,6 +1,6 @@
 //! Test harness: starts the real `sluice` binary with a generated config, talks to it over
 //! loopback with a small HTTP/1.1 client that can observe streams chunk by chunk, and runs
-//! in-process mock providers (`sluice::mock`).
+//! in-process mock providers (`sluice_mock`).
 
 #![allow(dead_code)]
 
@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[allow(unused_imports)]
-pub use sluice::mock::{Behaviour, Fault, MockProvider};
+pub use sluice_mock::{Behaviour, Fault, MockProvider};
 
 /// The gateway key every test config defines (obviously fake).
 pub const KEY: &str = "sk-test-gateway-key-aaaa";

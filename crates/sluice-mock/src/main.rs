@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use sluice::mock::{Behaviour, MockProvider};
+use sluice_mock::{Behaviour, MockProvider};
 
 #[derive(Parser)]
 #[command(

@@ -11,7 +11,8 @@
 //! what the gateway sent.
 //!
 //! It is a plain HTTP/1.1 server on tokio, written to be cheap enough never to be the
-//! bottleneck of a benchmark.
+//! bottleneck of a benchmark. It is a crate of its own and uses no part of sluice, so what
+//! it answers is written from each provider's API, never produced by sluice's translators.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
