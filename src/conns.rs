@@ -255,6 +255,7 @@ impl pingora::services::background::BackgroundService for MemoryTrim {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
 fn trim() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
     unsafe {

@@ -25,6 +25,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+#[allow(unsafe_code)]
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
@@ -73,6 +74,7 @@ impl Sampler {
 }
 
 /// Raises the soft open-file limit to the hard limit; returns the limit now in force.
+#[allow(unsafe_code)]
 pub fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -87,6 +87,9 @@ pub enum Route {
     GetModel(String),
 }
 
+/// A decoded body: its chat form, and the client's own body when that is not the chat form.
+pub type Decoded = (Map<String, Value>, Option<Map<String, Value>>);
+
 /// One client API.
 pub trait FrontDoor: Sync {
     /// The route for `method` `path` when the path is this door's: `Err` for a method the
@@ -102,7 +105,7 @@ pub trait FrontDoor: Sync {
         endpoint: Endpoint,
         body: Map<String, Value>,
         native_only: bool,
-    ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), ApiError>;
+    ) -> Result<Decoded, ApiError>;
 
     /// Where input guardrails find the text of this door's request.
     fn input_api(&self, endpoint: Endpoint) -> InputApi;

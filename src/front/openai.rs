@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::door::{only, Endpoint, FrontDoor, Route};
+use super::door::{only, Decoded, Endpoint, FrontDoor, Route};
 use crate::core::{ApiError, StreamTranslator};
 use crate::guardrails::InputApi;
 
@@ -29,7 +29,7 @@ impl FrontDoor for OpenAiDoor {
         _endpoint: Endpoint,
         body: Map<String, Value>,
         _native_only: bool,
-    ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), ApiError> {
+    ) -> Result<Decoded, ApiError> {
         Ok((body, None))
     }
 

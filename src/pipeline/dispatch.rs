@@ -74,10 +74,10 @@ pub(super) async fn dispatch(
         let _in_flight = router.begin(&dep);
         let result = attempt::run(gw, session, ctx, &plan, deployment, body, &deadline).await;
         match record(gw, ctx, &dep, attempt, result) {
-            Ok(()) => return Ok(()),
-            Err(AttemptError::Retry(e, _)) => tries.last = Some(e),
-            Err(AttemptError::ClientGone) => return Err(client_closed()),
-            Err(AttemptError::Final(e)) => return Err(e),
+            None => return Ok(()),
+            Some(AttemptError::Retry(e, _)) => tries.last = Some(e),
+            Some(AttemptError::ClientGone) => return Err(client_closed()),
+            Some(AttemptError::Final(e)) => return Err(e),
         }
     }
     Err(tries
@@ -153,15 +153,15 @@ fn render(plan: &mut Plan, tries: &mut Tries, dep: &DeploymentState) -> Result<B
     Ok(body)
 }
 
-/// Records how an attempt ended — metrics, the deployment's health — and hands the
-/// outcome on with the provider's credential scrubbed from its error.
+/// Records how an attempt ended — metrics, the deployment's health — and hands a failure
+/// on with the provider's credential scrubbed from its error; `None` when it answered.
 fn record(
     gw: &Gateway,
     ctx: &mut Ctx,
     dep: &DeploymentState,
     attempt: u32,
     result: Result<attempt::Answered, AttemptError>,
-) -> Result<(), AttemptError> {
+) -> Option<AttemptError> {
     let (router, deployment) = (&gw.router, &dep.deployment);
     let outcome = |o: &str| {
         gw.metrics
@@ -174,20 +174,20 @@ fn record(
         Ok(attempt::Answered::Complete) => {
             outcome("success");
             router.record_success(dep);
-            Ok(())
+            None
         }
         Ok(attempt::Answered::StreamFailed) => {
             outcome("stream_error");
             router.record_stream_failure(dep);
-            Ok(())
+            None
         }
         Err(AttemptError::ClientGone) => {
             ctx.client_gone = true;
-            Err(AttemptError::ClientGone)
+            Some(AttemptError::ClientGone)
         }
         Err(AttemptError::Final(e)) => {
             outcome("error");
-            Err(AttemptError::Final(e.from_provider(secret)))
+            Some(AttemptError::Final(e.from_provider(secret)))
         }
         Err(AttemptError::Retry(e, failure)) => {
             let e = e.from_provider(secret);
@@ -201,7 +201,7 @@ fn record(
                 e.message
             );
             router.record_failure(dep, failure);
-            Err(AttemptError::Retry(e, failure))
+            Some(AttemptError::Retry(e, failure))
         }
     }
 }

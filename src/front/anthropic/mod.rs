@@ -14,7 +14,7 @@ pub use stream::ChatToMessagesStream;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::door::{only, Endpoint, FrontDoor, Route};
+use super::door::{only, Decoded, Endpoint, FrontDoor, Route};
 use super::native::{self, NativeMessagesStream};
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::guardrails::InputApi;
@@ -37,7 +37,7 @@ impl FrontDoor for AnthropicDoor {
         endpoint: Endpoint,
         body: Map<String, Value>,
         _native_only: bool,
-    ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), ApiError> {
+    ) -> Result<Decoded, ApiError> {
         if endpoint == Endpoint::Messages {
             return Ok((to_chat(&body)?, Some(body)));
         }

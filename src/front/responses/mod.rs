@@ -15,7 +15,7 @@ pub use stream::ChatToResponsesStream;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::door::{only, Endpoint, FrontDoor, Route};
+use super::door::{only, Decoded, Endpoint, FrontDoor, Route};
 use super::native::{self, NativeResponsesStream};
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::guardrails::InputApi;
@@ -34,7 +34,7 @@ impl FrontDoor for ResponsesDoor {
         _endpoint: Endpoint,
         body: Map<String, Value>,
         native_only: bool,
-    ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), ApiError> {
+    ) -> Result<Decoded, ApiError> {
         if !native_only {
             return Ok((to_chat(&body)?, Some(body)));
         }

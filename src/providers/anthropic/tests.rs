@@ -290,20 +290,20 @@ fn errors() {
     let e = error(
         529,
         br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        &p,
+        p,
         None,
     );
     assert_eq!(
         (e.status, e.code.as_deref(), e.message.as_str()),
         (503, Some("overloaded"), "Overloaded")
     );
-    let e = error(400, br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#, &p, None);
+    let e = error(400, br#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#, p, None);
     assert_eq!(
         (e.status, e.message.as_str()),
         (400, "max_tokens: too large")
     );
     assert_eq!(e.code.as_deref(), Some("invalid_request_error"));
-    let e = error(401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, &p, None);
+    let e = error(401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, p, None);
     assert_eq!(
         (e.status, e.code.as_deref()),
         (502, Some("upstream_auth_failed"))
@@ -311,7 +311,7 @@ fn errors() {
     let e = error(
         429,
         br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
-        &p,
+        p,
         Some("3".into()),
     );
     assert_eq!((e.status, e.retry_after.as_deref()), (429, Some("3")));

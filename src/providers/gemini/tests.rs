@@ -192,14 +192,14 @@ fn errors() {
     let e = error(
         429,
         br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
-        &p,
+        p,
         None,
     );
     assert_eq!(
         (e.status, e.code.as_deref()),
         (429, Some("resource_exhausted"))
     );
-    let e = error(400, br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#, &p, None);
+    let e = error(400, br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#, p, None);
     assert_eq!(
         (e.status, e.code.as_deref()),
         (502, Some("upstream_auth_failed"))
@@ -207,7 +207,7 @@ fn errors() {
     let e = error(
         400,
         br#"{"error":{"code":400,"message":"Invalid JSON payload","status":"INVALID_ARGUMENT"}}"#,
-        &p,
+        p,
         None,
     );
     assert_eq!(

@@ -163,7 +163,7 @@ fn upstream_errors_are_normalised() {
     let e = upstream_error(
         400,
         br#"{"error":{"message":"bad temperature","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}"#,
-        &p,
+        p,
         None,
     );
     assert_eq!((e.status, e.kind), (400, "invalid_request_error"));
@@ -174,7 +174,7 @@ fn upstream_errors_are_normalised() {
     let e = upstream_error(
         401,
         b"{\"error\":{\"message\":\"Incorrect API key provided: sk-fake-secret-provider-key-123\"}}",
-        &p,
+        p,
         None,
     );
     assert_eq!(e.status, 502);
@@ -184,7 +184,7 @@ fn upstream_errors_are_normalised() {
     let e = upstream_error(
         429,
         b"{\"error\":{\"message\":\"slow down, key sk-fake-secret-provider-key-123\"}}",
-        &p,
+        p,
         Some("7".into()),
     )
     .from_provider(Some("sk-fake-secret-provider-key-123"));
@@ -193,18 +193,18 @@ fn upstream_errors_are_normalised() {
     assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
     assert!(!e.message.contains("sk-fake"), "{}", e.message);
 
-    let e = upstream_error(503, b"<html>busy</html>", &p, None);
+    let e = upstream_error(503, b"<html>busy</html>", p, None);
     assert_eq!(e.status, 503);
     assert!(e.message.contains("acme") && e.message.contains("503"));
 
-    let e = upstream_error(404, br#"{"error":"model 'x' not found"}"#, &p, None);
+    let e = upstream_error(404, br#"{"error":"model 'x' not found"}"#, p, None);
     assert_eq!((e.status, e.message.as_str()), (404, "model 'x' not found"));
 
-    assert_eq!(upstream_error(529, b"", &p, None).status, 503);
-    assert_eq!(upstream_error(302, b"", &p, None).status, 502);
+    assert_eq!(upstream_error(529, b"", p, None).status, 503);
+    assert_eq!(upstream_error(302, b"", p, None).status, 502);
     let long = format!("{{\"error\":{{\"message\":\"{}\"}}}}", "x".repeat(50_000));
     assert!(
-        upstream_error(500, long.as_bytes(), &p, None)
+        upstream_error(500, long.as_bytes(), p, None)
             .from_provider(None)
             .message
             .len()
