@@ -10,8 +10,8 @@ use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{Endpoint, FrontDoor};
-use crate::gateway::Gateway;
 use crate::limits::{Admission, Permit, Rejection};
+use crate::server::gateway::Gateway;
 
 /// Admits the key's request rate and concurrency; `None` when no limits are configured or
 /// the request is not metered.

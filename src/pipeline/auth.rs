@@ -4,7 +4,7 @@ use pingora::proxy::Session;
 
 use crate::config::{find_key, GatewayKey};
 use crate::core::ApiError;
-use crate::gateway::Gateway;
+use crate::server::gateway::Gateway;
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session) -> String {

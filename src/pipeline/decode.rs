@@ -6,13 +6,13 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
-use crate::body::{self, BodyHold};
 use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{passthrough_refusal, Endpoint, FrontDoor};
-use crate::gateway::Gateway;
+use crate::pipeline::body::{self, BodyHold};
 use crate::routing::RouteState;
+use crate::server::gateway::Gateway;
 
 /// A decoded request, ready for input guardrails and admission.
 pub(super) struct Request {

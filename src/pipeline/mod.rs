@@ -28,6 +28,7 @@
 mod admit;
 mod attempt;
 mod auth;
+pub mod body;
 mod decode;
 mod dispatch;
 mod exchange;
@@ -36,6 +37,7 @@ mod guard_output;
 mod models;
 mod plan;
 mod relay;
+pub mod respond;
 mod settle;
 
 pub use auth::request_id;
@@ -46,7 +48,7 @@ use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{self, Endpoint, Route};
-use crate::gateway::Gateway;
+use crate::server::gateway::Gateway;
 
 /// Serves one request.
 pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
-use crate::gateway::Gateway;
-use crate::respond;
+use crate::pipeline::respond;
+use crate::server::gateway::Gateway;
 
 pub(super) async fn list(gw: &Gateway, session: &mut Session, ctx: &mut Ctx, key: &GatewayKey) {
     let data: Vec<Value> = gw

@@ -1,6 +1,7 @@
 //! Reaching providers: one DNS cache shared by requests and health checks ([`Resolver`]),
 //! peers ([`peer`]) and the request headers sluice sends ([`request_header`]).
 
+pub mod health;
 mod peer;
 mod request;
 mod resolver;

@@ -1,21 +1,27 @@
 //! Builds the Pingora server: the client-facing proxy service and the admin service, each on
 //! its own listener, with worker threads, graceful shutdown and the upgrade socket from config.
 
+pub mod admin;
+pub mod conns;
+pub mod drain;
+pub mod gateway;
+pub mod proxy;
+
 use std::sync::Arc;
 
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
-use crate::admin::Admin;
 use crate::config::Config;
-use crate::conns::{ClientConns, MemoryTrim};
-use crate::drain::{Drain, InFlight};
-use crate::gateway::Gateway;
-use crate::health::HealthChecker;
 use crate::limits::Limiter;
 use crate::routing::Router;
+use crate::server::admin::Admin;
+use crate::server::conns::{ClientConns, MemoryTrim};
+use crate::server::drain::{Drain, InFlight};
+use crate::server::gateway::Gateway;
 use crate::telemetry::Metrics;
+use crate::upstream::health::HealthChecker;
 use crate::upstream::Resolver;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::ConnectorOptions;

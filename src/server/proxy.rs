@@ -1,17 +1,15 @@
 //! The client-facing service: sluice's `ProxyHttp` implementation.
 //!
-//! Connections reach it through [`crate::conns::ClientConns`] (connection cap, header
+//! Connections reach it through [`crate::server::conns::ClientConns`] (connection cap, header
 //! deadline, idle keep-alive).
 //!
 //! ```text
 //!  client ─► early_request_filter   request id, keep-alive bound
-//!            request_filter         authenticate ─► dispatch ─► admit the key's rate and
-//!                                   concurrency ─► read body (bounded: size, time, shared
-//!                                   budget) ─► validate ─► route ─► input guardrails ─► admit
-//!                                   tokens, budgets, model limits ─► forward::forward (pooled upstream
-//!                                   exchange, answer relayed/translated to the client)
+//!            request_filter         pipeline::handle — route, authenticate, admit, decode,
+//!                                   input guardrails, dispatch (pooled upstream exchange,
+//!                                   answer relayed/translated to the client), settle
 //!                                   ─► always answers here, so Pingora's own upstream phases
-//!                                   never run (see `forward` for why)
+//!                                   never run (see `pipeline::dispatch` for why)
 //!            logging                one access-log line
 //! ```
 
@@ -22,8 +20,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::core::ApiError;
 use crate::ctx::Ctx;
-use crate::gateway::Gateway;
-use crate::{conns, pipeline, respond, telemetry};
+use crate::pipeline::{self, respond};
+use crate::server::conns;
+use crate::server::gateway::Gateway;
+use crate::telemetry;
 
 #[async_trait]
 impl ProxyHttp for Gateway {

@@ -18,7 +18,7 @@
 //!   are open an idle one holds nothing but its socket and buffers.
 //!
 //! HTTP/1.1 pipelining is left off: bytes of a next request that arrive while one is served
-//! make the connection close after that answer (see `forward::exchange::client_gone`), and
+//! make the connection close after that answer (see `pipeline::exchange::client_gone`), and
 //! no request ever starts from bytes read ahead — which is what lets the loop wait for a
 //! request's first byte before it builds the request's state.
 //!
@@ -37,7 +37,7 @@ use pingora::proxy::{HttpProxy, Session};
 use pingora::server::ShutdownWatch;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::gateway::Gateway;
+use crate::server::gateway::Gateway;
 use crate::telemetry::Metrics;
 
 /// Open connections above which a connection waits for its next request holding only its

@@ -7,11 +7,11 @@ use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
-use crate::body::BodyBudget;
 use crate::config::Config;
-use crate::drain::InFlight;
 use crate::limits::Limiter;
+use crate::pipeline::body::BodyBudget;
 use crate::routing::Router;
+use crate::server::drain::InFlight;
 use crate::telemetry::Metrics;
 use crate::upstream::Resolver;
 
