@@ -72,6 +72,46 @@ fn image_block(url: &str) -> Value {
 
 /// Builds the Anthropic request body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
+    refuse_unsupported(body)?;
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    let (system, messages) = turns(messages)?;
+    let mut req = Map::new();
+    req.insert("model".into(), Value::from(model));
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    req.insert("max_tokens".into(), Value::from(max_tokens));
+    if !system.is_empty() {
+        req.insert("system".into(), Value::from(system.join("\n\n")));
+    }
+    req.insert("messages".into(), Value::Array(messages));
+    sampling(body, &mut req);
+    if let Some(user) = body.get("user").and_then(Value::as_str) {
+        req.insert("metadata".into(), json!({"user_id": user}));
+    }
+    let tools = tools(body);
+    if !tools.is_empty() {
+        req.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(c) = tool_choice(body, req.contains_key("tools")) {
+        req.insert("tool_choice".into(), c);
+    }
+    if stream {
+        req.insert("stream".into(), Value::Bool(true));
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&req).expect("JSON values serialise"),
+    ))
+}
+
+/// A 400 for what Anthropic cannot honour: `n > 1`, `logprobs`, a JSON `response_format`,
+/// audio output.
+fn refuse_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
     refuse_n("Anthropic", body)?;
     if body.get("logprobs").and_then(Value::as_bool) == Some(true)
         || body.contains_key("top_logprobs")
@@ -91,11 +131,12 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             ));
         }
     }
-    refuse_audio("Anthropic", body)?;
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    refuse_audio("Anthropic", body)
+}
+
+/// OpenAI `messages` → the system texts and the Anthropic messages, consecutive messages of
+/// the same role merged into one.
+fn turns(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), ApiError> {
     let mut system: Vec<String> = Vec::new();
     let mut out: Vec<(String, Vec<Value>)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -107,24 +148,7 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
                 continue;
             }
             "user" => ("user", blocks(content, i)?),
-            "assistant" => {
-                let mut b = blocks(content, i)?;
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let input = tool_call_args(call, i)?;
-                    b.push(json!({
-                        "type": "tool_use",
-                        "id": call.get("id").cloned().unwrap_or(Value::from("")),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(Value::from("")),
-                        "input": input,
-                    }));
-                }
-                ("assistant", b)
-            }
+            "assistant" => ("assistant", assistant_blocks(m, i)?),
             "tool" | "function" => {
                 let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
                 (
@@ -145,25 +169,36 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             _ => out.push((role.to_string(), blocks)),
         }
     }
-    let mut req = Map::new();
-    req.insert("model".into(), Value::from(model));
-    let max_tokens = body
-        .get("max_completion_tokens")
-        .or_else(|| body.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
-    req.insert("max_tokens".into(), Value::from(max_tokens));
-    if !system.is_empty() {
-        req.insert("system".into(), Value::from(system.join("\n\n")));
+    let out = out
+        .into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect();
+    Ok((system, out))
+}
+
+/// An assistant message (message `i`) → its content blocks, then a `tool_use` block per
+/// tool call.
+fn assistant_blocks(m: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
+    let mut b = blocks(m.get("content").unwrap_or(&Value::Null), i)?;
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let input = tool_call_args(call, i)?;
+        b.push(json!({
+            "type": "tool_use",
+            "id": call.get("id").cloned().unwrap_or(Value::from("")),
+            "name": call.pointer("/function/name").cloned().unwrap_or(Value::from("")),
+            "input": input,
+        }));
     }
-    req.insert(
-        "messages".into(),
-        Value::Array(
-            out.into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
-                .collect(),
-        ),
-    );
+    Ok(b)
+}
+
+/// `temperature`, `top_p` and `stop` (→ `stop_sequences`) into `req`; nulls are skipped.
+fn sampling(body: &Map<String, Value>, req: &mut Map<String, Value>) {
     for (from, to) in [("temperature", "temperature"), ("top_p", "top_p")] {
         if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
             req.insert(to.into(), v.clone());
@@ -178,28 +213,31 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
         }
         _ => {}
     }
-    if let Some(user) = body.get("user").and_then(Value::as_str) {
-        req.insert("metadata".into(), json!({"user_id": user}));
-    }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        let tools: Vec<Value> = tools
-            .iter()
-            .filter_map(|t| t.get("function"))
-            .map(|f| {
-                let mut t = json!({
-                    "name": f.get("name").cloned().unwrap_or(Value::from("")),
-                    "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object", "properties": {}})),
-                });
-                if let Some(d) = f.get("description") {
-                    t["description"] = d.clone();
-                }
-                t
-            })
-            .collect();
-        if !tools.is_empty() {
-            req.insert("tools".into(), Value::Array(tools));
-        }
-    }
+}
+
+/// The client's function `tools` → Anthropic tools (empty when there are none).
+fn tools(body: &Map<String, Value>) -> Vec<Value> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function"))
+        .map(|f| {
+            let mut t = json!({
+                "name": f.get("name").cloned().unwrap_or(Value::from("")),
+                "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object", "properties": {}})),
+            });
+            if let Some(d) = f.get("description") {
+                t["description"] = d.clone();
+            }
+            t
+        })
+        .collect()
+}
+
+/// `tool_choice` → Anthropic's, with `disable_parallel_tool_use` when the client turned
+/// `parallel_tool_calls` off and the request has tools (`has_tools`).
+fn tool_choice(body: &Map<String, Value>, has_tools: bool) -> Option<Value> {
     let mut choice = match body.get("tool_choice") {
         Some(Value::String(s)) if s == "required" => Some(json!({"type": "any"})),
         Some(Value::String(s)) if s == "none" => Some(json!({"type": "none"})),
@@ -210,21 +248,13 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
             .map(|n| json!({"type": "tool", "name": n})),
         _ => None,
     };
-    if body.get("parallel_tool_calls") == Some(&Value::Bool(false)) && req.contains_key("tools") {
+    if body.get("parallel_tool_calls") == Some(&Value::Bool(false)) && has_tools {
         let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
         if c["type"] != "none" {
             c["disable_parallel_tool_use"] = Value::Bool(true);
         }
     }
-    if let Some(c) = choice {
-        req.insert("tool_choice".into(), c);
-    }
-    if stream {
-        req.insert("stream".into(), Value::Bool(true));
-    }
-    Ok(Bytes::from(
-        serde_json::to_vec(&req).expect("JSON values serialise"),
-    ))
+    choice
 }
 
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
@@ -372,85 +402,101 @@ impl AnthropicStream {
             .or(ev.event.as_deref())
             .unwrap_or("");
         match kind {
-            "message_start" => {
-                let msg = data.get("message").unwrap_or(&Value::Null);
-                self.id = msg
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("msg")
-                    .to_string();
-                if let Some(u) = msg.get("usage") {
-                    self.usage = usage_of(u);
-                }
-                self.chunk(out, json!({"role": "assistant", "content": ""}), None);
-            }
-            "content_block_start" => {
-                let block = data.get("content_block").unwrap_or(&Value::Null);
-                if block.get("type").and_then(Value::as_str) == Some("tool_use") {
-                    let at = data.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let index = self.tool_index.len();
-                    self.tool_index.push((at, index));
-                    self.chunk(
-                        out,
-                        json!({"tool_calls": [{
-                            "index": index,
-                            "id": block.get("id").cloned().unwrap_or(Value::from("")),
-                            "type": "function",
-                            "function": {"name": block.get("name").cloned().unwrap_or(Value::from("")), "arguments": ""}
-                        }]}),
-                        None,
-                    );
-                }
-            }
-            "content_block_delta" => {
-                let delta = data.get("delta").unwrap_or(&Value::Null);
-                match delta.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => {
-                        let text = delta.get("text").cloned().unwrap_or(Value::from(""));
-                        self.chunk(out, json!({"content": text}), None);
-                    }
-                    Some("input_json_delta") => {
-                        let at = data.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let index = self
-                            .tool_index
-                            .iter()
-                            .find(|(a, _)| *a == at)
-                            .map_or(0, |(_, i)| *i);
-                        let part = delta
-                            .get("partial_json")
-                            .cloned()
-                            .unwrap_or(Value::from(""));
-                        self.chunk(
-                            out,
-                            json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}),
-                            None,
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            "message_delta" => {
-                if let Some(stop) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    self.finish = Some(finish_reason(stop));
-                }
-                if let Some(n) = data.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    self.usage.completion_tokens = n;
-                    self.usage.total_tokens = self.usage.prompt_tokens + n;
-                }
-            }
-            "message_stop" => {
-                self.chunk(out, json!({}), Some(self.finish.unwrap_or("stop")));
-                if self.client_wants_usage {
-                    let c = usage_chunk(&self.id, self.created, &self.public_model, self.usage);
-                    write_event(out, &c);
-                }
-                crate::core::sse::write_done(out);
-                self.done = true;
-            }
+            "message_start" => self.message_start(&data, out),
+            "content_block_start" => self.content_block_start(&data, out),
+            "content_block_delta" => self.content_block_delta(&data, out),
+            "message_delta" => self.message_delta(&data),
+            "message_stop" => self.message_stop(out),
             "error" => return Err(stream_error(&data)),
             _ => {} // ping, content_block_stop, and event types added later
         }
         Ok(())
+    }
+
+    /// `message_start`: the message id and prompt usage, and the opening assistant chunk.
+    fn message_start(&mut self, data: &Value, out: &mut BytesMut) {
+        let msg = data.get("message").unwrap_or(&Value::Null);
+        self.id = msg
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("msg")
+            .to_string();
+        if let Some(u) = msg.get("usage") {
+            self.usage = usage_of(u);
+        }
+        self.chunk(out, json!({"role": "assistant", "content": ""}), None);
+    }
+
+    /// `content_block_start`: a `tool_use` block opens the next OpenAI tool call.
+    fn content_block_start(&mut self, data: &Value, out: &mut BytesMut) {
+        let block = data.get("content_block").unwrap_or(&Value::Null);
+        if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+            let at = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let index = self.tool_index.len();
+            self.tool_index.push((at, index));
+            self.chunk(
+                out,
+                json!({"tool_calls": [{
+                    "index": index,
+                    "id": block.get("id").cloned().unwrap_or(Value::from("")),
+                    "type": "function",
+                    "function": {"name": block.get("name").cloned().unwrap_or(Value::from("")), "arguments": ""}
+                }]}),
+                None,
+            );
+        }
+    }
+
+    /// `content_block_delta`: text → a content chunk; argument JSON → a tool-call chunk for
+    /// the block's call.
+    fn content_block_delta(&mut self, data: &Value, out: &mut BytesMut) {
+        let delta = data.get("delta").unwrap_or(&Value::Null);
+        match delta.get("type").and_then(Value::as_str) {
+            Some("text_delta") => {
+                let text = delta.get("text").cloned().unwrap_or(Value::from(""));
+                self.chunk(out, json!({"content": text}), None);
+            }
+            Some("input_json_delta") => {
+                let at = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let index = self
+                    .tool_index
+                    .iter()
+                    .find(|(a, _)| *a == at)
+                    .map_or(0, |(_, i)| *i);
+                let part = delta
+                    .get("partial_json")
+                    .cloned()
+                    .unwrap_or(Value::from(""));
+                self.chunk(
+                    out,
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}),
+                    None,
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// `message_delta`: the stop reason and the output token count.
+    fn message_delta(&mut self, data: &Value) {
+        if let Some(stop) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {
+            self.finish = Some(finish_reason(stop));
+        }
+        if let Some(n) = data.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+            self.usage.completion_tokens = n;
+            self.usage.total_tokens = self.usage.prompt_tokens + n;
+        }
+    }
+
+    /// `message_stop`: the finish chunk, the usage chunk if the client asked for it, `[DONE]`.
+    fn message_stop(&mut self, out: &mut BytesMut) {
+        self.chunk(out, json!({}), Some(self.finish.unwrap_or("stop")));
+        if self.client_wants_usage {
+            let c = usage_chunk(&self.id, self.created, &self.public_model, self.usage);
+            write_event(out, &c);
+        }
+        crate::core::sse::write_done(out);
+        self.done = true;
     }
 }
 

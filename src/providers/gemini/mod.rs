@@ -6,70 +6,23 @@
 //! `frequency_penalty` and `presence_penalty` map to their Gemini equivalents; the rest of the
 //! OpenAI-only parameters are dropped.
 
+mod embed;
+
+pub use embed::{embed_path, from_embed_response, to_embed_request};
+
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::{
-    chunk, completion, embeddings_list, parse_answer, refuse_audio, sampling_options, text_of,
-    tool_call_args, tool_name, unix_now, unknown_role, unsupported, usage_chunk, Credential,
-    Descriptor, ProviderWire,
+    chunk, completion, parse_answer, refuse_audio, sampling_options, text_of, tool_call_args,
+    tool_name, unix_now, unknown_role, unsupported, usage_chunk, Credential, Descriptor,
+    ProviderWire,
 };
 use crate::core::sse::write_event;
 use crate::core::sse::SseEvent;
 use crate::core::translate::bad_stream_event;
 use crate::core::ApiError;
 use crate::core::{SseEvents, SseInput, StreamTranslator, Usage};
-
-/// The embeddings path (under the API root) for `model`.
-pub fn embed_path(model: &str) -> String {
-    format!("/models/{model}:batchEmbedContents")
-}
-
-/// An OpenAI embeddings request → `batchEmbedContents`.
-pub fn to_embed_request(body: &Map<String, Value>, model: &str) -> Result<Bytes, ApiError> {
-    let texts: Vec<&str> = match body.get("input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).collect()
-        }
-        _ => {
-            return Err(unsupported(
-                "Gemini",
-                "input",
-                "it embeds text: give a string or an array of strings",
-            ))
-        }
-    };
-    let dims = body.get("dimensions").and_then(Value::as_u64);
-    let requests: Vec<Value> = texts
-        .iter()
-        .map(|t| {
-            let mut r =
-                json!({"model": format!("models/{model}"), "content": {"parts": [{"text": t}]}});
-            if let Some(d) = dims {
-                r["outputDimensionality"] = Value::from(d);
-            }
-            r
-        })
-        .collect();
-    Ok(Bytes::from(
-        serde_json::to_vec(&json!({"requests": requests})).expect("JSON values serialise"),
-    ))
-}
-
-/// A `batchEmbedContents` answer → an OpenAI embeddings list (Gemini does not count the
-/// tokens).
-pub fn from_embed_response(
-    body: &[u8],
-    public_model: &str,
-) -> Result<(Bytes, Option<Usage>), ApiError> {
-    embeddings_list(
-        body,
-        public_model,
-        |e| e.get("values").cloned().unwrap_or(json!([])),
-        |_| None,
-    )
-}
 
 /// The path (under the API root, `/v1beta`) for `model`.
 pub fn path(model: &str, stream: bool) -> String {
@@ -111,6 +64,38 @@ fn parts(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
 
 /// Builds the Gemini request body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+    refuse_unsupported(body)?;
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    let (system, contents) = contents(messages)?;
+    let mut req = Map::new();
+    req.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        req.insert(
+            "systemInstruction".into(),
+            json!({"parts": [{"text": system.join("\n\n")}]}),
+        );
+    }
+    let gen = generation_config(body)?;
+    if !gen.is_empty() {
+        req.insert("generationConfig".into(), Value::Object(gen));
+    }
+    let decls = function_declarations(body);
+    if !decls.is_empty() {
+        req.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+    }
+    if let Some(c) = function_calling_config(body) {
+        req.insert("toolConfig".into(), json!({"functionCallingConfig": c}));
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&req).expect("JSON values serialise"),
+    ))
+}
+
+/// A 400 for `logprobs` or audio output, which Gemini cannot honour here.
+fn refuse_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
     if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
         return Err(unsupported(
             "Gemini",
@@ -118,11 +103,12 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             "it does not return log probabilities here",
         ));
     }
-    refuse_audio("Gemini", body)?;
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::missing_param("messages"))?;
+    refuse_audio("Gemini", body)
+}
+
+/// OpenAI `messages` → the system texts and the Gemini `contents` turns, consecutive turns
+/// of the same role merged into one.
+fn contents(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), ApiError> {
     // Tool results need the function's name, which only the earlier call carries.
     let mut call_names: Vec<(String, String)> = Vec::new();
     let mut system: Vec<String> = Vec::new();
@@ -135,37 +121,8 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
                 continue;
             }
             "user" => ("user", parts(content, i)?),
-            "assistant" => {
-                let mut p = parts(content, i)?;
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let name = call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    let id = call.get("id").and_then(Value::as_str).unwrap_or("");
-                    call_names.push((id.to_string(), name.to_string()));
-                    let args = tool_call_args(call, i)?;
-                    p.push(json!({"functionCall": {"name": name, "args": args}}));
-                }
-                ("model", p)
-            }
-            "tool" | "function" => {
-                let name = tool_name(&call_names, m, i)?;
-                let text = text_of(content);
-                let response = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .filter(Value::is_object)
-                    .unwrap_or_else(|| json!({"content": text}));
-                (
-                    "user",
-                    vec![json!({"functionResponse": {"name": name, "response": response}})],
-                )
-            }
+            "assistant" => ("model", model_parts(m, i, &mut call_names)?),
+            "tool" | "function" => ("user", vec![function_response(m, i, &call_names)?]),
             other => return Err(unknown_role(i, other)),
         };
         if p.is_empty() {
@@ -176,22 +133,58 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             _ => contents.push((role.to_string(), p)),
         }
     }
-    let mut req = Map::new();
-    req.insert(
-        "contents".into(),
-        Value::Array(
-            contents
-                .into_iter()
-                .map(|(role, parts)| json!({"role": role, "parts": parts}))
-                .collect(),
-        ),
-    );
-    if !system.is_empty() {
-        req.insert(
-            "systemInstruction".into(),
-            json!({"parts": [{"text": system.join("\n\n")}]}),
-        );
+    let contents = contents
+        .into_iter()
+        .map(|(role, parts)| json!({"role": role, "parts": parts}))
+        .collect();
+    Ok((system, contents))
+}
+
+/// An assistant message (message `i`) → `model` parts: its content, then a `functionCall`
+/// per tool call, each call's `(id, name)` recorded in `call_names`.
+fn model_parts(
+    m: &Value,
+    i: usize,
+    call_names: &mut Vec<(String, String)>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut p = parts(m.get("content").unwrap_or(&Value::Null), i)?;
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = call
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+        call_names.push((id.to_string(), name.to_string()));
+        let args = tool_call_args(call, i)?;
+        p.push(json!({"functionCall": {"name": name, "args": args}}));
     }
+    Ok(p)
+}
+
+/// A tool message (message `i`) → a `functionResponse` part: its text as the response when
+/// it is a JSON object, else wrapped as `{"content": text}`.
+fn function_response(
+    m: &Value,
+    i: usize,
+    call_names: &[(String, String)],
+) -> Result<Value, ApiError> {
+    let name = tool_name(call_names, m, i)?;
+    let text = text_of(m.get("content").unwrap_or(&Value::Null));
+    let response = serde_json::from_str::<Value>(&text)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"content": text}));
+    Ok(json!({"functionResponse": {"name": name, "response": response}}))
+}
+
+/// The `generationConfig`: the sampling options under Gemini's names, and the
+/// `response_format` as a response MIME type (and schema).
+fn generation_config(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let mut gen = sampling_options(
         body,
         &[
@@ -226,29 +219,32 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             }
         }
     }
-    if !gen.is_empty() {
-        req.insert("generationConfig".into(), Value::Object(gen));
-    }
-    if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-        let decls: Vec<Value> = tools
-            .iter()
-            .filter_map(|t| t.get("function"))
-            .map(|f| {
-                let mut d = json!({"name": f.get("name").cloned().unwrap_or(Value::from(""))});
-                if let Some(desc) = f.get("description") {
-                    d["description"] = desc.clone();
-                }
-                if let Some(p) = f.get("parameters") {
-                    d["parametersJsonSchema"] = p.clone();
-                }
-                d
-            })
-            .collect();
-        if !decls.is_empty() {
-            req.insert("tools".into(), json!([{"functionDeclarations": decls}]));
-        }
-    }
-    let config = match body.get("tool_choice") {
+    Ok(gen)
+}
+
+/// The client's function `tools` → Gemini function declarations (empty when there are none).
+fn function_declarations(body: &Map<String, Value>) -> Vec<Value> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function"))
+        .map(|f| {
+            let mut d = json!({"name": f.get("name").cloned().unwrap_or(Value::from(""))});
+            if let Some(desc) = f.get("description") {
+                d["description"] = desc.clone();
+            }
+            if let Some(p) = f.get("parameters") {
+                d["parametersJsonSchema"] = p.clone();
+            }
+            d
+        })
+        .collect()
+}
+
+/// `tool_choice` → the `functionCallingConfig`, if it names a mode Gemini has.
+fn function_calling_config(body: &Map<String, Value>) -> Option<Value> {
+    match body.get("tool_choice") {
         Some(Value::String(s)) if s == "required" => Some(json!({"mode": "ANY"})),
         Some(Value::String(s)) if s == "none" => Some(json!({"mode": "NONE"})),
         Some(Value::String(s)) if s == "auto" => Some(json!({"mode": "AUTO"})),
@@ -257,13 +253,7 @@ pub fn to_request(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
             .and_then(|f| f.get("name"))
             .map(|n| json!({"mode": "ANY", "allowedFunctionNames": [n]})),
         _ => None,
-    };
-    if let Some(c) = config {
-        req.insert("toolConfig".into(), json!({"functionCallingConfig": c}));
     }
-    Ok(Bytes::from(
-        serde_json::to_vec(&req).expect("JSON values serialise"),
-    ))
 }
 
 /// Gemini `finishReason` → OpenAI `finish_reason` (`tool_calls` when the answer calls one).

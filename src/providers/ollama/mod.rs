@@ -84,88 +84,20 @@ fn content(content: &Value, i: usize) -> Result<(String, Vec<Value>), ApiError> 
 
 /// Builds the `/api/chat` body from the client's OpenAI chat request.
 pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Result<Bytes, ApiError> {
-    refuse_n("Ollama", body)?;
-    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
-        return Err(unsupported(
-            "Ollama",
-            "logprobs",
-            "it does not return log probabilities through this gateway",
-        ));
-    }
-    refuse_audio("Ollama", body)?;
-    let send_tools = match body.get("tool_choice") {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) if s == "auto" => true,
-        Some(Value::String(s)) if s == "none" => false,
-        Some(_) => {
-            return Err(unsupported(
-                "Ollama",
-                "tool_choice",
-                "it cannot be forced to call a tool; use \"auto\" or \"none\"",
-            ))
-        }
-    };
+    refuse_unsupported(body)?;
+    let send_tools = send_tools(body)?;
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| ApiError::missing_param("messages"))?;
-    let mut call_names: Vec<(String, String)> = Vec::new();
-    let mut out_messages = Vec::with_capacity(messages.len());
-    for (i, m) in messages.iter().enumerate() {
-        let c = m.get("content").unwrap_or(&Value::Null);
-        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
-        let msg = match role {
-            "system" | "developer" => json!({"role": "system", "content": text_of(c)}),
-            "user" => {
-                let (text, images) = content(c, i)?;
-                let mut msg = json!({"role": "user", "content": text});
-                if !images.is_empty() {
-                    msg["images"] = Value::Array(images);
-                }
-                msg
-            }
-            "assistant" => {
-                let (text, _) = content(c, i)?;
-                let mut msg = json!({"role": "assistant", "content": text});
-                let calls = m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(|call| {
-                        let name = call.pointer("/function/name").cloned().unwrap_or_default();
-                        let id = call.get("id").and_then(Value::as_str).unwrap_or("");
-                        call_names.push((id.to_string(), name.as_str().unwrap_or("").into()));
-                        Ok(json!({"function": {"name": name, "arguments": tool_call_args(call, i)?}}))
-                    })
-                    .collect::<Result<Vec<Value>, ApiError>>()?;
-                if !calls.is_empty() {
-                    msg["tool_calls"] = Value::Array(calls);
-                }
-                msg
-            }
-            "tool" | "function" => {
-                let name = tool_name(&call_names, m, i)?;
-                json!({"role": "tool", "content": text_of(c), "tool_name": name})
-            }
-            other => return Err(unknown_role(i, other)),
-        };
-        out_messages.push(msg);
-    }
     let mut req = Map::new();
     req.insert("model".into(), Value::from(model));
-    req.insert("messages".into(), Value::Array(out_messages));
+    req.insert("messages".into(), Value::Array(chat_messages(messages)?));
     req.insert("stream".into(), Value::Bool(stream));
     if send_tools {
-        if let Some(tools) = body.get("tools").and_then(Value::as_array) {
-            let tools: Vec<Value> = tools
-                .iter()
-                .filter_map(|t| t.get("function"))
-                .map(|f| json!({"type": "function", "function": f}))
-                .collect();
-            if !tools.is_empty() {
-                req.insert("tools".into(), Value::Array(tools));
-            }
+        let tools = tools(body);
+        if !tools.is_empty() {
+            req.insert("tools".into(), Value::Array(tools));
         }
     }
     let options = sampling_options(
@@ -183,31 +115,129 @@ pub fn to_request(body: &Map<String, Value>, model: &str, stream: bool) -> Resul
     if !options.is_empty() {
         req.insert("options".into(), Value::Object(options));
     }
-    if let Some(rf) = body.get("response_format") {
-        match rf.get("type").and_then(Value::as_str) {
-            Some("text") | None => {}
-            Some("json_object") => {
-                req.insert("format".into(), Value::from("json"));
-            }
-            Some("json_schema") => {
-                let schema = rf
-                    .pointer("/json_schema/schema")
-                    .cloned()
-                    .unwrap_or(Value::from("json"));
-                req.insert("format".into(), schema);
-            }
-            Some(other) => {
-                return Err(unsupported(
-                    "Ollama",
-                    "response_format",
-                    &format!("type {other:?}"),
-                ))
-            }
-        }
+    if let Some(format) = output_format(body)? {
+        req.insert("format".into(), format);
     }
     Ok(Bytes::from(
         serde_json::to_vec(&req).expect("JSON values serialise"),
     ))
+}
+
+/// A 400 for what Ollama cannot honour: `n > 1`, `logprobs`, audio output.
+fn refuse_unsupported(body: &Map<String, Value>) -> Result<(), ApiError> {
+    refuse_n("Ollama", body)?;
+    if body.get("logprobs").and_then(Value::as_bool) == Some(true) {
+        return Err(unsupported(
+            "Ollama",
+            "logprobs",
+            "it does not return log probabilities through this gateway",
+        ));
+    }
+    refuse_audio("Ollama", body)
+}
+
+/// Whether to send the tools: not for `tool_choice: "none"`; a 400 for a `tool_choice`
+/// that forces a call, which Ollama cannot do.
+fn send_tools(body: &Map<String, Value>) -> Result<bool, ApiError> {
+    match body.get("tool_choice") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::String(s)) if s == "auto" => Ok(true),
+        Some(Value::String(s)) if s == "none" => Ok(false),
+        Some(_) => Err(unsupported(
+            "Ollama",
+            "tool_choice",
+            "it cannot be forced to call a tool; use \"auto\" or \"none\"",
+        )),
+    }
+}
+
+/// OpenAI `messages` → Ollama chat messages, one for one.
+fn chat_messages(messages: &[Value]) -> Result<Vec<Value>, ApiError> {
+    // Tool results need the function's name, which only the earlier call carries.
+    let mut call_names: Vec<(String, String)> = Vec::new();
+    let mut out_messages = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let c = m.get("content").unwrap_or(&Value::Null);
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        let msg = match role {
+            "system" | "developer" => json!({"role": "system", "content": text_of(c)}),
+            "user" => {
+                let (text, images) = content(c, i)?;
+                let mut msg = json!({"role": "user", "content": text});
+                if !images.is_empty() {
+                    msg["images"] = Value::Array(images);
+                }
+                msg
+            }
+            "assistant" => assistant_message(m, i, &mut call_names)?,
+            "tool" | "function" => {
+                let name = tool_name(&call_names, m, i)?;
+                json!({"role": "tool", "content": text_of(c), "tool_name": name})
+            }
+            other => return Err(unknown_role(i, other)),
+        };
+        out_messages.push(msg);
+    }
+    Ok(out_messages)
+}
+
+/// An assistant message (message `i`) → Ollama's, its tool calls' `(id, name)` recorded in
+/// `call_names`.
+fn assistant_message(
+    m: &Value,
+    i: usize,
+    call_names: &mut Vec<(String, String)>,
+) -> Result<Value, ApiError> {
+    let (text, _) = content(m.get("content").unwrap_or(&Value::Null), i)?;
+    let mut msg = json!({"role": "assistant", "content": text});
+    let calls = m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            let name = call.pointer("/function/name").cloned().unwrap_or_default();
+            let id = call.get("id").and_then(Value::as_str).unwrap_or("");
+            call_names.push((id.to_string(), name.as_str().unwrap_or("").into()));
+            Ok(json!({"function": {"name": name, "arguments": tool_call_args(call, i)?}}))
+        })
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    if !calls.is_empty() {
+        msg["tool_calls"] = Value::Array(calls);
+    }
+    Ok(msg)
+}
+
+/// The client's function `tools` → Ollama tools (empty when there are none).
+fn tools(body: &Map<String, Value>) -> Vec<Value> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function"))
+        .map(|f| json!({"type": "function", "function": f}))
+        .collect()
+}
+
+/// `response_format` → Ollama's `format` (`"json"` or the JSON schema); `None` for text.
+fn output_format(body: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    let Some(rf) = body.get("response_format") else {
+        return Ok(None);
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") | None => Ok(None),
+        Some("json_object") => Ok(Some(Value::from("json"))),
+        Some("json_schema") => Ok(Some(
+            rf.pointer("/json_schema/schema")
+                .cloned()
+                .unwrap_or(Value::from("json")),
+        )),
+        Some(other) => Err(unsupported(
+            "Ollama",
+            "response_format",
+            &format!("type {other:?}"),
+        )),
+    }
 }
 
 /// An OpenAI embeddings request → `/api/embed`.
