@@ -117,83 +117,97 @@ fn message(m: &Value, i: usize, out: &mut Vec<Value>) -> Result<(), ApiError> {
         }
     };
     match role {
-        "assistant" => {
-            let mut text = String::new();
-            let mut calls = Vec::new();
-            for (j, b) in blocks.iter().enumerate() {
-                match b.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(str_at(b, "/text")),
-                    Some("tool_use") => calls.push(json!({
-                        "id": str_at(b, "/id"),
-                        "type": "function",
-                        "function": {
-                            "name": str_at(b, "/name"),
-                            "arguments": serde_json::to_string(b.get("input").unwrap_or(&json!({})))
-                                .expect("JSON values serialise"),
-                        }
-                    })),
-                    Some("thinking" | "redacted_thinking") => {}
-                    t => return Err(bad_block(&format!("{param}[{j}]"), t, role)),
-                }
-            }
-            if text.is_empty() && calls.is_empty() {
-                return Ok(()); // only thinking blocks
-            }
-            let mut msg = json!({"role": "assistant", "content": text});
-            if !calls.is_empty() {
-                if text.is_empty() {
-                    msg["content"] = Value::Null;
-                }
-                msg["tool_calls"] = Value::Array(calls);
-            }
-            out.push(msg);
-        }
-        "user" => {
-            let mut parts: Vec<Value> = Vec::new();
-            let mut images: Vec<Value> = Vec::new();
-            let flush = |parts: &mut Vec<Value>, out: &mut Vec<Value>| {
-                if !parts.is_empty() {
-                    out.push(json!({"role": "user", "content": std::mem::take(parts)}));
-                }
-            };
-            for (j, b) in blocks.iter().enumerate() {
-                let p = format!("{param}[{j}]");
-                match b.get("type").and_then(Value::as_str) {
-                    Some("text") => parts.push(json!({"type": "text", "text": str_at(b, "/text")})),
-                    Some("image") => parts.push(image_part(b, &p)?),
-                    Some("tool_result") => {
-                        flush(&mut parts, out);
-                        let mut text = text_blocks(
-                            b.get("content").unwrap_or(&Value::Null),
-                            &format!("{p}.content"),
-                            Some(&mut images),
-                        )?;
-                        if b.get("is_error") == Some(&Value::Bool(true)) {
-                            text = format!("Error: {text}");
-                        }
-                        out.push(json!({
-                            "role": "tool",
-                            "tool_call_id": str_at(b, "/tool_use_id"),
-                            "content": text,
-                        }));
-                    }
-                    Some("thinking" | "redacted_thinking") => {}
-                    t => return Err(bad_block(&p, t, role)),
-                }
-            }
-            if !images.is_empty() {
-                // Chat tool messages carry text only: a tool's images follow as user content.
-                let mut with_images = vec![
-                    json!({"type": "text", "text": "Images returned by the tool calls above:"}),
-                ];
-                with_images.append(&mut images);
-                out.push(json!({"role": "user", "content": with_images}));
-            }
-            flush(&mut parts, out);
-        }
-        other => return Err(bad_role(other, i)),
+        "assistant" => assistant_message(blocks, &param, out),
+        "user" => user_message(blocks, &param, out),
+        other => Err(bad_role(other, i)),
     }
+}
+
+/// An assistant message's blocks (at `param`) → one assistant message with its text and
+/// tool calls, appended to `out`; nothing when it has only thinking blocks.
+fn assistant_message(blocks: &[Value], param: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for (j, b) in blocks.iter().enumerate() {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(str_at(b, "/text")),
+            Some("tool_use") => calls.push(json!({
+                "id": str_at(b, "/id"),
+                "type": "function",
+                "function": {
+                    "name": str_at(b, "/name"),
+                    "arguments": serde_json::to_string(b.get("input").unwrap_or(&json!({})))
+                        .expect("JSON values serialise"),
+                }
+            })),
+            Some("thinking" | "redacted_thinking") => {}
+            t => return Err(bad_block(&format!("{param}[{j}]"), t, "assistant")),
+        }
+    }
+    if text.is_empty() && calls.is_empty() {
+        return Ok(()); // only thinking blocks
+    }
+    let mut msg = json!({"role": "assistant", "content": text});
+    if !calls.is_empty() {
+        if text.is_empty() {
+            msg["content"] = Value::Null;
+        }
+        msg["tool_calls"] = Value::Array(calls);
+    }
+    out.push(msg);
     Ok(())
+}
+
+/// A user message's blocks (at `param`) → messages appended to `out`, in block order: user
+/// content parts, a `tool` message per `tool_result`, then the results' images as user
+/// content.
+fn user_message(blocks: &[Value], param: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    let mut parts: Vec<Value> = Vec::new();
+    let mut images: Vec<Value> = Vec::new();
+    let flush = |parts: &mut Vec<Value>, out: &mut Vec<Value>| {
+        if !parts.is_empty() {
+            out.push(json!({"role": "user", "content": std::mem::take(parts)}));
+        }
+    };
+    for (j, b) in blocks.iter().enumerate() {
+        let p = format!("{param}[{j}]");
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(json!({"type": "text", "text": str_at(b, "/text")})),
+            Some("image") => parts.push(image_part(b, &p)?),
+            Some("tool_result") => {
+                flush(&mut parts, out);
+                out.push(tool_message(b, &p, &mut images)?);
+            }
+            Some("thinking" | "redacted_thinking") => {}
+            t => return Err(bad_block(&p, t, "user")),
+        }
+    }
+    if !images.is_empty() {
+        // Chat tool messages carry text only: a tool's images follow as user content.
+        let mut with_images =
+            vec![json!({"type": "text", "text": "Images returned by the tool calls above:"})];
+        with_images.append(&mut images);
+        out.push(json!({"role": "user", "content": with_images}));
+    }
+    flush(&mut parts, out);
+    Ok(())
+}
+
+/// A `tool_result` block (at `param`) → a `tool` message; its images go to `images`.
+fn tool_message(b: &Value, param: &str, images: &mut Vec<Value>) -> Result<Value, ApiError> {
+    let mut text = text_blocks(
+        b.get("content").unwrap_or(&Value::Null),
+        &format!("{param}.content"),
+        Some(images),
+    )?;
+    if b.get("is_error") == Some(&Value::Bool(true)) {
+        text = format!("Error: {text}");
+    }
+    Ok(json!({
+        "role": "tool",
+        "tool_call_id": str_at(b, "/tool_use_id"),
+        "content": text,
+    }))
 }
 
 fn bad_role(role: &str, i: usize) -> ApiError {
@@ -251,6 +265,25 @@ pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError
     req.insert("model".into(), Value::from(model));
     req.insert("messages".into(), Value::Array(out));
     req.insert("max_tokens".into(), Value::from(max_tokens));
+    sampling(body, &mut req)?;
+    if let Some(user) = body
+        .get("metadata")
+        .and_then(|m| m.get("user_id"))
+        .and_then(Value::as_str)
+    {
+        req.insert("user".into(), Value::from(user));
+    }
+    let has_tools = tools(body, &mut req)?;
+    tool_choice(body, has_tools, &mut req)?;
+    if body.get("stream") == Some(&Value::Bool(true)) {
+        req.insert("stream".into(), Value::Bool(true));
+        req.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(req)
+}
+
+/// `temperature` and `top_p` (numbers) and `stop_sequences` (→ `stop`) into `req`.
+fn sampling(body: &Map<String, Value>, req: &mut Map<String, Value>) -> Result<(), ApiError> {
     for k in ["temperature", "top_p"] {
         if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
             if !v.is_number() {
@@ -273,20 +306,7 @@ pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError
             ))
         }
     }
-    if let Some(user) = body
-        .get("metadata")
-        .and_then(|m| m.get("user_id"))
-        .and_then(Value::as_str)
-    {
-        req.insert("user".into(), Value::from(user));
-    }
-    let has_tools = tools(body, &mut req)?;
-    tool_choice(body, has_tools, &mut req)?;
-    if body.get("stream") == Some(&Value::Bool(true)) {
-        req.insert("stream".into(), Value::Bool(true));
-        req.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Ok(req)
+    Ok(())
 }
 
 /// `tools` → chat function tools; returns whether there are any.

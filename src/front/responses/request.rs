@@ -123,48 +123,12 @@ fn input_items(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {
         let kind = item.get("type").and_then(Value::as_str);
         match kind {
             None | Some("message") => {
-                let role = item.get("role").and_then(Value::as_str).unwrap_or("");
-                let role = match role {
-                    "user" | "assistant" | "system" => role,
-                    "developer" => "system",
-                    other => {
-                        return Err(ApiError::invalid_param(
-                            &format!("{p}.role"),
-                            format!(
-                                "role must be user, assistant, system or developer, not {:?}",
-                                echo(other)
-                            ),
-                        ))
-                    }
-                };
-                let c = content(
-                    item.get("content").unwrap_or(&Value::Null),
-                    &format!("{p}.content"),
-                )?;
-                out.push(json!({"role": role, "content": c}));
-                can_join = role == "assistant";
+                let msg = message_item(item, &p)?;
+                can_join = msg["role"] == "assistant";
+                out.push(msg);
             }
             Some("function_call") => {
-                let call = json!({
-                    "id": str_at(item, "/call_id"),
-                    "type": "function",
-                    "function": {"name": str_at(item, "/name"), "arguments": str_at(item, "/arguments")},
-                });
-                match out.last_mut() {
-                    Some(last) if can_join => {
-                        if last.get("tool_calls").is_none() {
-                            last["tool_calls"] = json!([]);
-                            if last["content"] == "" {
-                                last["content"] = Value::Null;
-                            }
-                        }
-                        if let Some(calls) = last["tool_calls"].as_array_mut() {
-                            calls.push(call);
-                        }
-                    }
-                    _ => out
-                        .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
-                }
+                push_call(item, can_join, out);
                 can_join = true;
             }
             Some("function_call_output") => {
@@ -186,6 +150,53 @@ fn input_items(input: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// A `message` input item (at `param`) → a chat message; `developer` becomes `system`.
+fn message_item(item: &Value, param: &str) -> Result<Value, ApiError> {
+    let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+    let role = match role {
+        "user" | "assistant" | "system" => role,
+        "developer" => "system",
+        other => {
+            return Err(ApiError::invalid_param(
+                &format!("{param}.role"),
+                format!(
+                    "role must be user, assistant, system or developer, not {:?}",
+                    echo(other)
+                ),
+            ))
+        }
+    };
+    let c = content(
+        item.get("content").unwrap_or(&Value::Null),
+        &format!("{param}.content"),
+    )?;
+    Ok(json!({"role": role, "content": c}))
+}
+
+/// A `function_call` item → a tool call, joining the last message in `out` when `can_join`
+/// (an assistant message, or calls just before), else in a new assistant message.
+fn push_call(item: &Value, can_join: bool, out: &mut Vec<Value>) {
+    let call = json!({
+        "id": str_at(item, "/call_id"),
+        "type": "function",
+        "function": {"name": str_at(item, "/name"), "arguments": str_at(item, "/arguments")},
+    });
+    match out.last_mut() {
+        Some(last) if can_join => {
+            if last.get("tool_calls").is_none() {
+                last["tool_calls"] = json!([]);
+                if last["content"] == "" {
+                    last["content"] = Value::Null;
+                }
+            }
+            if let Some(calls) = last["tool_calls"].as_array_mut() {
+                calls.push(call);
+            }
+        }
+        _ => out.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+    }
 }
 
 /// A Responses request → the OpenAI chat request. Errors name the parameter.

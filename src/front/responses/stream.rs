@@ -120,94 +120,108 @@ impl ChatToResponsesStream {
     fn render(&mut self, steps: Vec<Step>, out: &mut BytesMut) {
         for step in steps {
             match step {
-                Step::Start(i, Kind::Text) => {
-                    let id = match i {
-                        0 => format!("msg_{}", self.base()),
-                        _ => format!("msg_{}_{i}", self.base()),
-                    };
-                    self.items.push((id.clone(), None));
-                    let item = message_item(&id, "in_progress", None);
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": i, "item": item}),
-                    );
-                    self.emit(
-                        out,
-                        "response.content_part.added",
-                        json!({"item_id": id, "output_index": i, "content_index": 0,
-                               "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
-                    );
-                }
-                Step::Start(i, Kind::Tool { id, name }) => {
-                    let item_id = format!("fc_{}_{i}", self.base());
-                    let call_id = if id.is_empty() {
-                        format!("call_{}_{i}", self.base())
-                    } else {
-                        id
-                    };
-                    let item = call_item(&item_id, &call_id, &name, "", "in_progress");
-                    self.items.push((item_id, Some((call_id, name))));
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": i, "item": item}),
-                    );
-                }
-                Step::Delta(i, delta) => {
-                    let Some((item_id, call)) = self.items.get(i) else {
-                        continue;
-                    };
-                    let (kind, v) = match call {
-                        None => (
-                            "response.output_text.delta",
-                            json!({"item_id": item_id, "output_index": i, "content_index": 0, "delta": delta, "logprobs": []}),
-                        ),
-                        Some(_) => (
-                            "response.function_call_arguments.delta",
-                            json!({"item_id": item_id, "output_index": i, "delta": delta}),
-                        ),
-                    };
-                    self.emit(out, kind, v);
-                }
-                Step::Stop(i, _, full) => {
-                    let Some((item_id, call)) = self.items.get(i).cloned() else {
-                        continue;
-                    };
-                    let status = self.item_status();
-                    let item = match call {
-                        None => {
-                            self.emit(
-                                out,
-                                "response.output_text.done",
-                                json!({"item_id": item_id, "output_index": i, "content_index": 0, "text": full, "logprobs": []}),
-                            );
-                            self.emit(
-                                out,
-                                "response.content_part.done",
-                                json!({"item_id": item_id, "output_index": i, "content_index": 0,
-                                       "part": {"type": "output_text", "text": full, "annotations": [], "logprobs": []}}),
-                            );
-                            message_item(&item_id, status, Some(&full))
-                        }
-                        Some((call_id, name)) => {
-                            self.emit(
-                                out,
-                                "response.function_call_arguments.done",
-                                json!({"item_id": item_id, "output_index": i, "name": name, "arguments": full}),
-                            );
-                            call_item(&item_id, &call_id, &name, &full, status)
-                        }
-                    };
-                    self.output.push(item.clone());
-                    self.emit(
-                        out,
-                        "response.output_item.done",
-                        json!({"output_index": i, "item": item}),
-                    );
-                }
+                Step::Start(i, Kind::Text) => self.start_text(i, out),
+                Step::Start(i, Kind::Tool { id, name }) => self.start_call(i, id, name, out),
+                Step::Delta(i, delta) => self.delta(i, &delta, out),
+                Step::Stop(i, _, full) => self.stop(i, &full, out),
             }
         }
+    }
+
+    /// Text block `i` opens: a message item and its `output_text` part.
+    fn start_text(&mut self, i: usize, out: &mut BytesMut) {
+        let id = match i {
+            0 => format!("msg_{}", self.base()),
+            _ => format!("msg_{}_{i}", self.base()),
+        };
+        self.items.push((id.clone(), None));
+        let item = message_item(&id, "in_progress", None);
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": i, "item": item}),
+        );
+        self.emit(
+            out,
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": i, "content_index": 0,
+                   "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+        );
+    }
+
+    /// Tool-call block `i` opens: a function-call item (a `call_id` made up if upstream gave
+    /// none).
+    fn start_call(&mut self, i: usize, id: String, name: String, out: &mut BytesMut) {
+        let item_id = format!("fc_{}_{i}", self.base());
+        let call_id = if id.is_empty() {
+            format!("call_{}_{i}", self.base())
+        } else {
+            id
+        };
+        let item = call_item(&item_id, &call_id, &name, "", "in_progress");
+        self.items.push((item_id, Some((call_id, name))));
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": i, "item": item}),
+        );
+    }
+
+    /// More text or arguments for block `i`.
+    fn delta(&mut self, i: usize, delta: &str, out: &mut BytesMut) {
+        let Some((item_id, call)) = self.items.get(i) else {
+            return;
+        };
+        let (kind, v) = match call {
+            None => (
+                "response.output_text.delta",
+                json!({"item_id": item_id, "output_index": i, "content_index": 0, "delta": delta, "logprobs": []}),
+            ),
+            Some(_) => (
+                "response.function_call_arguments.delta",
+                json!({"item_id": item_id, "output_index": i, "delta": delta}),
+            ),
+        };
+        self.emit(out, kind, v);
+    }
+
+    /// Block `i` is complete with `full` text or arguments: its done events, and the item
+    /// joins the output.
+    fn stop(&mut self, i: usize, full: &str, out: &mut BytesMut) {
+        let Some((item_id, call)) = self.items.get(i).cloned() else {
+            return;
+        };
+        let status = self.item_status();
+        let item = match call {
+            None => {
+                self.emit(
+                    out,
+                    "response.output_text.done",
+                    json!({"item_id": item_id, "output_index": i, "content_index": 0, "text": full, "logprobs": []}),
+                );
+                self.emit(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": item_id, "output_index": i, "content_index": 0,
+                           "part": {"type": "output_text", "text": full, "annotations": [], "logprobs": []}}),
+                );
+                message_item(&item_id, status, Some(full))
+            }
+            Some((call_id, name)) => {
+                self.emit(
+                    out,
+                    "response.function_call_arguments.done",
+                    json!({"item_id": item_id, "output_index": i, "name": name, "arguments": full}),
+                );
+                call_item(&item_id, &call_id, &name, full, status)
+            }
+        };
+        self.output.push(item.clone());
+        self.emit(
+            out,
+            "response.output_item.done",
+            json!({"output_index": i, "item": item}),
+        );
     }
 
     fn end(&mut self, out: &mut BytesMut) {
