@@ -10,12 +10,12 @@
 //!
 //! | stage          | file             | hands on                                            |
 //! |----------------|------------------|-----------------------------------------------------|
-//! | route          | `front::route`   | the client's door and [`Route`]                     |
-//! | authenticate   | `auth.rs`        | the [`GatewayKey`]                                  |
-//! | decode         | `decode.rs`      | a [`decode::Request`]: chat form, model, route      |
+//! | route          | `front::route`   | the client's door and `Route`                       |
+//! | authenticate   | `auth.rs`        | the `GatewayKey`                                    |
+//! | decode         | `decode.rs`      | a `decode::Request`: chat form, model, route        |
 //! | input guard    | `guard_input.rs` | the request, redacted, or a refusal                 |
 //! | admit          | `admit.rs`       | a limits permit and the token estimate              |
-//! | dispatch       | `dispatch.rs`    | the [`plan::Plan`] tried on deployments in turn      |
+//! | dispatch       | `dispatch.rs`    | the `plan::Plan` tried on deployments in turn       |
 //! | attempt        | `attempt.rs`     | one exchange → `Ok` or a typed `AttemptError`       |
 //! | relay          | `relay.rs`       | the answer to the client, whole or streamed         |
 //! | output guard   | `guard_output.rs`| a translator stage over OpenAI chunks               |

@@ -1,6 +1,6 @@
 //! The Anthropic Messages door (`POST /v1/messages`, `POST /v1/messages/count_tokens`):
-//! the request → the chat form ([`request`]), a whole chat completion and errors → Anthropic's
-//! shapes ([`answer`]), OpenAI chunks → Anthropic's event stream ([`stream`]). Anthropic
+//! the request → the chat form (`request.rs`), a whole chat completion and errors → Anthropic's
+//! shapes (`answer.rs`), OpenAI chunks → Anthropic's event stream (`stream.rs`). Anthropic
 //! deployments get the client's body as it is ([`crate::front::native`]).
 
 mod answer;

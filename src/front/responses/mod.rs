@@ -1,6 +1,6 @@
 //! The OpenAI Responses door (`POST /v1/responses`, stateless): the request → the chat form
-//! ([`request`]), a whole chat completion → a Response ([`answer`]), OpenAI chunks →
-//! Responses events ([`stream`]). When every deployment is OpenAI's, the client's body goes
+//! (`request.rs`), a whole chat completion → a Response (`answer.rs`), OpenAI chunks →
+//! Responses events (`stream.rs`). When every deployment is OpenAI's, the client's body goes
 //! upstream as it is ([`crate::front::native`]) and what only OpenAI can do (`store`,
 //! `previous_response_id`, built-in tools) is its business.
 
