@@ -26,59 +26,19 @@ pub(super) fn quote_env_refs(text: &str) -> std::borrow::Cow<'_, str> {
                 continue;
             }
             b'#' if i == 0 || b[i - 1].is_ascii_whitespace() => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = comment_end(b, i);
                 continue;
             }
             q @ (b'"' | b'\'')
                 if i == 0 || b[i - 1].is_ascii_whitespace() || b",[{:".contains(&b[i - 1]) =>
             {
-                i += 1;
-                while i < b.len() {
-                    if b[i] == q {
-                        // '' is an escaped quote inside a single-quoted scalar
-                        if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    if q == b'"' && b[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
+                i = quoted_end(b, i, q);
                 continue;
             }
             b'{' | b'[' => flow_depth += 1,
             b'}' | b']' => flow_depth = flow_depth.saturating_sub(1),
             b'$' if b.get(i + 1) == Some(&b'{') => {
-                let is_boundary = |c: u8| {
-                    c.is_ascii_whitespace()
-                        || (flow_depth > 0 && matches!(c, b',' | b'{' | b'[' | b'}' | b']'))
-                };
-                let mut start = i;
-                while start > last && !is_boundary(b[start - 1]) {
-                    start -= 1;
-                }
-                let mut end = i;
-                loop {
-                    if b[end..].starts_with(b"${") {
-                        match text[end..].find('}') {
-                            Some(close) => end += close + 1,
-                            None => {
-                                end = b.len();
-                                break;
-                            }
-                        }
-                    } else if end >= b.len() || is_boundary(b[end]) {
-                        break;
-                    } else {
-                        end += 1;
-                    }
-                }
+                let (start, end) = scalar_around(text, i, last, flow_depth > 0);
                 out.push_str(&text[last..start]);
                 out.push('"');
                 out.push_str(&text[start..end].replace('\\', "\\\\").replace('"', "\\\""));
@@ -93,6 +53,66 @@ pub(super) fn quote_env_refs(text: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&text[last..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// Where the comment starting at `i` ends: at its newline, or at the end of the text.
+fn comment_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i] != b'\n' {
+        i += 1;
+    }
+    i
+}
+
+/// Just past the closing `q` of the quoted scalar that opens at `i` (past the end of the text
+/// when it is not closed).
+fn quoted_end(b: &[u8], mut i: usize, q: u8) -> usize {
+    i += 1;
+    while i < b.len() {
+        if b[i] == q {
+            // '' is an escaped quote inside a single-quoted scalar
+            if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        if q == b'"' && b[i] == b'\\' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
+}
+
+/// The bounds of the unquoted scalar around the `${` at `at`: back to the previous boundary
+/// (whitespace, or inside a flow collection also `,` and brackets) but not before `floor`,
+/// and forward past every `${...}` to the next boundary.
+fn scalar_around(text: &str, at: usize, floor: usize, in_flow: bool) -> (usize, usize) {
+    let b = text.as_bytes();
+    let is_boundary = |c: u8| {
+        c.is_ascii_whitespace() || (in_flow && matches!(c, b',' | b'{' | b'[' | b'}' | b']'))
+    };
+    let mut start = at;
+    while start > floor && !is_boundary(b[start - 1]) {
+        start -= 1;
+    }
+    let mut end = at;
+    loop {
+        if b[end..].starts_with(b"${") {
+            match text[end..].find('}') {
+                Some(close) => end += close + 1,
+                None => {
+                    end = b.len();
+                    break;
+                }
+            }
+        } else if end >= b.len() || is_boundary(b[end]) {
+            break;
+        } else {
+            end += 1;
+        }
+    }
+    (start, end)
 }
 
 pub(super) struct Ctx {

@@ -1,0 +1,135 @@
+//! Gateway keys: `keys:` and the `default_guardrails` they fall back to.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::raw::RawKey;
+use super::secrets::Ctx;
+use super::{ConfigError, GatewayKey};
+use crate::guardrails::{Guardrails, Policy};
+use crate::limits::config::RawLimitSet;
+
+/// Takes each key's own `limits` out of `keys` (they belong to the limits engine), in file
+/// order, with the key's name.
+pub(super) fn take_limits(keys: &mut [RawKey]) -> Vec<(String, Option<RawLimitSet>)> {
+    keys.iter_mut()
+        .map(|k| (k.name.clone(), k.limits.take()))
+        .collect()
+}
+
+/// `default_guardrails`: the policy of every key without a `guardrails` list of its own.
+pub(super) fn default_policy(
+    guardrails: &Guardrails,
+    names: Option<&[String]>,
+) -> Result<Arc<Policy>, ConfigError> {
+    match names {
+        Some(names) => guardrails.policy(names, "default_guardrails"),
+        None => Ok(Policy::empty()),
+    }
+}
+
+/// `keys:`: at least one, names and keys unique.
+pub(super) fn validate(
+    ctx: &Ctx,
+    raw: Vec<RawKey>,
+    guardrails: &Guardrails,
+    default_policy: &Arc<Policy>,
+) -> Result<Vec<GatewayKey>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            "keys",
+            "at least one gateway key is required (clients authenticate with it)",
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut keys = Vec::with_capacity(raw.len());
+    for (i, k) in raw.into_iter().enumerate() {
+        let path = format!("keys[{i}]");
+        check_name(&path, &k.name, &mut names)?;
+        let sha256 = key_digest(ctx, &path, k.key, k.key_sha256)?;
+        if !hashes.insert(sha256) {
+            return Err(ConfigError::new(
+                path,
+                "the same key is configured twice (under another name)",
+            ));
+        }
+        let models = model_globs(&path, k.models)?;
+        let guardrails = match &k.guardrails {
+            // A key's own list replaces `default_guardrails` (an empty list turns them off).
+            Some(names) => guardrails.policy(names, &format!("{path}.guardrails"))?,
+            None => default_policy.clone(),
+        };
+        keys.push(GatewayKey {
+            name: k.name,
+            sha256,
+            models,
+            guardrails,
+        });
+    }
+    Ok(keys)
+}
+
+/// `keys[i].name`: not empty, not used by an earlier key.
+fn check_name(path: &str, name: &str, seen: &mut HashSet<String>) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.name"),
+            "must not be empty",
+        ));
+    }
+    if !seen.insert(name.to_string()) {
+        return Err(ConfigError::new(
+            format!("{path}.name"),
+            format!("duplicate key name {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The SHA-256 of the key: of its `key` secret, or its `key_sha256` as written (exactly one
+/// of the two).
+fn key_digest(
+    ctx: &Ctx,
+    path: &str,
+    key: Option<String>,
+    key_sha256: Option<String>,
+) -> Result<[u8; 32], ConfigError> {
+    match (key, key_sha256) {
+        (Some(key), None) => {
+            let secret = ctx.secret(&format!("{path}.key"), &key)?;
+            Ok(Sha256::digest(secret.expose().as_bytes()).into())
+        }
+        (None, Some(hex_hash)) => {
+            let bytes = hex::decode(hex_hash.trim()).ok().filter(|b| b.len() == 32);
+            match bytes {
+                Some(b) => Ok(b.try_into().expect("length checked")),
+                None => Err(ConfigError::new(
+                    format!("{path}.key_sha256"),
+                    "must be 64 hexadecimal characters (a SHA-256 digest)",
+                )),
+            }
+        }
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            path,
+            "set either key or key_sha256, not both",
+        )),
+        (None, None) => Err(ConfigError::new(path, "needs key or key_sha256")),
+    }
+}
+
+/// `keys[i].models`: the allow-list, every model by default; no glob may be empty.
+fn model_globs(path: &str, models: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let models = models.unwrap_or_else(|| vec!["*".into()]);
+    for (j, g) in models.iter().enumerate() {
+        if g.is_empty() {
+            return Err(ConfigError::new(
+                format!("{path}.models[{j}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    Ok(models)
+}

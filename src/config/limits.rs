@@ -1,0 +1,85 @@
+//! `limits:` and `pricing:`: the size and cost bounds checked here, and the rate limits,
+//! concurrency caps and spend budgets that [`crate::limits::config`] validates.
+
+use std::collections::BTreeMap;
+
+use super::raw::RawLimits;
+use super::secrets::resolve_reference;
+use super::units;
+use super::{ConfigError, Limits};
+use crate::limits::config::{RawEngine, RawLimitSet, RawPrice};
+use crate::limits::LimitsConfig;
+
+/// Request-body bytes in flight at once unless `limits.max_inflight_body_bytes` says
+/// otherwise (or one `max_body_bytes` if that is larger).
+const DEFAULT_INFLIGHT_BODY_BYTES: usize = 1 << 30;
+
+/// The size and cost bounds under `limits:`.
+pub(super) fn validate(l: &RawLimits) -> Result<Limits, ConfigError> {
+    let bytes =
+        |v: &Option<units::ByteSize>, default: usize| v.as_ref().map_or(default, |b| b.0 as usize);
+    let mut limits = Limits {
+        max_body_bytes: bytes(&l.max_body_bytes, 8 << 20),
+        max_response_bytes: bytes(&l.max_response_bytes, 64 << 20),
+        max_stream_bytes: bytes(&l.max_stream_bytes, 64 << 20),
+        max_inflight_body_bytes: bytes(&l.max_inflight_body_bytes, 0),
+        max_completion_tokens: l.max_completion_tokens.unwrap_or(262_144),
+    };
+    if limits.max_body_bytes == 0 {
+        return Err(ConfigError::new(
+            "limits.max_body_bytes",
+            "must be positive",
+        ));
+    }
+    for (key, v) in [
+        ("limits.max_response_bytes", limits.max_response_bytes),
+        ("limits.max_stream_bytes", limits.max_stream_bytes),
+    ] {
+        if v < 1024 {
+            return Err(ConfigError::new(key, "must be at least 1KiB"));
+        }
+    }
+    if l.max_inflight_body_bytes.is_none() {
+        limits.max_inflight_body_bytes = limits.max_body_bytes.max(DEFAULT_INFLIGHT_BODY_BYTES);
+    }
+    if limits.max_inflight_body_bytes < limits.max_body_bytes {
+        return Err(ConfigError::new(
+            "limits.max_inflight_body_bytes",
+            "must be at least limits.max_body_bytes (one largest request must fit)",
+        ));
+    }
+    if limits.max_completion_tokens == 0 {
+        return Err(ConfigError::new(
+            "limits.max_completion_tokens",
+            "must be positive",
+        ));
+    }
+    Ok(limits)
+}
+
+/// The limits engine's settings: the rest of `limits:`, `pricing:` and each key's own
+/// `limits` (`keys`, in file order), for the public model names `models`.
+pub(super) fn rate_limits(
+    l: &mut RawLimits,
+    pricing: BTreeMap<String, RawPrice>,
+    keys: Vec<(String, Option<RawLimitSet>)>,
+    models: &[String],
+) -> Result<LimitsConfig, ConfigError> {
+    // The URL may carry a password: `${ENV}` and `file:` are resolved like secrets, a literal
+    // is accepted (a password-less URL is no secret); errors never quote it.
+    let redis_url = match l.redis_url.take() {
+        Some(u) => Some(resolve_reference("limits.redis_url", &u)?.unwrap_or(u)),
+        None => None,
+    };
+    let engine = RawEngine {
+        backend: l.backend,
+        redis_url,
+        redis_timeout: l.redis_timeout.map(|d| d.0),
+        on_backend_error: l.on_backend_error,
+        default: l.default.take(),
+        models: std::mem::take(&mut l.models),
+        pricing,
+        keys,
+    };
+    crate::limits::config::validate(engine, models)
+}
