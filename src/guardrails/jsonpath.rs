@@ -1,162 +1,113 @@
-//! A small JSONPath subset selecting which string values a guardrail inspects on input.
+//! JSONPath (RFC 9535) queries selecting which string values a guardrail inspects on input.
 //!
-//! Supported: `$` (the root, required first), `.name`, `['name']` / `["name"]`, `.*` / `[*]`,
-//! `[N]` (negative counts from the end) and recursive descent `..name`, `..*`, `..[N]`. A
-//! selected object or array stands for all the strings inside it. Filters, slices and unions
-//! are refused when the config is loaded.
+//! Parsing and evaluation are jsonpath-rust's: names (`.name`, `['name']`), wildcards, indexes
+//! (negative counts from the end), slices (`[-2:]`), unions (`['a','b']`), filters
+//! (`[?@.role=='user']`) and recursive descent (`..`). A selected object or array stands for
+//! all the strings inside it. Whitespace that RFC 9535 forbids but the parser would take (inside
+//! a name or number, after `.` or `-`) is refused, so `$.messages content` is an error rather
+//! than a path to a member named "messages content".
 
+use jsonpath_rust::parser::errors::JsonPathError;
+use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::parse_json_path;
+use jsonpath_rust::query::js_path_process;
+use jsonpath_rust::query::queryable::Queryable;
 use serde_json::Value;
 
-/// One step of a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Child(String),
-    Index(i64),
-    Wildcard,
-    /// `..` followed by a step: that step at this node or any node below it.
-    Descend(Box<Seg>),
-}
-
 /// A parsed path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JsonPath {
-    segs: Vec<Seg>,
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    query: JpQuery,
 }
 
 impl JsonPath {
     /// Parses a path; the error says what is wrong (the caller adds the key path).
     pub fn parse(s: &str) -> Result<JsonPath, String> {
-        let rest = s
-            .strip_prefix('$')
-            .ok_or_else(|| format!("invalid JSONPath {s:?}: must start with $"))?;
-        let b = rest.as_bytes();
-        let mut i = 0;
-        let mut segs = Vec::new();
         let err = |what: &str| format!("invalid JSONPath {s:?}: {what}");
-        while i < b.len() {
-            let (descend, dotted) = if rest[i..].starts_with("..") {
-                i += 2;
-                (true, true)
-            } else if b[i] == b'.' {
-                i += 1;
-                (false, true)
-            } else {
-                (false, false)
-            };
-            let seg = if dotted {
-                if i < b.len() && b[i] == b'[' {
-                    let (seg, n) = parse_bracket(&rest[i..]).map_err(|m| err(&m))?;
-                    i += n;
-                    seg
-                } else if i < b.len() && b[i] == b'*' {
-                    i += 1;
-                    Seg::Wildcard
-                } else {
-                    let n = rest[i..]
-                        .find(|c: char| !is_name_char(c))
-                        .unwrap_or(rest.len() - i);
-                    if n == 0 {
-                        return Err(err("expected a name after '.'"));
-                    }
-                    let seg = Seg::Child(rest[i..i + n].to_string());
-                    i += n;
-                    seg
-                }
-            } else if b[i] == b'[' {
-                let (seg, n) = parse_bracket(&rest[i..]).map_err(|m| err(&m))?;
-                i += n;
-                seg
-            } else {
-                return Err(err(&format!("unexpected {:?}", &rest[i..])));
-            };
-            segs.push(if descend {
-                Seg::Descend(Box::new(seg))
-            } else {
-                seg
-            });
+        if !s.starts_with('$') {
+            return Err(err("must start with $"));
         }
-        Ok(JsonPath { segs })
+        if let Some(col) = stray_space(s) {
+            return Err(err(&format!("unexpected whitespace at column {col}")));
+        }
+        let query = parse_json_path(s).map_err(|e| err(&describe(&e)))?;
+        Ok(JsonPath { query })
     }
 
     /// Calls `f` on every string selected by the path (strings inside selected objects and
-    /// arrays included).
+    /// arrays included), in the order the query selects them.
     pub fn for_each_string(&self, v: &mut Value, f: &mut dyn FnMut(&mut String)) {
-        walk(v, &self.segs, f);
+        // The query borrows `v`: take the normalized paths (`$['a'][0]`) of what it selects,
+        // then reach each one mutably. Visiting only rewrites strings, so every path stays valid.
+        let paths: Vec<String> = match js_path_process(&self.query, &*v) {
+            Ok(found) => found.into_iter().map(|r| r.path).collect(),
+            Err(_) => return,
+        };
+        for p in paths {
+            if let Some(node) = v.reference_mut(p) {
+                strings(node, f);
+            }
+        }
     }
 }
 
-/// Parses `[...]` at the start of `s`; returns the step and the bytes consumed.
-fn parse_bracket(s: &str) -> Result<(Seg, usize), String> {
-    let close = s.find(']').ok_or("unclosed '['")?;
-    let inner = s[1..close].trim();
-    let seg = if inner == "*" {
-        Seg::Wildcard
-    } else if let Some(q) = inner
-        .strip_prefix('\'')
-        .and_then(|x| x.strip_suffix('\''))
-        .or_else(|| inner.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
-    {
-        if q.contains(['\'', '"', '\\']) {
-            return Err("quotes and escapes inside a bracketed name are not supported".into());
-        }
-        Seg::Child(q.to_string())
-    } else if let Ok(n) = inner.parse::<i64>() {
-        Seg::Index(n)
-    } else {
-        return Err(format!(
-            "unsupported selector [{inner}] (supported: [*], [N], ['name'])"
-        ));
+/// A parser error on one line: what was expected and where (the parser's own text draws a
+/// caret under the query over several lines).
+fn describe(e: &JsonPathError) -> String {
+    let JsonPathError::PestError(p) = e else {
+        return e.to_string();
     };
-    Ok((seg, close + 1))
+    let text = p.to_string();
+    let col = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .and_then(|at| at.rsplit(':').next());
+    match col {
+        Some(col) => format!("{} at column {col}", p.variant.message()),
+        None => p.variant.message().into_owned(),
+    }
 }
 
+/// The 1-based column of whitespace outside quoted strings that RFC 9535 never allows: between
+/// two name or number characters, or after `.` or `-`.
+fn stray_space(s: &str) -> Option<usize> {
+    let word = |c: char| c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii();
+    let (mut quote, mut escaped) = (None, false);
+    let (mut prev, mut space_at) = (None, None);
+    for (i, c) in s.chars().enumerate() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            prev = Some(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            space_at.get_or_insert(i + 1);
+            continue;
+        }
+        if let (Some(at), Some(p)) = (space_at.take(), prev) {
+            if p == '.' || p == '-' || (word(p) && word(c)) {
+                return Some(at);
+            }
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+        }
+        prev = Some(c);
+    }
+    None
+}
+
+/// Calls `f` on every string in `v`, `v` itself included.
 fn strings(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
     match v {
         Value::String(s) => f(s),
         Value::Array(a) => a.iter_mut().for_each(|x| strings(x, f)),
         Value::Object(m) => m.values_mut().for_each(|x| strings(x, f)),
         _ => {}
-    }
-}
-
-fn step(v: &mut Value, seg: &Seg, rest: &[Seg], f: &mut dyn FnMut(&mut String)) {
-    match (seg, v) {
-        (Seg::Child(name), Value::Object(m)) => {
-            if let Some(c) = m.get_mut(name) {
-                walk(c, rest, f);
-            }
-        }
-        (Seg::Index(i), Value::Array(a)) => {
-            let len = a.len() as i64;
-            let i = if *i < 0 { len + i } else { *i };
-            if (0..len).contains(&i) {
-                walk(&mut a[i as usize], rest, f);
-            }
-        }
-        (Seg::Wildcard, Value::Array(a)) => a.iter_mut().for_each(|x| walk(x, rest, f)),
-        (Seg::Wildcard, Value::Object(m)) => m.values_mut().for_each(|x| walk(x, rest, f)),
-        _ => {}
-    }
-}
-
-fn walk(v: &mut Value, segs: &[Seg], f: &mut dyn FnMut(&mut String)) {
-    let Some((seg, rest)) = segs.split_first() else {
-        strings(v, f);
-        return;
-    };
-    match seg {
-        Seg::Descend(inner) => {
-            step(v, inner, rest, f);
-            match v {
-                Value::Array(a) => a.iter_mut().for_each(|x| walk(x, segs, f)),
-                Value::Object(m) => m.values_mut().for_each(|x| walk(x, segs, f)),
-                _ => {}
-            }
-        }
-        _ => step(v, seg, rest, f),
     }
 }

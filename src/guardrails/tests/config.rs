@@ -24,7 +24,7 @@ fn errors_name_the_key_path() {
         ("- {name: a, type: pii, action: log}\n- {name: a, type: secrets, action: log}", "guardrails[1].name: duplicate guardrail name \"a\""),
         ("- {name: a, type: pii, action: log, apply_to: [input, outptu]}", "guardrails[0].apply_to[1]: unknown value \"outptu\""),
         ("- {name: a, type: pii, action: log, apply_to: []}", "guardrails[0].apply_to: must name"),
-        ("- {name: a, type: pii, action: log, fields: ['$.a[?(@.b)]']}", "guardrails[0].fields[0]: invalid JSONPath"),
+        ("- {name: a, type: pii, action: log, fields: ['$.a[?(@.b]']}", "guardrails[0].fields[0]: invalid JSONPath"),
         ("- {name: a, type: pii, action: log, fields: ['messages']}", "guardrails[0].fields[0]: invalid JSONPath \"messages\": must start with $"),
         ("- {name: a, type: pii, action: log, apply_to: [output], fields: ['$.a']}", "guardrails[0].fields: fields select what is inspected on input"),
         ("- {name: a, type: pii, action: log, patterns: ['x']}", "guardrails[0].patterns: only regex guardrails"),

@@ -233,20 +233,14 @@ fn jsonpath_parsing() {
         "$..*",
         "$..[0]",
         "$.messages[*].content",
-    ] {
-        assert!(JsonPath::parse(ok).is_ok(), "{ok}");
-    }
-    for bad in [
-        "",
-        "a",
-        "$.",
-        "$[",
         "$[?(@.a)]",
         "$[0:2]",
         "$[0,1]",
-        "$.a b",
         "$['a\\'b']",
     ] {
+        assert!(JsonPath::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["", "a", "$.", "$[", "$.a b"] {
         assert!(JsonPath::parse(bad).is_err(), "{bad}");
     }
     let mut v = json!({"x": [{"y": "1"}, {"y": "2"}]});
@@ -255,6 +249,100 @@ fn jsonpath_parsing() {
         .expect("ok")
         .for_each_string(&mut v, &mut |s| seen.push(s.clone()));
     assert_eq!(seen, ["2"]);
+}
+
+#[test]
+fn fields_filter_slice_and_union_select_strings() {
+    let p = policy(
+        r#"- {name: r, type: regex, patterns: ["falcon"], action: redact, apply_to: [input], fields: ["$.messages[?@.role=='user'].content"]}"#,
+    );
+    let mut body = json!({"messages": [
+        {"role": "system", "content": "falcon s"},
+        {"role": "user", "content": "falcon u1"},
+        {"role": "assistant", "content": "falcon a"},
+        {"role": "user", "content": [{"type": "text", "text": "falcon u2"}]}
+    ]});
+    assert!(p
+        .check_input(&mut body, InputApi::ChatCompletions)
+        .redacted());
+    assert_eq!(body["messages"][0]["content"], "falcon s");
+    assert_eq!(body["messages"][1]["content"], "[REDACTED:r] u1");
+    assert_eq!(body["messages"][2]["content"], "falcon a");
+    assert_eq!(body["messages"][3]["content"][0]["text"], "[REDACTED:r] u2");
+
+    let p = policy(
+        r#"- {name: r, type: regex, patterns: ["falcon"], action: redact, apply_to: [input], fields: ["$.messages[-2:].content"]}"#,
+    );
+    let mut body = json!({"messages": [
+        {"role": "user", "content": "falcon 0"},
+        {"role": "user", "content": "falcon 1"},
+        {"role": "user", "content": "falcon 2"}
+    ]});
+    p.check_input(&mut body, InputApi::ChatCompletions);
+    assert_eq!(body["messages"][0]["content"], "falcon 0");
+    assert_eq!(body["messages"][1]["content"], "[REDACTED:r] 1");
+    assert_eq!(body["messages"][2]["content"], "[REDACTED:r] 2");
+
+    let p = policy(
+        r#"- {name: r, type: regex, patterns: ["falcon"], action: block, apply_to: [input], fields: ["$['system','input']"]}"#,
+    );
+    for (body, blocked) in [
+        (
+            json!({"system": "falcon", "input": "x", "other": "x"}),
+            true,
+        ),
+        (
+            json!({"system": "x", "input": ["x", {"t": "falcon"}], "other": "x"}),
+            true,
+        ),
+        (
+            json!({"system": "x", "input": "x", "other": "falcon"}),
+            false,
+        ),
+    ] {
+        let mut b = body.clone();
+        let v = p.check_input(&mut b, InputApi::Responses);
+        assert_eq!(v.blocked().is_some(), blocked, "{body}");
+    }
+}
+
+#[test]
+fn jsonpath_refusals_name_the_problem() {
+    use super::super::jsonpath::JsonPath;
+    for (bad, want) in [
+        ("$.messages content", "unexpected whitespace at column 11"),
+        ("$. a", "unexpected whitespace at column 3"),
+        ("$[- 1]", "unexpected whitespace at column 4"),
+        ("$.a-b", "at column 4"),
+        ("$[01]", "at column 3"),
+        ("$[?(@.a]", "at column 8"),
+    ] {
+        let got = JsonPath::parse(bad).expect_err(bad);
+        assert!(
+            got.starts_with(&format!("invalid JSONPath {bad:?}: ")),
+            "{got}"
+        );
+        assert!(got.ends_with(want), "{bad}: {got}");
+    }
+}
+
+#[test]
+fn jsonpath_visits_in_selection_order_and_reaches_any_key() {
+    use super::super::jsonpath::JsonPath;
+    let mut v = json!({"a/b": "1", "t~x": {"q'\"\\": "2", "\n": ["3"]}, "z": [{"k": "4"}, {"k": "5"}, {"k": "6"}]});
+    let mut seen = Vec::new();
+    for p in ["$..*", "$.z[::-2].k", "$['z','a/b'][1,0].k"] {
+        JsonPath::parse(p)
+            .expect(p)
+            .for_each_string(&mut v, &mut |s| seen.push(s.clone()));
+    }
+    // `..*`: each node's children before their own descendants; a selected object or array
+    // stands for every string inside it.
+    let all = [
+        "1", "2", "3", "4", "5", "6", "2", "3", "3", "4", "5", "6", "4", "5", "6",
+    ];
+    assert_eq!(seen[..15], all);
+    assert_eq!(seen[15..], ["6", "4", "5", "4"]);
 }
 
 #[test]
