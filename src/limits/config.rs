@@ -267,56 +267,83 @@ fn validate_redis_url(url: &str) -> Result<(), ConfigError> {
 /// and prices may only name those.
 pub fn validate(raw: RawEngine, models: &[String]) -> Result<LimitsConfig, ConfigError> {
     let backend = raw.backend.unwrap_or(BackendKind::Memory);
-    let redis_url = match (backend, raw.redis_url) {
-        (BackendKind::Redis, Some(url)) => {
-            validate_redis_url(&url)?;
-            Some(Secret::new(url))
-        }
-        (BackendKind::Redis, None) => {
-            return Err(err(
-                "limits.redis_url",
-                "is required when limits.backend is redis",
-            ))
-        }
-        (BackendKind::Memory, Some(_)) => {
-            return Err(err(
-                "limits.redis_url",
-                "is only used with limits.backend: redis",
-            ))
-        }
-        (BackendKind::Memory, None) => None,
-    };
+    let redis_url = redis_url(backend, raw.redis_url)?;
     let redis_timeout = raw.redis_timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT);
     if redis_timeout.is_zero() {
         return Err(err("limits.redis_timeout", "must be positive"));
     }
-    let known = |m: &str| models.iter().any(|k| k == m);
     let default = raw
         .default
         .as_ref()
         .map(|d| validate_set("limits.default", d))
         .transpose()?
         .unwrap_or_default();
-    let mut model_limits = BTreeMap::new();
-    for (name, set) in &raw.models {
-        let path = format!("limits.models.{name}");
-        if !known(name) {
-            return Err(err(
-                path,
-                format!("unknown model {name:?} (not under models)"),
-            ));
+    let model_limits = model_limits(&raw.models, models)?;
+    let pricing = pricing(raw.pricing, models)?;
+    let keys = key_limits(raw.keys, &default)?;
+    Ok(LimitsConfig {
+        backend,
+        redis_url,
+        redis_timeout,
+        on_backend_error: raw.on_backend_error.unwrap_or(OnBackendError::FailOpen),
+        keys,
+        models: model_limits,
+        pricing,
+        ..LimitsConfig::default()
+    })
+}
+
+/// `limits.redis_url`: required by the Redis backend, refused by the memory one.
+fn redis_url(backend: BackendKind, url: Option<String>) -> Result<Option<Secret>, ConfigError> {
+    match (backend, url) {
+        (BackendKind::Redis, Some(url)) => {
+            validate_redis_url(&url)?;
+            Ok(Some(Secret::new(url)))
         }
+        (BackendKind::Redis, None) => Err(err(
+            "limits.redis_url",
+            "is required when limits.backend is redis",
+        )),
+        (BackendKind::Memory, Some(_)) => Err(err(
+            "limits.redis_url",
+            "is only used with limits.backend: redis",
+        )),
+        (BackendKind::Memory, None) => Ok(None),
+    }
+}
+
+/// Refuses a model name at `path` that is not one of the public `models`.
+fn check_known(path: String, name: &str, models: &[String]) -> Result<String, ConfigError> {
+    if !models.iter().any(|k| k == name) {
+        return Err(err(
+            path,
+            format!("unknown model {name:?} (not under models)"),
+        ));
+    }
+    Ok(path)
+}
+
+/// `limits.models.<name>`: limits of known models.
+fn model_limits(
+    raw: &BTreeMap<String, RawLimitSet>,
+    models: &[String],
+) -> Result<BTreeMap<String, LimitSet>, ConfigError> {
+    let mut model_limits = BTreeMap::new();
+    for (name, set) in raw {
+        let path = check_known(format!("limits.models.{name}"), name, models)?;
         model_limits.insert(name.clone(), validate_set(&path, set)?);
     }
+    Ok(model_limits)
+}
+
+/// `pricing.<name>`: prices of known models, never negative.
+fn pricing(
+    raw: BTreeMap<String, RawPrice>,
+    models: &[String],
+) -> Result<BTreeMap<String, Price>, ConfigError> {
     let mut pricing = BTreeMap::new();
-    for (name, p) in raw.pricing {
-        let path = format!("pricing.{name}");
-        if !known(&name) {
-            return Err(err(
-                path,
-                format!("unknown model {name:?} (not under models)"),
-            ));
-        }
+    for (name, p) in raw {
+        let path = check_known(format!("pricing.{name}"), &name, models)?;
         for (field, v) in [("input", p.input), ("output", p.output)] {
             if !v.is_finite() || v < 0.0 {
                 return Err(err(
@@ -333,22 +360,21 @@ pub fn validate(raw: RawEngine, models: &[String]) -> Result<LimitsConfig, Confi
             },
         );
     }
-    let mut keys = BTreeMap::new();
-    for (i, (name, own)) in raw.keys.into_iter().enumerate() {
+    Ok(pricing)
+}
+
+/// Every key's effective limits: its own `keys[i].limits`, or `default`.
+fn key_limits(
+    keys: Vec<(String, Option<RawLimitSet>)>,
+    default: &LimitSet,
+) -> Result<BTreeMap<String, LimitSet>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, (name, own)) in keys.into_iter().enumerate() {
         let set = match own {
             Some(own) => validate_set(&format!("keys[{i}].limits"), &own)?,
             None => default.clone(),
         };
-        keys.insert(name, set);
+        out.insert(name, set);
     }
-    Ok(LimitsConfig {
-        backend,
-        redis_url,
-        redis_timeout,
-        on_backend_error: raw.on_backend_error.unwrap_or(OnBackendError::FailOpen),
-        keys,
-        models: model_limits,
-        pricing,
-        ..LimitsConfig::default()
-    })
+    Ok(out)
 }

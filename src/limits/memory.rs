@@ -98,6 +98,42 @@ fn states(sets: &std::collections::BTreeMap<String, LimitSet>) -> HashMap<String
         .collect()
 }
 
+/// Charges the limits of `set` to its locked state `st`, taking their passed checks from `it`
+/// in the order [`MemoryBackend::check_scope`] made them; returns what settlement must undo
+/// or correct.
+fn charge_scope(
+    set: &LimitSet,
+    shared: &Shared,
+    st: &mut State,
+    it: &mut std::slice::Iter<'_, Check<'_>>,
+    now: u64,
+    estimated: u64,
+) -> Hold {
+    if set.requests_per_minute.is_some() {
+        if let Some(c) = it.next() {
+            st.requests.set(c.value + c.cost, now);
+        }
+    }
+    if set.tokens_per_minute.is_some() {
+        if let Some(c) = it.next() {
+            st.tokens.set(c.value + c.cost, now);
+        }
+    }
+    if set.max_concurrent.is_some() {
+        st.in_flight += 1;
+        it.next();
+    }
+    for _ in [set.daily_usd, set.monthly_usd].iter().flatten() {
+        it.next();
+    }
+    Hold {
+        state: Arc::clone(shared),
+        tokens: set.tokens_per_minute.map(|l| (l, charge_for(estimated, l))),
+        concurrent: set.max_concurrent.is_some(),
+        budget: set.has_budget(),
+    }
+}
+
 impl MemoryBackend {
     pub(crate) fn new(cfg: &LimitsConfig, clock: Clock) -> Self {
         MemoryBackend {
@@ -128,45 +164,7 @@ impl MemoryBackend {
         let (month, _, _) = period_at(Period::Month, unix);
         let mut checks = Vec::with_capacity(found.len() * 5);
         for ((t, _), st) in found.iter().zip(guards.iter_mut()) {
-            let mut add = |kind, limit: f64, cost: f64, value: f64| {
-                let mut c = Check {
-                    scope: t.scope,
-                    name: t.name,
-                    kind,
-                    limit,
-                    cost,
-                    value,
-                    passed: false,
-                };
-                c.evaluate();
-                checks.push(c);
-            };
-            let set = t.set;
-            if let Some(l) = set.requests_per_minute {
-                add(
-                    CheckKind::Requests,
-                    l as f64,
-                    1.0,
-                    st.requests.level_at(now, l, self.window_us),
-                );
-            }
-            if let Some(l) = set.tokens_per_minute {
-                add(
-                    CheckKind::Tokens,
-                    l as f64,
-                    charge_for(estimated, l) as f64,
-                    st.tokens.level_at(now, l, self.window_us),
-                );
-            }
-            if let Some(m) = set.max_concurrent {
-                add(CheckKind::Concurrency, m as f64, 1.0, st.in_flight as f64);
-            }
-            if let Some(b) = set.daily_usd {
-                add(CheckKind::Daily, b, 0.0, *st.day.at(day));
-            }
-            if let Some(b) = set.monthly_usd {
-                add(CheckKind::Monthly, b, 0.0, *st.month.at(month));
-            }
+            self.check_scope(t, st, now, (day, month), estimated, &mut checks);
         }
         if checks.iter().any(|c| !c.passed) {
             return Decision::Refuse(checks, unix);
@@ -175,33 +173,62 @@ impl MemoryBackend {
         let mut holds = Vec::with_capacity(found.len());
         let mut it = checks.iter();
         for ((t, shared), st) in found.iter().zip(guards.iter_mut()) {
-            let set = t.set;
-            if set.requests_per_minute.is_some() {
-                if let Some(c) = it.next() {
-                    st.requests.set(c.value + c.cost, now);
-                }
-            }
-            if set.tokens_per_minute.is_some() {
-                if let Some(c) = it.next() {
-                    st.tokens.set(c.value + c.cost, now);
-                }
-            }
-            if set.max_concurrent.is_some() {
-                st.in_flight += 1;
-                it.next();
-            }
-            for _ in [set.daily_usd, set.monthly_usd].iter().flatten() {
-                it.next();
-            }
-            holds.push(Hold {
-                state: Arc::clone(shared),
-                tokens: set.tokens_per_minute.map(|l| (l, charge_for(estimated, l))),
-                concurrent: set.max_concurrent.is_some(),
-                budget: set.has_budget(),
-            });
+            holds.push(charge_scope(t.set, shared, st, &mut it, now, estimated));
         }
         drop(guards);
         Decision::Admit(Grant::Memory(MemoryGrant { holds }), checks)
+    }
+
+    /// Evaluates every limit of `t` against its locked state `st`, adding one check per
+    /// limit to `checks`, in order: requests, tokens, concurrency, daily and monthly budget.
+    fn check_scope<'a>(
+        &self,
+        t: &Target<'a>,
+        st: &mut State,
+        now: u64,
+        (day, month): (u64, u64),
+        estimated: u64,
+        checks: &mut Vec<Check<'a>>,
+    ) {
+        let mut add = |kind, limit: f64, cost: f64, value: f64| {
+            let mut c = Check {
+                scope: t.scope,
+                name: t.name,
+                kind,
+                limit,
+                cost,
+                value,
+                passed: false,
+            };
+            c.evaluate();
+            checks.push(c);
+        };
+        let set = t.set;
+        if let Some(l) = set.requests_per_minute {
+            add(
+                CheckKind::Requests,
+                l as f64,
+                1.0,
+                st.requests.level_at(now, l, self.window_us),
+            );
+        }
+        if let Some(l) = set.tokens_per_minute {
+            add(
+                CheckKind::Tokens,
+                l as f64,
+                charge_for(estimated, l) as f64,
+                st.tokens.level_at(now, l, self.window_us),
+            );
+        }
+        if let Some(m) = set.max_concurrent {
+            add(CheckKind::Concurrency, m as f64, 1.0, st.in_flight as f64);
+        }
+        if let Some(b) = set.daily_usd {
+            add(CheckKind::Daily, b, 0.0, *st.day.at(day));
+        }
+        if let Some(b) = set.monthly_usd {
+            add(CheckKind::Monthly, b, 0.0, *st.month.at(month));
+        }
     }
 
     /// Corrects token buckets to the `actual` tokens used (each capped at its bucket's limit;

@@ -36,6 +36,7 @@ pub mod config;
 mod decide;
 mod memory;
 pub mod metrics;
+mod permit;
 mod redis;
 mod time;
 
@@ -45,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{BackendKind, LimitSet, LimitsConfig, OnBackendError, Price};
+pub use permit::Permit;
 pub use time::format_reset;
 
 use decide::Check;
@@ -404,27 +406,24 @@ impl Limiter {
         req: &Admission<'_>,
         permit: &mut Permit,
     ) -> Result<(), Rejection> {
-        permit.estimated_tokens = req.estimated_tokens;
-        permit.price = self.inner.cfg.pricing.get(req.model).copied();
+        permit.set_estimate(
+            req.estimated_tokens,
+            self.inner.cfg.pricing.get(req.model).copied(),
+        );
         self.admit_stage(Stage::Late, req, permit).await
     }
 
     fn permit(&self, req: &Admission<'_>) -> Permit {
-        Permit {
-            inner: self.inner.clone(),
-            grants: Vec::new(),
-            rates: Vec::new(),
-            estimated_tokens: req.estimated_tokens,
-            price: self.inner.cfg.pricing.get(req.model).copied(),
-        }
+        Permit::new(
+            self.inner.clone(),
+            req.estimated_tokens,
+            self.inner.cfg.pricing.get(req.model).copied(),
+        )
     }
 
-    async fn admit_stage(
-        &self,
-        stage: Stage,
-        req: &Admission<'_>,
-        permit: &mut Permit,
-    ) -> Result<(), Rejection> {
+    /// The limits `stage` checks for `req`: the key's (those of the stage) and, except in
+    /// the early stage, the model's; a scope without limits is left out.
+    fn targets<'a>(&'a self, stage: Stage, req: &Admission<'a>) -> Vec<Target<'a>> {
         let inner = &self.inner;
         let key_sets = match stage {
             Stage::All => &inner.cfg.keys,
@@ -448,7 +447,17 @@ impl Limiter {
                 });
             }
         }
-        let targets: Vec<Target<'_>> = targets.into_iter().flatten().collect();
+        targets.into_iter().flatten().collect()
+    }
+
+    async fn admit_stage(
+        &self,
+        stage: Stage,
+        req: &Admission<'_>,
+        permit: &mut Permit,
+    ) -> Result<(), Rejection> {
+        let inner = &self.inner;
+        let targets = self.targets(stage, req);
         if targets.is_empty() {
             return Ok(());
         }
@@ -458,10 +467,7 @@ impl Limiter {
         };
         let result = match outcome {
             Ok(Decision::Admit(grant, checks)) => {
-                permit.grants.push(grant);
-                permit
-                    .rates
-                    .extend(decide::rate_views(&checks, true, inner.cfg.window));
+                permit.charged(grant, decide::rate_views(&checks, true, inner.cfg.window));
                 Ok(())
             }
             Ok(Decision::Refuse(checks, unix_secs)) => {
@@ -511,96 +517,6 @@ pub(crate) struct BackendDown;
 pub(crate) enum Grant {
     Memory(memory::MemoryGrant),
     Redis(redis::RedisGrant),
-}
-
-/// An admitted request. Settle it with the usage when the answer is complete; dropping it
-/// instead (client disconnect) releases its concurrency slot and keeps the estimate charged.
-#[must_use = "a permit holds a concurrency slot until settled or dropped"]
-pub struct Permit {
-    inner: Arc<Inner>,
-    /// One per admission stage that charged something.
-    grants: Vec<Grant>,
-    /// The rate buckets this permit was charged to, for its headers.
-    rates: Vec<decide::RateView>,
-    estimated_tokens: u64,
-    price: Option<Price>,
-}
-
-impl fmt::Debug for Permit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
-            .field("estimated_tokens", &self.estimated_tokens)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Permit {
-    /// The `x-ratelimit-*` headers for the answer (the most restrictive of the key's and the
-    /// model's buckets; none when no rate limit applies).
-    pub fn headers(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
-        decide::headers_of(&self.rates).into_iter()
-    }
-
-    /// Tokens used and cost for `usage`; with no usage, no token correction (the estimate
-    /// stays charged) and the estimate's cost at the higher of the two prices.
-    fn charges(&self, usage: Option<Usage>) -> (Option<u64>, f64) {
-        match usage {
-            Some(u) => (
-                Some(u.prompt.saturating_add(u.completion)),
-                self.price.map_or(0.0, |p| p.cost(u.prompt, u.completion)),
-            ),
-            None => {
-                let cost = self.price.map_or(0.0, |p| {
-                    p.input.max(p.output) * self.estimated_tokens as f64 / 1e6
-                });
-                (None, cost)
-            }
-        }
-    }
-
-    fn release(&mut self, usage: Option<Usage>) -> Vec<(Grant, Option<u64>, f64)> {
-        let (actual, cost) = self.charges(usage);
-        std::mem::take(&mut self.grants)
-            .into_iter()
-            .map(|g| (g, actual, cost))
-            .collect()
-    }
-
-    /// Settles the request: corrects the token charge to the actual usage, charges the spend
-    /// budget and releases the concurrency slot. `None` keeps the estimate charged.
-    pub async fn settle(mut self, usage: Option<Usage>) {
-        for (grant, actual, cost) in self.release(usage) {
-            match grant {
-                Grant::Memory(g) => {
-                    if let Backend::Memory(m) = &self.inner.backend {
-                        m.settle(g, actual, cost);
-                    }
-                }
-                Grant::Redis(g) => g.settle(actual, cost).await,
-            }
-        }
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        for (grant, actual, cost) in self.release(None) {
-            match grant {
-                Grant::Memory(g) => {
-                    if let Backend::Memory(m) = &self.inner.backend {
-                        m.settle(g, actual, cost);
-                    }
-                }
-                Grant::Redis(g) => {
-                    // Drop cannot wait for Redis: settle on the runtime. Outside a runtime the
-                    // slot's lease expires by itself.
-                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                        rt.spawn(g.settle(actual, cost));
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

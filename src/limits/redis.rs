@@ -191,6 +191,28 @@ fn scope_id(scope: Scope, name: &str) -> String {
     s
 }
 
+/// One item of the admission script: a key, its four arguments, and the check it makes.
+struct Item {
+    kind: CheckKind,
+    key: String,
+    args: [String; 4],
+    limit: f64,
+    cost: f64,
+}
+
+/// Reads the admission script's answer into `checks` (the state each found and whether it
+/// passed); returns whether the request was admitted.
+fn read_outcome(out: &[String], checks: &mut [Check<'_>]) -> bool {
+    for (i, c) in checks.iter_mut().enumerate() {
+        c.value = out
+            .get(1 + 2 * i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        c.passed = out.get(2 + 2 * i).map(String::as_str) == Some("1");
+    }
+    out.first().map(String::as_str) == Some("1")
+}
+
 fn describe(e: &redis::RedisError) -> String {
     // The error kind only: an error's text could quote connection details.
     if e.is_timeout() {
@@ -313,88 +335,25 @@ impl RedisBackend {
             budgets: Vec::new(),
             renew: None,
         };
-        let w = self.window_us;
         for t in targets {
-            let s = scope_id(t.scope, t.name);
-            let mut add = |kind, key: String, args: [String; 4], limit: f64, cost: f64| {
-                inv.key(key);
-                for a in args {
+            for item in self.scope_items(t, estimated, (&day, &month), &mut grant) {
+                inv.key(item.key);
+                for a in item.args {
                     inv.arg(a);
                 }
                 checks.push(Check {
                     scope: t.scope,
                     name: t.name,
-                    kind,
-                    limit,
-                    cost,
+                    kind: item.kind,
+                    limit: item.limit,
+                    cost: item.cost,
                     value: 0.0,
                     passed: false,
                 });
-            };
-            let set = t.set;
-            if let Some(l) = set.requests_per_minute {
-                let args = ["r".into(), l.to_string(), "1".into(), w.to_string()];
-                add(
-                    CheckKind::Requests,
-                    format!("sluice:rpm:{s}"),
-                    args,
-                    l as f64,
-                    1.0,
-                );
-            }
-            if let Some(l) = set.tokens_per_minute {
-                let key = format!("sluice:tpm:{s}");
-                let charge = charge_for(estimated, l);
-                let args = ["r".into(), l.to_string(), charge.to_string(), w.to_string()];
-                add(
-                    CheckKind::Tokens,
-                    key.clone(),
-                    args,
-                    l as f64,
-                    charge as f64,
-                );
-                grant.tokens.push((key, l, charge));
-            }
-            if let Some(m) = set.max_concurrent {
-                let key = format!("sluice:conc:{s}");
-                let args = ["c".into(), m.to_string(), "0".into(), "0".into()];
-                add(CheckKind::Concurrency, key.clone(), args, m as f64, 1.0);
-                grant.conc.push(key);
-            }
-            if let Some(b) = set.daily_usd {
-                let args = ["b".into(), b.to_string(), "0".into(), "0".into()];
-                add(
-                    CheckKind::Daily,
-                    format!("sluice:budget:{s}:d:{day}"),
-                    args,
-                    b,
-                    0.0,
-                );
-            }
-            if let Some(b) = set.monthly_usd {
-                let args = ["b".into(), b.to_string(), "0".into(), "0".into()];
-                add(
-                    CheckKind::Monthly,
-                    format!("sluice:budget:{s}:m:{month}"),
-                    args,
-                    b,
-                    0.0,
-                );
-            }
-            if set.has_budget() {
-                grant.budgets.push(s);
             }
         }
         let out: Vec<String> = self.call(&inv).await?;
-        let admitted = out.first().map(String::as_str) == Some("1");
-        for (i, c) in checks.iter_mut().enumerate() {
-            c.value = out
-                .get(1 + 2 * i)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            c.passed = out.get(2 + 2 * i).map(String::as_str) == Some("1");
-        }
-        if !admitted {
+        if !read_outcome(&out, &mut checks) {
             // Nothing was charged: the grant only holds names.
             grant.conc.clear();
             return Ok(Decision::Refuse(checks, unix));
@@ -403,6 +362,76 @@ impl RedisBackend {
             grant.renew = Some(self.spawn_renewal(&grant));
         }
         Ok(Decision::Admit(Grant::Redis(grant), checks))
+    }
+
+    /// The script items for every limit of `t`, in the order the checks are made (requests,
+    /// tokens, concurrency, daily and monthly budget); what they would charge is noted in
+    /// `grant`. `day` and `month` name the current UTC periods.
+    fn scope_items(
+        &self,
+        t: &Target<'_>,
+        estimated: u64,
+        (day, month): (&str, &str),
+        grant: &mut RedisGrant,
+    ) -> Vec<Item> {
+        let s = scope_id(t.scope, t.name);
+        let w = self.window_us;
+        let set = t.set;
+        let mut items = Vec::with_capacity(5);
+        if let Some(l) = set.requests_per_minute {
+            let args = ["r".into(), l.to_string(), "1".into(), w.to_string()];
+            items.push(Item {
+                kind: CheckKind::Requests,
+                key: format!("sluice:rpm:{s}"),
+                args,
+                limit: l as f64,
+                cost: 1.0,
+            });
+        }
+        if let Some(l) = set.tokens_per_minute {
+            let key = format!("sluice:tpm:{s}");
+            let charge = charge_for(estimated, l);
+            let args = ["r".into(), l.to_string(), charge.to_string(), w.to_string()];
+            grant.tokens.push((key.clone(), l, charge));
+            items.push(Item {
+                kind: CheckKind::Tokens,
+                key,
+                args,
+                limit: l as f64,
+                cost: charge as f64,
+            });
+        }
+        if let Some(m) = set.max_concurrent {
+            let key = format!("sluice:conc:{s}");
+            let args = ["c".into(), m.to_string(), "0".into(), "0".into()];
+            grant.conc.push(key.clone());
+            items.push(Item {
+                kind: CheckKind::Concurrency,
+                key,
+                args,
+                limit: m as f64,
+                cost: 1.0,
+            });
+        }
+        for (kind, budget, period, name) in [
+            (CheckKind::Daily, set.daily_usd, "d", day),
+            (CheckKind::Monthly, set.monthly_usd, "m", month),
+        ] {
+            if let Some(b) = budget {
+                let args = ["b".into(), b.to_string(), "0".into(), "0".into()];
+                items.push(Item {
+                    kind,
+                    key: format!("sluice:budget:{s}:{period}:{name}"),
+                    args,
+                    limit: b,
+                    cost: 0.0,
+                });
+            }
+        }
+        if set.has_budget() {
+            grant.budgets.push(s);
+        }
+        items
     }
 
     fn spawn_renewal(self: &Arc<Self>, grant: &RedisGrant) -> JoinHandle<()> {
