@@ -242,7 +242,18 @@ async fn concurrency_across_instances_and_a_refusal_charges_nothing() {
     assert_eq!(r.kind(), LimitKind::Concurrency);
     // Dropping a permit releases its slot from a spawned task.
     drop(p1);
-    assert!(eventually(2, async || h2.admit(&adm("a", "m", 0)).await.is_ok()).await);
+    // The probe's own permit is settled (released before the next step), not dropped: a
+    // dropped one would free its slot from a task that may still be pending below.
+    assert!(
+        eventually(2, async || match h2.admit(&adm("a", "m", 0)).await {
+            Ok(p) => {
+                p.settle(None).await;
+                true
+            }
+            Err(_) => false,
+        })
+        .await
+    );
     // settle() releases too.
     p2.settle(None).await;
     let p4 = h2.admit(&adm("a", "m", 0)).await.unwrap();
