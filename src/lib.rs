@@ -14,7 +14,6 @@ pub mod limits;
 pub mod pipeline;
 pub mod providers;
 pub mod routing;
-pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

@@ -24,9 +24,9 @@ use std::path::Path;
 use golden::Normalise;
 use serde_json::{json, Value};
 use sluice::config::{BaseUrl, Provider, ProviderKind};
+use sluice::core::secret::Secret;
 use sluice::core::ApiError;
 use sluice::providers::Wire;
-use sluice::secret::Secret;
 
 /// Every registered provider kind has a fixture folder under its config name, but for
 /// `openai_compatible`, which is the `openai` wire without quirks.

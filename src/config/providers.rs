@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::raw::RawProvider;
 use super::secrets::{resolve_reference, Ctx};
 use super::{BaseUrl, ConfigError, Provider, ProviderKind};
+use crate::core::secret::Secret;
 use crate::providers::Wire;
-use crate::secret::Secret;
 
 /// Headers sluice sets itself; `providers.<name>.headers` may not name them.
 const RESERVED_HEADERS: [&str; 8] = [

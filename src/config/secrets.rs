@@ -2,7 +2,7 @@
 //! quoting that lets `${...}` stand unquoted in YAML flow mappings.
 
 use super::ConfigError;
-use crate::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Wraps unquoted scalars that contain `${...}` in double quotes.
 ///

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::secret::Secret;
+use crate::core::secret::Secret;
 
 pub use crate::providers::ProviderKind;
 

@@ -1,11 +1,12 @@
 //! The types every stage and feature shares, depending on none of them: the client-facing
-//! error ([`ApiError`]), configuration errors, token [`Usage`], guardrail [`Finding`]s, the
-//! stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
+//! error ([`ApiError`]), configuration errors, secrets that never print, token [`Usage`],
+//! guardrail [`Finding`]s, the stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
 //! writers), each written once.
 
 pub mod error;
 pub mod finding;
 pub mod ndjson;
+pub mod secret;
 pub mod sse;
 pub mod translate;
 pub mod usage;

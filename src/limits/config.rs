@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::secret::Secret;
 use crate::core::ConfigError;
-use crate::secret::Secret;
 
 /// One set of limits, as written under `limits.default`, `limits.models.<name>` or
 /// `keys[i].limits`.

@@ -37,7 +37,7 @@ use super::{
     BackendDown, Decision, Grant, LimitCounters, LimiterError, LimitsConfig, OnBackendError, Scope,
     Target,
 };
-use crate::secret::Secret;
+use crate::core::secret::Secret;
 
 /// Checks every item and charges them all only if all pass.
 ///

@@ -69,7 +69,7 @@ impl RedisServer {
     fn config(&self, keys: &[(&str, LimitSet)], models: &[(&str, LimitSet)]) -> LimitsConfig {
         let mut c = config(keys, models);
         c.backend = BackendKind::Redis;
-        c.redis_url = Some(crate::secret::Secret::new(self.url()));
+        c.redis_url = Some(crate::core::secret::Secret::new(self.url()));
         c.redis_timeout = Duration::from_millis(200);
         // A long window: nothing refills noticeably while a test runs, so counts are exact.
         c.window = Duration::from_secs(3600);
