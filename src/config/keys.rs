@@ -1,14 +1,13 @@
 //! Gateway keys: `keys:` and the `default_guardrails` they fall back to.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::raw::RawKey;
 use super::secrets::Ctx;
 use super::{ConfigError, GatewayKey};
-use crate::guardrails::{Guardrails, Policy};
+use crate::guardrails::Guardrails;
 use crate::limits::config::RawLimitSet;
 
 /// Takes each key's own `limits` out of `keys` (they belong to the limits engine), in file
@@ -19,15 +18,14 @@ pub(super) fn take_limits(keys: &mut [RawKey]) -> Vec<(String, Option<RawLimitSe
         .collect()
 }
 
-/// `default_guardrails`: the policy of every key without a `guardrails` list of its own.
-pub(super) fn default_policy(
+/// `default_guardrails`: the guardrails of every key without a `guardrails` list of its own.
+pub(super) fn default_guardrails(
     guardrails: &Guardrails,
-    names: Option<&[String]>,
-) -> Result<Arc<Policy>, ConfigError> {
-    match names {
-        Some(names) => guardrails.policy(names, "default_guardrails"),
-        None => Ok(Policy::empty()),
-    }
+    names: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let names = names.unwrap_or_default();
+    guardrails.policy(&names, "default_guardrails")?;
+    Ok(names)
 }
 
 /// `keys:`: at least one, names and keys unique.
@@ -35,7 +33,7 @@ pub(super) fn validate(
     ctx: &Ctx,
     raw: Vec<RawKey>,
     guardrails: &Guardrails,
-    default_policy: &Arc<Policy>,
+    default_guardrails: &[String],
 ) -> Result<Vec<GatewayKey>, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::new(
@@ -57,10 +55,13 @@ pub(super) fn validate(
             ));
         }
         let models = model_globs(&path, k.models)?;
-        let guardrails = match &k.guardrails {
+        let guardrails = match k.guardrails {
             // A key's own list replaces `default_guardrails` (an empty list turns them off).
-            Some(names) => guardrails.policy(names, &format!("{path}.guardrails"))?,
-            None => default_policy.clone(),
+            Some(names) => {
+                guardrails.policy(&names, &format!("{path}.guardrails"))?;
+                names
+            }
+            None => default_guardrails.to_vec(),
         };
         keys.push(GatewayKey {
             name: k.name,

@@ -24,6 +24,7 @@ pub mod units;
 mod upstream;
 
 use std::path::Path;
+use std::sync::Arc;
 
 #[cfg(test)]
 use sha2::{Digest, Sha256};
@@ -88,8 +89,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let key_limits = keys::take_limits(&mut raw_keys);
     let guardrails = crate::guardrails::compile(guardrails)?;
-    let default_policy = keys::default_policy(&guardrails, default_guardrails.as_deref())?;
-    let keys = keys::validate(&ctx, raw_keys, &guardrails, &default_policy)?;
+    let default_guardrails = keys::default_guardrails(&guardrails, default_guardrails)?;
+    let keys = keys::validate(&ctx, raw_keys, &guardrails, &default_guardrails)?;
 
     let providers = providers::validate(&ctx, providers)?;
     let models = models::validate(models, &providers)?;
@@ -112,6 +113,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tls,
         admin,
         keys,
+        guardrails: Arc::new(guardrails),
         providers,
         models,
         limits,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::server::keyring::KeyRing;
 
 const BASE: &str = r#"
 listen: 127.0.0.1:8080
@@ -87,7 +88,7 @@ fn env_and_file_secrets() {
         .replace("sk-gw-test-a", "${SLUICE_TEST_CFG_KEY}")
         .replace("sk-fake-provider-key", &format!("file:{}", file.display()));
     let c = parse(&yaml).unwrap();
-    assert!(find_key(&c.keys, "sk-from-env-value").is_some());
+    assert!(KeyRing::new(&c).find("sk-from-env-value").is_some());
     assert_eq!(
         c.providers["openai"].api_key.as_ref().unwrap().expose(),
         "sk-from-file-value"
@@ -117,11 +118,11 @@ fn key_sha256_and_constant_time_lookup() {
     let yaml = BASE.replace("key: sk-gw-test-a", &format!("key_sha256: {hash}"));
     let c = parse(&yaml).unwrap();
     assert_eq!(
-        find_key(&c.keys, "sk-hashed-gateway-key").unwrap().name,
+        KeyRing::new(&c).find("sk-hashed-gateway-key").unwrap().name,
         "team-a"
     );
-    assert!(find_key(&c.keys, "sk-hashed-gateway-kez").is_none());
-    assert!(find_key(&c.keys, "").is_none());
+    assert!(KeyRing::new(&c).find("sk-hashed-gateway-kez").is_none());
+    assert!(KeyRing::new(&c).find("").is_none());
 
     let e = err(&BASE.replace("key: sk-gw-test-a", "key_sha256: abc"));
     assert_eq!(e.path, "keys[0].key_sha256");

@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::core::secret::Secret;
 
 pub use crate::providers::ProviderKind;
@@ -105,8 +103,10 @@ pub struct GatewayKey {
     pub sha256: [u8; 32],
     /// Allow-list of public model names (globs with `*` and `?`).
     pub models: Vec<String>,
-    /// The guardrails that apply to this key's requests and answers.
-    pub guardrails: Arc<crate::guardrails::Policy>,
+    /// The names of the guardrails that apply to this key's requests and answers, in
+    /// order: its own list, or `default_guardrails`. Compiled per key at startup (the
+    /// gateway's key ring).
+    pub guardrails: Vec<String>,
 }
 
 impl GatewayKey {
@@ -225,6 +225,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub admin: Admin,
     pub keys: Vec<GatewayKey>,
+    /// The guardrails defined in `guardrails:`, validated and compiled.
+    pub guardrails: Arc<crate::guardrails::Guardrails>,
     pub providers: BTreeMap<String, Arc<Provider>>,
     /// Public model name → route, sorted by name.
     pub models: BTreeMap<String, Arc<Route>>,
@@ -267,18 +269,4 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
-}
-
-/// Looks a presented key up among the configured ones. Every configured hash is compared in
-/// constant time, so the time taken says nothing about which key (if any) came close.
-pub fn find_key<'a>(keys: &'a [GatewayKey], presented: &str) -> Option<&'a GatewayKey> {
-    use subtle::ConstantTimeEq;
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    let mut found = None;
-    for k in keys {
-        if bool::from(k.sha256.ct_eq(&digest)) {
-            found = Some(k);
-        }
-    }
-    found
 }

@@ -6,12 +6,12 @@ use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::decode::Request;
-use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{Endpoint, FrontDoor};
 use crate::limits::{Admission, Permit, Rejection};
 use crate::server::gateway::Gateway;
+use crate::server::keyring::Key;
 
 /// Admits the key's request rate and concurrency; `None` when no limits are configured or
 /// the request is not metered.
@@ -19,7 +19,7 @@ pub(super) async fn key(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    key: &GatewayKey,
+    key: &Key,
     endpoint: Endpoint,
 ) -> Result<Option<Permit>, ApiError> {
     if !gw.limiter.is_active() || endpoint.passthrough_only() {
@@ -39,7 +39,7 @@ pub(super) async fn key(
 pub(super) async fn rest(
     gw: &Gateway,
     ctx: &mut Ctx,
-    key: &GatewayKey,
+    key: &Key,
     req: &Request,
     permit: Option<&mut Permit>,
 ) -> Result<u64, ApiError> {

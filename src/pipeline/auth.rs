@@ -2,9 +2,9 @@
 
 use pingora::proxy::Session;
 
-use crate::config::{find_key, GatewayKey};
 use crate::core::ApiError;
 use crate::server::gateway::Gateway;
+use crate::server::keyring::Key;
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session) -> String {
@@ -29,10 +29,7 @@ pub fn request_id(session: &Session) -> String {
 }
 
 /// `Authorization: Bearer <key>` or `x-api-key: <key>`.
-pub(super) fn authenticate<'a>(
-    gw: &'a Gateway,
-    session: &Session,
-) -> Result<&'a GatewayKey, ApiError> {
+pub(super) fn authenticate<'a>(gw: &'a Gateway, session: &Session) -> Result<&'a Key, ApiError> {
     let headers = &session.req_header().headers;
     let presented = match headers.get("authorization") {
         Some(v) => {
@@ -60,6 +57,7 @@ pub(super) fn authenticate<'a>(
             }
         },
     };
-    find_key(&gw.cfg.keys, presented)
+    gw.keys
+        .find(presented)
         .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
-use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{passthrough_refusal, Endpoint, FrontDoor};
 use crate::pipeline::body::{self, BodyHold};
 use crate::routing::RouteState;
 use crate::server::gateway::Gateway;
+use crate::server::keyring::Key;
 
 /// A decoded request, ready for input guardrails and admission.
 pub(super) struct Request {
@@ -54,7 +54,7 @@ pub(super) async fn decode(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    key: &GatewayKey,
+    key: &Key,
     endpoint: Endpoint,
     hold: &mut BodyHold,
 ) -> Result<Request, ApiError> {
@@ -117,7 +117,7 @@ fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// body as it is (then the door need not translate it).
 fn natively_served(
     gw: &Gateway,
-    key: &GatewayKey,
+    key: &Key,
     door: &dyn FrontDoor,
     endpoint: Endpoint,
     body: &Map<String, Value>,

@@ -5,19 +5,15 @@
 use serde_json::{Map, Value};
 
 use super::decode::Request;
-use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::guardrails::InputApi;
+use crate::server::keyring::Key;
 
 /// Request bodies larger than this are checked on the blocking pool.
 const INLINE_CHECK_BYTES: usize = 256 << 10;
 
-pub(super) async fn check(
-    key: &GatewayKey,
-    mut req: Request,
-    ctx: &mut Ctx,
-) -> Result<Request, ApiError> {
+pub(super) async fn check(key: &Key, mut req: Request, ctx: &mut Ctx) -> Result<Request, ApiError> {
     if !key.guardrails.has_input() {
         return Ok(req);
     }
@@ -44,7 +40,7 @@ pub(super) async fn check(
 
 /// Runs the rules over one body: the body (redacted when `true`), or the refusal.
 async fn scan(
-    key: &GatewayKey,
+    key: &Key,
     api: InputApi,
     body: Map<String, Value>,
     size: usize,

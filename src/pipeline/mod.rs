@@ -11,7 +11,7 @@
 //! | stage          | file             | hands on                                            |
 //! |----------------|------------------|-----------------------------------------------------|
 //! | route          | `front::route`   | the client's door and `Route`                       |
-//! | authenticate   | `auth.rs`        | the `GatewayKey`                                    |
+//! | authenticate   | `auth.rs`        | the key (`Key`)                                    |
 //! | decode         | `decode.rs`      | a `decode::Request`: chat form, model, route        |
 //! | input guard    | `guard_input.rs` | the request, redacted, or a refusal                 |
 //! | admit          | `admit.rs`       | a limits permit and the token estimate              |
@@ -44,11 +44,11 @@ pub use auth::request_id;
 
 use pingora::proxy::Session;
 
-use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{self, Endpoint, Route};
 use crate::server::gateway::Gateway;
+use crate::server::keyring::Key;
 
 /// Serves one request.
 pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {
@@ -72,7 +72,7 @@ async fn proxy(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    key: &GatewayKey,
+    key: &Key,
     endpoint: Endpoint,
 ) -> Result<(), ApiError> {
     decode::check_encoding(session)?;

@@ -4,13 +4,13 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 
-use crate::config::GatewayKey;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::pipeline::respond;
 use crate::server::gateway::Gateway;
+use crate::server::keyring::Key;
 
-pub(super) async fn list(gw: &Gateway, session: &mut Session, ctx: &mut Ctx, key: &GatewayKey) {
+pub(super) async fn list(gw: &Gateway, session: &mut Session, ctx: &mut Ctx, key: &Key) {
     let data: Vec<Value> = gw
         .cfg
         .models
@@ -26,7 +26,7 @@ pub(super) async fn retrieve(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    key: &GatewayKey,
+    key: &Key,
     model: &str,
 ) -> Result<(), ApiError> {
     if !gw.cfg.models.contains_key(model) || !key.allows(model) {

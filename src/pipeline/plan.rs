@@ -8,12 +8,12 @@ use serde_json::{Map, Value};
 
 use super::decode::Request;
 use super::guard_output;
-use crate::config::GatewayKey;
 use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::guardrails::Policy;
 use crate::providers::Wire;
 use crate::routing::RouteState;
+use crate::server::keyring::Key;
 
 pub(super) struct Plan {
     pub endpoint: Endpoint,
@@ -30,7 +30,7 @@ pub(super) struct Plan {
 }
 
 impl Request {
-    pub(super) fn into_plan(self, key: &GatewayKey, front: Front) -> Plan {
+    pub(super) fn into_plan(self, key: &Key, front: Front) -> Plan {
         let client_wants_usage = self.stream
             && self
                 .chat

@@ -12,11 +12,14 @@ use crate::limits::Limiter;
 use crate::pipeline::body::BodyBudget;
 use crate::routing::Router;
 use crate::server::drain::InFlight;
+use crate::server::keyring::KeyRing;
 use crate::telemetry::Metrics;
 use crate::upstream::Resolver;
 
 pub struct Gateway {
     pub cfg: Arc<Config>,
+    /// The gateway keys, with their compiled guardrail policies.
+    pub keys: KeyRing,
     /// Provider host names → addresses; the same cache serves the health checks.
     pub resolver: Arc<Resolver>,
     /// Deployments and their health, shared with the health checker and the admin listener.
@@ -47,6 +50,7 @@ impl Gateway {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
+            keys: KeyRing::new(&cfg),
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
             resolver,
             router,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod conns;
 pub mod drain;
 pub mod gateway;
+pub mod keyring;
 pub mod proxy;
 
 use std::sync::Arc;
