@@ -1,5 +1,5 @@
 use super::*;
-use crate::server::keyring::KeyRing;
+use crate::pipeline::keyring::KeyRing;
 
 const BASE: &str = r#"
 listen: 127.0.0.1:8080

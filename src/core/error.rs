@@ -276,7 +276,7 @@ impl ApiError {
         self.retry_after = self
             .retry_after
             .take()
-            .and_then(|v| crate::routing::parse_retry_after(&v))
+            .and_then(|v| parse_retry_after(&v))
             .map(|d| {
                 d.as_secs_f64()
                     .ceil()
@@ -340,6 +340,24 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Parses `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(std::time::Duration::from_secs_f64(secs.min(86_400.0)));
+        }
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,8 @@ use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{Endpoint, FrontDoor};
 use crate::limits::{Admission, Permit, Rejection};
-use crate::server::gateway::Gateway;
-use crate::server::keyring::Key;
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::keyring::Key;
 
 /// Admits the key's request rate and concurrency; `None` when no limits are configured or
 /// the request is not metered.

@@ -13,9 +13,9 @@ use super::relay;
 use crate::config::Deployment;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::pipeline::gateway::Gateway;
 use crate::providers::Wire;
 use crate::routing::{self, Failure};
-use crate::server::gateway::Gateway;
 use crate::upstream;
 
 /// How an attempt that reached the client ended.

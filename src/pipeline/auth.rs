@@ -3,8 +3,8 @@
 use pingora::proxy::Session;
 
 use crate::core::ApiError;
-use crate::server::gateway::Gateway;
-use crate::server::keyring::Key;
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::keyring::Key;
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session) -> String {

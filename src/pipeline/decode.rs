@@ -10,9 +10,9 @@ use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{passthrough_refusal, Endpoint, FrontDoor};
 use crate::pipeline::body::{self, BodyHold};
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::keyring::Key;
 use crate::routing::RouteState;
-use crate::server::gateway::Gateway;
-use crate::server::keyring::Key;
 
 /// A decoded request, ready for input guardrails and admission.
 pub(super) struct Request {

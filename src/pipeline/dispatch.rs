@@ -23,9 +23,9 @@ use super::exchange::{client_closed, client_gone};
 use super::plan::Plan;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::pipeline::gateway::Gateway;
 use crate::providers::Wire;
 use crate::routing::{self, DeploymentState, Reason, Router};
-use crate::server::gateway::Gateway;
 
 /// What the loop carries from one attempt to the next.
 struct Tries {

@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
-use crate::server::gateway::Gateway;
+use crate::pipeline::gateway::Gateway;
 use crate::upstream::read_final_header;
 
 /// Largest error body read from a provider.

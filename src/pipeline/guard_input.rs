@@ -8,7 +8,7 @@ use super::decode::Request;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::guardrails::InputApi;
-use crate::server::keyring::Key;
+use crate::pipeline::keyring::Key;
 
 /// Request bodies larger than this are checked on the blocking pool.
 const INLINE_CHECK_BYTES: usize = 256 << 10;

@@ -32,8 +32,10 @@ pub mod body;
 mod decode;
 mod dispatch;
 mod exchange;
+pub mod gateway;
 mod guard_input;
 mod guard_output;
+pub mod keyring;
 mod models;
 mod plan;
 mod relay;
@@ -47,8 +49,8 @@ use pingora::proxy::Session;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::front::{self, Endpoint, Route};
-use crate::server::gateway::Gateway;
-use crate::server::keyring::Key;
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::keyring::Key;
 
 /// Serves one request.
 pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::keyring::Key;
 use crate::pipeline::respond;
-use crate::server::gateway::Gateway;
-use crate::server::keyring::Key;
 
 pub(super) async fn list(gw: &Gateway, session: &mut Session, ctx: &mut Ctx, key: &Key) {
     let data: Vec<Value> = gw

@@ -11,9 +11,9 @@ use super::guard_output;
 use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::guardrails::Policy;
+use crate::pipeline::keyring::Key;
 use crate::providers::Wire;
 use crate::routing::RouteState;
-use crate::server::keyring::Key;
 
 pub(super) struct Plan {
     pub endpoint: Endpoint,

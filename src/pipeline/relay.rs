@@ -18,9 +18,9 @@ use crate::config::Provider;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
 use crate::front::Front;
+use crate::pipeline::gateway::Gateway;
 use crate::pipeline::respond;
 use crate::providers::{openai, ProviderKind, Wire};
-use crate::server::gateway::Gateway;
 
 /// Sends a whole answer from a `wire` deployment.
 pub(super) async fn whole(

@@ -416,23 +416,7 @@ fn pick(deps: &[Arc<DeploymentState>], set: &[usize]) -> usize {
     }
 }
 
-/// Parses `Retry-After`: delay-seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs.min(86_400.0)));
-        }
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
+pub use crate::core::error::parse_retry_after;
 
 /// Full-jitter exponential backoff before retry number `retry` (1 for the first retry).
 pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {

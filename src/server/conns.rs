@@ -37,7 +37,7 @@ use pingora::proxy::{HttpProxy, Session};
 use pingora::server::ShutdownWatch;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::server::gateway::Gateway;
+use crate::pipeline::gateway::Gateway;
 use crate::telemetry::Metrics;
 
 /// Open connections above which a connection waits for its next request holding only its

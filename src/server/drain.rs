@@ -7,7 +7,6 @@
 //! costing anything when idle: once shutdown has begun and no request is in flight, it exits
 //! the process.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,29 +14,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-/// Requests currently being served.
-#[derive(Default)]
-pub struct InFlight(AtomicUsize);
-
-/// Holds one unit of [`InFlight`] while it lives.
-pub struct InFlightGuard(Arc<InFlight>);
-
-impl InFlight {
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+use crate::pipeline::gateway::InFlight;
 
 pub struct Drain {
     pub in_flight: Arc<InFlight>,

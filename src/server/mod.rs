@@ -4,8 +4,6 @@
 pub mod admin;
 pub mod conns;
 pub mod drain;
-pub mod gateway;
-pub mod keyring;
 pub mod proxy;
 
 use std::sync::Arc;
@@ -16,11 +14,12 @@ use pingora::services::listening::Service;
 
 use crate::config::Config;
 use crate::limits::Limiter;
+use crate::pipeline::gateway::Gateway;
+use crate::pipeline::gateway::InFlight;
 use crate::routing::Router;
 use crate::server::admin::Admin;
 use crate::server::conns::{ClientConns, MemoryTrim};
-use crate::server::drain::{Drain, InFlight};
-use crate::server::gateway::Gateway;
+use crate::server::drain::Drain;
 use crate::telemetry::Metrics;
 use crate::upstream::health::HealthChecker;
 use crate::upstream::Resolver;

@@ -20,9 +20,9 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::pipeline::gateway::Gateway;
 use crate::pipeline::{self, respond};
 use crate::server::conns;
-use crate::server::gateway::Gateway;
 use crate::telemetry;
 
 #[async_trait]

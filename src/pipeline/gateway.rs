@@ -1,18 +1,18 @@
 //! Shared state of the client-facing service: the validated config, the resolver and the
 //! upstream connection pool. One instance serves every request on every worker thread.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
+use super::keyring::KeyRing;
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::pipeline::body::BodyBudget;
 use crate::routing::Router;
-use crate::server::drain::InFlight;
-use crate::server::keyring::KeyRing;
 use crate::telemetry::Metrics;
 use crate::upstream::Resolver;
 
@@ -63,5 +63,29 @@ impl Gateway {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         }
+    }
+}
+
+/// Requests currently being served.
+#[derive(Default)]
+pub struct InFlight(AtomicUsize);
+
+/// Holds one unit of [`InFlight`] while it lives.
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
     }
 }
