@@ -126,100 +126,11 @@ pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
     let mut rules = Vec::with_capacity(raw.len());
     for (i, g) in raw.into_iter().enumerate() {
         let path = format!("guardrails[{i}]");
-        if g.name.is_empty()
-            || !g
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(ConfigError::new(
-                format!("{path}.name"),
-                "must be non-empty and use only ASCII letters, digits, '_', '-' and '.'",
-            ));
-        }
-        if !names.insert(g.name.clone()) {
-            return Err(ConfigError::new(
-                format!("{path}.name"),
-                format!("duplicate guardrail name {:?}", g.name),
-            ));
-        }
+        check_name(&path, &g.name, &mut names)?;
         let action = parse_action(&format!("{path}.action"), &g.action)?;
-        let (mut input, mut output) = (false, false);
-        match &g.apply_to {
-            None => (input, output) = (true, true),
-            Some(list) if list.is_empty() => {
-                return Err(ConfigError::new(
-                    format!("{path}.apply_to"),
-                    "must name input and/or output",
-                ))
-            }
-            Some(list) => {
-                for (j, a) in list.iter().enumerate() {
-                    match a.as_str() {
-                        "input" => input = true,
-                        "output" => output = true,
-                        _ => {
-                            return Err(ConfigError::new(
-                                format!("{path}.apply_to[{j}]"),
-                                format!("unknown value {a:?} (one of: input, output)"),
-                            ))
-                        }
-                    }
-                }
-            }
-        }
-        let builtin = |d: Vec<Detector>| d.into_iter().map(Arc::new).collect::<Vec<_>>();
-        let dets = match g.kind.as_str() {
-            "secrets" => builtin(detectors::secrets()),
-            "pii" => builtin(detectors::pii()),
-            "prompt_injection" => builtin(detectors::injection()),
-            "regex" => user_detectors(&path, &g.name, &g)?,
-            other => {
-                return Err(ConfigError::new(
-                    format!("{path}.type"),
-                    format!(
-                        "unknown type {other:?} (one of: secrets, pii, prompt_injection, regex)"
-                    ),
-                ))
-            }
-        };
-        if g.kind != "regex" {
-            for (key, set) in [
-                ("patterns", g.patterns.is_some()),
-                ("max_match_len", g.max_match_len.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::new(
-                        format!("{path}.{key}"),
-                        format!("only regex guardrails take {key}"),
-                    ));
-                }
-            }
-        }
-        let fields = match &g.fields {
-            None => None,
-            Some(list) => {
-                if !input {
-                    return Err(ConfigError::new(
-                        format!("{path}.fields"),
-                        "fields select what is inspected on input, but this guardrail does not apply to input",
-                    ));
-                }
-                if list.is_empty() {
-                    return Err(ConfigError::new(
-                        format!("{path}.fields"),
-                        "must not be empty (omit it to inspect all text)",
-                    ));
-                }
-                let mut paths = Vec::with_capacity(list.len());
-                for (j, f) in list.iter().enumerate() {
-                    let jp = JsonPath::parse(f)
-                        .map_err(|m| ConfigError::new(format!("{path}.fields[{j}]"), m))?;
-                    paths.push(jp);
-                }
-                Some(paths)
-            }
-        };
+        let (input, output) = parse_apply_to(&path, g.apply_to.as_deref())?;
+        let dets = detectors_of(&path, &g)?;
+        let fields = parse_fields(&path, g.fields.as_deref(), input)?;
         let name: Arc<str> = g.name.as_str().into();
         let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(&path, e))?;
         rules.push(Arc::new(Rule {
@@ -233,6 +144,118 @@ pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
         }));
     }
     Ok(Guardrails { rules })
+}
+
+/// Checks a guardrail's name: well-formed, and not taken by an earlier one (`names`).
+fn check_name(path: &str, name: &str, names: &mut HashSet<String>) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(ConfigError::new(
+            format!("{path}.name"),
+            "must be non-empty and use only ASCII letters, digits, '_', '-' and '.'",
+        ));
+    }
+    if !names.insert(name.to_string()) {
+        return Err(ConfigError::new(
+            format!("{path}.name"),
+            format!("duplicate guardrail name {name:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `apply_to` → whether the guardrail applies to (input, output); both when absent.
+fn parse_apply_to(path: &str, apply_to: Option<&[String]>) -> Result<(bool, bool), ConfigError> {
+    let (mut input, mut output) = (false, false);
+    match apply_to {
+        None => (input, output) = (true, true),
+        Some([]) => {
+            return Err(ConfigError::new(
+                format!("{path}.apply_to"),
+                "must name input and/or output",
+            ))
+        }
+        Some(list) => {
+            for (j, a) in list.iter().enumerate() {
+                match a.as_str() {
+                    "input" => input = true,
+                    "output" => output = true,
+                    _ => {
+                        return Err(ConfigError::new(
+                            format!("{path}.apply_to[{j}]"),
+                            format!("unknown value {a:?} (one of: input, output)"),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok((input, output))
+}
+
+/// The detectors of a guardrail's `type`: built in, or its own `patterns` for `regex` (the
+/// only type that takes `patterns` and `max_match_len`).
+fn detectors_of(path: &str, g: &RawGuardrail) -> Result<Vec<Arc<Detector>>, ConfigError> {
+    let builtin = |d: Vec<Detector>| d.into_iter().map(Arc::new).collect::<Vec<_>>();
+    let dets = match g.kind.as_str() {
+        "secrets" => builtin(detectors::secrets()),
+        "pii" => builtin(detectors::pii()),
+        "prompt_injection" => builtin(detectors::injection()),
+        "regex" => user_detectors(path, &g.name, g)?,
+        other => {
+            return Err(ConfigError::new(
+                format!("{path}.type"),
+                format!("unknown type {other:?} (one of: secrets, pii, prompt_injection, regex)"),
+            ))
+        }
+    };
+    if g.kind != "regex" {
+        for (key, set) in [
+            ("patterns", g.patterns.is_some()),
+            ("max_match_len", g.max_match_len.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    format!("{path}.{key}"),
+                    format!("only regex guardrails take {key}"),
+                ));
+            }
+        }
+    }
+    Ok(dets)
+}
+
+/// `fields` → the parsed paths; only for a guardrail that applies to input (`input`).
+fn parse_fields(
+    path: &str,
+    fields: Option<&[String]>,
+    input: bool,
+) -> Result<Option<Vec<JsonPath>>, ConfigError> {
+    let Some(list) = fields else {
+        return Ok(None);
+    };
+    if !input {
+        return Err(ConfigError::new(
+            format!("{path}.fields"),
+            "fields select what is inspected on input, but this guardrail does not apply to input",
+        ));
+    }
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            format!("{path}.fields"),
+            "must not be empty (omit it to inspect all text)",
+        ));
+    }
+    let mut paths = Vec::with_capacity(list.len());
+    for (j, f) in list.iter().enumerate() {
+        let jp =
+            JsonPath::parse(f).map_err(|m| ConfigError::new(format!("{path}.fields[{j}]"), m))?;
+        paths.push(jp);
+    }
+    Ok(Some(paths))
 }
 
 pub(crate) fn engine_for(

@@ -237,11 +237,7 @@ impl Engine {
     /// Scans `text[from..]`; `text[..from]` is context only (look-behind). With `eof`, the
     /// text is complete and the hold position is `text.len()`.
     pub(crate) fn scan(&self, sc: &mut Scratch, text: &str, from: usize, eof: bool) -> Scan {
-        for v in &self.views {
-            if v.profile != Profile::Original {
-                sc.views[v.profile.index()].build(text, v.profile);
-            }
-        }
+        self.build_views(sc, text);
         let mut out = Scan {
             hits: Vec::new(),
             hold: text.len(),
@@ -260,148 +256,200 @@ impl Engine {
                 return out;
             }
             found.clear();
-            let mut alive = false;
-            for (vi, v) in self.views.iter().enumerate() {
-                let view = &sc.views[v.profile.index()];
-                let (hay, s) = match v.profile {
-                    Profile::Original => (text.as_bytes(), p),
-                    _ => {
-                        let s = view.at(p);
-                        let next = p + text[p..].chars().next().map_or(1, char::len_utf8);
-                        if view.at(next) == s {
-                            continue; // this character produces nothing in the view
-                        }
-                        (view.text.as_bytes(), s)
-                    }
-                };
-                let pre_limit = s.saturating_add(v.max_len);
-                match run(
-                    &v.prefilter,
-                    &mut sc.pre[vi],
-                    hay,
-                    s,
-                    pre_limit,
-                    eof,
-                    &mut sc.steps,
-                ) {
-                    Run::Done(None) => continue,
-                    Run::Done(Some(_)) | Run::Alive | Run::Quit => {}
-                }
-                for &ei in &v.entries {
-                    let det = &self.entries[ei].det;
-                    let mut limit = s.saturating_add(det.max_len);
-                    if v.profile != Profile::Original && p + det.max_orig < text.len() {
-                        limit = limit.min(view.at(p + det.max_orig));
-                    }
-                    let end =
-                        match run(&det.dfa, &mut sc.det[ei], hay, s, limit, eof, &mut sc.steps) {
-                            Run::Done(end) => end,
-                            Run::Alive => {
-                                alive = true;
-                                break;
-                            }
-                            Run::Quit => {
-                                let cut = if limit < hay.len() {
-                                    limit
-                                } else if eof {
-                                    hay.len()
-                                } else {
-                                    alive = true;
-                                    break;
-                                };
-                                let input = Input::new(&hay[..cut])
-                                    .range(s..cut)
-                                    .anchored(Anchored::Yes);
-                                det.meta.search(&input).map(|m| m.end())
-                            }
-                        };
-                    let Some(end) = end.filter(|&e| e > s) else {
-                        continue;
-                    };
-                    // Back to original offsets.
-                    let (ostart, oend) = match v.profile {
-                        Profile::Original => (p, end),
-                        _ => {
-                            let last = view.src(end - 1);
-                            let len = text[last..].chars().next().map_or(1, char::len_utf8);
-                            (p, last + len)
-                        }
-                    };
-                    if let Some(check) = det.validate {
-                        if !check(&text[ostart..oend]) {
-                            continue;
-                        }
-                    }
-                    found.push((ei, oend));
-                }
-                if alive {
-                    break;
-                }
-            }
-            if alive {
+            if self.matches_at(sc, text, p, eof, &mut found).is_err() {
                 out.hold = p;
                 return out;
             }
-            let step = text[p..].chars().next().map_or(1, char::len_utf8);
             if found.is_empty() {
-                p += step;
+                p += char_len(text, p);
                 continue;
             }
-            if let Some(&(ei, end)) = found
-                .iter()
-                .find(|(ei, _)| self.entries[*ei].action == Action::Block)
-            {
-                out.hits.push(Hit {
-                    start: p,
-                    end,
-                    entry: ei,
-                });
-                out.hold = p;
-                return out;
-            }
-            let mut best: Option<(usize, usize)> = None;
-            let mut logged = p;
-            for &(ei, end) in &found {
-                match self.entries[ei].action {
-                    Action::Redact => {
-                        if best.is_none_or(|(_, e)| end > e) {
-                            best = Some((ei, end));
-                        }
-                    }
-                    _ => {
-                        logged = logged.max(end);
-                        out.hits.push(Hit {
-                            start: p,
-                            end,
-                            entry: ei,
-                        })
-                    }
-                }
-            }
-            match best {
-                Some((ei, end)) => {
-                    let det = &self.entries[ei].det;
-                    let start = match det.redact_tail {
-                        Some(n) if end >= p + n && text.is_char_boundary(end - n) => end - n,
-                        _ => p,
-                    };
-                    out.hits.push(Hit {
-                        start,
-                        end,
-                        entry: ei,
-                    });
-                    p = end;
-                }
-                None => p = logged.max(p + step),
+            match self.resolve_at(text, p, &found, &mut out) {
+                Some(next) => p = next,
+                None => return out,
             }
         }
         out
+    }
+
+    /// Derives from `text` every view but the original one that some detector runs on.
+    fn build_views(&self, sc: &mut Scratch, text: &str) {
+        for v in &self.views {
+            if v.profile != Profile::Original {
+                sc.views[v.profile.index()].build(text, v.profile);
+            }
+        }
+    }
+
+    /// Pushes onto `found` every validated match starting at original position `p`, as
+    /// (entry, original end). `Err(Alive)` when an automaton is still alive at the end of the
+    /// text: a match from `p` may need text not yet seen.
+    fn matches_at(
+        &self,
+        sc: &mut Scratch,
+        text: &str,
+        p: usize,
+        eof: bool,
+        found: &mut Vec<(usize, usize)>,
+    ) -> Result<(), Alive> {
+        for (vi, v) in self.views.iter().enumerate() {
+            let view = &sc.views[v.profile.index()];
+            let Some(at) = Start::new(text, p, v.profile, view, eof) else {
+                continue; // this character produces nothing in the view
+            };
+            let pre_limit = at.s.saturating_add(v.max_len);
+            if let Run::Done(None) = run(
+                &v.prefilter,
+                &mut sc.pre[vi],
+                at.hay,
+                at.s,
+                pre_limit,
+                eof,
+                &mut sc.steps,
+            ) {
+                continue;
+            }
+            for &ei in &v.entries {
+                let end = self.detector_end(ei, &at, &mut sc.det[ei], &mut sc.steps)?;
+                let Some(end) = end.filter(|&e| e > at.s) else {
+                    continue;
+                };
+                let oend = original_end(at.profile, at.view, text, end);
+                if let Some(check) = self.entries[ei].det.validate {
+                    if !check(&text[p..oend]) {
+                        continue;
+                    }
+                }
+                found.push((ei, oend));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where entry `ei`'s anchored match from `at` ends, in view offsets (`None`: no match),
+    /// searched within the detector's length bounds. When the lazy DFA gives up, the
+    /// detector's regex decides over the same bounded text.
+    fn detector_end(
+        &self,
+        ei: usize,
+        at: &Start,
+        cache: &mut Cache,
+        steps: &mut usize,
+    ) -> Result<Option<usize>, Alive> {
+        let det = &self.entries[ei].det;
+        let (hay, s) = (at.hay, at.s);
+        let mut limit = s.saturating_add(det.max_len);
+        if at.profile != Profile::Original && at.p + det.max_orig < at.text.len() {
+            limit = limit.min(at.view.at(at.p + det.max_orig));
+        }
+        match run(&det.dfa, cache, hay, s, limit, at.eof, steps) {
+            Run::Done(end) => Ok(end),
+            Run::Alive => Err(Alive),
+            Run::Quit => {
+                let cut = if limit < hay.len() {
+                    limit
+                } else if at.eof {
+                    hay.len()
+                } else {
+                    return Err(Alive);
+                };
+                let input = Input::new(&hay[..cut])
+                    .range(s..cut)
+                    .anchored(Anchored::Yes);
+                Ok(det.meta.search(&input).map(|m| m.end()))
+            }
+        }
+    }
+
+    /// Resolves the matches found at `p` (not empty) into `out`. A block is recorded and ends
+    /// the scan (`None`). Otherwise the longest redaction wins and the scan resumes after it;
+    /// without one, the log matches are recorded and the scan resumes after the longest (at
+    /// least one character on).
+    fn resolve_at(
+        &self,
+        text: &str,
+        p: usize,
+        found: &[(usize, usize)],
+        out: &mut Scan,
+    ) -> Option<usize> {
+        if let Some(&(ei, end)) = found
+            .iter()
+            .find(|(ei, _)| self.entries[*ei].action == Action::Block)
+        {
+            out.hits.push(Hit {
+                start: p,
+                end,
+                entry: ei,
+            });
+            out.hold = p;
+            return None;
+        }
+        let mut best: Option<(usize, usize)> = None;
+        let mut logged = p;
+        for &(ei, end) in found {
+            match self.entries[ei].action {
+                Action::Redact => {
+                    if best.is_none_or(|(_, e)| end > e) {
+                        best = Some((ei, end));
+                    }
+                }
+                _ => {
+                    logged = logged.max(end);
+                    out.hits.push(Hit {
+                        start: p,
+                        end,
+                        entry: ei,
+                    })
+                }
+            }
+        }
+        match best {
+            Some((ei, end)) => {
+                out.hits.push(Hit {
+                    start: self.redact_start(ei, text, p, end),
+                    end,
+                    entry: ei,
+                });
+                Some(end)
+            }
+            None => Some(logged.max(p + char_len(text, p))),
+        }
+    }
+
+    /// Where the redaction of entry `ei`'s match `start..end` begins: a detector with a
+    /// redact tail keeps its context (`name =`) and redacts only the value after it.
+    fn redact_start(&self, ei: usize, text: &str, start: usize, end: usize) -> usize {
+        match self.entries[ei].det.redact_tail {
+            Some(n) if end >= start + n && text.is_char_boundary(end - n) => end - n,
+            _ => start,
+        }
     }
 
     /// The rest of a whole text from `from`, with every detector's leftmost-first search
     /// (linear in the text), resolved like [`Engine::scan`]: at one start a block wins, then
     /// the longest redaction; matches do not overlap.
     fn scan_linear(&self, sc: &mut Scratch, text: &str, from: usize, out: &mut Scan) {
+        let all = self.linear_matches(sc, text, from);
+        let mut cursor = from;
+        let mut i = 0;
+        while i < all.len() {
+            let start = all[i].0;
+            let group_end = all[i..].iter().take_while(|h| h.0 == start).count() + i;
+            let group = &all[i..group_end];
+            i = group_end;
+            if start < cursor {
+                continue;
+            }
+            match self.resolve_group(text, start, group, cursor, out) {
+                Some(next) => cursor = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Every validated, non-empty match of every detector in `text[from..]` by leftmost-first
+    /// search, as (original start, original end, entry), sorted.
+    fn linear_matches(&self, sc: &Scratch, text: &str, from: usize) -> Vec<(usize, usize, usize)> {
         let mut all: Vec<(usize, usize, usize)> = Vec::new();
         for v in &self.views {
             let view = &sc.views[v.profile.index()];
@@ -415,14 +463,11 @@ impl Engine {
                     if m.is_empty() {
                         continue;
                     }
-                    let (ostart, oend) = match v.profile {
-                        Profile::Original => (m.start(), m.end()),
-                        _ => {
-                            let last = view.src(m.end() - 1);
-                            let len = text[last..].chars().next().map_or(1, char::len_utf8);
-                            (view.src(m.start()), last + len)
-                        }
+                    let ostart = match v.profile {
+                        Profile::Original => m.start(),
+                        _ => view.src(m.start()),
                     };
+                    let oend = original_end(v.profile, view, text, m.end());
                     if det
                         .validate
                         .is_some_and(|check| !check(&text[ostart..oend]))
@@ -434,56 +479,114 @@ impl Engine {
             }
         }
         all.sort_unstable();
-        let mut cursor = from;
-        let mut i = 0;
-        while i < all.len() {
-            let start = all[i].0;
-            let group_end = all[i..].iter().take_while(|h| h.0 == start).count() + i;
-            let group = &all[i..group_end];
-            i = group_end;
-            if start < cursor {
-                continue;
-            }
-            if let Some(&(_, end, ei)) = group
-                .iter()
-                .find(|h| self.entries[h.2].action == Action::Block)
-            {
+        all
+    }
+
+    /// Resolves the linear matches starting at `start` (at or after `cursor`) into `out`. A
+    /// block is recorded and ends the scan (`None`). Otherwise the longest redaction is
+    /// recorded, or else every log match; returns where the next match may start.
+    fn resolve_group(
+        &self,
+        text: &str,
+        start: usize,
+        group: &[(usize, usize, usize)],
+        cursor: usize,
+        out: &mut Scan,
+    ) -> Option<usize> {
+        if let Some(&(_, end, ei)) = group
+            .iter()
+            .find(|h| self.entries[h.2].action == Action::Block)
+        {
+            out.hits.push(Hit {
+                start,
+                end,
+                entry: ei,
+            });
+            out.hold = start;
+            return None;
+        }
+        let mut next = cursor;
+        if let Some(&(_, end, ei)) = group
+            .iter()
+            .filter(|h| self.entries[h.2].action == Action::Redact)
+            .max_by_key(|h| h.1)
+        {
+            out.hits.push(Hit {
+                start: self.redact_start(ei, text, start, end),
+                end,
+                entry: ei,
+            });
+            next = next.max(end);
+        } else {
+            for &(_, end, ei) in group {
                 out.hits.push(Hit {
                     start,
                     end,
                     entry: ei,
                 });
-                out.hold = start;
-                return;
-            }
-            let mut next = cursor;
-            if let Some(&(_, end, ei)) = group
-                .iter()
-                .filter(|h| self.entries[h.2].action == Action::Redact)
-                .max_by_key(|h| h.1)
-            {
-                let det = &self.entries[ei].det;
-                let rstart = match det.redact_tail {
-                    Some(n) if end >= start + n && text.is_char_boundary(end - n) => end - n,
-                    _ => start,
-                };
-                out.hits.push(Hit {
-                    start: rstart,
-                    end,
-                    entry: ei,
-                });
                 next = next.max(end);
-            } else {
-                for &(_, end, ei) in group {
-                    out.hits.push(Hit {
-                        start,
-                        end,
-                        entry: ei,
-                    });
-                    next = next.max(end);
-                }
             }
-            cursor = next;
+        }
+        Some(next)
+    }
+}
+
+/// An automaton was still alive when the text ran out: a match may need text not yet seen.
+struct Alive;
+
+/// One start position of a scan: original position `p` and where it falls in one view.
+struct Start<'a> {
+    /// The original text.
+    text: &'a str,
+    p: usize,
+    profile: Profile,
+    view: &'a View,
+    /// The bytes the view's automata run on (the original's for [`Profile::Original`]).
+    hay: &'a [u8],
+    /// `p` in `hay`.
+    s: usize,
+    eof: bool,
+}
+
+impl<'a> Start<'a> {
+    /// Position `p` in the view of `profile`; `None` when the character there produces
+    /// nothing in the view.
+    fn new(text: &'a str, p: usize, profile: Profile, view: &'a View, eof: bool) -> Option<Self> {
+        let (hay, s) = match profile {
+            Profile::Original => (text.as_bytes(), p),
+            _ => {
+                let s = view.at(p);
+                if view.at(p + char_len(text, p)) == s {
+                    return None;
+                }
+                (view.text.as_bytes(), s)
+            }
+        };
+        Some(Start {
+            text,
+            p,
+            profile,
+            view,
+            hay,
+            s,
+            eof,
+        })
+    }
+}
+
+/// The original offset just past a match of the view of `profile` that ends at `end`: past
+/// the original character that produced the match's last byte.
+fn original_end(profile: Profile, view: &View, text: &str, end: usize) -> usize {
+    match profile {
+        Profile::Original => end,
+        _ => {
+            let last = view.src(end - 1);
+            last + char_len(text, last)
         }
     }
+}
+
+/// The length in bytes of the character at `at` (1 at the end of the text).
+fn char_len(text: &str, at: usize) -> usize {
+    text[at..].chars().next().map_or(1, char::len_utf8)
 }

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::core::sse::{SseEvent, SseParser};
 use crate::core::ApiError;
 use crate::core::{StreamTranslator, Usage};
-use crate::guardrails::{Channel, Finding, OutputScanner, Policy, Step};
+use crate::guardrails::{Channel, Finding, OutputScanner, OutputVerdict, Policy, Step};
 
 /// Text fields of an answer other than `content`, scanned as channels of their own: the
 /// reasoning traces some providers return (`reasoning_content`: xAI, DeepSeek; `reasoning`:
@@ -86,17 +86,11 @@ impl GuardedStream {
         self.events = events;
     }
 
+    /// Filters one event: `[DONE]`, a chunk whose texts pass through the scanner, or anything
+    /// else, passed on as it is.
     fn event(&mut self, data: &[u8], out: &mut BytesMut) {
         if data == b"[DONE]" {
-            // Every choice has finished by now; anything still held goes out first.
-            for ch in std::mem::take(&mut self.channels) {
-                if !self.flush(ch, out) {
-                    return;
-                }
-            }
-            crate::core::sse::write_done(out);
-            self.done = true;
-            return;
+            return self.end(out);
         }
         let Ok(Value::Object(mut chunk)) = serde_json::from_slice::<Value>(data) else {
             write_raw(out, data);
@@ -119,59 +113,8 @@ impl GuardedStream {
         };
         let mut finishing: Vec<(u32, Value)> = Vec::new();
         for choice in &mut choices {
-            let i = choice.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-            // A finishing choice: what its channels still hold goes out after this chunk's
-            // text and before the finish reason.
-            if let Some(f) = choice
-                .get_mut("finish_reason")
-                .filter(|f| !f.is_null())
-                .map(Value::take)
-            {
-                finishing.push((i, f));
-            }
-            let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
-                continue;
-            };
-            if let Some(c) = delta.get_mut("content") {
-                flatten_content(c);
-            }
-            let mut texts: Vec<(Channel, &mut String)> = Vec::new();
-            for (k, v) in delta.iter_mut() {
-                match (k.as_str(), v) {
-                    ("content", Value::String(text)) => {
-                        texts.push((Channel::Content { choice: i }, text));
-                    }
-                    ("function_call", f) => {
-                        if let Some(Value::String(args)) = f.get_mut("arguments") {
-                            let index = FUNCTION_CALL;
-                            texts.push((Channel::ToolArgs { choice: i, index }, args));
-                        }
-                    }
-                    ("tool_calls", Value::Array(calls)) => {
-                        for call in calls.iter_mut() {
-                            let index =
-                                call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-                            if let Some(Value::String(args)) =
-                                call.pointer_mut("/function/arguments")
-                            {
-                                texts.push((Channel::ToolArgs { choice: i, index }, args));
-                            }
-                        }
-                    }
-                    (k, Value::String(text)) => {
-                        if let Some(field) = TEXT_FIELDS.iter().position(|f| *f == k) {
-                            let field = field as u8;
-                            texts.push((Channel::Text { choice: i, field }, text));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            for (ch, text) in texts {
-                match self.scan(ch, text) {
-                    Some(t) => *text = t,
-                    None => return self.block(i, out),
-                }
+            if !self.guard_choice(choice, &mut finishing, out) {
+                return;
             }
         }
         choices.retain(|c| !is_empty_choice(c));
@@ -179,6 +122,59 @@ impl GuardedStream {
             chunk.insert("choices".into(), Value::Array(choices));
             write_chunk(out, &Value::Object(chunk));
         }
+        self.finish_choices(finishing, out);
+    }
+
+    /// `[DONE]`: every choice has finished by now; anything still held goes out first.
+    fn end(&mut self, out: &mut BytesMut) {
+        for ch in std::mem::take(&mut self.channels) {
+            if !self.flush(ch, out) {
+                return;
+            }
+        }
+        crate::core::sse::write_done(out);
+        self.done = true;
+    }
+
+    /// Passes the texts of one choice's delta through the scanner, in place. A finish reason
+    /// is taken out into `finishing`. `false` on a block (the stream has then been ended).
+    fn guard_choice(
+        &mut self,
+        choice: &mut Value,
+        finishing: &mut Vec<(u32, Value)>,
+        out: &mut BytesMut,
+    ) -> bool {
+        let i = choice.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+        // A finishing choice: what its channels still hold goes out after this chunk's
+        // text and before the finish reason.
+        if let Some(f) = choice
+            .get_mut("finish_reason")
+            .filter(|f| !f.is_null())
+            .map(Value::take)
+        {
+            finishing.push((i, f));
+        }
+        let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
+            return true;
+        };
+        if let Some(c) = delta.get_mut("content") {
+            flatten_content(c);
+        }
+        for (ch, text) in delta_texts(i, delta) {
+            match self.scan(ch, text) {
+                Some(t) => *text = t,
+                None => {
+                    self.block(i, out);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// For each choice that finished in this chunk: what its channels still hold, then a
+    /// chunk with its finish reason.
+    fn finish_choices(&mut self, finishing: Vec<(u32, Value)>, out: &mut BytesMut) {
         for (i, finish) in finishing {
             let (mine, others): (Vec<Channel>, Vec<Channel>) =
                 self.channels.iter().partition(|c| choice_of(**c) == i);
@@ -254,6 +250,42 @@ impl GuardedStream {
     }
 }
 
+/// The texts of choice `i`'s delta that the guardrails scan, each with its channel: content,
+/// tool-call and legacy function-call arguments, and the [`TEXT_FIELDS`].
+fn delta_texts(i: u32, delta: &mut Map<String, Value>) -> Vec<(Channel, &mut String)> {
+    let mut texts: Vec<(Channel, &mut String)> = Vec::new();
+    for (k, v) in delta.iter_mut() {
+        match (k.as_str(), v) {
+            ("content", Value::String(text)) => {
+                texts.push((Channel::Content { choice: i }, text));
+            }
+            ("function_call", f) => {
+                if let Some(Value::String(args)) = f.get_mut("arguments") {
+                    let index = FUNCTION_CALL;
+                    texts.push((Channel::ToolArgs { choice: i, index }, args));
+                }
+            }
+            ("tool_calls", Value::Array(calls)) => {
+                for call in calls.iter_mut() {
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+                    if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                        texts.push((Channel::ToolArgs { choice: i, index }, args));
+                    }
+                }
+            }
+            (k, Value::String(text)) => {
+                if let Some(field) = TEXT_FIELDS.iter().position(|f| *f == k) {
+                    let field = field as u8;
+                    texts.push((Channel::Text { choice: i, field }, text));
+                }
+            }
+            _ => {}
+        }
+    }
+    texts
+}
+
+/// The choice a channel belongs to.
 fn choice_of(ch: Channel) -> u32 {
     match ch {
         Channel::Content { choice }
@@ -360,61 +392,79 @@ pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>
         let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else {
             continue;
         };
-        let mut blocked = false;
-        if let Some(c) = msg.get_mut("content") {
-            flatten_content(c);
-        }
-        for field in std::iter::once("content").chain(TEXT_FIELDS) {
-            if let Some(Value::String(text)) = msg.get_mut(field) {
-                let verdict = policy.check_output_text(text);
-                blocked |= verdict.blocked().is_some();
-                if !verdict.findings.is_empty() {
-                    changed = true;
-                    *text = verdict.text;
-                    findings.extend(verdict.findings);
-                }
-            }
-        }
-        if let Some(Value::String(args)) = msg
-            .get_mut("function_call")
-            .and_then(|f| f.get_mut("arguments"))
-        {
-            let verdict = policy.check_output_arguments(args);
-            blocked |= verdict.blocked().is_some();
-            if !verdict.findings.is_empty() {
-                changed = true;
-                *args = verdict.text;
-                findings.extend(verdict.findings);
-            }
-        }
-        for call in msg
-            .get_mut("tool_calls")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                let verdict = policy.check_output_arguments(args);
-                blocked |= verdict.blocked().is_some();
-                if !verdict.findings.is_empty() {
-                    changed = true;
-                    *args = verdict.text;
-                    findings.extend(verdict.findings);
-                }
-            }
-        }
-        if blocked {
-            msg.insert("content".into(), Value::Null);
-            msg.remove("tool_calls");
-            msg.remove("function_call");
-            for field in TEXT_FIELDS {
-                msg.remove(field);
-            }
+        if guard_message(policy, msg, &mut changed, &mut findings) {
+            withhold_message(msg);
             choice["finish_reason"] = Value::from("content_filter");
         }
     }
     let out = changed.then(|| serde_json::to_vec(&v).expect("JSON values serialise"));
     (out, findings)
+}
+
+/// Checks every text of an answer's message (content, the [`TEXT_FIELDS`], function-call and
+/// tool-call arguments), applying redactions in place. Whether any check blocks.
+fn guard_message(
+    policy: &Policy,
+    msg: &mut Map<String, Value>,
+    changed: &mut bool,
+    findings: &mut Vec<Finding>,
+) -> bool {
+    let mut blocked = false;
+    if let Some(c) = msg.get_mut("content") {
+        flatten_content(c);
+    }
+    for field in std::iter::once("content").chain(TEXT_FIELDS) {
+        if let Some(Value::String(text)) = msg.get_mut(field) {
+            let verdict = policy.check_output_text(text);
+            blocked |= apply_verdict(verdict, text, changed, findings);
+        }
+    }
+    if let Some(Value::String(args)) = msg
+        .get_mut("function_call")
+        .and_then(|f| f.get_mut("arguments"))
+    {
+        let verdict = policy.check_output_arguments(args);
+        blocked |= apply_verdict(verdict, args, changed, findings);
+    }
+    for call in msg
+        .get_mut("tool_calls")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+            let verdict = policy.check_output_arguments(args);
+            blocked |= apply_verdict(verdict, args, changed, findings);
+        }
+    }
+    blocked
+}
+
+/// When the guardrails did anything, puts the verdict's text in place of `text` and keeps its
+/// findings. Whether the verdict blocks.
+fn apply_verdict(
+    verdict: OutputVerdict,
+    text: &mut String,
+    changed: &mut bool,
+    findings: &mut Vec<Finding>,
+) -> bool {
+    let blocked = verdict.blocked().is_some();
+    if !verdict.findings.is_empty() {
+        *changed = true;
+        *text = verdict.text;
+        findings.extend(verdict.findings);
+    }
+    blocked
+}
+
+/// Empties a blocked message: no content, tool calls, function call or other text.
+fn withhold_message(msg: &mut Map<String, Value>) {
+    msg.insert("content".into(), Value::Null);
+    msg.remove("tool_calls");
+    msg.remove("function_call");
+    for field in TEXT_FIELDS {
+        msg.remove(field);
+    }
 }
 
 /// Wraps `translator` in the output guardrails of `policy`, when it has any.
