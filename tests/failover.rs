@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Model `gpt-4o-mini` served by provider `a` (first) and `b`, with the given extra options
 /// per deployment (e.g. `priority: 1`).
@@ -380,6 +382,124 @@ async fn health_checks_eject_and_readmit() {
         .requests()
         .iter()
         .any(|r| r.method == "GET" && r.path == "/v1/models"));
+}
+
+/// A server that answers `GET` with 503 to requests carrying `Authorization: Bearer <down>`
+/// and 200 to the others (keep-alive), counting the requests per key.
+async fn keyed_health_server(down: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let key = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().trim_start_matches("Bearer ").to_string())
+                        })
+                        .unwrap_or_default();
+                    let status = if key == down {
+                        "503 Service Unavailable"
+                    } else {
+                        "200 OK"
+                    };
+                    log.lock().unwrap().push(key);
+                    let body = r#"{"object":"list","data":[]}"#;
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_sharing_an_address_keep_their_own_health() {
+    let (port, seen) = keyed_health_server("sk-test-key-down").await;
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  up: {{ kind: openai_compatible, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-test-key-up }}
+  down: {{ kind: openai_compatible, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-test-key-down }}
+models:
+  gpt-4o-mini:
+    - {{ provider: up, model: m }}
+    - {{ provider: down, model: m }}
+health:
+  check:
+    interval: 100ms
+    timeout: 500ms
+    unhealthy_threshold: 2
+    healthy_threshold: 1
+"#
+    ));
+    let providers = || async {
+        get(gw.admin_port, "/health/deployments", "").await.json()["providers"].clone()
+    };
+    let mut ejected = false;
+    for _ in 0..60 {
+        let p = providers().await;
+        assert_eq!(p["up"]["healthy"], json!(true), "{p}");
+        if p["down"]["healthy"] == json!(false) {
+            assert_eq!(p["down"]["last_check_error"], json!("HTTP 503"));
+            assert_eq!(p["up"]["last_check_error"], json!(null));
+            ejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ejected, "the provider whose key fails is taken out");
+    // A few more passes: the failing provider stays out, the other stays in.
+    let checks_now = seen.lock().unwrap().len();
+    assert!(
+        eventually(Duration::from_secs(5), || seen.lock().unwrap().len()
+            >= checks_now + 4)
+        .await
+    );
+    let p = providers().await;
+    assert_eq!(p["up"]["healthy"], json!(true), "{p}");
+    assert_eq!(p["down"]["healthy"], json!(false), "{p}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().filter(|k| *k == "sk-test-key-up").count() >= 2,
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().filter(|k| *k == "sk-test-key-down").count() >= 2,
+        "{seen:?}"
+    );
+    let log = gw.log();
+    assert!(
+        log.contains("provider 'down' failed its health checks (HTTP 503): taken out of rotation"),
+        "{log}"
+    );
+    assert!(!log.contains("provider 'up' failed"), "{log}");
+    assert!(!log.contains("becomes unhealthy"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,13 +22,13 @@ pub use budget::RetryBudget;
 
 use crate::config::{Config, Deployment, HealthSettings, Provider, Route};
 
-/// Health of a provider as the active checks see it.
+/// Health of a provider as the active checks see it. The checks themselves — their schedule
+/// and the consecutive results that flip the state — are pingora-load-balancing's (see
+/// `upstream::health`); this is the state the router and the admin view read.
 #[derive(Debug)]
 pub struct ProviderHealth {
     pub provider: Arc<Provider>,
     healthy: AtomicBool,
-    fails: AtomicU32,
-    oks: AtomicU32,
     last_error: Mutex<Option<String>>,
 }
 
@@ -37,32 +37,26 @@ impl ProviderHealth {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Records one active check. Returns the new state when it changed.
-    pub fn record_check(
-        &self,
-        result: Result<(), String>,
-        unhealthy_after: u32,
-        healthy_after: u32,
-    ) -> Option<bool> {
-        match result {
-            Ok(()) => {
-                self.fails.store(0, Ordering::Relaxed);
-                let oks = self.oks.fetch_add(1, Ordering::Relaxed) + 1;
-                if oks >= healthy_after && !self.healthy.swap(true, Ordering::Relaxed) {
-                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    return Some(true);
-                }
-            }
-            Err(e) => {
-                self.oks.store(0, Ordering::Relaxed);
-                let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                if fails >= unhealthy_after && self.healthy.swap(false, Ordering::Relaxed) {
-                    return Some(false);
-                }
-            }
+    /// Records why an active check failed, for the admin view.
+    pub fn record_check_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// The error of the last failed check since the provider was last found healthy.
+    pub fn last_check_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes the provider out of rotation or puts it back; back in rotation clears the last
+    /// check error.
+    pub fn set_healthy(&self, healthy: bool) {
+        if healthy {
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        None
+        self.healthy.store(healthy, Ordering::Relaxed);
     }
 }
 
@@ -140,8 +134,6 @@ impl Router {
                     Arc::new(ProviderHealth {
                         provider: p.clone(),
                         healthy: AtomicBool::new(true),
-                        fails: AtomicU32::new(0),
-                        oks: AtomicU32::new(0),
                         last_error: Mutex::new(None),
                     }),
                 )
@@ -357,11 +349,7 @@ impl Router {
             .providers
             .iter()
             .map(|(name, p)| {
-                let err = p
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let err = p.last_check_error();
                 (
                     name.clone(),
                     json!({"healthy": p.is_healthy(), "last_check_error": err}),

@@ -125,8 +125,8 @@ fn unhealthy_provider_is_used_only_when_nothing_else_is() {
     let r = router("  m:\n    - { provider: p1 }\n    - { provider: p2 }\n");
     let route = r.route("m").unwrap();
     let p1 = &route.deployments[0].provider;
-    assert_eq!(p1.record_check(Err("refused".into()), 2, 1), None);
-    assert_eq!(p1.record_check(Err("refused".into()), 2, 1), Some(false));
+    p1.record_check_error("refused".into());
+    p1.set_healthy(false);
     for _ in 0..20 {
         assert_eq!(r.choose(route, &[]).0, 1);
     }
@@ -135,7 +135,10 @@ fn unhealthy_provider_is_used_only_when_nothing_else_is() {
         (0, Reason::Fresh),
         "better than failing"
     );
-    assert_eq!(p1.record_check(Ok(()), 2, 1), Some(true));
+    assert_eq!(p1.last_check_error().as_deref(), Some("refused"));
+    p1.set_healthy(true);
+    assert_eq!(p1.last_check_error(), None);
+    assert!(p1.is_healthy());
 }
 
 #[test]

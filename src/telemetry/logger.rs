@@ -5,7 +5,12 @@
 //! byte and leaves ("Fail to proxy: … downstream"), a failed TLS or HTTP/2 handshake. Each is
 //! nothing an operator can act on, and any client can cause thousands a second. These
 //! records are shown at most [`BURST`] per [`WINDOW`]; the rest are counted and reported in
-//! one line when the window ends. Everything else passes through unchanged.
+//! one line when the window ends.
+//!
+//! pingora-load-balancing logs its own line when a health-check target flips ("provider 'x'
+//! becomes unhealthy, …" / "… becomes healthy"); sluice's check logs the same event in its
+//! own words (`upstream::health`), so that echo is dropped. Everything else passes through
+//! unchanged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -58,6 +63,17 @@ fn is_connection_noise(record: &Record<'_>) -> bool {
     CONNECTION_NOISE.iter().any(|p| msg.starts_with(p))
 }
 
+/// Whether a record is pingora-load-balancing's echo of a provider's health flip (see the
+/// module docs); its subject is the check's `backend_summary`, "provider '<name>'".
+fn is_health_flip_echo(record: &Record<'_>) -> bool {
+    if !record.target().starts_with("pingora_load_balancing") {
+        return false;
+    }
+    let msg = record.args().to_string();
+    msg.starts_with("provider '")
+        && (msg.contains("' becomes unhealthy, ") || msg.ends_with("' becomes healthy"))
+}
+
 impl Limited {
     /// Whether a noisy record may be shown now; reports what the last window suppressed.
     fn admit(&self) -> bool {
@@ -101,6 +117,9 @@ impl Log for Limited {
         if is_connection_noise(record) && !self.admit() {
             return;
         }
+        if is_health_flip_echo(record) {
+            return;
+        }
         self.inner.log(record);
     }
 
@@ -142,5 +161,35 @@ mod tests {
         ));
         assert!(!noise("pingora_proxy", log::Level::Info, "Fail to proxy"));
         assert!(!noise("pingora_core", log::Level::Error, "Accept() failed"));
+    }
+
+    fn echo(target: &str, msg: &str) -> bool {
+        is_health_flip_echo(
+            &Record::builder()
+                .target(target)
+                .level(log::Level::Warn)
+                .args(format_args!("{msg}"))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn only_the_load_balancers_flip_lines_are_dropped() {
+        assert!(echo(
+            "pingora_load_balancing",
+            "provider 'a' becomes unhealthy,  health check failed context: HTTP 500"
+        ));
+        assert!(echo(
+            "pingora_load_balancing",
+            "provider 'a' becomes healthy"
+        ));
+        assert!(!echo(
+            "pingora_load_balancing",
+            "health check task failed: panicked"
+        ));
+        assert!(!echo(
+            "sluice::upstream::health",
+            "provider 'a' is healthy again"
+        ));
     }
 }
