@@ -9,227 +9,18 @@
 use serde_json::Value;
 
 use super::engine::Scratch;
+use super::text::Visit;
 use super::{record, render, Action, InputVerdict, Policy, Rule};
 
-/// Which request format a body is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputApi {
-    /// OpenAI `/chat/completions`: `messages[*].content` (string or `text` parts) of every
-    /// role, and `messages[*].tool_calls[*].function.arguments`.
-    ChatCompletions,
-    /// OpenAI `/embeddings`: `input` as a string or an array of strings (token arrays are
-    /// not text and are skipped).
-    Embeddings,
-    /// Anthropic `/messages`: `system` (string or `text` blocks), `messages[*].content`
-    /// (string or blocks: `text`, `tool_use.input` string leaves, `tool_result.content`).
-    AnthropicMessages,
-    /// OpenAI `/responses`: `instructions`, `input` (string or items: `content` string or
-    /// `input_text`/`output_text` parts, `function_call.arguments`,
-    /// `function_call_output.output`).
-    Responses,
-}
+/// Where the text of a client API's request is: a walker that calls its argument on every
+/// string of the body that reaches the model. Each front door defines its own (e.g.
+/// `front::openai::CHAT_INPUT`), built from the helpers in [`text`](super::text).
+#[derive(Clone, Copy)]
+pub struct InputApi(pub fn(&mut Value, &mut Visit));
 
-type Visit<'a> = dyn FnMut(&mut String) + 'a;
-
-/// Calls `f` on every string in `v` — object keys and numbers included (a card number or a
-/// secret can be either); a number or key that `f` changes is replaced by the new text.
-fn leaves(v: &mut Value, f: &mut Visit) {
-    leaves_except(v, &[], f);
-}
-
-/// [`leaves`], skipping the values (not the keys) of object members named in `skip`:
-/// structural fields such as ids and types.
-fn leaves_except(v: &mut Value, skip: &[&str], f: &mut Visit) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Number(n) => {
-            let mut t = n.to_string();
-            let before = t.clone();
-            f(&mut t);
-            if t != before {
-                *v = Value::String(t);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| leaves_except(x, skip, f)),
-        Value::Object(m) => {
-            let entries: Vec<(String, Value)> = std::mem::take(m)
-                .into_iter()
-                .map(|(k, mut x)| {
-                    let mut key = k.clone();
-                    f(&mut key);
-                    if !skip.contains(&k.as_str()) {
-                        leaves_except(&mut x, skip, f);
-                    }
-                    (key, x)
-                })
-                .collect();
-            m.extend(entries);
-        }
-        _ => {}
-    }
-}
-
-/// Fields of content blocks and items that carry structure, not text.
-const STRUCTURAL: &[&str] = &[
-    "type",
-    "id",
-    "call_id",
-    "tool_use_id",
-    "status",
-    "role",
-    "media_type",
-    "cache_control",
-];
-
-/// A string holding JSON: its string leaves, re-serialised if any changed; the string
-/// itself if it is not JSON.
-fn json_string(s: &mut String, f: &mut Visit) {
-    match serde_json::from_str::<Value>(s) {
-        Ok(mut v) if v.is_object() || v.is_array() => {
-            let before = v.clone();
-            leaves(&mut v, f);
-            if v != before {
-                if let Ok(t) = serde_json::to_string(&v) {
-                    *s = t;
-                }
-            }
-        }
-        _ => f(s),
-    }
-}
-
-fn get_str<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut String> {
-    match v.get_mut(key) {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn array<'a>(v: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
-    v.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flat_map(|a| a.iter_mut())
-}
-
-/// `content` as a string, or an array of parts whose text is under `text` (any part type
-/// that has a string `text`: `text`, `input_text`, `output_text`).
-fn content(v: &mut Value, f: &mut Visit) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(parts) => {
-            for p in parts {
-                if let Some(t) = get_str(p, "text") {
-                    f(t);
-                }
-                if let Some(t) = get_str(p, "refusal") {
-                    f(t);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn chat(body: &mut Value, f: &mut Visit) {
-    for m in array(body, "messages") {
-        if let Some(c) = m.get_mut("content") {
-            content(c, f);
-        }
-        if let Some(r) = get_str(m, "refusal") {
-            f(r);
-        }
-        for tc in array(m, "tool_calls") {
-            if let Some(a) = tc.get_mut("function").and_then(|x| get_str(x, "arguments")) {
-                json_string(a, f);
-            }
-        }
-        if let Some(a) = m
-            .get_mut("function_call")
-            .and_then(|x| get_str(x, "arguments"))
-        {
-            json_string(a, f);
-        }
-    }
-}
-
-fn embeddings(body: &mut Value, f: &mut Visit) {
-    match body.get_mut("input") {
-        Some(Value::String(s)) => f(s),
-        Some(Value::Array(items)) => {
-            for i in items {
-                if let Value::String(s) = i {
-                    f(s);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn anthropic(body: &mut Value, f: &mut Visit) {
-    if let Some(s) = body.get_mut("system") {
-        content(s, f);
-    }
-    for m in array(body, "messages") {
-        match m.get_mut("content") {
-            Some(Value::String(s)) => f(s),
-            Some(Value::Array(blocks)) => {
-                for b in blocks {
-                    match b.get("type").and_then(Value::as_str) {
-                        Some("tool_use") => {
-                            if let Some(i) = b.get_mut("input") {
-                                leaves(i, f);
-                            }
-                        }
-                        Some("tool_result") => {
-                            if let Some(c) = b.get_mut("content") {
-                                content(c, f);
-                            }
-                        }
-                        // Pixels are not text.
-                        Some("image") => {}
-                        // `text`, and whatever else a block carries (documents, search
-                        // results, …): every string but the structural ones.
-                        _ => leaves_except(b, STRUCTURAL, f),
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn responses(body: &mut Value, f: &mut Visit) {
-    if let Some(s) = get_str(body, "instructions") {
-        f(s);
-    }
-    match body.get_mut("input") {
-        Some(Value::String(s)) => f(s),
-        Some(Value::Array(items)) => {
-            for it in items {
-                match it.get("type").and_then(Value::as_str) {
-                    Some("function_call") => {
-                        if let Some(a) = get_str(it, "arguments") {
-                            json_string(a, f);
-                        }
-                    }
-                    Some("function_call_output") => match it.get_mut("output") {
-                        Some(o @ Value::String(_)) | Some(o @ Value::Array(_)) => content(o, f),
-                        _ => {}
-                    },
-                    None | Some("message") => {
-                        if let Some(c) = it.get_mut("content") {
-                            content(c, f);
-                        }
-                    }
-                    // Other items (custom tool calls and outputs, reasoning summaries, …):
-                    // every string but the structural ones.
-                    Some(_) => leaves_except(it, STRUCTURAL, f),
-                }
-            }
-        }
-        _ => {}
+impl std::fmt::Debug for InputApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputApi")
     }
 }
 
@@ -241,12 +32,7 @@ fn select(rule: &Rule, body: &mut Value, api: InputApi, f: &mut Visit) {
         }
         return;
     }
-    match api {
-        InputApi::ChatCompletions => chat(body, f),
-        InputApi::Embeddings => embeddings(body, f),
-        InputApi::AnthropicMessages => anthropic(body, f),
-        InputApi::Responses => responses(body, f),
-    }
+    (api.0)(body, f)
 }
 
 /// Runs of base64 (standard or URL-safe) or hex long enough to hide a phrase.

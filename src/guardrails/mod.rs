@@ -28,6 +28,7 @@ mod input;
 pub mod jsonpath;
 mod normalize;
 mod stream;
+pub mod text;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::door::{only, Decoded, Endpoint, FrontDoor, Route};
 use super::native::{self, NativeMessagesStream};
 use crate::core::{ApiError, StreamTranslator, Usage};
+use crate::guardrails::text::{array, content, leaves, leaves_except, Visit, STRUCTURAL};
 use crate::guardrails::InputApi;
 use crate::providers::ProviderKind;
 
@@ -53,7 +54,7 @@ impl FrontDoor for AnthropicDoor {
     }
 
     fn input_api(&self, _endpoint: Endpoint) -> InputApi {
-        InputApi::AnthropicMessages
+        INPUT
     }
 
     fn param_name(&self, _chat_param: &'static str) -> &'static str {
@@ -100,6 +101,45 @@ impl FrontDoor for AnthropicDoor {
 
     fn error_body(&self, e: &ApiError) -> Bytes {
         error_body(e)
+    }
+}
+
+/// Where input guardrails find the text of a Messages request: `system` (string or `text`
+/// blocks), `messages[*].content` (string or blocks: `text`, `tool_use.input` string leaves,
+/// `tool_result.content`, and every string but the structural ones of other blocks; images
+/// are skipped).
+pub const INPUT: InputApi = InputApi(input_text);
+
+fn input_text(body: &mut Value, f: &mut Visit) {
+    if let Some(s) = body.get_mut("system") {
+        content(s, f);
+    }
+    for m in array(body, "messages") {
+        match m.get_mut("content") {
+            Some(Value::String(s)) => f(s),
+            Some(Value::Array(blocks)) => {
+                for b in blocks {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("tool_use") => {
+                            if let Some(i) = b.get_mut("input") {
+                                leaves(i, f);
+                            }
+                        }
+                        Some("tool_result") => {
+                            if let Some(c) = b.get_mut("content") {
+                                content(c, f);
+                            }
+                        }
+                        // Pixels are not text.
+                        Some("image") => {}
+                        // `text`, and whatever else a block carries (documents, search
+                        // results, …): every string but the structural ones.
+                        _ => leaves_except(b, STRUCTURAL, f),
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use super::door::{only, Decoded, Endpoint, FrontDoor, Route};
 use super::native::{self, NativeResponsesStream};
 use crate::core::{ApiError, StreamTranslator, Usage};
+use crate::guardrails::text::{content, get_str, json_string, leaves_except, Visit, STRUCTURAL};
 use crate::guardrails::InputApi;
 use crate::providers::ProviderKind;
 
@@ -57,7 +58,7 @@ impl FrontDoor for ResponsesDoor {
     }
 
     fn input_api(&self, _endpoint: Endpoint) -> InputApi {
-        InputApi::Responses
+        INPUT
     }
 
     fn param_name(&self, _chat_param: &'static str) -> &'static str {
@@ -92,6 +93,45 @@ impl FrontDoor for ResponsesDoor {
 
     fn stream_encoder(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
         Some(Box::new(ChatToResponsesStream::new(public_model)))
+    }
+}
+
+/// Where input guardrails find the text of a Responses request: `instructions`, `input`
+/// (string or items: `content` string or `input_text`/`output_text` parts,
+/// `function_call.arguments`, `function_call_output.output`, and every string but the
+/// structural ones of other items).
+pub const INPUT: InputApi = InputApi(input_text);
+
+fn input_text(body: &mut Value, f: &mut Visit) {
+    if let Some(s) = get_str(body, "instructions") {
+        f(s);
+    }
+    match body.get_mut("input") {
+        Some(Value::String(s)) => f(s),
+        Some(Value::Array(items)) => {
+            for it in items {
+                match it.get("type").and_then(Value::as_str) {
+                    Some("function_call") => {
+                        if let Some(a) = get_str(it, "arguments") {
+                            json_string(a, f);
+                        }
+                    }
+                    Some("function_call_output") => match it.get_mut("output") {
+                        Some(o @ Value::String(_)) | Some(o @ Value::Array(_)) => content(o, f),
+                        _ => {}
+                    },
+                    None | Some("message") => {
+                        if let Some(c) = it.get_mut("content") {
+                            content(c, f);
+                        }
+                    }
+                    // Other items (custom tool calls and outputs, reasoning summaries, …):
+                    // every string but the structural ones.
+                    Some(_) => leaves_except(it, STRUCTURAL, f),
+                }
+            }
+        }
+        _ => {}
     }
 }
 

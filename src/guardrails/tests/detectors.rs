@@ -171,7 +171,7 @@ fn benign_corpus_has_no_findings() {
         );
         assert_eq!(v.text, *text);
         let mut body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let iv = p.check_input(&mut body, super::super::InputApi::ChatCompletions);
+        let iv = p.check_input(&mut body, crate::front::openai::CHAT_INPUT);
         assert!(
             iv.is_pass(),
             "input false positive {:?} in {text:?}",
