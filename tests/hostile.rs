@@ -302,7 +302,16 @@ async fn slow_uploads_cannot_pin_memory() {
     // Its bytes are given back: a normal request fits again.
     let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let text = metrics(&gw).await;
+    // A request's reservation is released when its handling ends, just after the client
+    // has its answer: read the gauge until it settles.
+    let mut text = metrics(&gw).await;
+    for _ in 0..100 {
+        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = metrics(&gw).await;
+    }
     assert_eq!(metric(&text, "sluice_request_body_bytes_in_flight"), 0.0);
     assert!(metric(&text, "sluice_request_body_budget_refused_total") >= 1.0);
 }

@@ -87,6 +87,9 @@ async fn proxy(
     let req = guard_input::check(key, req, ctx).await?;
     let estimate = admit::rest(gw, ctx, key, &req, permit.as_mut()).await?;
     let result = dispatch::dispatch(gw, session, ctx, req.into_plan(key, ctx.front)).await;
+    // The request's forms are gone with the plan: its body reservation goes back before the
+    // settlement's round trip.
+    drop(hold);
     settle::settle(ctx, permit, &result, estimate).await;
     result
 }
