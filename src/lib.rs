@@ -10,6 +10,7 @@ pub mod core;
 pub mod ctx;
 pub mod front;
 pub mod guardrails;
+pub mod ledger;
 pub mod limits;
 pub mod pipeline;
 pub mod providers;

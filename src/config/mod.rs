@@ -22,6 +22,7 @@ mod timeouts;
 mod types;
 pub mod units;
 mod upstream;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         access_log,
         guardrails,
         default_guardrails,
+        usage,
     } = raw;
     let ctx = Ctx {
         allow_inline: allow_inline_secrets,
@@ -104,11 +106,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let upstream = upstream::validate(upstream)?;
     let retry = failover::retry(retry)?;
     let health = failover::health(health)?;
+    let usage = usage::validate(usage)?;
 
     Ok(Config {
         access_log: access_log.unwrap_or(true),
         retry,
         health,
+        usage,
         listen,
         tls,
         admin,

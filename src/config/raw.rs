@@ -47,6 +47,19 @@ pub struct RawConfig {
     pub guardrails: Vec<crate::guardrails::RawGuardrail>,
     #[serde(default)]
     pub default_guardrails: Option<Vec<String>>,
+    #[serde(default)]
+    pub usage: Option<RawUsage>,
+}
+
+/// `usage:`: the usage ledger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub store: Option<String>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    /// A duration in days or hours (`90d`, `36h`).
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

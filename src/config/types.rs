@@ -241,6 +241,17 @@ pub struct Config {
     pub health: HealthSettings,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// The usage ledger; `None` when `usage:` is absent.
+    pub usage: Option<UsageSettings>,
+}
+
+/// `usage:`: where the usage ledger is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSettings {
+    /// The SQLite file.
+    pub path: std::path::PathBuf,
+    /// Records older than this are pruned.
+    pub retention: Duration,
 }
 
 /// Glob match with `*` (any run, possibly empty) and `?` (one character).

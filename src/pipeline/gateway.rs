@@ -33,6 +33,8 @@ pub struct Gateway {
     pub started_unix: u64,
     /// Rate limits, token and spend budgets, concurrency caps.
     pub limiter: Limiter,
+    /// The usage ledger, when `usage:` is configured.
+    pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// Request-body bytes all requests in flight may hold.
     pub body_budget: Arc<BodyBudget>,
 }
@@ -51,6 +53,7 @@ impl Gateway {
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
             keys: KeyRing::new(&cfg),
+            ledger: None,
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
             resolver,
             router,

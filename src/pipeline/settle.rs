@@ -1,8 +1,9 @@
 //! Settle: what the request cost, once its answer is over. The limits permit is charged the
 //! provider's reported usage (or the estimate, when the report is partial). Usage and
 //! guardrail findings are recorded on the request context here, where the access log and
-//! metrics read them; later per-request consumers (usage ledger, cache store, traces) attach
-//! here, each as one call.
+//! metrics read them; later per-request consumers (cache store, traces) attach here, each as
+//! one call. The usage ledger records from the request's end in `server/proxy.rs` instead,
+//! next to the access log: requests refused before this stage are recorded too.
 
 use crate::core::{ApiError, StreamTranslator};
 use crate::ctx::Ctx;

@@ -5,7 +5,9 @@
 //! - `/readyz`: every public model has at least one available deployment (503 otherwise, with
 //!   the models that have none);
 //! - `/health/deployments`: health, cooldowns, load and failure counts of every deployment;
-//! - `/metrics`: Prometheus text format.
+//! - `/metrics`: Prometheus text format;
+//! - `/usage?since=24h&by=key,model[&format=csv]`: the usage ledger's totals per group
+//!   (requests, errors, tokens, cost), when `usage:` is configured.
 //!
 //! When `admin.token` is set, everything but the two probes requires it as a bearer token.
 
@@ -25,6 +27,7 @@ pub struct Admin {
     pub cfg: Arc<Config>,
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
+    pub ledger: Option<Arc<crate::ledger::Ledger>>,
 }
 
 fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
@@ -54,6 +57,63 @@ impl Admin {
     }
 }
 
+/// An admin error in the OpenAI shape.
+fn admin_error(status: u16, message: &str, code: &str) -> Response<Vec<u8>> {
+    reply(
+        status,
+        json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+    )
+}
+
+impl Admin {
+    /// `GET /usage`: grouped totals from the ledger, as JSON (default) or CSV.
+    async fn usage(&self, query: &str) -> Response<Vec<u8>> {
+        use crate::ledger::query::{parse_groups, parse_since, to_csv, to_json};
+        let Some(ledger) = &self.ledger else {
+            return admin_error(
+                404,
+                "the usage ledger is off (no `usage:` in the config)",
+                "usage_off",
+            );
+        };
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.replace("%2C", ",").replace("%2c", ","))
+        };
+        let since = match parse_since(&param("since").unwrap_or_else(|| "24h".into())) {
+            Ok(s) => s,
+            Err(m) => return admin_error(400, &format!("since: {m}"), "invalid_value"),
+        };
+        let by = match parse_groups(&param("by").unwrap_or_default()) {
+            Ok(b) => b,
+            Err(m) => return admin_error(400, &format!("by: {m}"), "invalid_value"),
+        };
+        let rows = match crate::ledger::summary(ledger.path.clone(), since, by.clone()).await {
+            Ok(r) => r,
+            Err(m) => {
+                log::warn!("usage query: {m}");
+                return admin_error(503, "the usage ledger cannot be read", "usage_unavailable");
+            }
+        };
+        match param("format").as_deref() {
+            None | Some("json") => reply(200, to_json(&by, &rows)),
+            Some("csv") => {
+                let body = to_csv(&by, &rows).into_bytes();
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/csv; charset=utf-8")
+                    .header("content-length", body.len())
+                    .body(body)
+                    .expect("valid response")
+            }
+            Some(_) => admin_error(400, "format: json or csv", "invalid_value"),
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -79,6 +139,10 @@ impl ServeHttp for Admin {
                 json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),
             ),
             "/health/deployments" => reply(200, self.router.snapshot()),
+            "/usage" => {
+                self.usage(session.req_header().uri.query().unwrap_or(""))
+                    .await
+            }
             "/metrics" => {
                 let body = self.metrics.render(&self.router);
                 Response::builder()

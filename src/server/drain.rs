@@ -18,6 +18,8 @@ use crate::pipeline::gateway::InFlight;
 
 pub struct Drain {
     pub in_flight: Arc<InFlight>,
+    /// Stored before exiting: what is queued is not lost.
+    pub ledger: Option<Arc<crate::ledger::Ledger>>,
 }
 
 #[async_trait]
@@ -35,6 +37,9 @@ impl BackgroundService for Drain {
                 idle_polls += 1;
                 if idle_polls >= 5 {
                     log::info!("graceful shutdown: no request in flight, exiting");
+                    if let Some(l) = &self.ledger {
+                        l.close(Duration::from_secs(10));
+                    }
                     std::process::exit(0);
                 }
             } else {

@@ -13,6 +13,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
+use crate::ledger::{Ledger, LedgerWriter};
 use crate::limits::Limiter;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::gateway::InFlight;
@@ -102,6 +103,18 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
         resolver.clone(),
         &server.configuration,
     );
+    let ledger = match &cfg.usage {
+        Some(u) => {
+            let l = Ledger::open(&u.path, u.retention)?;
+            for c in l.stats.collectors() {
+                metrics.register(c);
+            }
+            Some(Arc::new(l))
+        }
+        None => None,
+    };
+    let mut gateway = gateway;
+    gateway.ledger = ledger.clone();
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(cfg.timeouts.client_idle);
@@ -135,6 +148,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
             cfg: cfg.clone(),
             router: router.clone(),
             metrics: metrics.clone(),
+            ledger: ledger.clone(),
         },
     );
     admin.add_tcp(&cfg.admin.listen.to_string());
@@ -151,7 +165,10 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     ) {
         server.add_service(background_service("health checks", checker));
     }
-    server.add_service(background_service("drain", Drain { in_flight }));
+    if let Some(l) = &ledger {
+        server.add_service(background_service("usage ledger", LedgerWriter(l.clone())));
+    }
+    server.add_service(background_service("drain", Drain { in_flight, ledger }));
     server.add_service(background_service("memory trim", MemoryTrim { metrics }));
     server.add_service(proxy);
     server.add_service(admin);

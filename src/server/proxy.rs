@@ -103,6 +103,10 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         telemetry::record(&self.metrics, ctx);
+        if let Some(ledger) = &self.ledger {
+            let status = telemetry::status(ctx);
+            ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &self.cfg));
+        }
         if self.cfg.access_log {
             telemetry::access_log(session, e, ctx);
         }

@@ -86,7 +86,8 @@ fn guardrail_log(ctx: &Ctx) -> Option<serde_json::Value> {
 }
 
 /// The status the client saw: 499 when it left before any answer.
-fn status(ctx: &Ctx) -> u16 {
+/// The status a request is counted with: 499 when the client left before any answer.
+pub fn status(ctx: &Ctx) -> u16 {
     if ctx.client_gone && ctx.status == 0 {
         499
     } else {
