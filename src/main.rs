@@ -1,4 +1,5 @@
-//! `sluice run -c FILE` starts the gateway; `sluice check -c FILE` validates a config.
+//! `sluice run -c FILE` starts the gateway; `sluice check -c FILE` validates a config;
+//! `sluice usage -c FILE` reports from the usage ledger.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,45 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Usage and cost from the usage ledger, grouped.
+    Usage {
+        /// The config file (its `usage:` names the ledger).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// How far back: 24h, 7d, 30m, …
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Group by any of key, model, provider, day, hour (comma-separated).
+        #[arg(long, default_value = "")]
+        by: String,
+        /// table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+/// `sluice usage`: the same totals as the admin listener's `GET /usage`.
+fn usage(config: &std::path::Path, since: &str, by: &str, format: &str) -> Result<String, String> {
+    use sluice::ledger::query::{parse_groups, parse_since, to_csv, to_json, to_table};
+    let cfg =
+        config::load(config).map_err(|e| format!("{}: config error: {e}", config.display()))?;
+    let u = cfg.usage.ok_or_else(|| {
+        format!(
+            "{}: no `usage:` section: the ledger is off",
+            config.display()
+        )
+    })?;
+    let since = parse_since(since).map_err(|e| format!("--since: {e}"))?;
+    let by = parse_groups(by).map_err(|e| format!("--by: {e}"))?;
+    let rows = sluice::ledger::sqlite::Store::open_read_only(&u.path)?.summary(since, &by)?;
+    match format {
+        "table" => Ok(to_table(&by, &rows)),
+        "json" => Ok(to_json(&by, &rows).to_string() + "\n"),
+        "csv" => Ok(to_csv(&by, &rows)),
+        other => Err(format!(
+            "--format: unknown format {other:?} (table, json or csv)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -58,6 +98,21 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{}: config error: {e}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Usage {
+            config,
+            since,
+            by,
+            format,
+        } => match usage(&config, &since, &by, &format) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice usage: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -1,0 +1,164 @@
+//! The usage ledger against the real binary: one record per request for every client API,
+//! whole and streamed, failed and refused, queried through the admin listener and the CLI.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Polls `GET /usage` until `pred` holds (the writer batches every 200 ms).
+async fn usage_until(gw: &Gateway, query: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let r = get(gw.admin_port, &format!("/usage?{query}"), "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        last = r.json();
+        if pred(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("usage never matched; last: {last}");
+}
+
+fn row<'a>(rows: &'a Value, key: &str, model: &str) -> &'a Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == key && r["model"] == model)
+        .unwrap_or_else(|| panic!("no row for {key}/{model} in {rows}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_recorded_and_queryable() {
+    let m = mock().await;
+    let db = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}pricing:\n  gpt-4o-mini: {{ input: 1000, output: 2000 }}\nusage:\n  path: {}\n  retention: 7d\n",
+        standard_config(&m.url()),
+        db.path().join("usage.db").display()
+    );
+    let gw = Gateway::start(&cfg);
+
+    // Whole and streamed chat, embeddings, Anthropic Messages, Responses: five answers.
+    assert_eq!(chat_ok(gw.port).await.status, 200);
+    let s =
+        read_all(post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await)
+            .await;
+    assert_eq!(s.status, 200);
+    let r = post(
+        gw.port,
+        "/v1/embeddings",
+        &json!({"model": "embed", "input": "hello"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(
+        gw.port,
+        "/v1/messages",
+        &json!({"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post(
+        gw.port,
+        "/v1/responses",
+        &json!({"model": "gpt-4o-mini", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Refused: an unknown model, a key that may not use the model, a missing key.
+    post(
+        gw.port,
+        "/v1/chat/completions",
+        &chat("no-such-model", false),
+    )
+    .await
+    .assert_error(404, "model_not_found");
+    let r = post_chat_as(gw.port, LIMITED_KEY, &chat("embed", false)).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = post_chat_as(gw.port, "", &chat("gpt-4o-mini", false)).await;
+    assert_eq!(r.status, 401);
+
+    let totals = usage_until(&gw, "since=1h", |v| v[0]["requests"] == 8).await;
+    assert_eq!(totals[0]["errors"], 3, "{totals}");
+
+    let rows = usage_until(&gw, "since=1h&by=key,model", |v| {
+        v.as_array().is_some_and(|a| a.len() >= 4)
+    })
+    .await;
+    let gpt = row(&rows, "team-a", "gpt-4o-mini");
+    assert_eq!(gpt["requests"], 4, "{rows}");
+    assert_eq!(gpt["errors"], 0);
+    let (prompt, completion) = (
+        gpt["prompt_tokens"].as_u64().unwrap(),
+        gpt["completion_tokens"].as_u64().unwrap(),
+    );
+    assert!(prompt > 0 && completion > 0, "{gpt}");
+    // Priced at 1000 / 2000 USD per million tokens.
+    let cost = gpt["cost_usd"].as_f64().unwrap();
+    let expected = (prompt as f64 * 1000.0 + completion as f64 * 2000.0) / 1e6;
+    assert!((cost - expected).abs() < 1e-6, "{cost} vs {expected}");
+    assert_eq!(row(&rows, "team-a", "embed")["requests"], 1);
+    // A refused model is not recorded by name (client-chosen text stays out of the ledger's
+    // groups); the unauthenticated request has neither key nor model.
+    assert_eq!(row(&rows, "team-a", "")["errors"], 1);
+    assert_eq!(row(&rows, "limited", "")["errors"], 1);
+    assert_eq!(row(&rows, "", "")["errors"], 1);
+
+    // CSV from the admin listener, and the same numbers from the CLI.
+    let csv = get(gw.admin_port, "/usage?since=1h&by=model&format=csv", "").await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert!(
+        csv.text()
+            .starts_with("model,requests,errors,prompt_tokens"),
+        "{}",
+        csv.text()
+    );
+    let out = std::process::Command::new(bin())
+        .args(["usage", "-c"])
+        .arg(gw.dir.path().join("sluice.yaml"))
+        .args(["--since", "1h", "--by", "key,model", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(row(&cli, "team-a", "gpt-4o-mini"), gpt);
+    let out = std::process::Command::new(bin())
+        .args(["usage", "-c"])
+        .arg(gw.dir.path().join("sluice.yaml"))
+        .args(["--by", "team"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown group \"team\""));
+
+    // The writer's counter, on the admin listener's metrics.
+    let text = get(gw.admin_port, "/metrics", "").await.text();
+    let written: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_usage_records_written_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no written counter in metrics"));
+    assert!(written >= 8.0, "{written}");
+
+    // Bad queries get a precise error.
+    let r = get(gw.admin_port, "/usage?since=soon", "").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("since"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_usage_the_endpoint_says_the_ledger_is_off() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    let r = get(gw.admin_port, "/usage", "").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("usage_off"), "{}", r.text());
+}
