@@ -162,3 +162,104 @@ async fn without_usage_the_endpoint_says_the_ledger_is_off() {
     assert_eq!(r.status, 404);
     assert!(r.text().contains("usage_off"), "{}", r.text());
 }
+
+/// The ledger's latest records (newest first), once `n` are stored.
+async fn records(db: &std::path::Path, n: usize) -> Vec<sluice::ledger::UsageRecord> {
+    for _ in 0..100 {
+        if let Ok(store) = sluice::ledger::sqlite::Store::open_read_only(db) {
+            if let Ok(r) = store.recent(100) {
+                if r.len() >= n {
+                    return r;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the ledger never held {n} records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recorded() {
+    let m = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let cfg = format!(
+        "{}retry:\n  backoff_base: 10ms\nguardrails:\n  - {{ name: codenames, type: regex, patterns: [\"(?i)project falcon\"], action: block, apply_to: [input] }}\ndefault_guardrails: [codenames]\nlimits:\n  models:\n    embed: {{ requests_per_minute: 1 }}\nusage:\n  path: {}\n",
+        standard_config(&m.url()),
+        db.display()
+    );
+    let gw = Gateway::start(&cfg);
+
+    // 1. A 500, then the answer: one record, two attempts.
+    m.push_fault(Fault::Status {
+        status: 500,
+        body: json!({"error": {"message": "mock says 500", "type": "server_error"}}).to_string(),
+        retry_after: None,
+    });
+    assert_eq!(chat_ok(gw.port).await.status, 200);
+    let r = records(&db, 1).await;
+    assert_eq!(
+        (r[0].status, r[0].attempts, r[0].error.as_deref()),
+        (200, 2, None),
+        "{:?}",
+        r[0]
+    );
+
+    // 2. A stream that fails after two chunks: answered (200), recorded as an upstream error.
+    m.push_fault(Fault::ErrorEventAfterChunks(2));
+    let s =
+        read_all(post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await)
+            .await;
+    assert_eq!(s.status, 200);
+    let r = records(&db, 2).await;
+    assert!(r[0].stream);
+    assert_eq!(
+        (r[0].status, r[0].error.as_deref()),
+        (200, Some("upstream")),
+        "{:?}",
+        r[0]
+    );
+
+    // 3. Blocked by an input guardrail: never sent, the guardrail named (not the text).
+    let mut body = chat("gpt-4o-mini", false);
+    body["messages"][0]["content"] = json!("tell me about Project Falcon");
+    post(gw.port, "/v1/chat/completions", &body)
+        .await
+        .assert_error(400, "content_filter");
+    let r = records(&db, 3).await;
+    assert_eq!(
+        r[0].guardrails,
+        vec!["input:codenames".to_string()],
+        "{:?}",
+        r[0]
+    );
+    assert_eq!((r[0].status, r[0].attempts), (400, 0));
+    assert!(!serde_json::to_string(&r[0])
+        .unwrap()
+        .to_lowercase()
+        .contains("falcon"));
+
+    // 4. Over a model's rate: the second embeddings request is refused by the limits.
+    let e = json!({"model": "embed", "input": "x"});
+    assert_eq!(post(gw.port, "/v1/embeddings", &e).await.status, 200);
+    assert_eq!(post(gw.port, "/v1/embeddings", &e).await.status, 429);
+    let r = records(&db, 5).await;
+    assert_eq!(
+        (r[0].status, r[0].error.as_deref()),
+        (429, Some("limit")),
+        "{:?}",
+        r[0]
+    );
+    assert_eq!(r[1].status, 200);
+
+    // 5. A client that leaves mid-stream: recorded with what the provider had reported.
+    m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    assert!(s.next_chunk().await.is_some());
+    drop(s);
+    let r = records(&db, 6).await;
+    assert!(r[0].stream && r[0].status == 200, "{:?}", r[0]);
+    assert!(r
+        .iter()
+        .all(|x| x.request_id.len() >= 8 && x.api == "openai"));
+}

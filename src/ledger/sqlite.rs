@@ -174,4 +174,48 @@ impl Store {
             .map_err(db_err)?;
         rows.collect::<Result<Vec<Row>, _>>().map_err(db_err)
     }
+
+    /// The latest `limit` records, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<UsageRecord>, String> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, ts_ms, request_id, key, model, provider, upstream_model, api, stream, \
+                 status, error, prompt_tokens, completion_tokens, cached_tokens, cost_usd, \
+                 latency_ms, ttft_ms, attempts, guardrails FROM usage \
+                 ORDER BY ts_ms DESC, id DESC LIMIT ?1",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![limit as i64], |r| {
+                let guardrails: String = r.get(18)?;
+                Ok(UsageRecord {
+                    id: r.get::<_, i64>(0)? as u64,
+                    ts_ms: r.get::<_, i64>(1)? as u64,
+                    request_id: r.get(2)?,
+                    key: r.get(3)?,
+                    model: r.get(4)?,
+                    provider: r.get(5)?,
+                    upstream_model: r.get(6)?,
+                    api: r.get(7)?,
+                    stream: r.get(8)?,
+                    status: r.get(9)?,
+                    error: r.get(10)?,
+                    prompt_tokens: r.get::<_, i64>(11)? as u64,
+                    completion_tokens: r.get::<_, i64>(12)? as u64,
+                    cached_tokens: r.get::<_, i64>(13)? as u64,
+                    cost_usd: r.get(14)?,
+                    latency_ms: r.get::<_, i64>(15)? as u64,
+                    ttft_ms: r.get::<_, Option<i64>>(16)?.map(|t| t as u64),
+                    attempts: r.get(17)?,
+                    guardrails: guardrails
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
 }
