@@ -163,19 +163,26 @@ async fn without_usage_the_endpoint_says_the_ledger_is_off() {
     assert!(r.text().contains("usage_off"), "{}", r.text());
 }
 
-/// The ledger's latest records (newest first), once `n` are stored.
-async fn records(db: &std::path::Path, n: usize) -> Vec<sluice::ledger::UsageRecord> {
+/// The records stored since the last call, once there are `n` of them. Found by id, not by
+/// position: two requests can start in the same millisecond.
+async fn fresh(
+    db: &std::path::Path,
+    seen: &mut std::collections::HashSet<u64>,
+    n: usize,
+) -> Vec<sluice::ledger::UsageRecord> {
     for _ in 0..100 {
         if let Ok(store) = sluice::ledger::sqlite::Store::open_read_only(db) {
             if let Ok(r) = store.recent(100) {
-                if r.len() >= n {
-                    return r;
+                let new: Vec<_> = r.into_iter().filter(|x| !seen.contains(&x.id)).collect();
+                if new.len() >= n {
+                    seen.extend(new.iter().map(|x| x.id));
+                    return new;
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the ledger never held {n} records");
+    panic!("the ledger never held {n} new records");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +196,7 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
         db.display()
     );
     let gw = Gateway::start(&cfg);
+    let mut seen = std::collections::HashSet::new();
 
     // 1. A 500, then the answer: one record, two attempts.
     m.push_fault(Fault::Status {
@@ -197,7 +205,7 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
         retry_after: None,
     });
     assert_eq!(chat_ok(gw.port).await.status, 200);
-    let r = records(&db, 1).await;
+    let r = fresh(&db, &mut seen, 1).await;
     assert_eq!(
         (r[0].status, r[0].attempts, r[0].error.as_deref()),
         (200, 2, None),
@@ -211,7 +219,7 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
         read_all(post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await)
             .await;
     assert_eq!(s.status, 200);
-    let r = records(&db, 2).await;
+    let r = fresh(&db, &mut seen, 1).await;
     assert!(r[0].stream);
     assert_eq!(
         (r[0].status, r[0].error.as_deref()),
@@ -226,7 +234,7 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     post(gw.port, "/v1/chat/completions", &body)
         .await
         .assert_error(400, "content_filter");
-    let r = records(&db, 3).await;
+    let r = fresh(&db, &mut seen, 1).await;
     assert_eq!(
         r[0].guardrails,
         vec!["input:codenames".to_string()],
@@ -243,23 +251,26 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     let e = json!({"model": "embed", "input": "x"});
     assert_eq!(post(gw.port, "/v1/embeddings", &e).await.status, 200);
     assert_eq!(post(gw.port, "/v1/embeddings", &e).await.status, 429);
-    let r = records(&db, 5).await;
-    assert_eq!(
-        (r[0].status, r[0].error.as_deref()),
-        (429, Some("limit")),
-        "{:?}",
-        r[0]
-    );
-    assert_eq!(r[1].status, 200);
+    let r = fresh(&db, &mut seen, 2).await;
+    let mut got: Vec<_> = r.iter().map(|x| (x.status, x.error.as_deref())).collect();
+    got.sort();
+    assert_eq!(got, vec![(200, None), (429, Some("limit"))], "{r:?}");
 
     // 5. A client that leaves mid-stream: recorded with what the provider had reported.
     m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
     let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
     assert!(s.next_chunk().await.is_some());
     drop(s);
-    let r = records(&db, 6).await;
+    let r = fresh(&db, &mut seen, 1).await;
     assert!(r[0].stream && r[0].status == 200, "{:?}", r[0]);
-    assert!(r
+
+    // Six requests, six records: none lost, none twice.
+    let all = sluice::ledger::sqlite::Store::open_read_only(&db)
+        .unwrap()
+        .recent(100)
+        .unwrap();
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert!(all
         .iter()
         .all(|x| x.request_id.len() >= 8 && x.api == "openai"));
 }
