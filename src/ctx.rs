@@ -26,6 +26,10 @@ pub struct Ctx {
     pub error: Option<&'static str>,
     /// Attempts made upstream (1 without retries).
     pub attempts: u32,
+    /// Attempts that moved to another deployment than the one before.
+    pub failovers: u32,
+    /// The limit that refused the request, as `scope:kind` (`key:requests`, `model:tokens`).
+    pub limit: Option<String>,
     /// Upstream status, when a provider answered.
     pub upstream_status: Option<u16>,
     pub usage: Option<Usage>,
@@ -57,6 +61,8 @@ impl Ctx {
             status: 0,
             error: None,
             attempts: 0,
+            failovers: 0,
+            limit: None,
             upstream_status: None,
             usage: None,
             usage_final: false,

@@ -70,7 +70,7 @@ fn usage(config: &std::path::Path, since: &str, by: &str, format: &str) -> Resul
     })?;
     let since = parse_since(since).map_err(|e| format!("--since: {e}"))?;
     let by = parse_groups(by).map_err(|e| format!("--by: {e}"))?;
-    let rows = sluice::ledger::sqlite::Store::open_read_only(&u.path)?.summary(since, &by)?;
+    let rows = sluice::ledger::store::open_read_only(&u.store)?.summary(since, &by)?;
     match format {
         "table" => Ok(to_table(&by, &rows)),
         "json" => Ok(to_json(&by, &rows).to_string() + "\n"),

@@ -5,6 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use sluice::ledger::store::Store as _;
+
 use common::*;
 use serde_json::{json, Value};
 
@@ -171,8 +173,8 @@ async fn fresh(
     n: usize,
 ) -> Vec<sluice::ledger::UsageRecord> {
     for _ in 0..100 {
-        if let Ok(store) = sluice::ledger::sqlite::Store::open_read_only(db) {
-            if let Ok(r) = store.recent(100) {
+        if let Ok(mut store) = sluice::ledger::sqlite::Sqlite::open_read_only(db) {
+            if let Ok(r) = store.recent(0, 100, false) {
                 let new: Vec<_> = r.into_iter().filter(|x| !seen.contains(&x.id)).collect();
                 if new.len() >= n {
                     seen.extend(new.iter().map(|x| x.id));
@@ -255,6 +257,8 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     let mut got: Vec<_> = r.iter().map(|x| (x.status, x.error.as_deref())).collect();
     got.sort();
     assert_eq!(got, vec![(200, None), (429, Some("limit"))], "{r:?}");
+    let refused = r.iter().find(|x| x.status == 429).unwrap();
+    assert_eq!(refused.limit.as_deref(), Some("model:requests"));
 
     // 5. A client that leaves mid-stream: recorded with what the provider had reported.
     m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
@@ -265,12 +269,46 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     assert!(r[0].stream && r[0].status == 200, "{:?}", r[0]);
 
     // Six requests, six records: none lost, none twice.
-    let all = sluice::ledger::sqlite::Store::open_read_only(&db)
+    let all = sluice::ledger::sqlite::Sqlite::open_read_only(&db)
         .unwrap()
-        .recent(100)
+        .recent(0, 100, false)
         .unwrap();
     assert_eq!(all.len(), 6, "{all:?}");
     assert!(all
         .iter()
         .all(|x| x.request_id.len() >= 8 && x.api == "openai"));
+
+    // The dashboard's report reads the same records.
+    let rep = get(gw.admin_port, "/usage/report?since=1h", "").await;
+    assert_eq!(rep.status, 200, "{}", rep.text());
+    let v: Value = serde_json::from_str(&rep.text()).unwrap();
+    assert_eq!(v["totals"]["requests"], 6, "{v}");
+    assert_eq!(v["latency"][0]["model"], Value::Null);
+    assert_eq!(v["latency"][0]["requests"], 6);
+    assert!(v["latency"][0]["ttft_ms"]["p50"].is_u64(), "{v}");
+    assert_eq!(
+        v["guardrails"],
+        json!([{"action": "input:codenames", "count": 1}])
+    );
+    let failures = v["failures"].as_array().unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["status"] == 429 && f["limit"] == "model:requests"),
+        "{v}"
+    );
+    assert!(failures.iter().any(|f| f["status"] == 400), "{v}");
+    let models: Vec<&str> = v["by_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["model"].as_str())
+        .collect();
+    assert!(models.contains(&"embed") && models.contains(&"gpt-4o-mini"));
+    assert_eq!(
+        get(gw.admin_port, "/usage/report?since=later", "")
+            .await
+            .status,
+        400
+    );
 }

@@ -248,10 +248,20 @@ pub struct Config {
 /// `usage:`: where the usage ledger is kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageSettings {
-    /// The SQLite file.
-    pub path: std::path::PathBuf,
+    pub store: UsageStore,
+    /// Where records go while the store is behind or unreachable (JSON lines), replayed
+    /// into the store once it catches up: beside the SQLite file, or `usage.spill` under the
+    /// state directory for a database server.
+    pub spill: std::path::PathBuf,
     /// Records older than this are pruned.
     pub retention: Duration,
+}
+
+/// `usage.store`: where the ledger is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsageStore {
+    /// An embedded SQLite file (`usage.path`).
+    Sqlite { path: std::path::PathBuf },
 }
 
 /// Glob match with `*` (any run, possibly empty) and `?` (one character).

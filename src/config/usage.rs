@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawUsage;
-use super::{ConfigError, UsageSettings};
+use super::{ConfigError, UsageSettings, UsageStore};
 
 /// Records are kept this long unless `usage.retention` says otherwise.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
@@ -54,5 +54,11 @@ pub(super) fn validate(u: Option<RawUsage>) -> Result<Option<UsageSettings>, Con
     if retention < Duration::from_secs(3600) {
         return Err(ConfigError::new("usage.retention", "must be at least 1h"));
     }
-    Ok(Some(UsageSettings { path, retention }))
+    let mut spill = path.as_os_str().to_owned();
+    spill.push(".spill");
+    Ok(Some(UsageSettings {
+        store: UsageStore::Sqlite { path },
+        spill: PathBuf::from(spill),
+        retention,
+    }))
 }

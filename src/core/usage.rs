@@ -11,6 +11,8 @@ pub struct Usage {
     pub total_tokens: u64,
     /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
     pub cached_tokens: u64,
+    /// Reasoning ("thinking") tokens (part of `completion_tokens`), where reported.
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -23,6 +25,10 @@ impl Usage {
         });
         if self.cached_tokens > 0 {
             v["prompt_tokens_details"] = serde_json::json!({"cached_tokens": self.cached_tokens});
+        }
+        if self.reasoning_tokens > 0 {
+            v["completion_tokens_details"] =
+                serde_json::json!({"reasoning_tokens": self.reasoning_tokens});
         }
         v
     }
@@ -39,6 +45,10 @@ impl Usage {
             total_tokens: get("total_tokens").unwrap_or(prompt_tokens + completion_tokens),
             cached_tokens: v
                 .pointer("/prompt_tokens_details/cached_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            reasoning_tokens: v
+                .pointer("/completion_tokens_details/reasoning_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
         })

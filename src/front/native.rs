@@ -145,6 +145,7 @@ fn responses_usage(u: &Value) -> Usage {
         completion_tokens: completion,
         total_tokens: prompt + completion,
         cached_tokens: get("/input_tokens_details/cached_tokens"),
+        reasoning_tokens: get("/output_tokens_details/reasoning_tokens"),
     }
 }
 

@@ -9,19 +9,21 @@
 //! left behind is stored on the next start.
 
 pub mod query;
+pub mod report;
 pub mod sqlite;
+pub mod store;
+mod writer;
 
-use std::fs::OpenOptions;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{IntCounter, Opts};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, UsageSettings, UsageStore};
 use crate::ctx::Ctx;
 use crate::front::Front;
 
@@ -57,13 +59,24 @@ pub struct UsageRecord {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+    /// Reasoning ("thinking") tokens, part of `completion_tokens`, where the provider reports
+    /// them.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     /// USD at the configured price of the public model (0 without a price).
     pub cost_usd: f64,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub attempts: u32,
-    /// Guardrail actions as `direction:guardrail:kinds` (names and kinds only).
+    /// Attempts that moved to another deployment than the one before.
+    #[serde(default)]
+    pub failovers: u32,
+    /// Guardrail actions as `direction:guardrail` (names only, never the matched text).
     pub guardrails: Vec<String>,
+    /// The limit that refused the request, as `scope:kind` (`key:requests`,
+    /// `model:tokens`, `key:budget`, `backend`).
+    #[serde(default)]
+    pub limit: Option<String>,
 }
 
 impl UsageRecord {
@@ -101,10 +114,13 @@ impl UsageRecord {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             cached_tokens: usage.cached_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
             cost_usd: cost,
             latency_ms: elapsed.as_millis() as u64,
             ttft_ms: ctx.ttfb.map(|t| t.as_millis() as u64),
             attempts: ctx.attempts,
+            failovers: ctx.failovers,
+            limit: ctx.limit.clone(),
             guardrails: ctx
                 .guardrails
                 .iter()
@@ -160,33 +176,38 @@ impl LedgerStats {
 
 /// The handle requests record through.
 pub struct Ledger {
-    tx: Mutex<Option<SyncSender<UsageRecord>>>,
+    /// The queue to the writer; a `None` message asks it to finish.
+    tx: SyncSender<Option<UsageRecord>>,
+    /// Set by [`Ledger::close`]: later records go to the spill file.
+    closed: AtomicBool,
     /// The spill file; its lock orders appends against the writer taking the file over.
     spill: Arc<Mutex<PathBuf>>,
     pub stats: Arc<LedgerStats>,
     /// The queue's receiving end until the writer starts ([`Ledger::run_writer`]).
-    pending: Mutex<Option<Receiver<UsageRecord>>>,
-    retention: Duration,
-    /// The store's file, for queries.
-    pub path: PathBuf,
+    pending: Mutex<Option<Receiver<Option<UsageRecord>>>>,
+    /// Where the ledger is kept, for the writer and for queries.
+    pub settings: UsageSettings,
     /// Signalled when the writer has stored everything and stopped.
     stopped: Mutex<Option<Receiver<()>>>,
 }
 
 impl Ledger {
-    /// Checks the store (creating or migrating its schema, so a bad path fails at start).
-    /// Records queue until [`Ledger::run_writer`] starts the writer, which opens its own
-    /// connection: an SQLite connection must not cross the fork into the background.
-    pub fn open(path: &Path, retention: Duration) -> Result<Ledger, String> {
-        drop(sqlite::Store::open(path)?);
+    /// Checks an embedded store (creating or migrating its schema, so a bad path fails at
+    /// start; a database server that is down is not an error: records spill until it is
+    /// back). Records queue until [`Ledger::run_writer`] starts the writer, which opens its
+    /// own connection: a connection must not cross the fork into the background.
+    pub fn open(settings: &UsageSettings) -> Result<Ledger, String> {
+        if matches!(settings.store, UsageStore::Sqlite { .. }) {
+            drop(store::open(&settings.store)?);
+        }
         let (tx, rx) = sync_channel(QUEUE);
         Ok(Ledger {
-            tx: Mutex::new(Some(tx)),
-            spill: Arc::new(Mutex::new(spill_path(path))),
+            tx,
+            closed: AtomicBool::new(false),
+            spill: Arc::new(Mutex::new(settings.spill.clone())),
             stats: Arc::new(LedgerStats::default()),
             pending: Mutex::new(Some(rx)),
-            retention,
-            path: path.to_path_buf(),
+            settings: settings.clone(),
             stopped: Mutex::new(None),
         })
     }
@@ -201,13 +222,13 @@ impl Ledger {
         else {
             return Ok(());
         };
-        let store = sqlite::Store::open(&self.path)?;
         let (done_tx, done_rx) = sync_channel(1);
-        let (spill, stats, retention) = (self.spill.clone(), self.stats.clone(), self.retention);
+        let mut writer =
+            writer::Writer::new(&self.settings, self.spill.clone(), self.stats.clone());
         std::thread::Builder::new()
             .name("sluice-ledger".into())
             .spawn(move || {
-                write_loop(store, rx, &spill, &stats, retention);
+                writer.run(rx);
                 let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start the ledger writer: {e}"))?;
@@ -217,21 +238,21 @@ impl Ledger {
 
     /// Queues a record; never waits. A full queue spills the record to the file.
     pub fn record(&self, rec: UsageRecord) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(tx) = tx else {
+        if self.closed.load(Ordering::Acquire) {
             return self.spill_one(rec);
-        };
-        match tx.try_send(rec) {
+        }
+        match self.tx.try_send(Some(rec)) {
             Ok(()) => {}
-            Err(TrySendError::Full(rec)) | Err(TrySendError::Disconnected(rec)) => {
+            Err(TrySendError::Full(Some(rec))) | Err(TrySendError::Disconnected(Some(rec))) => {
                 self.spill_one(rec)
             }
+            Err(_) => {}
         }
     }
 
     fn spill_one(&self, rec: UsageRecord) {
         let path = self.spill.lock().unwrap_or_else(|e| e.into_inner());
-        match append(&path, &[rec]) {
+        match writer::append(&path, &[rec]) {
             Ok(()) => {
                 self.stats.spilled.inc();
                 if self.stats.spilled.get() == 1 {
@@ -248,146 +269,30 @@ impl Ledger {
     /// Stops taking records and waits (up to `wait`) for the writer to store what is
     /// queued. Records that arrive later spill to the file, to be stored on the next start.
     pub fn close(&self, wait: Duration) {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(done) = self
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(done) = self
             .stopped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-        {
-            let _ = done.recv_timeout(wait);
-        }
-    }
-}
-
-/// The spill file beside the store: `usage.db` → `usage.db.spill`.
-pub fn spill_path(store: &Path) -> PathBuf {
-    let mut p = store.as_os_str().to_owned();
-    p.push(".spill");
-    PathBuf::from(p)
-}
-
-/// Appends records to a spill file, one JSON object per line.
-fn append(path: &Path, recs: &[UsageRecord]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
-    let mut buf = Vec::new();
-    for r in recs {
-        serde_json::to_writer(&mut buf, r).map_err(std::io::Error::other)?;
-        buf.push(b'\n');
-    }
-    f.write_all(&buf)
-}
-
-/// The writer thread: batches from the queue into the store; spilled records replayed when
-/// the queue is idle; expired records pruned once an hour.
-fn write_loop(
-    mut store: sqlite::Store,
-    rx: Receiver<UsageRecord>,
-    spill: &Mutex<PathBuf>,
-    stats: &LedgerStats,
-    retention: Duration,
-) {
-    let mut last_prune = None::<std::time::Instant>;
-    loop {
-        let first = match rx.recv_timeout(LINGER) {
-            Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                replay(&mut store, spill, stats);
-                return;
-            }
+        else {
+            return;
         };
-        let mut batch: Vec<UsageRecord> = first.into_iter().collect();
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        // The end marker waits for room behind what is queued, as long as the writer runs.
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self.tx.try_send(None) {
+                Ok(()) => break,
+                Err(TrySendError::Full(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return,
             }
         }
-        let keeping_up = batch.len() < BATCH;
-        if !batch.is_empty() {
-            store_batch(&mut store, batch, spill, stats);
-        }
-        if keeping_up {
-            replay(&mut store, spill, stats);
-        }
-        if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-            if let Err(e) = store.prune(retention) {
-                log::warn!("usage ledger: pruning failed: {e}");
-            }
-            last_prune = Some(std::time::Instant::now());
-        }
+        let _ = done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
     }
-}
-
-/// Writes a batch; on failure it goes to the spill file, to be replayed.
-fn store_batch(
-    store: &mut sqlite::Store,
-    batch: Vec<UsageRecord>,
-    spill: &Mutex<PathBuf>,
-    stats: &LedgerStats,
-) {
-    match store.insert(&batch) {
-        Ok(()) => {
-            stats.written.inc_by(batch.len() as u64);
-        }
-        Err(e) => {
-            stats.failed_batches.inc();
-            log::warn!(
-                "usage ledger: writing {} records failed ({e}); spilling them",
-                batch.len()
-            );
-            let path = spill.lock().unwrap_or_else(|e| e.into_inner());
-            if append(&path, &batch).is_ok() {
-                stats.spilled.inc_by(batch.len() as u64);
-            }
-        }
-    }
-}
-
-/// Moves spilled records into the store. The spill file is first renamed (under its lock),
-/// so records spilled meanwhile start a new file; records are kept by id, so one replayed
-/// twice (after a failed attempt) is stored once.
-fn replay(store: &mut sqlite::Store, spill: &Mutex<PathBuf>, stats: &LedgerStats) {
-    let taken = {
-        let path = spill.lock().unwrap_or_else(|e| e.into_inner());
-        let taken = replay_path(&path);
-        if !taken.exists() && std::fs::rename(&*path, &taken).is_err() {
-            return;
-        }
-        taken
-    };
-    let Ok(f) = std::fs::File::open(&taken) else {
-        return;
-    };
-    let mut recs = Vec::new();
-    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-        match serde_json::from_str::<UsageRecord>(&line) {
-            Ok(r) => recs.push(r),
-            Err(_) => log::warn!("usage ledger: skipping a malformed spilled record"),
-        }
-    }
-    for chunk in recs.chunks(BATCH) {
-        if let Err(e) = store.insert(chunk) {
-            log::warn!("usage ledger: replaying spilled records failed ({e}); will retry");
-            return;
-        }
-        stats.written.inc_by(chunk.len() as u64);
-    }
-    match std::fs::remove_file(&taken) {
-        Ok(()) if !recs.is_empty() => {
-            log::info!("usage ledger: {} spilled records stored", recs.len())
-        }
-        Ok(()) => {}
-        Err(e) => log::warn!("usage ledger: cannot remove {}: {e}", taken.display()),
-    }
-}
-
-/// Where the writer moves a spill file while it replays it.
-fn replay_path(spill: &Path) -> PathBuf {
-    let mut p = spill.as_os_str().to_owned();
-    p.push(".replaying");
-    PathBuf::from(p)
 }
 
 /// Starts the ledger's writer once the server runs (after a fork into the background).
@@ -402,17 +307,14 @@ impl pingora::services::background::BackgroundService for LedgerWriter {
     }
 }
 
-/// The grouped totals of a store since `since_ms`, read off the async workers.
-pub async fn summary(
-    path: PathBuf,
-    since_ms: u64,
-    by: Vec<query::Group>,
-) -> Result<Vec<query::Row>, String> {
-    tokio::task::spawn_blocking(move || {
-        sqlite::Store::open_read_only(&path)?.summary(since_ms, &by)
-    })
-    .await
-    .map_err(|e| format!("the usage query failed: {e}"))?
+/// Runs a query against the store off the async workers.
+pub async fn query<T: Send + 'static>(
+    store: UsageStore,
+    f: impl FnOnce(&mut dyn store::Store) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || f(store::open_read_only(&store)?.as_mut()))
+        .await
+        .map_err(|e| format!("the usage query failed: {e}"))?
 }
 
 #[cfg(test)]
@@ -434,33 +336,81 @@ mod tests {
         }
     }
 
+    fn settings(dir: &std::path::Path) -> UsageSettings {
+        let path = dir.join("usage.db");
+        UsageSettings {
+            spill: dir.join("usage.db.spill"),
+            store: UsageStore::Sqlite { path },
+            retention: Duration::from_secs(86_400 * 365 * 100),
+        }
+    }
+
     #[test]
     fn a_full_queue_spills_and_the_writer_stores_everything_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage.db");
-        let ledger = Ledger::open(&path, Duration::from_secs(86_400 * 365 * 100)).unwrap();
+        let settings = settings(dir.path());
+        let spill = settings.spill.clone();
+        let ledger = Ledger::open(&settings).unwrap();
         // No writer yet: the queue fills, then records spill to the file.
         let n = QUEUE as u64 + 5;
         for i in 0..n {
             ledger.record(rec(i));
         }
         assert_eq!(ledger.stats.spilled.get(), 5);
-        assert!(spill_path(&path).exists());
+        assert!(spill.exists());
         // A record spilled twice (a replay that failed late) is stored once.
-        append(&spill_path(&path), &[rec(0)]).unwrap();
+        writer::append(&spill, &[rec(0)]).unwrap();
         ledger.run_writer().unwrap();
         ledger.close(Duration::from_secs(30));
-        let store = sqlite::Store::open_read_only(&path).unwrap();
+        let mut store = store::open_read_only(&settings.store).unwrap();
         let rows = store.summary(0, &[query::Group::Key]).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].requests, n);
         assert_eq!(rows[0].prompt_tokens, 2 * n);
-        assert!(
-            !spill_path(&path).exists(),
-            "the spill file is replayed and removed"
-        );
+        assert!(!spill.exists(), "the spill file is replayed and removed");
         // After close, a late record spills rather than vanishing.
         ledger.record(rec(n));
-        assert!(spill_path(&path).exists());
+        assert!(spill.exists());
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path());
+        let UsageStore::Sqlite { path } = &settings.store;
+        {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch(sqlite::SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO usage (id, ts_ms, request_id, key, api, stream, status, \
+                 prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms, \
+                 attempts, guardrails) VALUES (1, 5, 'r', 'old', 'openai', 0, 200, 1, 2, 0, \
+                 0.5, 9, 1, ''); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut store = store::open(&settings.store).unwrap();
+        let mut new = rec(7);
+        new.reasoning_tokens = 11;
+        new.failovers = 1;
+        new.limit = Some("key:requests".into());
+        store.insert(&[new.clone()]).unwrap();
+        let recent = store.recent(0, 10, false).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0], new);
+        assert_eq!(
+            (recent[1].key.as_deref(), recent[1].reasoning_tokens),
+            (Some("old"), 0)
+        );
+        // Opening again migrates nothing more.
+        drop(store);
+        assert_eq!(
+            store::open(&settings.store)
+                .unwrap()
+                .recent(0, 10, true)
+                .unwrap()
+                .len(),
+            0
+        );
     }
 }

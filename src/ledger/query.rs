@@ -31,17 +31,6 @@ impl Group {
             .find(|(_, g)| *g == self)
             .map_or("", |(n, _)| n)
     }
-
-    /// The SQL expression of the group (days and hours in UTC).
-    pub fn sql(self) -> &'static str {
-        match self {
-            Group::Key => "key",
-            Group::Model => "model",
-            Group::Provider => "provider",
-            Group::Day => "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
-            Group::Hour => "strftime('%Y-%m-%dT%H:00Z', ts_ms / 1000, 'unixepoch')",
-        }
-    }
 }
 
 /// `key,model` → the groups; an unknown name is an error naming the known ones.

@@ -2,17 +2,18 @@
 //! sluice, one row per request, indexed by time and by key.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::query::{Group, Row};
+use super::store::{now_ms, split_actions, Store, Timing};
 use super::UsageRecord;
 
 /// The schema's version (`PRAGMA user_version`); each migration step raises it by one.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA_V1: &str = "
+pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -38,7 +39,20 @@ CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts_ms);
 CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key, ts_ms);
 ";
 
-pub struct Store {
+/// Version 2: reasoning tokens, failovers and the limit that refused a request.
+const SCHEMA_V2: &str = "
+ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN failovers INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN limited TEXT;
+";
+
+/// The columns of a record, in [`UsageRecord`] order.
+const COLUMNS: &str = "id, ts_ms, request_id, key, model, provider, upstream_model, api, \
+    stream, status, error, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
+    cost_usd, latency_ms, ttft_ms, attempts, failovers, guardrails, limited";
+
+/// An SQLite ledger.
+pub struct Sqlite {
     conn: Connection,
 }
 
@@ -46,9 +60,9 @@ fn db_err(e: rusqlite::Error) -> String {
     e.to_string()
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (or creates) the store for writing and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, String> {
+    pub fn open(path: &Path) -> Result<Sqlite, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -60,44 +74,100 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        migrate(&conn).map_err(|e| format!("the usage ledger {}: {e}", path.display()))?;
+        Ok(Sqlite { conn })
+    }
+
+    /// Opens an existing store read-only (for queries from the CLI).
+    pub fn open_read_only(path: &Path) -> Result<Sqlite, String> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("cannot open the usage ledger {}: {e}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        Ok(Sqlite { conn })
+    }
+}
+
+/// Brings the schema up to date, in one transaction that holds the write lock: two
+/// processes opening the same file at once migrate it once.
+fn migrate(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+    let result = (|| {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_err)?;
         if version > SCHEMA_VERSION {
             return Err(format!(
-                "the usage ledger {} has schema version {version}, newer than this sluice \
-                 understands ({SCHEMA_VERSION})",
-                path.display()
+                "schema version {version} is newer than this sluice understands \
+                 ({SCHEMA_VERSION})"
             ));
         }
-        if version < 1 {
-            conn.execute_batch(SCHEMA_V1).map_err(db_err)?;
+        for (v, step) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+            if version < v {
+                conn.execute_batch(step)
+                    .map_err(|e| format!("migrating to schema version {v}: {e}"))?;
+            }
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(db_err)?;
-        Ok(Store { conn })
-    }
+            .map_err(db_err)
+    })();
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    conn.execute_batch(end).map_err(db_err)?;
+    result
+}
 
-    /// Opens an existing store read-only (for queries from the CLI).
-    pub fn open_read_only(path: &Path) -> Result<Store, String> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| format!("cannot open the usage ledger {}: {e}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        Ok(Store { conn })
+/// The SQL expression of a group (days and hours in UTC).
+fn group_sql(g: Group) -> &'static str {
+    match g {
+        Group::Key => "key",
+        Group::Model => "model",
+        Group::Provider => "provider",
+        Group::Day => "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
+        Group::Hour => "strftime('%Y-%m-%dT%H:00Z', ts_ms / 1000, 'unixepoch')",
     }
+}
 
-    /// Stores records in one transaction; a record already stored (same id) is kept once.
-    pub fn insert(&mut self, recs: &[UsageRecord]) -> Result<(), String> {
+/// The `WHERE` of [`Store::recent`]'s failed records.
+const FAILED: &str = "(error IS NOT NULL OR status >= 400)";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRecord> {
+    let u = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+    let guardrails: String = r.get(20)?;
+    Ok(UsageRecord {
+        id: u(0)?,
+        ts_ms: u(1)?,
+        request_id: r.get(2)?,
+        key: r.get(3)?,
+        model: r.get(4)?,
+        provider: r.get(5)?,
+        upstream_model: r.get(6)?,
+        api: r.get(7)?,
+        stream: r.get(8)?,
+        status: r.get(9)?,
+        error: r.get(10)?,
+        prompt_tokens: u(11)?,
+        completion_tokens: u(12)?,
+        cached_tokens: u(13)?,
+        reasoning_tokens: u(14)?,
+        cost_usd: r.get(15)?,
+        latency_ms: u(16)?,
+        ttft_ms: r.get::<_, Option<i64>>(17)?.map(|t| t as u64),
+        attempts: r.get(18)?,
+        failovers: r.get(19)?,
+        guardrails: split_actions(&guardrails).map(str::to_string).collect(),
+        limit: r.get(21)?,
+    })
+}
+
+impl Store for Sqlite {
+    fn insert(&mut self, recs: &[UsageRecord]) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(db_err)?;
         {
             let mut st = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO usage (id, ts_ms, request_id, key, model, provider, \
-                     upstream_model, api, stream, status, error, prompt_tokens, \
-                     completion_tokens, cached_tokens, cost_usd, latency_ms, ttft_ms, attempts, \
-                     guardrails) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                     ?14, ?15, ?16, ?17, ?18, ?19)",
-                )
+                .prepare_cached(&format!(
+                    "INSERT INTO usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) \
+                     ON CONFLICT (id) DO NOTHING"
+                ))
                 .map_err(db_err)?;
             for r in recs {
                 st.execute(params![
@@ -115,11 +185,14 @@ impl Store {
                     r.prompt_tokens as i64,
                     r.completion_tokens as i64,
                     r.cached_tokens as i64,
+                    r.reasoning_tokens as i64,
                     r.cost_usd,
                     r.latency_ms as i64,
                     r.ttft_ms.map(|t| t as i64),
                     r.attempts,
+                    r.failovers,
                     r.guardrails.join(","),
+                    r.limit,
                 ])
                 .map_err(db_err)?;
             }
@@ -127,24 +200,20 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
-    /// Deletes records older than `retention`.
-    pub fn prune(&mut self, retention: Duration) -> Result<usize, String> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let cutoff = now_ms.saturating_sub(retention.as_millis() as i64);
+    fn prune(&mut self, retention: Duration) -> Result<u64, String> {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
         self.conn
-            .execute("DELETE FROM usage WHERE ts_ms < ?1", params![cutoff])
+            .execute("DELETE FROM usage WHERE ts_ms < ?1", params![cutoff as i64])
+            .map(|n| n as u64)
             .map_err(db_err)
     }
 
-    /// Requests, errors, tokens and cost since `since_ms`, grouped by `by`.
-    pub fn summary(&self, since_ms: u64, by: &[Group]) -> Result<Vec<Row>, String> {
-        let groups: Vec<&str> = by.iter().map(|g| g.sql()).collect();
+    fn summary(&mut self, since_ms: u64, by: &[Group]) -> Result<Vec<Row>, String> {
+        let groups: Vec<&str> = by.iter().map(|g| group_sql(*g)).collect();
         let mut select = groups.clone();
         select.extend([
             "COUNT(*)",
-            "SUM(error IS NOT NULL)",
+            "SUM(CASE WHEN error IS NOT NULL THEN 1 ELSE 0 END)",
             "SUM(prompt_tokens)",
             "SUM(completion_tokens)",
             "SUM(cost_usd)",
@@ -162,12 +231,13 @@ impl Store {
                 for i in 0..n {
                     fields.push(r.get::<_, Option<String>>(i)?.unwrap_or_default());
                 }
+                let int = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u64);
                 Ok(Row {
                     groups: fields,
-                    requests: r.get::<_, i64>(n)? as u64,
-                    errors: r.get::<_, Option<i64>>(n + 1)?.unwrap_or(0) as u64,
-                    prompt_tokens: r.get::<_, Option<i64>>(n + 2)?.unwrap_or(0) as u64,
-                    completion_tokens: r.get::<_, Option<i64>>(n + 3)?.unwrap_or(0) as u64,
+                    requests: int(n)?,
+                    errors: int(n + 1)?,
+                    prompt_tokens: int(n + 2)?,
+                    completion_tokens: int(n + 3)?,
                     cost_usd: r.get::<_, Option<f64>>(n + 4)?.unwrap_or(0.0),
                 })
             })
@@ -175,47 +245,63 @@ impl Store {
         rows.collect::<Result<Vec<Row>, _>>().map_err(db_err)
     }
 
-    /// The latest `limit` records, newest first.
-    pub fn recent(&self, limit: usize) -> Result<Vec<UsageRecord>, String> {
+    fn recent(
+        &mut self,
+        since_ms: u64,
+        limit: usize,
+        failed: bool,
+    ) -> Result<Vec<UsageRecord>, String> {
+        let filter = if failed { FAILED } else { "1 = 1" };
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM usage WHERE ts_ms >= ?1 AND {filter} \
+                 ORDER BY ts_ms DESC, id DESC LIMIT ?2"
+            ))
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![since_ms as i64, limit as i64], record)
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    fn timings(&mut self, since_ms: u64, limit: usize) -> Result<Vec<Timing>, String> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT id, ts_ms, request_id, key, model, provider, upstream_model, api, stream, \
-                 status, error, prompt_tokens, completion_tokens, cached_tokens, cost_usd, \
-                 latency_ms, ttft_ms, attempts, guardrails FROM usage \
-                 ORDER BY ts_ms DESC, id DESC LIMIT ?1",
+                "SELECT model, latency_ms, ttft_ms FROM usage WHERE ts_ms >= ?1 \
+                 ORDER BY ts_ms DESC LIMIT ?2",
             )
             .map_err(db_err)?;
         let rows = st
-            .query_map(params![limit as i64], |r| {
-                let guardrails: String = r.get(18)?;
-                Ok(UsageRecord {
-                    id: r.get::<_, i64>(0)? as u64,
-                    ts_ms: r.get::<_, i64>(1)? as u64,
-                    request_id: r.get(2)?,
-                    key: r.get(3)?,
-                    model: r.get(4)?,
-                    provider: r.get(5)?,
-                    upstream_model: r.get(6)?,
-                    api: r.get(7)?,
-                    stream: r.get(8)?,
-                    status: r.get(9)?,
-                    error: r.get(10)?,
-                    prompt_tokens: r.get::<_, i64>(11)? as u64,
-                    completion_tokens: r.get::<_, i64>(12)? as u64,
-                    cached_tokens: r.get::<_, i64>(13)? as u64,
-                    cost_usd: r.get(14)?,
-                    latency_ms: r.get::<_, i64>(15)? as u64,
-                    ttft_ms: r.get::<_, Option<i64>>(16)?.map(|t| t as u64),
-                    attempts: r.get(17)?,
-                    guardrails: guardrails
-                        .split(',')
-                        .filter(|g| !g.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+            .query_map(params![since_ms as i64, limit as i64], |r| {
+                Ok(Timing {
+                    model: r.get(0)?,
+                    latency_ms: r.get::<_, i64>(1)? as u64,
+                    ttft_ms: r.get::<_, Option<i64>>(2)?.map(|t| t as u64),
                 })
             })
             .map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    fn guardrail_actions(&mut self, since_ms: u64, limit: usize) -> Result<Vec<String>, String> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT guardrails FROM usage WHERE ts_ms >= ?1 AND guardrails <> '' \
+                 ORDER BY ts_ms DESC LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![since_ms as i64, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(split_actions(&r.map_err(db_err)?).map(str::to_string));
+        }
+        Ok(out)
     }
 }

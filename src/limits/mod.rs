@@ -47,7 +47,7 @@ use std::time::Duration;
 
 pub use config::{BackendKind, LimitSet, LimitsConfig, OnBackendError, Price};
 pub use permit::Permit;
-pub use time::format_reset;
+pub use time::{format_reset, period_start};
 
 use decide::Check;
 

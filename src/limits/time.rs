@@ -142,6 +142,16 @@ pub fn format_reset(d: Duration) -> String {
     out
 }
 
+/// The Unix second a budget period began: today's or this month's first second (UTC).
+pub fn period_start(monthly: bool, unix_secs: u64) -> u64 {
+    let day = (unix_secs / 86_400) as i64;
+    if !monthly {
+        return day as u64 * 86_400;
+    }
+    let (y, m, _) = civil_from_days(day);
+    days_from_civil(y, m, 1).max(0) as u64 * 86_400
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +197,19 @@ mod tests {
         let (_, label, left) = period_at(Period::Month, t);
         assert_eq!(label, "2024-12");
         assert_eq!(left, 86_400);
+    }
+
+    #[test]
+    fn period_starts() {
+        // 2026-11-29T14:10:00Z
+        let t = (days_from_civil(2026, 11, 29) as u64) * 86_400 + 14 * 3600 + 600;
+        assert_eq!(
+            period_start(false, t),
+            days_from_civil(2026, 11, 29) as u64 * 86_400
+        );
+        assert_eq!(
+            period_start(true, t),
+            days_from_civil(2026, 11, 1) as u64 * 86_400
+        );
     }
 }

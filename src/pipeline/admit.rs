@@ -117,6 +117,10 @@ const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;
 
 /// A refused admission as the client's error, with `Retry-After` and the rate-limit headers.
 fn rejected(r: &Rejection, ctx: &mut Ctx) -> ApiError {
+    ctx.limit = Some(match r.scope() {
+        Some(scope) => format!("{}:{}", scope.as_str(), r.kind().as_str()),
+        None => r.kind().as_str().to_string(),
+    });
     let mut retry_after = None;
     for (name, value) in r.headers() {
         if name == "retry-after" {

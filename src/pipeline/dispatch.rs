@@ -130,6 +130,7 @@ async fn next(
         }
     }
     if tries.tried.last().is_some_and(|&prev| prev != idx) {
+        ctx.failovers += 1;
         gw.metrics
             .failovers
             .with_label_values(&[plan.public()])

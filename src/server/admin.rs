@@ -65,24 +65,57 @@ fn admin_error(status: u16, message: &str, code: &str) -> Response<Vec<u8>> {
     )
 }
 
+/// A query parameter (`,` may come encoded).
+fn param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.replace("%2C", ",").replace("%2c", ","))
+}
+
+/// The answer when `usage:` is not configured.
+fn usage_off() -> Response<Vec<u8>> {
+    admin_error(
+        404,
+        "the usage ledger is off (no `usage:` in the config)",
+        "usage_off",
+    )
+}
+
 impl Admin {
+    /// `GET /usage/report`: the dashboard's data (see [`crate::ledger::report`]).
+    async fn report(&self, query: &str) -> Response<Vec<u8>> {
+        let Some(ledger) = &self.ledger else {
+            return usage_off();
+        };
+        let since = match crate::ledger::query::parse_since(
+            &param(query, "since").unwrap_or_else(|| "24h".into()),
+        ) {
+            Ok(s) => s,
+            Err(m) => return admin_error(400, &format!("since: {m}"), "invalid_value"),
+        };
+        let limits = self.cfg.rate_limits.clone();
+        match crate::ledger::query(ledger.settings.store.clone(), move |s| {
+            crate::ledger::report::report(s, since, &limits)
+        })
+        .await
+        {
+            Ok(v) => reply(200, v),
+            Err(m) => {
+                log::warn!("usage report: {m}");
+                admin_error(503, "the usage ledger cannot be read", "usage_unavailable")
+            }
+        }
+    }
+
     /// `GET /usage`: grouped totals from the ledger, as JSON (default) or CSV.
     async fn usage(&self, query: &str) -> Response<Vec<u8>> {
         use crate::ledger::query::{parse_groups, parse_since, to_csv, to_json};
         let Some(ledger) = &self.ledger else {
-            return admin_error(
-                404,
-                "the usage ledger is off (no `usage:` in the config)",
-                "usage_off",
-            );
+            return usage_off();
         };
-        let param = |name: &str| {
-            query
-                .split('&')
-                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.replace("%2C", ",").replace("%2c", ","))
-        };
+        let param = |name: &str| param(query, name);
         let since = match parse_since(&param("since").unwrap_or_else(|| "24h".into())) {
             Ok(s) => s,
             Err(m) => return admin_error(400, &format!("since: {m}"), "invalid_value"),
@@ -91,7 +124,12 @@ impl Admin {
             Ok(b) => b,
             Err(m) => return admin_error(400, &format!("by: {m}"), "invalid_value"),
         };
-        let rows = match crate::ledger::summary(ledger.path.clone(), since, by.clone()).await {
+        let groups = by.clone();
+        let rows = match crate::ledger::query(ledger.settings.store.clone(), move |s| {
+            s.summary(since, &groups)
+        })
+        .await
+        {
             Ok(r) => r,
             Err(m) => {
                 log::warn!("usage query: {m}");
@@ -141,6 +179,10 @@ impl ServeHttp for Admin {
             "/health/deployments" => reply(200, self.router.snapshot()),
             "/usage" => {
                 self.usage(session.req_header().uri.query().unwrap_or(""))
+                    .await
+            }
+            "/usage/report" => {
+                self.report(session.req_header().uri.query().unwrap_or(""))
                     .await
             }
             "/metrics" => {

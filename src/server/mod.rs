@@ -105,7 +105,7 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     );
     let ledger = match &cfg.usage {
         Some(u) => {
-            let l = Ledger::open(&u.path, u.retention)?;
+            let l = Ledger::open(u)?;
             for c in l.stats.collectors() {
                 metrics.register(c);
             }

@@ -277,6 +277,7 @@ pub(crate) fn usage_of(u: &Value) -> Usage {
         completion_tokens: completion,
         total_tokens: prompt + completion,
         cached_tokens: get("cache_read_input_tokens"),
+        reasoning_tokens: 0,
     }
 }
 

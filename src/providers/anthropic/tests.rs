@@ -136,6 +136,7 @@ fn response_translation() {
             prompt_tokens: 15,
             completion_tokens: 7,
             total_tokens: 22,
+            reasoning_tokens: 0,
             cached_tokens: 5,
         }
     );

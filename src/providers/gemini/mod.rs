@@ -277,6 +277,7 @@ fn usage_of(u: &Value) -> Usage {
         completion_tokens: completion,
         total_tokens: get("totalTokenCount").max(prompt + completion),
         cached_tokens: get("cachedContentTokenCount"),
+        reasoning_tokens: get("thoughtsTokenCount"),
     }
 }
 

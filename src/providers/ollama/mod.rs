@@ -297,6 +297,7 @@ fn usage_of(v: &Value) -> Option<Usage> {
         completion_tokens: c,
         total_tokens: p + c,
         cached_tokens: 0,
+        reasoning_tokens: 0,
     })
 }
 

@@ -83,6 +83,7 @@ fn stream_is_rewritten_and_usage_chunk_dropped_unless_asked() {
             prompt_tokens: 9,
             completion_tokens: 4,
             total_tokens: 13,
+            reasoning_tokens: 0,
             cached_tokens: 0,
         })
     );
