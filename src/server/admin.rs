@@ -7,7 +7,9 @@
 //! - `/health/deployments`: health, cooldowns, load and failure counts of every deployment;
 //! - `/metrics`: Prometheus text format;
 //! - `/usage?since=24h&by=key,model[&format=csv]`: the usage ledger's totals per group
-//!   (requests, errors, tokens, cost), when `usage:` is configured.
+//!   (requests, errors, tokens, cost), when `usage:` is configured;
+//! - `/usage/report?since=24h`: the dashboard's data in one document
+//!   ([`crate::ledger::report`]).
 //!
 //! When `admin.token` is set, everything but the two probes requires it as a bearer token.
 
