@@ -94,6 +94,17 @@ fn main() -> ExitCode {
                     cfg.providers.len(),
                     cfg.models.len()
                 );
+                let models: Vec<String> = cfg.models.keys().cloned().collect();
+                let unpriced = cfg.rate_limits.without_price(&models);
+                if !unpriced.is_empty() {
+                    eprintln!(
+                        "warning: no price for {}: their requests cost $0 in budgets and the \
+                         usage ledger; give them one under `pricing:` (the bundled price table, \
+                         of {}, does not know their deployments' models)",
+                        unpriced.join(", "),
+                        sluice::limits::prices::PRICES_AS_OF
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

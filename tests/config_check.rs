@@ -180,3 +180,30 @@ fn weak_admin_tokens_are_refused() {
         }
     }
 }
+
+#[test]
+fn check_warns_about_models_without_a_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:8080\nkeys:\n  - { name: a, key: ${TEAM_A_KEY} }\n\
+         providers:\n  p: { kind: openai, api_key: ${OPENAI_API_KEY} }\n  \
+         local: { kind: ollama }\n\
+         models:\n  listed:\n    - { provider: p, model: gpt-4o-mini-2024-07-18 }\n  \
+         tuned:\n    - { provider: p, model: ft:gpt-4o-mini:acme }\n  \
+         mine:\n    - { provider: local, model: llama3.2 }\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&path, ENV);
+    assert!(ok, "a missing price is a warning, not an error: {out}");
+    let warning = out
+        .lines()
+        .find(|l| l.starts_with("warning: no price for"))
+        .unwrap_or_else(|| panic!("no warning: {out}"));
+    assert!(warning.contains("tuned"), "{warning}");
+    assert!(
+        !warning.contains("listed") && !warning.contains("mine"),
+        "{warning}"
+    );
+}

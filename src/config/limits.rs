@@ -2,13 +2,16 @@
 //! concurrency caps and spend budgets that [`crate::limits::config`] validates.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::raw::RawLimits;
 use super::secrets::resolve_reference;
 use super::units;
-use super::{ConfigError, Limits};
+use super::{Config, ConfigError, Deployment, Limits, Route};
 use crate::limits::config::{RawEngine, RawLimitSet, RawPrice};
-use crate::limits::LimitsConfig;
+use crate::limits::prices::default_price;
+use crate::limits::{LimitsConfig, Price};
+use crate::providers::ProviderKind;
 
 /// Request-body bytes in flight at once unless `limits.max_inflight_body_bytes` says
 /// otherwise (or one `max_body_bytes` if that is larger).
@@ -82,4 +85,63 @@ pub(super) fn rate_limits(
         keys,
     };
     crate::limits::config::validate(engine, models)
+}
+
+/// The price of a deployment's tokens when `pricing:` names none: free on Ollama (the
+/// operator's own hardware), else the bundled table's price of its model.
+fn deployment_price(d: &Deployment) -> Option<Price> {
+    match d.provider.kind {
+        ProviderKind::Ollama => Some(Price::FREE),
+        _ => default_price(&d.model),
+    }
+}
+
+/// Prices every public model that `pricing:` does not: the highest bundled price among its
+/// deployments, so that an admission's estimate never undercounts. Models `pricing:` names
+/// keep their price for every deployment.
+pub(super) fn default_prices(
+    rate_limits: &mut LimitsConfig,
+    models: &BTreeMap<String, Arc<Route>>,
+) {
+    for (name, route) in models {
+        if rate_limits.pricing.contains_key(name) {
+            rate_limits.configured_prices.insert(name.clone());
+            continue;
+        }
+        let highest = route
+            .deployments
+            .iter()
+            .filter_map(|d| deployment_price(d))
+            .max_by(|a, b| a.weight().total_cmp(&b.weight()));
+        if let Some(p) = highest {
+            rate_limits.pricing.insert(name.clone(), p);
+        }
+    }
+}
+
+impl Config {
+    /// The price of a request's tokens, for budgets and the usage ledger alike:
+    /// `pricing.<model>` when configured; else the price of the deployment that answered
+    /// (`provider`, `upstream_model`); else the model's default price.
+    pub fn price_of(
+        &self,
+        model: Option<&str>,
+        provider: Option<&str>,
+        upstream_model: Option<&str>,
+    ) -> Option<Price> {
+        let model = model?;
+        let limits = &self.rate_limits;
+        if !limits.configured_prices.contains(model) {
+            let answered = self.models.get(model).and_then(|r| {
+                r.deployments.iter().find(|d| {
+                    Some(d.provider.name.as_str()) == provider
+                        && Some(d.model.as_str()) == upstream_model
+                })
+            });
+            if let Some(p) = answered.and_then(|d| deployment_price(d)) {
+                return Some(p);
+            }
+        }
+        limits.pricing.get(model).copied()
+    }
 }

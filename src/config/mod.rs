@@ -99,7 +99,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     let limits = limits::validate(&raw_limits)?;
     let model_names: Vec<String> = models.keys().cloned().collect();
-    let rate_limits = limits::rate_limits(&mut raw_limits, pricing, key_limits, &model_names)?;
+    let mut rate_limits = limits::rate_limits(&mut raw_limits, pricing, key_limits, &model_names)?;
+    limits::default_prices(&mut rate_limits, &models);
 
     let timeouts = timeouts::validate(timeouts)?;
     let server = server::settings(server)?;

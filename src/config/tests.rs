@@ -220,3 +220,48 @@ fn env_refs_in_flow_mappings_parse_as_documented() {
         "sk-flow-value"
     );
 }
+
+#[test]
+fn prices_come_from_pricing_else_the_bundled_table_per_deployment() {
+    let yaml = format!(
+        "{BASE}  mixed:\n    - {{ provider: openai, model: gpt-4o-2024-08-06 }}\n    \
+         - {{ provider: openai, model: gpt-4o-mini-2024-07-18 }}\n  tuned:\n    \
+         - {{ provider: openai, model: ft:my-model }}\n  priced:\n    \
+         - {{ provider: openai, model: gpt-4o }}\n\
+         pricing:\n  priced: {{ input: 1, output: 2, cached_input: 0.5 }}\n"
+    );
+    let c = parse(&yaml).unwrap();
+    let price = |m: &str, up: Option<&str>| {
+        c.price_of(Some(m), up.map(|_| "openai"), up)
+            .map(|p| (p.input, p.output))
+    };
+    // The table, by the model that answered; the highest of the deployments before.
+    assert_eq!(
+        price("gpt-4o-mini", Some("gpt-4o-mini")),
+        Some((0.15, 0.60))
+    );
+    assert_eq!(
+        price("mixed", Some("gpt-4o-mini-2024-07-18")),
+        Some((0.15, 0.60))
+    );
+    assert_eq!(price("mixed", None), Some((2.50, 10.00)));
+    // `pricing:` wins for every deployment; Ollama is free; an unknown model has none.
+    assert_eq!(price("priced", Some("gpt-4o")), Some((1.0, 2.0)));
+    assert_eq!(
+        c.price_of(Some("llama"), Some("local"), Some("llama3.2")),
+        Some(crate::limits::Price::FREE)
+    );
+    assert_eq!(price("tuned", Some("ft:my-model")), None);
+    let models: Vec<String> = c.models.keys().cloned().collect();
+    assert_eq!(c.rate_limits.without_price(&models), vec!["tuned"]);
+    // Cached prompt tokens at their own price; reasoning reported beside the completion.
+    let p = c.price_of(Some("priced"), None, None).unwrap();
+    let u = crate::core::Usage {
+        prompt_tokens: 1_000_000,
+        cached_tokens: 500_000,
+        completion_tokens: 1_000_000,
+        reasoning_tokens: 1_000_000,
+        total_tokens: 3_000_000,
+    };
+    assert_eq!(p.cost(&crate::limits::Usage::of(&u)), 0.5 + 0.25 + 4.0);
+}

@@ -16,6 +16,17 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Output tokens as billed: reasoning tokens are part of `completion_tokens` for most
+    /// providers, but some (xAI) report them beside it, with `total_tokens` counting both.
+    pub fn billable_completion(&self) -> u64 {
+        let beside = self.prompt_tokens + self.completion_tokens + self.reasoning_tokens;
+        if self.reasoning_tokens > 0 && self.total_tokens >= beside {
+            self.completion_tokens + self.reasoning_tokens
+        } else {
+            self.completion_tokens
+        }
+    }
+
     /// The OpenAI `usage` object.
     pub fn to_json(self) -> Value {
         let mut v = serde_json::json!({

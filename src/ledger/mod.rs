@@ -83,13 +83,13 @@ impl UsageRecord {
     /// The record of a finished request.
     pub fn from_ctx(ctx: &Ctx, status: u16, cfg: &Config) -> Self {
         let usage = ctx.usage.unwrap_or_default();
-        let cost = ctx
-            .model
-            .as_deref()
-            .and_then(|m| cfg.rate_limits.pricing.get(m))
-            .map_or(0.0, |p| {
-                p.cost(usage.prompt_tokens, usage.completion_tokens)
-            });
+        let cost = cfg
+            .price_of(
+                ctx.model.as_deref(),
+                ctx.provider.as_deref(),
+                ctx.upstream_model.as_deref(),
+            )
+            .map_or(0.0, |p| p.cost(&crate::limits::Usage::of(&usage)));
         let elapsed = ctx.start.elapsed();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)

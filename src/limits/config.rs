@@ -56,12 +56,14 @@ pub struct RawBudget {
     pub monthly_usd: Option<f64>,
 }
 
-/// `pricing.<model>: { input, output }` in USD per million tokens.
+/// `pricing.<model>: { input, output, cached_input }` in USD per million tokens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
     pub input: f64,
     pub output: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
 }
 
 /// Where limit state lives.
@@ -126,12 +128,30 @@ impl LimitSet {
 pub struct Price {
     pub input: f64,
     pub output: f64,
+    /// Prompt tokens served from the provider's cache (`input` when not given).
+    pub cached_input: Option<f64>,
 }
 
 impl Price {
-    /// The cost in USD of `prompt` input and `completion` output tokens.
-    pub fn cost(&self, prompt: u64, completion: u64) -> f64 {
-        (prompt as f64 * self.input + completion as f64 * self.output) / 1e6
+    /// Free: a model served on the operator's own hardware (Ollama).
+    pub const FREE: Price = Price {
+        input: 0.0,
+        output: 0.0,
+        cached_input: None,
+    };
+
+    /// The cost in USD of `u`. The one formula budgets and the usage ledger use.
+    pub fn cost(&self, u: &super::Usage) -> f64 {
+        let cached = u.cached.min(u.prompt);
+        ((u.prompt - cached) as f64 * self.input
+            + cached as f64 * self.cached_input.unwrap_or(self.input)
+            + u.completion as f64 * self.output)
+            / 1e6
+    }
+
+    /// Input plus output price, to compare prices.
+    pub(crate) fn weight(&self) -> f64 {
+        self.input + self.output
     }
 }
 
@@ -147,8 +167,11 @@ pub struct LimitsConfig {
     pub keys: BTreeMap<String, LimitSet>,
     /// Limits per public model name, shared by all keys.
     pub models: BTreeMap<String, LimitSet>,
-    /// Prices per public model name.
+    /// Prices per public model name: `pricing:`, else the bundled table's
+    /// ([`crate::limits::prices`]).
     pub pricing: BTreeMap<String, Price>,
+    /// The models `pricing:` prices (the others have the table's price, per deployment).
+    pub configured_prices: std::collections::BTreeSet<String>,
     /// The rate window: one minute. Tests shorten or lengthen it.
     pub(crate) window: Duration,
     /// How long a Redis concurrency slot outlives its last renewal (a crashed instance's
@@ -166,6 +189,7 @@ impl Default for LimitsConfig {
             keys: BTreeMap::new(),
             models: BTreeMap::new(),
             pricing: BTreeMap::new(),
+            configured_prices: Default::default(),
             window: Duration::from_secs(60),
             lease: Duration::from_secs(30),
         }
@@ -179,6 +203,16 @@ impl LimitsConfig {
             .values()
             .chain(self.models.values())
             .any(|s| !s.is_empty())
+    }
+
+    /// Models with no price at all (neither `pricing:` nor the bundled table knows one of
+    /// their deployments' models): they cost 0 in budgets and the usage ledger.
+    pub fn without_price<'a>(&'a self, models: &'a [String]) -> Vec<&'a str> {
+        models
+            .iter()
+            .filter(|m| !self.pricing.contains_key(*m))
+            .map(String::as_str)
+            .collect()
     }
 
     /// Models that have no price although some budget is configured: their requests cost 0
@@ -344,7 +378,11 @@ fn pricing(
     let mut pricing = BTreeMap::new();
     for (name, p) in raw {
         let path = check_known(format!("pricing.{name}"), &name, models)?;
-        for (field, v) in [("input", p.input), ("output", p.output)] {
+        for (field, v) in [
+            ("input", p.input),
+            ("output", p.output),
+            ("cached_input", p.cached_input.unwrap_or(0.0)),
+        ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(err(
                     format!("{path}.{field}"),
@@ -357,6 +395,7 @@ fn pricing(
             Price {
                 input: p.input,
                 output: p.output,
+                cached_input: p.cached_input,
             },
         );
     }

@@ -37,6 +37,7 @@ mod decide;
 mod memory;
 pub mod metrics;
 mod permit;
+pub mod prices;
 mod redis;
 mod time;
 
@@ -118,8 +119,23 @@ pub struct Admission<'a> {
 /// Token usage reported by the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
+    /// Prompt tokens, cached ones included.
     pub prompt: u64,
+    /// Prompt tokens served from the provider's cache.
+    pub cached: u64,
+    /// Billable output tokens (reasoning tokens included).
     pub completion: u64,
+}
+
+impl Usage {
+    /// What a provider reported, as limits and prices count it.
+    pub fn of(u: &crate::core::Usage) -> Usage {
+        Usage {
+            prompt: u.prompt_tokens,
+            cached: u.cached_tokens,
+            completion: u.billable_completion(),
+        }
+    }
 }
 
 /// A refused admission.

@@ -44,6 +44,11 @@ impl Permit {
         self.price = price;
     }
 
+    /// The price settlement charges: the deployment's that answered, once known.
+    pub fn reprice(&mut self, price: Price) {
+        self.price = Some(price);
+    }
+
     /// Adds what an admission stage charged: its grant and the rate buckets it was charged to.
     pub(super) fn charged(&mut self, grant: Grant, rates: Vec<RateView>) {
         self.grants.push(grant);
@@ -62,7 +67,7 @@ impl Permit {
         match usage {
             Some(u) => (
                 Some(u.prompt.saturating_add(u.completion)),
-                self.price.map_or(0.0, |p| p.cost(u.prompt, u.completion)),
+                self.price.map_or(0.0, |p| p.cost(&u)),
             ),
             None => {
                 let cost = self.price.map_or(0.0, |p| {

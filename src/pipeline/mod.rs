@@ -90,6 +90,6 @@ async fn proxy(
     // The request's forms are gone with the plan: its body reservation goes back before the
     // settlement's round trip.
     drop(hold);
-    settle::settle(ctx, permit, &result, estimate).await;
+    settle::settle(gw, ctx, permit, &result, estimate).await;
     result
 }

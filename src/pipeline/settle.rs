@@ -8,15 +8,25 @@
 use crate::core::{ApiError, StreamTranslator};
 use crate::ctx::Ctx;
 use crate::limits::{Permit, Usage as LimitUsage};
+use crate::pipeline::gateway::Gateway;
 
 /// Settles the request's limits permit.
 pub(super) async fn settle(
+    gw: &Gateway,
     ctx: &Ctx,
     permit: Option<Permit>,
     result: &Result<(), ApiError>,
     estimate: u64,
 ) {
-    let Some(p) = permit else { return };
+    let Some(mut p) = permit else { return };
+    // Charged at the price of the deployment that answered, as the ledger records it.
+    if let Some(price) = gw.cfg.price_of(
+        ctx.model.as_deref(),
+        ctx.provider.as_deref(),
+        ctx.upstream_model.as_deref(),
+    ) {
+        p.reprice(price);
+    }
     // The provider's final report when there is one. A request that failed before any
     // answer costs nothing — unless the client left while a provider was working on it:
     // the provider may have generated the answer all the same, so the estimate stays
@@ -24,10 +34,7 @@ pub(super) async fn settle(
     // report — the provider may have generated more — so it keeps the estimate charged,
     // or what was reported if that is more.
     let usage = match (result, ctx.usage) {
-        (_, Some(u)) if ctx.usage_final || u.total_tokens > estimate => Some(LimitUsage {
-            prompt: u.prompt_tokens,
-            completion: u.completion_tokens,
-        }),
+        (_, Some(u)) if ctx.usage_final || u.total_tokens > estimate => Some(LimitUsage::of(&u)),
         (Err(_), None) if !(ctx.client_gone && ctx.attempts > 0) => Some(LimitUsage::default()),
         _ => None,
     };

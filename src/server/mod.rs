@@ -86,10 +86,14 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     let limiter = Limiter::new(&cfg.rate_limits).map_err(|e| format!("limits: {e}"))?;
     metrics.register(Box::new(limiter.collector()));
     let models: Vec<String> = cfg.models.keys().cloned().collect();
-    let unpriced = cfg.rate_limits.unpriced_models(&models);
+    let unpriced = if cfg.usage.is_some() {
+        cfg.rate_limits.without_price(&models)
+    } else {
+        cfg.rate_limits.unpriced_models(&models)
+    };
     if !unpriced.is_empty() {
         log::warn!(
-            "spend budgets are configured but these models have no pricing and cost 0: {}",
+            "these models have no price and cost 0 in budgets and the usage ledger: {}",
             unpriced.join(", ")
         );
     }

@@ -61,11 +61,15 @@ fn the_documented_shape_parses() {
         l.pricing["gpt-4o-mini"],
         Price {
             input: 0.15,
-            output: 0.60
+            output: 0.60,
+            cached_input: None,
         }
     );
     let models: Vec<String> = c.models.keys().cloned().collect();
-    assert_eq!(l.unpriced_models(&models), vec!["gpt-4o"]);
+    // gpt-4o has no `pricing`: the bundled table prices it.
+    assert!(l.unpriced_models(&models).is_empty());
+    assert_eq!(l.pricing["gpt-4o"].input, 2.50);
+    assert!(!l.configured_prices.contains("gpt-4o"));
     assert!(Limiter::new(l).is_ok());
 }
 

@@ -149,6 +149,7 @@ async fn tokens_precharge_refund_and_debt() {
     // Actual usage 200: 400 refunded.
     p1.settle(Some(Usage {
         prompt: 120,
+        cached: 0,
         completion: 80,
     }))
     .await;
@@ -162,6 +163,7 @@ async fn tokens_precharge_refund_and_debt() {
     // bucket's limit, so 1000 counts and the bucket goes 500 more into debt.
     p2.settle(Some(Usage {
         prompt: 1000,
+        cached: 0,
         completion: 1000,
     }))
     .await;
@@ -245,6 +247,7 @@ async fn daily_and_monthly_budgets() {
         Price {
             input: 1.0,
             output: 2.0,
+            cached_input: None,
         },
     );
     let (l, t) = manual(&cfg, utc_us(2024, 2, 10, 12, 0));
@@ -253,6 +256,7 @@ async fn daily_and_monthly_budgets() {
     // 0.5 + 0.5 = $1.00: the daily budget is spent.
     p.settle(Some(Usage {
         prompt: 500_000,
+        cached: 0,
         completion: 250_000,
     }))
     .await;
@@ -273,6 +277,7 @@ async fn daily_and_monthly_budgets() {
     let p = l.admit(&adm("a", "m", 0)).await.unwrap();
     p.settle(Some(Usage {
         prompt: 500_000,
+        cached: 0,
         completion: 0,
     }))
     .await;
@@ -297,6 +302,7 @@ async fn budget_without_usage_charges_the_estimate_at_the_higher_price() {
         Price {
             input: 1.0,
             output: 4.0,
+            cached_input: None,
         },
     );
     let (l, _t) = manual(&cfg, T0);
@@ -313,6 +319,7 @@ async fn budget_without_usage_charges_the_estimate_at_the_higher_price() {
     let p = l.admit(&adm("b", "free", 1_000_000)).await.unwrap();
     p.settle(Some(Usage {
         prompt: 1_000_000,
+        cached: 0,
         completion: 1_000_000,
     }))
     .await;
@@ -465,6 +472,7 @@ async fn two_stage_admission_settles_like_one() {
     );
     p.settle(Some(Usage {
         prompt: 2,
+        cached: 0,
         completion: 10,
     }))
     .await;

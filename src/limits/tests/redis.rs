@@ -140,6 +140,7 @@ async fn tokens_settle_and_model_limits_across_instances() {
     assert_eq!(r.kind(), LimitKind::Tokens);
     p1.settle(Some(Usage {
         prompt: 100,
+        cached: 0,
         completion: 100,
     }))
     .await;
@@ -151,6 +152,7 @@ async fn tokens_settle_and_model_limits_across_instances() {
     // Debt: 3000 actual against 500 estimated, of which the bucket's limit (1000) counts.
     p2.settle(Some(Usage {
         prompt: 2000,
+        cached: 0,
         completion: 1000,
     }))
     .await;
@@ -312,6 +314,7 @@ async fn budgets_survive_a_restart() {
         Price {
             input: 1.0,
             output: 2.0,
+            cached_input: None,
         },
     );
     {
@@ -319,6 +322,7 @@ async fn budgets_survive_a_restart() {
         let p = l.admit(&adm("a", "m", 0)).await.unwrap();
         p.settle(Some(Usage {
             prompt: 600_000,
+            cached: 0,
             completion: 100_000,
         }))
         .await;
@@ -329,6 +333,7 @@ async fn budgets_survive_a_restart() {
         let p = l.admit(&adm("a", "m", 0)).await.unwrap();
         p.settle(Some(Usage {
             prompt: 200_000,
+            cached: 0,
             completion: 0,
         }))
         .await;
