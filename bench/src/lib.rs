@@ -55,6 +55,8 @@ pub enum Variant {
     LimitsMemory,
     /// The same limits in Redis (a `redis-server` child started by the bench).
     LimitsRedis,
+    /// The usage ledger in an SQLite file (a fresh one per run, removed afterwards).
+    LedgerSqlite,
 }
 
 impl Variant {
@@ -64,6 +66,7 @@ impl Variant {
             Variant::OutputGuardrails => "guardrails on",
             Variant::LimitsMemory => "limits: memory",
             Variant::LimitsRedis => "limits: redis",
+            Variant::LedgerSqlite => "ledger: sqlite",
         }
     }
 
@@ -72,6 +75,7 @@ impl Variant {
         match self {
             Variant::OutputGuardrails => "guardrails off",
             Variant::LimitsMemory | Variant::LimitsRedis => "limits off",
+            Variant::LedgerSqlite => "ledger off",
         }
     }
 
@@ -80,6 +84,7 @@ impl Variant {
         match self {
             Variant::OutputGuardrails => "guardrail_",
             Variant::LimitsMemory | Variant::LimitsRedis => "rate_limit_",
+            Variant::LedgerSqlite => "usage_",
         }
     }
 
@@ -99,7 +104,23 @@ impl Variant {
                  on_backend_error: fail_open, {LIMITS} }}\n",
                 redis_url.unwrap_or("redis://127.0.0.1:6379")
             ),
+            Variant::LedgerSqlite => format!("usage:\n  path: {}\n", ledger_path().display()),
         }
+    }
+}
+
+/// The SQLite ledger of the bench's `ledger: sqlite` runs (in the temp directory).
+pub fn ledger_path() -> PathBuf {
+    std::env::temp_dir().join(format!("sluice-bench-{}-usage.db", std::process::id()))
+}
+
+/// Removes the bench's ledger and its WAL, shared-memory and spill files.
+fn remove_ledger() {
+    let db = ledger_path();
+    for suffix in ["", "-wal", "-shm", ".spill"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -224,6 +245,13 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             prose: true,
             variants: &[Variant::OutputGuardrails],
             ..streams
+        },
+        Scenario {
+            name: "ledger",
+            description: "small non-stream completions, 64 clients, closed loop, usage ledger \
+                off and on (SQLite)",
+            variants: &[Variant::LedgerSqlite],
+            ..small
         },
         Scenario {
             name: "limits",
@@ -407,6 +435,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "rate_limit_backend_errors",
     ),
     ("sluice_rate_limit_fail_open_total", "rate_limit_fail_open"),
+    (
+        "sluice_usage_records_written_total",
+        "usage_records_written",
+    ),
+    (
+        "sluice_usage_records_spilled_total",
+        "usage_records_spilled",
+    ),
 ];
 
 /// sluice's admin `/metrics` text.
@@ -595,6 +631,9 @@ pub async fn run_scenario(
             .and_then(|r| r.child.id())
             .map(process::Sampler::start);
         let outcome = run_through_sluice(&bin, mock_port, s, &extra, &spec, &phase, progress).await;
+        if v == Variant::LedgerSqlite {
+            remove_ledger();
+        }
         let redis_usage = match redis_sampler {
             Some(sampler) => Some(sampler.stop().await),
             None => None,
