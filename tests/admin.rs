@@ -49,3 +49,115 @@ async fn admin_token_guards_everything_but_the_probes() {
     .await;
     assert_eq!(r.status, 404);
 }
+
+const TOKEN: &str = "test-admin-token";
+
+fn header<'a>(r: &'a Response, name: &str) -> &'a str {
+    r.header(name)
+        .unwrap_or_else(|| panic!("no {name} header: {:?}", r.headers))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_behind_the_admin_token() {
+    let m = mock().await;
+    let gw = Gateway::start_with_admin_token(&standard_config(&m.url()), TOKEN);
+    let port = gw.admin_port;
+    let r = request(port, "GET", "/ui", &[], b"").await;
+    assert_eq!((r.status, header(&r, "location")), (302, "/ui/"));
+
+    // No token: 401, the login form, nothing else.
+    let r = request(port, "GET", "/ui/", &[], b"").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        header(&r, "content-security-policy"),
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors 'none'"
+    );
+    assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&r, "referrer-policy"), "no-referrer");
+    assert!(r.text().contains("action=\"/ui/login\"") && !r.text().contains("app.js"));
+
+    // The bearer header, as for every admin endpoint.
+    let r = get(port, "/ui/", TOKEN).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("/ui/app.js"), "{}", r.text());
+    assert!(r.text().contains("action=\"/ui/logout\""));
+    assert_eq!(header(&r, "cache-control"), "no-store");
+
+    // Static code, no data: served to anyone (the login page needs the style sheet).
+    for (path, ctype) in [
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = request(port, "GET", path, &[], b"").await;
+        assert_eq!(
+            (r.status, header(&r, "content-type")),
+            (200, ctype),
+            "{path}"
+        );
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    }
+    let r = request(port, "GET", "/ui/secrets", &[], b"").await;
+    assert_eq!(r.status, 404);
+
+    // The login form: a wrong token gets the form again, the right one a session cookie.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = request(
+        port,
+        "POST",
+        "/ui/login",
+        &form,
+        b"username=admin&token=wrong",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("set-cookie").is_none());
+    assert!(r.text().contains("not valid"));
+    let body = format!("username=admin&token={TOKEN}");
+    let r = request(port, "POST", "/ui/login", &form, body.as_bytes()).await;
+    assert_eq!((r.status, header(&r, "location")), (303, "/ui/"));
+    let set = header(&r, "set-cookie");
+    assert_eq!(
+        set,
+        format!("sluice_admin={TOKEN}; HttpOnly; SameSite=Strict; Path=/")
+    );
+    let cookie = format!("theme=dark; {}", set.split(';').next().unwrap());
+    let with_cookie = [("cookie", cookie.as_str())];
+    let r = request(port, "GET", "/ui/", &with_cookie, b"").await;
+    assert_eq!(r.status, 200);
+
+    // The cookie opens the other admin endpoints for GET only; the header for any method.
+    let r = request(port, "GET", "/health/deployments", &with_cookie, b"").await;
+    assert_eq!(r.status, 200);
+    let r = request(port, "POST", "/health/deployments", &with_cookie, b"").await;
+    assert_eq!(r.status, 401);
+    let bearer = format!("Bearer {TOKEN}");
+    let r = request(
+        port,
+        "POST",
+        "/health/deployments",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let wrong = [("cookie", "sluice_admin=test-admin-tokeN")];
+    let r = request(port, "GET", "/health/deployments", &wrong, b"").await;
+    assert_eq!(r.status, 401);
+
+    let r = request(port, "POST", "/ui/logout", &with_cookie, b"").await;
+    assert_eq!((r.status, header(&r, "location")), (303, "/ui/"));
+    assert!(header(&r, "set-cookie").contains("Max-Age=0"));
+
+    // Without an admin token (loopback), the dashboard is open.
+    let open = Gateway::start(&standard_config(&m.url()));
+    let r = request(open.admin_port, "GET", "/ui/", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().contains("/ui/logout"),
+        "no token, nothing to sign out of"
+    );
+}

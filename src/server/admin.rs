@@ -9,9 +9,11 @@
 //! - `/usage?since=24h&by=key,model[&format=csv]`: the usage ledger's totals per group
 //!   (requests, errors, tokens, cost), when `usage:` is configured;
 //! - `/usage/report?since=24h`: the dashboard's data in one document
-//!   ([`crate::ledger::report`]).
+//!   ([`crate::ledger::report`]);
+//! - `/ui/`: the usage dashboard (`server::ui`), drawn from `/usage/report`.
 //!
-//! When `admin.token` is set, everything but the two probes requires it as a bearer token.
+//! When `admin.token` is set, everything but the two probes requires it as a bearer token —
+//! or, for GET requests, as the cookie the dashboard's login form sets (`SameSite=Strict`).
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::routing::Router;
+use crate::server::ui;
 use crate::telemetry::Metrics;
 
 pub struct Admin {
@@ -43,19 +46,13 @@ fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
 }
 
 impl Admin {
+    fn token(&self) -> Option<&str> {
+        self.cfg.admin.token.as_ref().map(|t| t.expose())
+    }
+
     fn authorized(&self, session: &ServerSession) -> bool {
-        use subtle::ConstantTimeEq;
-        let Some(token) = &self.cfg.admin.token else {
-            return true;
-        };
-        let presented = session
-            .req_header()
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()))
+        let req = session.req_header();
+        ui::auth::authorized(self.token(), &req.method, &req.headers)
     }
 }
 
@@ -174,6 +171,7 @@ impl ServeHttp for Admin {
                     )
                 }
             }
+            p if ui::handles(p) => ui::serve(session, self.token()).await,
             _ if !self.authorized(session) => reply(
                 401,
                 json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),

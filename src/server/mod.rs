@@ -5,6 +5,7 @@ pub mod admin;
 pub mod conns;
 pub mod drain;
 pub mod proxy;
+pub mod ui;
 
 use std::sync::Arc;
 

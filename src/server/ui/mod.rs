@@ -1,0 +1,203 @@
+//! The usage dashboard on the admin listener, `/ui/`: a page, its script and style sheet,
+//! all compiled into the binary (nothing is fetched from elsewhere). The page draws what
+//! `GET /usage/report` answers.
+//!
+//! - `GET /ui` redirects to `/ui/`;
+//! - `GET /ui/`: the dashboard when the request carries the admin token (bearer header or the
+//!   session cookie), else 401 with a login form and no data;
+//! - `POST /ui/login` (form field `token`): a valid token sets the session cookie
+//!   (`HttpOnly; SameSite=Strict`) and redirects to `/ui/`; an invalid one gets the form again
+//!   (401); `POST /ui/logout` clears the cookie;
+//! - `/ui/app.js`, `/ui/app.css`, `/ui/favicon.svg`: static code, no data, served to anyone.
+//!
+//! Every answer carries a strict content security policy: the page runs only its own script,
+//! connects only to its own origin and cannot be framed.
+
+pub mod auth;
+
+use std::time::Duration;
+
+use http::{Method, Response};
+use pingora::protocols::http::ServerSession;
+
+const INDEX: &str = include_str!("index.html");
+const LOGIN: &str = include_str!("login.html");
+const APP_JS: &str = include_str!("app.js");
+const APP_CSS: &str = include_str!("app.css");
+const FAVICON: &str = include_str!("favicon.svg");
+const LOGOUT: &str = r#"<form method="post" action="/ui/logout" class="logout"><button type="submit" class="link">Sign out</button></form>"#;
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+const HTML: &str = "text/html; charset=utf-8";
+/// The largest login form read, and how long its body may take.
+const MAX_FORM_BYTES: usize = 4096;
+const FORM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `path` belongs to the dashboard.
+pub fn handles(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
+}
+
+/// Answers a dashboard request; `token` is the configured admin token, if any.
+pub async fn serve(session: &mut ServerSession, token: Option<&str>) -> Response<Vec<u8>> {
+    let req = session.req_header();
+    let method = req.method.clone();
+    let path = req.uri.path().to_string();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/ui") => redirect(302, None),
+        (&Method::GET, "/ui/") if auth::authorized(token, &method, &req.headers) => {
+            respond(200, HTML, "no-store", index(token.is_some()), None)
+        }
+        (&Method::GET, "/ui/") => login_page(None),
+        (&Method::GET, "/ui/app.js") => asset("text/javascript; charset=utf-8", APP_JS),
+        (&Method::GET, "/ui/app.css") => asset("text/css; charset=utf-8", APP_CSS),
+        (&Method::GET, "/ui/favicon.svg") => asset("image/svg+xml", FAVICON),
+        (&Method::POST, "/ui/login") => login(session, token).await,
+        (&Method::POST, "/ui/logout") => redirect(303, Some(auth::logout_cookie())),
+        (_, "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css" | "/ui/favicon.svg") => text(405),
+        (_, "/ui/login" | "/ui/logout") => text(405),
+        _ => text(404),
+    }
+}
+
+/// The dashboard page; with a "Sign out" button when there is a token to sign in with.
+fn index(with_token: bool) -> Vec<u8> {
+    let logout = if with_token { LOGOUT } else { "" };
+    INDEX.replace("<!--logout-->", logout).into_bytes()
+}
+
+/// `POST /ui/login`: the form's token, checked in constant time.
+async fn login(session: &mut ServerSession, token: Option<&str>) -> Response<Vec<u8>> {
+    let Some(token) = token else {
+        return redirect(303, None);
+    };
+    let body = read_form(session).await;
+    match body.as_deref().and_then(|b| auth::form_field(b, "token")) {
+        Some(t) if auth::token_matches(&t, token) => redirect(303, Some(auth::login_cookie(token))),
+        _ => login_page(Some("That token is not valid.")),
+    }
+}
+
+/// The request body, if it is small and arrives in time.
+async fn read_form(session: &mut ServerSession) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let piece = tokio::time::timeout(FORM_TIMEOUT, session.read_request_body())
+            .await
+            .ok()?
+            .ok()?;
+        match piece {
+            Some(bytes) if body.len() + bytes.len() <= MAX_FORM_BYTES => {
+                body.extend_from_slice(&bytes)
+            }
+            Some(_) => return None,
+            None => return Some(body),
+        }
+    }
+}
+
+/// The login form, with 401: it holds no data.
+fn login_page(message: Option<&str>) -> Response<Vec<u8>> {
+    let html = match message {
+        Some(m) => LOGIN.replace("<!--message-->", &format!("<p class=\"error\">{m}</p>")),
+        None => LOGIN.to_string(),
+    };
+    respond(401, HTML, "no-store", html.into_bytes(), None)
+}
+
+fn asset(content_type: &str, body: &str) -> Response<Vec<u8>> {
+    respond(200, content_type, "no-cache", body.into(), None)
+}
+
+/// A redirect to the dashboard, setting a cookie if given.
+fn redirect(status: u16, cookie: Option<String>) -> Response<Vec<u8>> {
+    let mut r = respond(
+        status,
+        "text/plain; charset=utf-8",
+        "no-store",
+        vec![],
+        cookie,
+    );
+    r.headers_mut()
+        .insert("location", http::HeaderValue::from_static("/ui/"));
+    r
+}
+
+fn text(status: u16) -> Response<Vec<u8>> {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let body = format!("{reason}\n").into_bytes();
+    respond(status, "text/plain; charset=utf-8", "no-store", body, None)
+}
+
+fn respond(
+    status: u16,
+    content_type: &str,
+    cache: &str,
+    body: Vec<u8>,
+    cookie: Option<String>,
+) -> Response<Vec<u8>> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", cache)
+        .header("content-security-policy", CSP)
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer");
+    if let Some(c) = cookie {
+        b = b.header("set-cookie", c);
+    }
+    b.body(body).expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_load_nothing_from_elsewhere_and_run_no_inline_code() {
+        for page in [INDEX, LOGIN] {
+            assert!(!page.contains("http://") && !page.contains("https://"));
+            assert!(!page.contains("style="));
+            let handler = page.split(" on").skip(1).any(|rest| {
+                let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+                !name.is_empty() && rest[name.len()..].starts_with('=')
+            });
+            assert!(!handler, "an inline event handler");
+            assert!(!page.contains("<script>") && !page.contains("<style"));
+        }
+        assert!(!APP_JS.contains("innerHTML") && !APP_JS.contains("insertAdjacentHTML"));
+        assert!(!APP_JS.contains("eval(") && !APP_JS.contains("document.write"));
+        assert!(LOGIN.contains("<!--message-->") && LOGIN.contains("name=\"token\""));
+        assert!(INDEX.contains("<!--logout-->"));
+        let page = String::from_utf8(index(true)).unwrap();
+        assert!(page.contains("action=\"/ui/logout\""));
+        assert!(!String::from_utf8(index(false))
+            .unwrap()
+            .contains("logout\""));
+    }
+
+    #[test]
+    fn answers_carry_the_security_headers() {
+        let r = login_page(Some("x"));
+        assert_eq!(r.status(), 401);
+        for h in [
+            "content-security-policy",
+            "x-content-type-options",
+            "referrer-policy",
+        ] {
+            assert!(r.headers().contains_key(h), "{h}");
+        }
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let r = redirect(303, Some(auth::logout_cookie()));
+        assert_eq!(r.headers()["location"], "/ui/");
+        assert!(r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+    }
+}
