@@ -161,3 +161,41 @@ async fn the_dashboard_is_served_behind_the_admin_token() {
         "no token, nothing to sign out of"
     );
 }
+
+/// A raw GET with its own `Host` header; the status code.
+async fn status_with_host(port: u16, path: &str, host: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_host_names_are_answered() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    let p = gw.admin_port;
+    // A page on another site whose name resolves to 127.0.0.1 (DNS rebinding).
+    assert_eq!(
+        status_with_host(p, "/metrics", "evil.example:9091").await,
+        403
+    );
+    assert_eq!(status_with_host(p, "/ui/", "evil.example").await, 403);
+    // Probes answer whatever the host; loopback names on any port (an SSH tunnel) pass.
+    assert_eq!(status_with_host(p, "/healthz", "evil.example").await, 200);
+    for host in ["localhost:8000", "127.0.0.1", "[::1]:9091", "LOCALHOST"] {
+        assert_eq!(status_with_host(p, "/metrics", host).await, 200, "{host}");
+    }
+    // With a token, the token decides (the listener may face a network).
+    let gw = Gateway::start_with_admin_token(&standard_config(&m.url()), TOKEN);
+    assert_eq!(
+        status_with_host(gw.admin_port, "/healthz", "sluice.internal").await,
+        200
+    );
+}

@@ -56,6 +56,24 @@ impl Admin {
     }
 }
 
+/// Whether the `Host` header names a loopback host (any port), or is absent.
+fn loopback_host(headers: &http::HeaderMap) -> bool {
+    let Some(host) = headers.get(http::header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An admin error in the OpenAI shape.
 fn admin_error(status: u16, message: &str, code: &str) -> Response<Vec<u8>> {
     reply(
@@ -170,6 +188,16 @@ impl ServeHttp for Admin {
                         json!({"status": "degraded", "unavailable_models": unavailable}),
                     )
                 }
+            }
+            // Without a token the listener is loopback-only; a page on another site whose
+            // name resolves to 127.0.0.1 (DNS rebinding) still names that site as the host.
+            _ if self.token().is_none() && !loopback_host(&session.req_header().headers) => {
+                admin_error(
+                    403,
+                    "without admin.token the admin listener answers only requests to a loopback \
+                     host name (localhost, 127.0.0.1, [::1])",
+                    "forbidden_host",
+                )
             }
             p if ui::handles(p) => ui::serve(session, self.token()).await,
             _ if !self.authorized(session) => reply(
