@@ -107,11 +107,11 @@ fn budgets(store: &mut dyn Store, limits: &LimitsConfig, now: u64) -> Result<Vec
     Ok(out)
 }
 
-/// p50, p95 and p99 of latency and time to first token: all models first (`model: null`),
-/// then each model.
+/// p50, p95 and p99 of latency and time to first token of requests that reached a provider:
+/// all models first (`model: null`), then each model.
 fn percentiles(timings: &[Timing]) -> Vec<Value> {
     let mut by_model = BTreeMap::<Option<&str>, Vec<&Timing>>::new();
-    for t in timings {
+    for t in timings.iter().filter(|t| t.model.is_some()) {
         by_model.entry(t.model.as_deref()).or_default().push(t);
     }
     let all: Vec<&Timing> = timings.iter().collect();

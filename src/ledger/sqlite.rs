@@ -270,7 +270,7 @@ impl Store for Sqlite {
             .conn
             .prepare(
                 "SELECT model, latency_ms, ttft_ms FROM usage WHERE ts_ms >= ?1 \
-                 ORDER BY ts_ms DESC LIMIT ?2",
+                 AND attempts > 0 ORDER BY ts_ms DESC LIMIT ?2",
             )
             .map_err(db_err)?;
         let rows = st

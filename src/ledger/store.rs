@@ -42,7 +42,8 @@ pub trait Store: Send {
         failed: bool,
     ) -> Result<Vec<UsageRecord>, String>;
 
-    /// Model, latency and time to first token of the latest `limit` records since `since_ms`.
+    /// Model, latency and time to first token of the latest `limit` records since `since_ms`
+    /// that reached a provider (at least one attempt): refusals would only dilute them.
     fn timings(&mut self, since_ms: u64, limit: usize) -> Result<Vec<Timing>, String>;
 
     /// The guardrail actions (`direction:guardrail`) of the latest `limit` records since
