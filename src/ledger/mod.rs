@@ -15,7 +15,7 @@ pub mod store;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,14 +31,16 @@ use crate::front::Front;
 const QUEUE: usize = 16_384;
 /// Records written in one transaction at most.
 const BATCH: usize = 512;
-/// How long the writer waits to fill a batch.
-const LINGER: Duration = Duration::from_millis(200);
+/// How long the writer sleeps between rounds while the queue is less than a quarter full.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// One request, as the ledger keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageRecord {
-    /// The record's own id (random): a record stored twice (replayed after a write that
-    /// failed late) is kept once.
+    /// The record's own id, given by [`Ledger::record`]: a record stored twice (replayed
+    /// after a write that failed late) is kept once. Ids of one process run are consecutive
+    /// under a random prefix (see [`Ledger::next_id`]), so stores append instead of inserting
+    /// at random places in their primary-key index.
     pub id: u64,
     /// Unix time in milliseconds when the request arrived.
     pub ts_ms: u64,
@@ -95,7 +97,7 @@ impl UsageRecord {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         UsageRecord {
-            id: rand::random::<u64>() >> 1,
+            id: 0,
             ts_ms: now_ms.saturating_sub(elapsed.as_millis() as u64),
             request_id: ctx.request_id.clone(),
             key: ctx.key_name.clone(),
@@ -180,6 +182,9 @@ pub struct Ledger {
     tx: SyncSender<Option<UsageRecord>>,
     /// Set by [`Ledger::close`]: later records go to the spill file.
     closed: AtomicBool,
+    /// This run's random id prefix and the records numbered so far.
+    id_prefix: u64,
+    ids: AtomicU64,
     /// The spill file; its lock orders appends against the writer taking the file over.
     spill: Arc<Mutex<PathBuf>>,
     pub stats: Arc<LedgerStats>,
@@ -204,6 +209,8 @@ impl Ledger {
         Ok(Ledger {
             tx,
             closed: AtomicBool::new(false),
+            id_prefix: rand::random::<u64>(),
+            ids: AtomicU64::new(0),
             spill: Arc::new(Mutex::new(settings.spill.clone())),
             stats: Arc::new(LedgerStats::default()),
             pending: Mutex::new(Some(rx)),
@@ -236,8 +243,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// The next record id: 31 bits of this run's random prefix, then a 32-bit sequence
+    /// number (after 2³² records the prefix moves on). Two runs share a prefix with odds of
+    /// one in 2³¹.
+    fn next_id(&self) -> u64 {
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        let prefix = self.id_prefix.wrapping_add(n >> 32) & 0x7fff_ffff;
+        (prefix << 32) | (n & 0xffff_ffff)
+    }
+
     /// Queues a record; never waits. A full queue spills the record to the file.
-    pub fn record(&self, rec: UsageRecord) {
+    pub fn record(&self, mut rec: UsageRecord) {
+        if rec.id == 0 {
+            rec.id = self.next_id();
+        }
         if self.closed.load(Ordering::Acquire) {
             return self.spill_one(rec);
         }
@@ -412,5 +431,22 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn ids_are_consecutive_positive_and_kept_when_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&settings(dir.path())).unwrap();
+        let a = ledger.next_id();
+        let b = ledger.next_id();
+        assert_eq!(b, a + 1);
+        assert!(
+            a as i64 > 0 && b as i64 > 0,
+            "ids fit a signed 64-bit column"
+        );
+        // Past 2^32 records the prefix moves on; ids stay positive and distinct.
+        ledger.ids.store(u32::MAX as u64, Ordering::Relaxed);
+        let (c, d) = (ledger.next_id(), ledger.next_id());
+        assert!(c as i64 > 0 && d as i64 > 0 && c != d && d & 0xffff_ffff == 0);
     }
 }
