@@ -239,7 +239,7 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     let r = fresh(&db, &mut seen, 1).await;
     assert_eq!(
         r[0].guardrails,
-        vec!["input:codenames".to_string()],
+        vec!["input:codenames:block:codenames".to_string()],
         "{:?}",
         r[0]
     );
@@ -289,7 +289,8 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
     assert!(v["latency"][0]["ttft_ms"]["p50"].is_u64(), "{v}");
     assert_eq!(
         v["guardrails"],
-        json!([{"action": "input:codenames", "count": 1}])
+        json!([{"direction": "input", "guardrail": "codenames", "action": "block",
+                "count": 1, "kinds": {"codenames": 1}}])
     );
     let failures = v["failures"].as_array().unwrap();
     assert!(

@@ -28,4 +28,23 @@ impl Finding {
             | Finding::Blocked { guardrail, .. } => guardrail,
         }
     }
+
+    /// What it did: `block`, `redact` or `log`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Finding::Blocked { .. } => "block",
+            Finding::Redacted { .. } => "redact",
+            Finding::Logged { .. } => "log",
+        }
+    }
+
+    /// The kinds of what it found (`aws_access_key`, `email`, …).
+    pub fn kinds(&self) -> Vec<&str> {
+        match self {
+            Finding::Blocked { kind, .. } => vec![kind],
+            Finding::Redacted { kinds, .. } | Finding::Logged { kinds, .. } => {
+                kinds.iter().map(|k| &**k).collect()
+            }
+        }
+    }
 }

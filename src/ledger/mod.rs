@@ -73,7 +73,9 @@ pub struct UsageRecord {
     /// Attempts that moved to another deployment than the one before.
     #[serde(default)]
     pub failovers: u32,
-    /// Guardrail actions as `direction:guardrail` (names only, never the matched text).
+    /// Guardrail actions as `direction:guardrail:action:kinds` — e.g.
+    /// `output:no-secrets:redact:aws_access_key+github_token` — names and kinds only, never
+    /// the matched text.
     pub guardrails: Vec<String>,
     /// The limit that refused the request, as `scope:kind` (`key:requests`,
     /// `model:tokens`, `key:budget`, `backend`).
@@ -126,10 +128,23 @@ impl UsageRecord {
             guardrails: ctx
                 .guardrails
                 .iter()
-                .map(|(direction, f)| format!("{direction}:{}", f.guardrail()))
+                .map(|(direction, f)| {
+                    let kinds: Vec<String> = f.kinds().iter().map(|k| label(k)).collect();
+                    format!(
+                        "{direction}:{}:{}:{}",
+                        label(f.guardrail()),
+                        f.action(),
+                        kinds.join("+")
+                    )
+                })
                 .collect(),
         }
     }
+}
+
+/// A name as a field of a stored guardrail action: the separators `,` `:` `+` become `_`.
+fn label(name: &str) -> String {
+    name.replace([',', ':', '+'], "_")
 }
 
 /// What the ledger did, as Prometheus counters (registered by the server):

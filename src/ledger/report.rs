@@ -34,10 +34,7 @@ pub fn report(
     let by_hour_key = grouped(&[Group::Hour, Group::Key])?;
     let by_hour_model = grouped(&[Group::Hour, Group::Model])?;
     let latency = percentiles(&store.timings(since_ms, SAMPLE_ROWS)?);
-    let mut actions = BTreeMap::<String, u64>::new();
-    for a in store.guardrail_actions(since_ms, SAMPLE_ROWS)? {
-        *actions.entry(a).or_default() += 1;
-    }
+    let actions = guardrail_counts(&store.guardrail_actions(since_ms, SAMPLE_ROWS)?);
     let failures: Vec<Value> = store
         .recent(since_ms, FAILURES, true)?
         .into_iter()
@@ -60,10 +57,7 @@ pub fn report(
         "by_hour_key": by_hour_key,
         "by_hour_model": by_hour_model,
         "latency": latency,
-        "guardrails": actions
-            .into_iter()
-            .map(|(action, count)| json!({"action": action, "count": count}))
-            .collect::<Vec<_>>(),
+        "guardrails": actions,
         "failures": failures,
         "budgets": budgets(store, limits, now)?,
     }))
@@ -107,6 +101,31 @@ fn budgets(store: &mut dyn Store, limits: &LimitsConfig, now: u64) -> Result<Vec
     Ok(out)
 }
 
+/// Stored actions (`direction:guardrail:action:kinds`) counted per direction, guardrail and
+/// action, with the kinds they found.
+fn guardrail_counts(stored: &[String]) -> Vec<Value> {
+    let mut counts = BTreeMap::<(&str, &str, &str), (u64, BTreeMap<&str, u64>)>::new();
+    for a in stored {
+        let mut f = a.splitn(4, ':');
+        let (direction, guardrail) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let (action, kinds) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let entry = counts.entry((direction, guardrail, action)).or_default();
+        entry.0 += 1;
+        for k in kinds.split('+').filter(|k| !k.is_empty()) {
+            *entry.1.entry(k).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|((direction, guardrail, action), (count, kinds))| {
+            json!({
+                "direction": direction, "guardrail": guardrail, "action": action,
+                "count": count, "kinds": kinds,
+            })
+        })
+        .collect()
+}
+
 /// p50, p95 and p99 of latency and time to first token of requests that reached a provider:
 /// all models first (`model: null`), then each model.
 fn percentiles(timings: &[Timing]) -> Vec<Value> {
@@ -143,6 +162,30 @@ fn quantiles(mut v: Vec<u64>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guardrail_actions_are_counted_with_their_kinds() {
+        let stored = [
+            "output:no-secrets:redact:aws_access_key+github_token",
+            "output:no-secrets:redact:aws_access_key",
+            "input:codenames:block:regex",
+            "input:old-format",
+        ]
+        .map(String::from);
+        let v = guardrail_counts(&stored);
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert_eq!(
+            v[0],
+            json!({"direction": "input", "guardrail": "codenames", "action": "block",
+                   "count": 1, "kinds": {"regex": 1}})
+        );
+        assert_eq!(v[1]["guardrail"], "old-format");
+        assert_eq!(v[2]["count"], 2);
+        assert_eq!(
+            v[2]["kinds"],
+            json!({"aws_access_key": 2, "github_token": 1})
+        );
+    }
 
     #[test]
     fn nearest_rank_quantiles() {

@@ -13,7 +13,6 @@ use serde_json::json;
 
 use crate::core::error::clip;
 use crate::ctx::Ctx;
-use crate::guardrails::Finding;
 pub use metrics::Metrics;
 
 /// Records a finished request in the metrics.
@@ -36,7 +35,7 @@ pub fn record(m: &Metrics, ctx: &Ctx) {
         .observe(ctx.start.elapsed().as_secs_f64());
     for (direction, f) in &ctx.guardrails {
         m.guardrail_actions
-            .with_label_values(&[f.guardrail(), action_name(f), direction])
+            .with_label_values(&[f.guardrail(), f.action(), direction])
             .inc();
     }
     if let Some(provider) = ctx.provider.as_deref() {
@@ -56,14 +55,6 @@ pub fn record(m: &Metrics, ctx: &Ctx) {
     }
 }
 
-fn action_name(f: &Finding) -> &'static str {
-    match f {
-        Finding::Blocked { .. } => "block",
-        Finding::Redacted { .. } => "redact",
-        Finding::Logged { .. } => "log",
-    }
-}
-
 /// The access-log form of what guardrails did: names, actions, kinds — never matched text.
 fn guardrail_log(ctx: &Ctx) -> Option<serde_json::Value> {
     if ctx.guardrails.is_empty() {
@@ -73,13 +64,7 @@ fn guardrail_log(ctx: &Ctx) -> Option<serde_json::Value> {
         .guardrails
         .iter()
         .map(|(direction, f)| {
-            let kinds: Vec<&str> = match f {
-                Finding::Blocked { kind, .. } => vec![kind],
-                Finding::Redacted { kinds, .. } | Finding::Logged { kinds, .. } => {
-                    kinds.iter().map(|k| &**k).collect()
-                }
-            };
-            json!({"guardrail": f.guardrail(), "action": action_name(f), "direction": direction, "kinds": kinds})
+            json!({"guardrail": f.guardrail(), "action": f.action(), "direction": direction, "kinds": f.kinds()})
         })
         .collect();
     Some(serde_json::Value::Array(entries))

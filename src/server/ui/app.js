@@ -422,12 +422,14 @@
     if (!rows.length) return box.replaceChildren(el('p', 'empty', 'No guardrail actions in this range.'));
     const max = Math.max(...rows.map((g) => g.count), 1);
     box.replaceChildren(...[...rows].sort((a, b) => b.count - a.count).map((g) => {
-      const [dir, name] = String(g.action).includes(':') ? String(g.action).split(/:(.*)/s) : ['', String(g.action)];
-      return el('div', 'meter guardrail',
-        el('span', 'meter-name', name),
-        el('span', 'meter-period', dir),
+      const kinds = Object.keys(g.kinds || {}).join(', ');
+      const row = el('div', 'meter guardrail',
+        el('span', 'meter-name', String(g.guardrail)),
+        el('span', 'meter-period', [g.direction, g.action].filter(Boolean).join(' · ')),
         bar(g.count / max, 'ok'),
         el('span', 'meter-value', fmtInt(g.count)));
+      if (kinds) row.title = kinds;
+      return row;
     }));
   }
 
