@@ -15,7 +15,14 @@ async fn upgrade_with_open_streams_loses_none() {
         gap: Duration::from_millis(60),
         ..Behaviour::default()
     });
-    let mut gw = Gateway::start(&standard_config(&m.url()));
+    let ledger = tempfile::tempdir().unwrap();
+    let db = ledger.path().join("usage.db");
+    let cfg = format!(
+        "{}usage:\n  path: {}\n",
+        standard_config(&m.url()),
+        db.display()
+    );
+    let mut gw = Gateway::start(&cfg);
     let port = gw.port;
     let mut streams = Vec::new();
     for _ in 0..20 {
@@ -46,6 +53,24 @@ async fn upgrade_with_open_streams_loses_none() {
         eventually(Duration::from_secs(10), || gw.old_processes_exited()).await,
         "the old process exits once its streams are done"
     );
+    // Both processes wrote to one ledger: the old one stored its streams' records before
+    // exiting; nothing lost, nothing twice.
+    let stored = || {
+        use sluice::ledger::store::Store as _;
+        sluice::ledger::sqlite::Sqlite::open_read_only(&db)
+            .and_then(|mut s| s.recent(0, 1000, false))
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stored().len() >= 25).await,
+        "records: {}",
+        stored().len()
+    );
+    let records = stored();
+    let ids: std::collections::HashSet<&str> =
+        records.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!((records.len(), ids.len()), (25, 25));
+    assert_eq!(records.iter().filter(|r| r.stream).count(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
