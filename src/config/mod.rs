@@ -14,6 +14,7 @@ mod failover;
 mod keys;
 mod limits;
 mod models;
+pub mod pg_url;
 mod providers;
 mod raw;
 mod secrets;

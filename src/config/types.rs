@@ -262,6 +262,8 @@ pub struct UsageSettings {
 pub enum UsageStore {
     /// An embedded SQLite file (`usage.path`).
     Sqlite { path: std::path::PathBuf },
+    /// A PostgreSQL database (`usage.url`, a `postgres://` URL that may carry a password).
+    Postgres { url: crate::core::secret::Secret },
 }
 
 /// Glob match with `*` (any run, possibly empty) and `?` (one character).

@@ -4,45 +4,87 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawUsage;
+use super::secrets::resolve_reference;
 use super::{ConfigError, UsageSettings, UsageStore};
+use crate::core::secret::Secret;
 
 /// Records are kept this long unless `usage.retention` says otherwise.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 pub(super) fn validate(u: Option<RawUsage>) -> Result<Option<UsageSettings>, ConfigError> {
     let Some(u) = u else { return Ok(None) };
-    match u.store.as_deref().unwrap_or("sqlite") {
-        "sqlite" => {}
-        "postgres" => {
-            return Err(ConfigError::new(
-                "usage.store",
-                "postgres is not available in this build; use sqlite",
-            ))
-        }
+    let (store, spill) = match u.store.as_deref().unwrap_or("sqlite") {
+        "sqlite" => sqlite(u.path, u.url)?,
+        "postgres" => postgres(u.path, u.url)?,
         other => {
             return Err(ConfigError::new(
                 "usage.store",
                 format!("unknown store {other:?} (known: sqlite, postgres)"),
             ))
         }
-    }
-    if u.url.is_some() {
+    };
+    Ok(Some(UsageSettings {
+        store,
+        spill,
+        retention: retention(u.retention)?,
+    }))
+}
+
+/// The systemd unit's state directory, else the working directory.
+fn state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// An SQLite file (`usage.path`, by default `usage.db` in the state directory); records
+/// spill beside it.
+fn sqlite(path: Option<String>, url: Option<String>) -> Result<(UsageStore, PathBuf), ConfigError> {
+    if url.is_some() {
         return Err(ConfigError::new(
             "usage.url",
             "is for store: postgres; a sqlite store takes path",
         ));
     }
-    // Under the systemd unit's state directory by default, else the working directory.
-    let path = match u.path {
+    let path = match path {
         Some(p) if p.trim().is_empty() => {
             return Err(ConfigError::new("usage.path", "must not be empty"))
         }
         Some(p) => PathBuf::from(p),
-        None => std::env::var_os("STATE_DIRECTORY")
-            .map_or_else(|| PathBuf::from("."), PathBuf::from)
-            .join("usage.db"),
+        None => state_dir().join("usage.db"),
     };
-    let retention = match u.retention {
+    let mut spill = path.as_os_str().to_owned();
+    spill.push(".spill");
+    Ok((UsageStore::Sqlite { path }, PathBuf::from(spill)))
+}
+
+/// A PostgreSQL database (`usage.url`: `${ENV}`, `file:PATH` or a literal URL; it may carry
+/// a password, so no error quotes it); records spill to `usage.spill` in the state directory.
+fn postgres(
+    path: Option<String>,
+    url: Option<String>,
+) -> Result<(UsageStore, PathBuf), ConfigError> {
+    if path.is_some() {
+        return Err(ConfigError::new(
+            "usage.path",
+            "is for store: sqlite; a postgres store takes url",
+        ));
+    }
+    let Some(raw) = url else {
+        return Err(ConfigError::new(
+            "usage.url",
+            "is required when usage.store is postgres (e.g. url: ${DATABASE_URL})",
+        ));
+    };
+    let url = resolve_reference("usage.url", &raw)?.unwrap_or(raw);
+    super::pg_url::postgres_target(&url).map_err(|e| ConfigError::new("usage.url", e))?;
+    let url = Secret::new(url);
+    Ok((
+        UsageStore::Postgres { url },
+        state_dir().join("usage.spill"),
+    ))
+}
+
+fn retention(raw: Option<String>) -> Result<Duration, ConfigError> {
+    let retention = match raw {
         None => DEFAULT_RETENTION,
         Some(r) => humantime::parse_duration(r.trim()).map_err(|_| {
             ConfigError::new(
@@ -54,11 +96,5 @@ pub(super) fn validate(u: Option<RawUsage>) -> Result<Option<UsageSettings>, Con
     if retention < Duration::from_secs(3600) {
         return Err(ConfigError::new("usage.retention", "must be at least 1h"));
     }
-    let mut spill = path.as_os_str().to_owned();
-    spill.push(".spill");
-    Ok(Some(UsageSettings {
-        store: UsageStore::Sqlite { path },
-        spill: PathBuf::from(spill),
-        retention,
-    }))
+    Ok(retention)
 }

@@ -2,12 +2,14 @@
 //! latency, outcome; never prompt or answer text — written off the request path.
 //!
 //! A request hands its record to a bounded queue ([`Ledger::record`] never waits); a writer
-//! thread of its own drains the queue in batches into the store (SQLite, [`sqlite`]). When the
-//! queue is full the record is appended to a spill file beside the store instead, and the
-//! writer replays that file once it has caught up: nothing is dropped silently, and a slow
-//! store never slows a request. On shutdown the writer drains what is queued; a spill file
+//! thread of its own drains the queue in batches into the store (SQLite, [`sqlite`], or
+//! PostgreSQL, [`postgres`]). When the queue is full or the store fails, records are appended
+//! to a spill file instead, and the writer replays that file once it has caught up: nothing
+//! is dropped silently, and a slow store never slows a request. On shutdown the writer drains what is queued; a spill file
 //! left behind is stored on the next start.
 
+mod pg_tls;
+pub mod postgres;
 pub mod query;
 pub mod report;
 pub mod sqlite;
@@ -411,7 +413,9 @@ mod tests {
     fn a_version_1_store_is_migrated_and_keeps_its_records() {
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(dir.path());
-        let UsageStore::Sqlite { path } = &settings.store;
+        let UsageStore::Sqlite { path } = &settings.store else {
+            panic!("an SQLite store")
+        };
         {
             let conn = rusqlite::Connection::open(path).unwrap();
             conn.execute_batch(sqlite::SCHEMA_V1).unwrap();

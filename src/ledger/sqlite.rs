@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::query::{Group, Row};
-use super::store::{now_ms, split_actions, Store, Timing};
+use super::store::{now_ms, split_actions, Store, Timing, COLUMNS, FAILED};
 use super::UsageRecord;
 
 /// The schema's version (`PRAGMA user_version`); each migration step raises it by one.
@@ -45,11 +45,6 @@ ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN failovers INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN limited TEXT;
 ";
-
-/// The columns of a record, in [`UsageRecord`] order.
-const COLUMNS: &str = "id, ts_ms, request_id, key, model, provider, upstream_model, api, \
-    stream, status, error, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, \
-    cost_usd, latency_ms, ttft_ms, attempts, failovers, guardrails, limited";
 
 /// An SQLite ledger.
 pub struct Sqlite {
@@ -125,9 +120,6 @@ fn group_sql(g: Group) -> &'static str {
         Group::Hour => "strftime('%Y-%m-%dT%H:00Z', ts_ms / 1000, 'unixepoch')",
     }
 }
-
-/// The `WHERE` of [`Store::recent`]'s failed records.
-const FAILED: &str = "(error IS NOT NULL OR status >= 400)";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRecord> {
     let u = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);

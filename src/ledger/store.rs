@@ -5,10 +5,19 @@
 
 use std::time::Duration;
 
+use super::postgres::Postgres;
 use super::query::{Group, Row};
 use super::sqlite::Sqlite;
 use super::UsageRecord;
 use crate::config::UsageStore;
+
+/// The columns of a record, in [`UsageRecord`] order (the same in every store).
+pub(super) const COLUMNS: &str = "id, ts_ms, request_id, key, model, provider, upstream_model, \
+    api, stream, status, error, prompt_tokens, completion_tokens, cached_tokens, \
+    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, failovers, guardrails, limited";
+
+/// The `WHERE` of [`Store::recent`]'s failed records (the same in every store).
+pub(super) const FAILED: &str = "(error IS NOT NULL OR status >= 400)";
 
 /// Rows the latency and guardrail queries read at most (the newest in the range).
 pub const SAMPLE_ROWS: usize = 100_000;
@@ -55,6 +64,7 @@ pub trait Store: Send {
 pub fn open(store: &UsageStore) -> Result<Box<dyn Store>, String> {
     match store {
         UsageStore::Sqlite { path } => Ok(Box::new(Sqlite::open(path)?)),
+        UsageStore::Postgres { url } => Ok(Box::new(Postgres::open(url)?)),
     }
 }
 
@@ -62,6 +72,7 @@ pub fn open(store: &UsageStore) -> Result<Box<dyn Store>, String> {
 pub fn open_read_only(store: &UsageStore) -> Result<Box<dyn Store>, String> {
     match store {
         UsageStore::Sqlite { path } => Ok(Box::new(Sqlite::open_read_only(path)?)),
+        UsageStore::Postgres { url } => Ok(Box::new(Postgres::open_read_only(url)?)),
     }
 }
 
