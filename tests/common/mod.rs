@@ -16,6 +16,11 @@ use tokio::net::TcpStream;
 #[allow(unused_imports)]
 pub use sluice_mock::{Behaviour, Fault, MockProvider};
 
+pub mod postgres;
+mod sse;
+#[allow(unused_imports)]
+pub use sse::*;
+
 /// The gateway key every test config defines (obviously fake).
 pub const KEY: &str = "sk-test-gateway-key-aaaa";
 /// A second key, allowed only `gpt-*` models.
@@ -55,6 +60,8 @@ pub struct Gateway {
     pub port: u16,
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
+    /// Environment variables set for sluice (besides the test's own).
+    env: Vec<(String, String)>,
 }
 
 /// A config with one OpenAI-compatible provider at `upstream` and models `gpt-4o-mini`
@@ -82,32 +89,42 @@ impl Gateway {
     /// Starts sluice with `body` (a config without `listen`/`admin`/`server`, which are
     /// generated) and waits until it answers.
     pub fn start(body: &str) -> Gateway {
-        Self::start_inner(body, None, "")
+        Self::start_inner(body, None, "", &[])
+    }
+
+    /// Like [`Gateway::start`], with these environment variables set for sluice.
+    pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_inner(body, None, "", env)
     }
 
     /// Like [`Gateway::start`], with `admin.token` set.
     pub fn start_with_admin_token(body: &str, token: &str) -> Gateway {
-        Self::start_inner(body, Some(token), "")
+        Self::start_inner(body, Some(token), "", &[])
     }
 
     /// Like [`Gateway::start`], with more keys under `server:` (e.g.
     /// `"  max_connections: 5\n"`).
     pub fn start_with_server(body: &str, server: &str) -> Gateway {
-        Self::start_inner(body, None, server)
+        Self::start_inner(body, None, server, &[])
     }
 
-    fn start_inner(body: &str, admin_token: Option<&str>, server: &str) -> Gateway {
+    fn start_inner(body: &str, token: Option<&str>, server: &str, env: &[(&str, &str)]) -> Gateway {
         // A port found free can be taken by another test before sluice binds it; sluice then
         // refuses to start, and the start is retried on other ports.
         for _ in 0..5 {
-            if let Some(gw) = Self::try_start(body, admin_token, server) {
+            if let Some(gw) = Self::try_start(body, token, server, env) {
                 return gw;
             }
         }
         panic!("sluice could not bind free ports five times in a row");
     }
 
-    fn try_start(body: &str, admin_token: Option<&str>, server: &str) -> Option<Gateway> {
+    fn try_start(
+        body: &str,
+        token: Option<&str>,
+        server: &str,
+        env: &[(&str, &str)],
+    ) -> Option<Gateway> {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
@@ -116,7 +133,7 @@ impl Gateway {
              allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 30s\n  graceful_shutdown_timeout: 1s\n{server}{body}",
             pid = dir.path().join("sluice.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
-            token = admin_token.map_or(String::new(), |t| format!("  token: {t}\n")),
+            token = token.map_or(String::new(), |t| format!("  token: {t}\n")),
         );
         // Active health checks would add their own requests to the mocks' counts; tests that
         // are about them configure `health:` themselves.
@@ -127,13 +144,18 @@ impl Gateway {
         };
         let cfg = dir.path().join("sluice.yaml");
         std::fs::write(&cfg, yaml).unwrap();
-        let child = spawn(dir.path(), false);
+        let env: Vec<_> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn(dir.path(), false, &env);
         let mut gw = Gateway {
             child,
             old: Vec::new(),
             port,
             admin_port,
             dir,
+            env,
         };
         match gw.wait_ready() {
             Ok(()) => Some(gw),
@@ -145,7 +167,7 @@ impl Gateway {
     /// Zero-downtime upgrade: starts a new process with `--upgrade`, then tells the current
     /// one to hand over its sockets (SIGQUIT). Returns once the old process has been told.
     pub fn upgrade(&mut self) {
-        let new = spawn(self.dir.path(), true);
+        let new = spawn(self.dir.path(), true, &self.env);
         // The new process waits on the upgrade socket; give it a moment to start listening.
         std::thread::sleep(Duration::from_millis(500));
         self.signal("QUIT");
@@ -232,7 +254,7 @@ impl Drop for Gateway {
     }
 }
 
-fn spawn(dir: &std::path::Path, upgrade: bool) -> Child {
+fn spawn(dir: &std::path::Path, upgrade: bool, env: &[(String, String)]) -> Child {
     let open = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -247,6 +269,7 @@ fn spawn(dir: &std::path::Path, upgrade: bool) -> Child {
         cmd.arg("--upgrade");
     }
     cmd.env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(access)
         .stderr(log)
         .spawn()
@@ -533,33 +556,6 @@ pub async fn post_stream(port: u16, path: &str, body: &serde_json::Value) -> Str
         body.to_string().as_bytes(),
     )
     .await
-}
-
-/// Splits an SSE body into its `data:` payloads.
-pub fn sse_data(body: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(body)
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
-                .to_string()
-        })
-        .collect()
-}
-
-/// Concatenates the `delta.content` of every chunk.
-pub fn stream_text(events: &[String]) -> String {
-    events
-        .iter()
-        .filter(|e| e.as_str() != "[DONE]")
-        .filter_map(|e| {
-            let v: serde_json::Value = serde_json::from_str(e).ok()?;
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// Polls `cond` for up to `timeout`.
