@@ -516,7 +516,7 @@ impl Store for Postgres {
 
     fn timings(&mut self, since_ms: u64, limit: usize) -> Result<Vec<Timing>, String> {
         let sql = "SELECT model, latency_ms, ttft_ms FROM sluice_usage WHERE ts_ms >= $1 \
-                   ORDER BY ts_ms DESC LIMIT $2";
+                   AND attempts > 0 ORDER BY ts_ms DESC LIMIT $2";
         self.rows(sql, &[&(since_ms as i64), &(limit as i64)], |r| {
             Ok(Timing {
                 model: r.try_get(0)?,
