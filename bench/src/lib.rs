@@ -6,6 +6,7 @@
 //! and CPU).
 
 pub mod load;
+pub mod postgres;
 pub mod process;
 mod soak;
 
@@ -57,6 +58,8 @@ pub enum Variant {
     LimitsRedis,
     /// The usage ledger in an SQLite file (a fresh one per run, removed afterwards).
     LedgerSqlite,
+    /// The usage ledger in PostgreSQL (a server started by the bench).
+    LedgerPostgres,
 }
 
 impl Variant {
@@ -67,6 +70,7 @@ impl Variant {
             Variant::LimitsMemory => "limits: memory",
             Variant::LimitsRedis => "limits: redis",
             Variant::LedgerSqlite => "ledger: sqlite",
+            Variant::LedgerPostgres => "ledger: postgres",
         }
     }
 
@@ -75,7 +79,7 @@ impl Variant {
         match self {
             Variant::OutputGuardrails => "guardrails off",
             Variant::LimitsMemory | Variant::LimitsRedis => "limits off",
-            Variant::LedgerSqlite => "ledger off",
+            Variant::LedgerSqlite | Variant::LedgerPostgres => "ledger off",
         }
     }
 
@@ -84,12 +88,13 @@ impl Variant {
         match self {
             Variant::OutputGuardrails => "guardrail_",
             Variant::LimitsMemory | Variant::LimitsRedis => "rate_limit_",
-            Variant::LedgerSqlite => "usage_",
+            Variant::LedgerSqlite | Variant::LedgerPostgres => "usage_",
         }
     }
 
-    /// The sluice config lines that turn the feature on (`redis_url` for the Redis backend).
-    fn config(self, redis_url: Option<&str>) -> String {
+    /// The sluice config lines that turn the feature on (`url`: the Redis or PostgreSQL
+    /// server's).
+    fn config(self, url: Option<&str>) -> String {
         const LIMITS: &str = "default: { requests_per_minute: 100000000, \
             tokens_per_minute: 1000000000, max_concurrent: 100000 }";
         match self {
@@ -102,9 +107,13 @@ impl Variant {
             Variant::LimitsRedis => format!(
                 "limits: {{ backend: redis, redis_url: \"{}\", redis_timeout: 50ms, \
                  on_backend_error: fail_open, {LIMITS} }}\n",
-                redis_url.unwrap_or("redis://127.0.0.1:6379")
+                url.unwrap_or("redis://127.0.0.1:6379")
             ),
             Variant::LedgerSqlite => format!("usage:\n  path: {}\n", ledger_path().display()),
+            Variant::LedgerPostgres => format!(
+                "usage:\n  store: postgres\n  url: \"{}\"\n",
+                url.unwrap_or("postgres://127.0.0.1/postgres")
+            ),
         }
     }
 }
@@ -249,8 +258,8 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         Scenario {
             name: "ledger",
             description: "small non-stream completions, 64 clients, closed loop, usage ledger \
-                off and on (SQLite)",
-            variants: &[Variant::LedgerSqlite],
+                off and on (SQLite, PostgreSQL)",
+            variants: &[Variant::LedgerSqlite, Variant::LedgerPostgres],
             ..small
         },
         Scenario {
@@ -624,7 +633,24 @@ pub async fn run_scenario(
                 }
             }
         }
-        let extra = v.config(redis.as_ref().map(Redis::url).as_deref());
+        let mut pg = None;
+        if v == Variant::LedgerPostgres {
+            match postgres::Postgres::start() {
+                Ok(p) => pg = Some(p),
+                Err(why) => {
+                    variants.push(VariantResult {
+                        variant: v,
+                        outcome: Err(format!("not run: {why}")),
+                    });
+                    continue;
+                }
+            }
+        }
+        let url = redis
+            .as_ref()
+            .map(Redis::url)
+            .or_else(|| pg.as_ref().map(postgres::Postgres::url));
+        let extra = v.config(url.as_deref());
         let phase = format!("through sluice, {}", v.label());
         let redis_sampler = redis
             .as_ref()
@@ -634,6 +660,7 @@ pub async fn run_scenario(
         if v == Variant::LedgerSqlite {
             remove_ledger();
         }
+        drop(pg);
         let redis_usage = match redis_sampler {
             Some(sampler) => Some(sampler.stop().await),
             None => None,
