@@ -13,6 +13,7 @@
 //!     max_match_len: 256       # regex only: longest match considered (default 256)
 //!     action: block
 //!     fields: ["$.messages[*].content"]  # optional: what is inspected on input
+//!     hidden_characters: strip # strip | block | keep: Unicode tag characters on input
 //! ```
 //!
 //! Every error names the key path, e.g. `guardrails[2].patterns[0]: invalid regex: ...`.
@@ -26,7 +27,7 @@ use super::detectors::{self, Detector};
 use super::engine::{Engine, Entry};
 use super::jsonpath::JsonPath;
 use super::normalize::Profile;
-use super::{Action, Guardrails, Rule};
+use super::{Action, Guardrails, Hidden, Rule};
 use crate::core::ConfigError;
 
 /// Largest user pattern program (bytes), for the `regex` validation pass.
@@ -58,6 +59,10 @@ pub struct RawGuardrail {
     /// Optional JSONPath selection of the request strings inspected on input.
     #[serde(default)]
     pub fields: Option<Vec<String>>,
+    /// What to do with Unicode tag characters in the inspected input: `strip` (default),
+    /// `block` or `keep`.
+    #[serde(default)]
+    pub hidden_characters: Option<String>,
 }
 
 fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
@@ -68,6 +73,28 @@ fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
         _ => Err(ConfigError::new(
             path,
             format!("unknown action {s:?} (one of: block, redact, log)"),
+        )),
+    }
+}
+
+fn parse_hidden(path: &str, g: &RawGuardrail, input: bool) -> Result<Hidden, ConfigError> {
+    let path = format!("{path}.hidden_characters");
+    let Some(h) = &g.hidden_characters else {
+        return Ok(Hidden::Strip);
+    };
+    if !input {
+        return Err(ConfigError::new(
+            path,
+            "hidden_characters applies to input, but this guardrail does not apply to input",
+        ));
+    }
+    match h.as_str() {
+        "strip" => Ok(Hidden::Strip),
+        "block" => Ok(Hidden::Block),
+        "keep" => Ok(Hidden::Keep),
+        _ => Err(ConfigError::new(
+            path,
+            format!("unknown value {h:?} (one of: strip, block, keep)"),
         )),
     }
 }
@@ -131,6 +158,7 @@ pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
         let (input, output) = parse_apply_to(&path, g.apply_to.as_deref())?;
         let dets = detectors_of(&path, &g)?;
         let fields = parse_fields(&path, g.fields.as_deref(), input)?;
+        let hidden = parse_hidden(&path, &g, input)?;
         let name: Arc<str> = g.name.as_str().into();
         let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(&path, e))?;
         rules.push(Arc::new(Rule {
@@ -141,6 +169,7 @@ pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
             detectors: dets,
             engine: Arc::new(engine),
             fields,
+            hidden,
         }));
     }
     Ok(Guardrails { rules })

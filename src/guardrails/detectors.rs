@@ -42,6 +42,9 @@ pub(crate) struct Detector {
     pub(crate) validate: Option<fn(&str) -> bool>,
     /// Only the last N bytes of a match are redacted (the value after a `name =` context).
     pub(crate) redact_tail: Option<usize>,
+    /// With `redact_tail`: the first N bytes of the match are redacted too, as this kind
+    /// (an access key id before its secret), and the text between them is kept.
+    pub(crate) redact_head: Option<(usize, Arc<str>)>,
 }
 
 /// Builds the lazy DFA for one or more patterns with the sizes sluice allows.
@@ -85,6 +88,7 @@ impl Detector {
             max_orig,
             validate: None,
             redact_tail: None,
+            redact_head: None,
         })
     }
 
@@ -95,6 +99,11 @@ impl Detector {
 
     fn tail(mut self, n: usize) -> Self {
         self.redact_tail = Some(n);
+        self
+    }
+
+    fn head(mut self, n: usize, kind: &str) -> Self {
+        self.redact_head = Some((n, kind.into()));
         self
     }
 }
@@ -123,6 +132,26 @@ const SECRETS: &[(&str, &str, usize)] = &[
     ),
     ("slack_token", r"(?-u:\b)xox[bpars]-[A-Za-z0-9-]{10,}", 255),
     (
+        "slack_app_token",
+        r"(?-u:\b)xapp-[0-9]-[A-Za-z0-9-]{20,}",
+        255,
+    ),
+    (
+        "slack_webhook",
+        r"https://hooks\.slack\.com/services/T[A-Za-z0-9]{6,}/B[A-Za-z0-9]{6,}/[A-Za-z0-9]{20,}",
+        255,
+    ),
+    (
+        "stripe_webhook_secret",
+        r"(?-u:\b)whsec_[A-Za-z0-9]{32,}",
+        255,
+    ),
+    (
+        "google_oauth_secret",
+        r"(?-u:\b)GOCSPX-[A-Za-z0-9_-]{28}",
+        35,
+    ),
+    (
         "stripe_key",
         r"(?-u:\b)[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
         255,
@@ -141,22 +170,55 @@ const SECRETS: &[(&str, &str, usize)] = &[
     ),
 ];
 
-/// The AWS secret key: 40 characters of base64 right after an `aws_secret…key` name.
-const AWS_SECRET: &str =
-    r#"(?i:aws_?secret_?(?:access_?)?key(?:_id)?)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}(?-u:\b)"#;
+/// The AWS secret key: 40 characters of base64 right after a name such as
+/// `aws_secret_access_key`, `AWS_SECRET_ACCESS_KEY` or `"secretAccessKey"` (env, INI, JSON).
+const AWS_SECRET: &str = r#"(?i:(?:aws_?)?secret_?access_?key|aws_?secret_?key)(?:_id)?["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}(?-u:\b)"#;
+
+/// The AWS secret key by shape: 40 characters of base64 on the same line as, and after, an
+/// access key id (`AKIA…,wJalr…` in a CSV export, `id AKIA… secret wJalr…`). The match runs
+/// from the key id to the secret; both are redacted, the text between them kept.
+const AWS_PAIR: &str = r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}[^A-Za-z0-9/+=\n](?:[^\n]*[^A-Za-z0-9/+=\n])?[A-Za-z0-9/+]{40}(?-u:\b)";
+
+/// Documentation placeholders that look like credentials but are published as examples:
+/// the AWS docs' key pair, Stripe's docs test key, jwt.io's sample signature.
+const PLACEHOLDERS: &[&str] = &[
+    "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+];
+
+/// Whether a syntactic credential match is a real-looking value rather than a placeholder:
+/// not a known documentation example, no `example`, no `your…here` (`xoxb-your-bot-token-here`)
+/// and no run of eight `x` (`sk-xxxxxxxx…`), in any case.
+pub(crate) fn not_placeholder(s: &str) -> bool {
+    if PLACEHOLDERS.iter().any(|p| s.contains(p)) {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("example") || lower.contains("xxxxxxxx") {
+        return false;
+    }
+    !matches!(lower.find("your"), Some(i) if lower[i..].contains("here"))
+}
 
 /// The built-in `secrets` detectors.
 pub(crate) fn secrets() -> Vec<Detector> {
+    let d = |kind, p, max| Detector::new(kind, Profile::Original, p, max).expect("built-in");
     let mut out: Vec<Detector> = SECRETS
         .iter()
-        .map(|(kind, p, max)| {
-            Detector::new(kind, Profile::Original, p, *max).expect("built-in pattern")
-        })
+        .map(|(kind, p, max)| d(kind, p, *max).check(not_placeholder))
         .collect();
     out.push(
-        Detector::new("aws_secret_key", Profile::Original, AWS_SECRET, 128)
-            .expect("built-in pattern")
-            .tail(40),
+        d("aws_secret_key", AWS_SECRET, 128)
+            .tail(40)
+            .check(not_placeholder),
+    );
+    out.push(
+        d("aws_secret_key", AWS_PAIR, 160)
+            .tail(40)
+            .head(20, "aws_access_key")
+            .check(not_placeholder),
     );
     out
 }
@@ -169,6 +231,10 @@ const PHONE: &str = r"(?:\+[1-9](?:[ .-]?[0-9]){7,14}|\([0-9]{3}\) ?[0-9]{3}[.-]
 const CARD: &str = r"(?-u:\b)[2-6](?:[ -]?[0-9]){12,18}(?-u:\b)";
 /// Country code, check digits, then 11–30 alphanumerics, optionally grouped by four.
 const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)";
+/// A lower-case IBAN, written in one run or grouped by four. Lower-case prose after it must
+/// not be taken for more groups (the check digits would then fail): groups after the first
+/// contain a digit, and a short last group is digits only.
+const IBAN_LOWER: &str = r"(?-u:\b)[a-z]{2}[0-9]{2}(?:[a-z0-9]{11,30}|(?: [a-z0-9]{4})(?: (?:[0-9][a-z0-9]{3}|[a-z][0-9][a-z0-9]{2}|[a-z]{2}[0-9][a-z0-9]|[a-z]{3}[0-9])){1,6}(?: [0-9]{1,3})?)(?-u:\b)";
 
 /// The built-in `pii` detectors.
 pub(crate) fn pii() -> Vec<Detector> {
@@ -177,6 +243,7 @@ pub(crate) fn pii() -> Vec<Detector> {
         d("email", EMAIL, 128),
         d("card", CARD, 40).check(luhn),
         d("iban", IBAN, 48).check(iban_ok),
+        d("iban", IBAN_LOWER, 48).check(iban_ok),
         d("phone", PHONE, 32),
     ]
 }
@@ -252,7 +319,8 @@ pub(crate) fn luhn(s: &str) -> bool {
     sum % 10 == 0
 }
 
-/// IBAN check: length 15–34 without spaces and the ISO 13616 mod-97 remainder of 1.
+/// IBAN check: length 15–34 without spaces and the ISO 13616 mod-97 remainder of 1 (letters
+/// of either case).
 pub(crate) fn iban_ok(s: &str) -> bool {
     let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
     if !(15..=34).contains(&compact.len()) {
@@ -264,6 +332,7 @@ pub(crate) fn iban_ok(s: &str) -> bool {
         let v = match b {
             b'0'..=b'9' => u32::from(b - b'0'),
             b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            b'a'..=b'z' => u32::from(b - b'a') + 10,
             _ => return false,
         };
         rem = if v >= 10 {

@@ -86,6 +86,8 @@ pub(crate) struct Hit {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) entry: usize,
+    /// The head part of a two-part redaction (see [`Detector::redact_head`]).
+    pub(crate) head: bool,
 }
 
 /// The result of one scan.
@@ -380,6 +382,7 @@ impl Engine {
                 start: p,
                 end,
                 entry: ei,
+                head: false,
             });
             out.hold = p;
             return None;
@@ -399,29 +402,17 @@ impl Engine {
                         start: p,
                         end,
                         entry: ei,
+                        head: false,
                     })
                 }
             }
         }
         match best {
             Some((ei, end)) => {
-                out.hits.push(Hit {
-                    start: self.redact_start(ei, text, p, end),
-                    end,
-                    entry: ei,
-                });
+                self.push_redaction(ei, text, p, end, out);
                 Some(end)
             }
             None => Some(logged.max(p + char_len(text, p))),
-        }
-    }
-
-    /// Where the redaction of entry `ei`'s match `start..end` begins: a detector with a
-    /// redact tail keeps its context (`name =`) and redacts only the value after it.
-    fn redact_start(&self, ei: usize, text: &str, start: usize, end: usize) -> usize {
-        match self.entries[ei].det.redact_tail {
-            Some(n) if end >= start + n && text.is_char_boundary(end - n) => end - n,
-            _ => start,
         }
     }
 
@@ -501,6 +492,7 @@ impl Engine {
                 start,
                 end,
                 entry: ei,
+                head: false,
             });
             out.hold = start;
             return None;
@@ -511,11 +503,7 @@ impl Engine {
             .filter(|h| self.entries[h.2].action == Action::Redact)
             .max_by_key(|h| h.1)
         {
-            out.hits.push(Hit {
-                start: self.redact_start(ei, text, start, end),
-                end,
-                entry: ei,
-            });
+            self.push_redaction(ei, text, start, end, out);
             next = next.max(end);
         } else {
             for &(_, end, ei) in group {
@@ -523,6 +511,7 @@ impl Engine {
                     start,
                     end,
                     entry: ei,
+                    head: false,
                 });
                 next = next.max(end);
             }

@@ -4,13 +4,17 @@
 //! over the text-bearing strings of the request per [`InputApi`]. Strings that hold JSON
 //! (tool-call arguments) are parsed and their string leaves inspected; if anything is
 //! redacted the JSON is written back compactly. Guardrails run in policy order; the first
-//! block stops the check.
+//! block stops the check. Unicode tag characters are scanned as the ASCII they spell and,
+//! by default, stripped from every string a guardrail inspects (see [`Hidden`]).
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::engine::Scratch;
+use super::normalize::{is_tag, tag_ascii};
 use super::text::Visit;
-use super::{record, render, Action, InputVerdict, Policy, Rule};
+use super::{record, render, Action, Hidden, InputVerdict, Policy, Rule};
 
 /// Where the text of a client API's request is: a walker that calls its argument on every
 /// string of the body that reaches the model. Each front door defines its own (e.g.
@@ -136,20 +140,19 @@ fn check_string(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut Inp
             *s = out;
         }
     }
+    if check_hidden(rule, sc, s, verdict) {
+        return true;
+    }
     // Encoded payloads, decoded once; a match replaces the whole run.
-    let mut redact: Vec<(usize, usize, std::sync::Arc<str>)> = Vec::new();
+    let mut redact: Vec<(usize, usize, Arc<str>)> = Vec::new();
     for (a, b) in encoded_runs(s) {
         let Some(decoded) = decode(&s[a..b]) else {
             continue;
         };
-        let scan = engine.scan(sc, &decoded, 0, true);
-        let Some(h) = scan.hits.first() else { continue };
-        let e = &engine.entries[h.entry];
-        record(&mut verdict.findings, &e.guardrail, e.action, &e.det.kind);
-        match e.action {
-            Action::Block => return true,
-            Action::Redact => redact.push((a, b, e.det.kind.clone())),
-            Action::Log => {}
+        match check_decoded(rule, sc, &decoded, verdict) {
+            Decoded::Block => return true,
+            Decoded::Redact(kind) => redact.push((a, b, kind)),
+            Decoded::Pass => {}
         }
     }
     for (a, b, kind) in redact.into_iter().rev() {
@@ -157,6 +160,78 @@ fn check_string(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut Inp
     }
     false
 }
+
+/// What a match in decoded text means for the run it was decoded from.
+enum Decoded {
+    Block,
+    /// Replace the run by `[REDACTED:<kind>]`.
+    Redact(Arc<str>),
+    Pass,
+}
+
+/// Scans text decoded from a run of a string, and records its first match.
+fn check_decoded(rule: &Rule, sc: &mut Scratch, decoded: &str, v: &mut InputVerdict) -> Decoded {
+    let engine = &rule.engine;
+    let scan = engine.scan(sc, decoded, 0, true);
+    let Some(h) = scan.hits.first() else {
+        return Decoded::Pass;
+    };
+    let e = &engine.entries[h.entry];
+    record(&mut v.findings, &e.guardrail, e.action, &e.det.kind);
+    match e.action {
+        Action::Block => Decoded::Block,
+        Action::Redact => Decoded::Redact(e.det.kind.clone()),
+        Action::Log => Decoded::Pass,
+    }
+}
+
+/// Runs of Unicode tag characters in `s`, as byte ranges.
+fn tag_runs(s: &str) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, c) in s.char_indices().filter(|(_, c)| is_tag(*c)) {
+        match runs.last_mut() {
+            Some(r) if r.1 == i => r.1 = i + c.len_utf8(),
+            _ => runs.push((i, i + c.len_utf8())),
+        }
+    }
+    runs
+}
+
+/// Unicode tag characters ("ASCII smuggling"): each run is decoded to the ASCII it spells
+/// and scanned on its own (the normalised views already read it in place), then the rule's
+/// `hidden_characters` applies: `block` refuses the request, `keep` forwards them (a
+/// redacted run is replaced), and `strip` leaves them for `Policy::strip_hidden` once every
+/// guardrail has run. Returns true on block.
+fn check_hidden(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut InputVerdict) -> bool {
+    let runs = tag_runs(s);
+    if runs.is_empty() {
+        return false;
+    }
+    if rule.hidden == Hidden::Block {
+        let kind: Arc<str> = HIDDEN_KIND.into();
+        record(&mut verdict.findings, &rule.name, Action::Block, &kind);
+        return true;
+    }
+    let mut redact: Vec<(usize, usize, Arc<str>)> = Vec::new();
+    for (a, b) in runs {
+        let decoded: String = s[a..b].chars().filter_map(tag_ascii).collect();
+        match check_decoded(rule, sc, &decoded, verdict) {
+            Decoded::Block => return true,
+            Decoded::Redact(kind) => redact.push((a, b, kind)),
+            Decoded::Pass => {}
+        }
+    }
+    // Stripping waits until every guardrail has read them (see `Policy::check_input`).
+    if rule.hidden == Hidden::Keep {
+        for (a, b, kind) in redact.into_iter().rev() {
+            s.replace_range(a..b, &format!("[REDACTED:{kind}]"));
+        }
+    }
+    false
+}
+
+/// The kind a `hidden_characters: block` refusal names.
+pub(crate) const HIDDEN_KIND: &str = "hidden_characters";
 
 impl Policy {
     /// Checks a request body of the given format, rewriting it in place when a guardrail
@@ -178,6 +253,20 @@ impl Policy {
                 return verdict;
             }
         }
+        self.strip_hidden(body, api, &mut verdict);
         verdict
+    }
+
+    /// Removes the tag characters from every string a `hidden_characters: strip` guardrail
+    /// inspects: after all guardrails, so that each has read the hidden text.
+    fn strip_hidden(&self, body: &mut Value, api: InputApi, verdict: &mut InputVerdict) {
+        for rule in self.input.iter().filter(|r| r.hidden == Hidden::Strip) {
+            select(rule, body, api, &mut |s: &mut String| {
+                if s.contains(is_tag) {
+                    s.retain(|c| !is_tag(c));
+                    verdict.stripped = true;
+                }
+            });
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! `prompt_injection` and `regex`, on a normalised view with a map back to the original (see
 //! [`normalize`]): a match is always redacted over the exact original span. On input, runs of
 //! 16 or more base64 or hex characters are also decoded once and the decoded text checked;
-//! a match there is redacted by replacing the whole encoded run.
+//! a match there is redacted by replacing the whole encoded run. Unicode tag characters are
+//! read as the ASCII they spell and, on input, stripped by default ([`Hidden`]).
 //!
 //! Verdicts and recorded actions name the guardrail and the kind of match, never the matched
 //! text.
@@ -42,7 +43,7 @@ pub use stream::{Channel, OutputScanner, Step};
 
 use crate::core::ConfigError;
 use detectors::Detector;
-use engine::{Engine, Hit};
+use engine::{Engine, Hit, Scan};
 use jsonpath::JsonPath;
 
 /// What a guardrail does with a match.
@@ -56,6 +57,18 @@ pub enum Action {
     Log,
 }
 
+/// What an input guardrail does with Unicode tag characters (U+E0000–U+E007F) in the text
+/// it inspects. Whatever it does, the text they spell is scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hidden {
+    /// Remove them from what goes upstream (the default).
+    Strip,
+    /// Refuse the request (kind `hidden_characters`).
+    Block,
+    /// Forward them unchanged.
+    Keep,
+}
+
 /// One compiled guardrail.
 #[derive(Debug)]
 pub(crate) struct Rule {
@@ -67,6 +80,7 @@ pub(crate) struct Rule {
     /// This guardrail's detectors alone (input checks run one guardrail at a time).
     pub(crate) engine: Arc<Engine>,
     pub(crate) fields: Option<Vec<JsonPath>>,
+    pub(crate) hidden: Hidden,
 }
 
 /// Every guardrail of the config, by name.
@@ -266,6 +280,8 @@ pub(crate) fn record(
 pub struct InputVerdict {
     /// What was done, in order; empty when nothing matched. A block, if any, is last.
     pub findings: Vec<Finding>,
+    /// Unicode tag characters were removed from the body.
+    pub stripped: bool,
 }
 
 impl InputVerdict {
@@ -282,11 +298,16 @@ impl InputVerdict {
         })
     }
 
-    /// Whether the body was rewritten.
+    /// Whether a redaction rewrote the body.
     pub fn redacted(&self) -> bool {
         self.findings
             .iter()
             .any(|f| matches!(f, Finding::Redacted { .. }))
+    }
+
+    /// Whether the body was rewritten: redacted, or hidden characters stripped.
+    pub fn changed(&self) -> bool {
+        self.stripped || self.redacted()
     }
 }
 
@@ -306,6 +327,43 @@ impl OutputVerdict {
             Finding::Blocked { guardrail, kind } => Some((&**guardrail, &**kind)),
             _ => None,
         })
+    }
+}
+
+impl Engine {
+    /// Records the redaction of entry `ei`'s match `start..end`. A detector with a redact
+    /// tail keeps its context (`name =`) and redacts only the value after it; one with a
+    /// redact head also redacts that many bytes at the start, as a hit of its own.
+    pub(crate) fn push_redaction(
+        &self,
+        ei: usize,
+        text: &str,
+        start: usize,
+        end: usize,
+        out: &mut Scan,
+    ) {
+        let det = &self.entries[ei].det;
+        let tail = match det.redact_tail {
+            Some(n) if end >= start + n && text.is_char_boundary(end - n) => end - n,
+            _ => start,
+        };
+        if let Some((n, _)) = &det.redact_head {
+            let h = start + n;
+            if tail > start && h <= tail && text.is_char_boundary(h) {
+                out.hits.push(Hit {
+                    start,
+                    end: h,
+                    entry: ei,
+                    head: true,
+                });
+            }
+        }
+        out.hits.push(Hit {
+            start: tail,
+            end,
+            entry: ei,
+            head: false,
+        });
     }
 }
 
@@ -369,9 +427,13 @@ pub(crate) fn render(
     let mut cursor = from;
     for h in hits {
         let e = &engine.entries[h.entry];
-        record(findings, &e.guardrail, e.action, &e.det.kind);
+        let kind = match &e.det.redact_head {
+            Some((_, k)) if h.head => k,
+            _ => &e.det.kind,
+        };
+        record(findings, &e.guardrail, e.action, kind);
         match e.action {
-            Action::Block => return Some((e.guardrail.clone(), e.det.kind.clone())),
+            Action::Block => return Some((e.guardrail.clone(), kind.clone())),
             Action::Log => {}
             Action::Redact => {
                 let (s, t) = if json_safe {
@@ -384,7 +446,7 @@ pub(crate) fn render(
                 }
                 out.push_str(&text[cursor..s]);
                 out.push_str("[REDACTED:");
-                out.push_str(&e.det.kind);
+                out.push_str(kind);
                 out.push(']');
                 cursor = t;
             }

@@ -5,8 +5,9 @@
 //! and every normalised byte knows which original character produced it (what redaction
 //! relies on: a match found in normalised text is redacted over the exact original span).
 //!
-//! Per character, in order: zero-width characters, bidi controls, the soft hyphen and Unicode
-//! tag characters are dropped; the character is decomposed (NFKC, or NFKD for the
+//! Per character, in order: Unicode tag characters that spell ASCII (U+E0020–U+E007E) are
+//! read as that ASCII character; zero-width characters, bidi controls, the soft hyphen and the
+//! other tag characters are dropped; the character is decomposed (NFKC, or NFKD for the
 //! [`Profile::Fold`] profile, which then also drops combining marks so that `ïgnore` reads
 //! `ignore`); it is lower-cased ([`Profile::Fold`] only); Cyrillic and Greek look-alikes of
 //! Latin letters are folded to the Latin letter; and any run of whitespace becomes one space.
@@ -181,8 +182,23 @@ fn push_space(out: &mut String) {
     }
 }
 
+/// Whether `c` is a Unicode tag character (U+E0000–U+E007F), invisible when rendered.
+pub(crate) fn is_tag(c: char) -> bool {
+    matches!(c, '\u{E0000}'..='\u{E007F}')
+}
+
+/// The ASCII character a tag character spells (U+E0020–U+E007E → 0x20–0x7E): text hidden
+/// this way ("ASCII smuggling") is read by models, so it is scanned as text.
+pub(crate) fn tag_ascii(c: char) -> Option<char> {
+    match c {
+        '\u{E0020}'..='\u{E007E}' => char::from_u32(c as u32 - 0xE0000),
+        _ => None,
+    }
+}
+
 /// Appends the normalised form of `c` to `out`.
 pub(crate) fn push_normalised(out: &mut String, c: char, profile: Profile) {
+    let c = tag_ascii(c).unwrap_or(c);
     if c.is_ascii() {
         if c.is_ascii_whitespace() {
             push_space(out);

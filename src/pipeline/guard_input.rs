@@ -64,7 +64,7 @@ async fn scan(
     let blocked = verdict
         .blocked()
         .map(|(g, k)| (g.to_string(), k.to_string()));
-    let changed = verdict.redacted();
+    let changed = verdict.changed();
     ctx.guardrails
         .extend(verdict.findings.into_iter().map(|f| ("input", f)));
     if let Some((guardrail, kind)) = blocked {

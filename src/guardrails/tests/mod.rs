@@ -3,7 +3,9 @@
 mod config;
 mod cost;
 mod detectors;
+mod hidden;
 mod input;
+mod secrets;
 mod stream;
 
 use std::sync::Arc;
@@ -29,5 +31,5 @@ pub(super) fn openai_key() -> String {
 }
 
 pub(super) fn aws_key() -> String {
-    "AKIA".to_string() + "IOSFODNN7EXAMPLE"
+    "AKIA".to_string() + "Z7QK3M5NPR2TXW4Y"
 }

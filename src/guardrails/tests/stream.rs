@@ -1,7 +1,7 @@
 use super::super::{Channel, OutputScanner, Step};
 use super::*;
 
-const C0: Channel = Channel::Content { choice: 0 };
+pub(super) const C0: Channel = Channel::Content { choice: 0 };
 
 fn release(step: Step) -> String {
     match step {
@@ -11,7 +11,10 @@ fn release(step: Step) -> String {
 }
 
 /// Feeds `pieces` and returns the concatenated release, or the block.
-fn feed(sc: &mut OutputScanner, pieces: &[&str]) -> Result<String, (String, Vec<String>)> {
+pub(super) fn feed(
+    sc: &mut OutputScanner,
+    pieces: &[&str],
+) -> Result<String, (String, Vec<String>)> {
     let mut out = String::new();
     let mut released = Vec::new();
     for p in pieces {
