@@ -441,3 +441,59 @@ fn systemd_unit_exposure_is_below_two() {
         });
     assert!(score < 2.0, "exposure {score}:\n{text}");
 }
+
+/// The soft and hard "Max open files" of a process.
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let hard = open_file_limits(std::process::id()).1;
+    if hard <= 256 {
+        eprintln!("skipped: the hard open-file limit is {hard}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.yaml");
+    let admin = free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{admin} }}\n\
+             allow_inline_secrets: true\n{}",
+            free_port(),
+            standard_config("http://127.0.0.1:9")
+        ),
+    )
+    .unwrap();
+    // Started with a soft limit of 256, as a shell's `ulimit -S -n 256` leaves it.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -S -n 256 && exec \"$0\" run -c \"$1\""])
+        .arg(bin())
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "sluice exited");
+        assert!(std::time::Instant::now() < end, "sluice did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (soft, now_hard) = open_file_limits(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(now_hard, hard);
+    assert_eq!(soft, hard, "the soft limit was not raised");
+}

@@ -61,6 +61,13 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     if !flags.upgrade {
         check_addresses(&cfg)?;
     }
+    match conns::raise_open_file_limit() {
+        Some((before, now)) if before < now => {
+            log::info!("open-file limit raised from {before} to {now} (the hard limit)")
+        }
+        Some((_, now)) => log::info!("open-file limit {now}"),
+        None => log::warn!("cannot read the open-file limit"),
+    }
     let cfg = Arc::new(cfg);
     let conf = ServerConf {
         threads: cfg.server.threads,
