@@ -6,6 +6,7 @@
 //! request path.
 
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod ctx;
 pub mod front;

@@ -55,6 +55,106 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Managed gateway keys, in the usage store: create, list, show, revoke, rotate.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once, alone on the last line.
+    Create {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// The key's name (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// Allowed models, comma-separated globs ('gpt-*,claude-*'); every model by default.
+        #[arg(long)]
+        models: Option<String>,
+        /// Lifetime: 30d, 12h, …; no expiry by default.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The team, recorded in the usage ledger.
+        #[arg(long)]
+        team: Option<String>,
+        /// More metadata, as name=value (owner=…, cost_center=…); repeatable.
+        #[arg(long = "meta", value_name = "NAME=VALUE")]
+        meta: Vec<String>,
+        /// Limits as JSON, in the shape of a config key's `limits:`.
+        #[arg(long)]
+        limits: Option<String>,
+        /// Guardrail names, comma-separated (default: default_guardrails).
+        #[arg(long)]
+        guardrails: Option<String>,
+    },
+    /// List every key: the config file's and the managed ones.
+    List {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show one key as JSON.
+    Show {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        name: String,
+    },
+    /// Revoke a managed key.
+    Revoke {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        name: String,
+    },
+    /// Give a managed key a new secret; the old one works for the grace period.
+    Rotate {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        name: String,
+        /// How long the old secret keeps working (default 1h; 0s ends it now).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+}
+
+/// Runs a `sluice keys` command.
+fn keys(command: KeysCommand) -> Result<String, String> {
+    use sluice::control::cli;
+    match command {
+        KeysCommand::Create {
+            config,
+            name,
+            models,
+            expires,
+            team,
+            meta,
+            limits,
+            guardrails,
+        } => cli::create(
+            &config,
+            cli::CreateArgs {
+                name,
+                models,
+                expires,
+                team,
+                meta,
+                limits,
+                guardrails,
+            },
+        ),
+        KeysCommand::List { config, format } => cli::list(&config, &format),
+        KeysCommand::Show { config, name } => cli::show(&config, &name),
+        KeysCommand::Revoke { config, name } => cli::revoke(&config, &name),
+        KeysCommand::Rotate {
+            config,
+            name,
+            grace,
+        } => cli::rotate(&config, &name, grace.as_deref()),
+    }
 }
 
 /// `sluice usage`: the same totals as the admin listener's `GET /usage`.
@@ -112,6 +212,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Keys { command } => match keys(command) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice keys: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Usage {
             config,
             since,
@@ -145,7 +255,7 @@ fn main() -> ExitCode {
                 cfg.listen,
                 cfg.admin.listen
             );
-            match server::build(cfg, RunFlags { upgrade, daemon }) {
+            match server::build(cfg, &config, RunFlags { upgrade, daemon }) {
                 Ok(server) => server.run_forever(),
                 Err(e) => {
                     eprintln!("sluice: {e}");

@@ -63,11 +63,21 @@ pub(super) fn validate(
             }
             None => default_guardrails.to_vec(),
         };
+        if k.team
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.len() > 128)
+        {
+            return Err(ConfigError::new(
+                format!("{path}.team"),
+                "must be 1 to 128 characters",
+            ));
+        }
         keys.push(GatewayKey {
             name: k.name,
             sha256,
             models,
             guardrails,
+            team: k.team,
         });
     }
     Ok(keys)

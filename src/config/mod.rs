@@ -119,6 +119,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tls,
         admin,
         keys,
+        default_guardrails,
         guardrails: Arc::new(guardrails),
         providers,
         models,

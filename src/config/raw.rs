@@ -60,6 +60,8 @@ pub struct RawUsage {
     pub url: Option<String>,
     /// A duration in days or hours (`90d`, `36h`).
     pub retention: Option<String>,
+    /// How often managed keys are read from the store (`2s`).
+    pub key_refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +96,9 @@ pub struct RawKey {
     pub guardrails: Option<Vec<String>>,
     #[serde(default)]
     pub limits: Option<RawLimitSet>,
+    /// The team the key belongs to (the usage ledger groups by it).
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,7 +88,10 @@ fn env_and_file_secrets() {
         .replace("sk-gw-test-a", "${SLUICE_TEST_CFG_KEY}")
         .replace("sk-fake-provider-key", &format!("file:{}", file.display()));
     let c = parse(&yaml).unwrap();
-    assert!(KeyRing::new(&c).find("sk-from-env-value").is_some());
+    assert!(KeyRing::new(&c, &[])
+        .find("sk-from-env-value")
+        .key()
+        .is_some());
     assert_eq!(
         c.providers["openai"].api_key.as_ref().unwrap().expose(),
         "sk-from-file-value"
@@ -118,11 +121,18 @@ fn key_sha256_and_constant_time_lookup() {
     let yaml = BASE.replace("key: sk-gw-test-a", &format!("key_sha256: {hash}"));
     let c = parse(&yaml).unwrap();
     assert_eq!(
-        KeyRing::new(&c).find("sk-hashed-gateway-key").unwrap().name,
+        KeyRing::new(&c, &[])
+            .find("sk-hashed-gateway-key")
+            .key()
+            .unwrap()
+            .name,
         "team-a"
     );
-    assert!(KeyRing::new(&c).find("sk-hashed-gateway-kez").is_none());
-    assert!(KeyRing::new(&c).find("").is_none());
+    assert!(KeyRing::new(&c, &[])
+        .find("sk-hashed-gateway-kez")
+        .key()
+        .is_none());
+    assert!(KeyRing::new(&c, &[]).find("").key().is_none());
 
     let e = err(&BASE.replace("key: sk-gw-test-a", "key_sha256: abc"));
     assert_eq!(e.path, "keys[0].key_sha256");

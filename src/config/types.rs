@@ -107,6 +107,8 @@ pub struct GatewayKey {
     /// order: its own list, or `default_guardrails`. Compiled per key at startup (the
     /// gateway's key ring).
     pub guardrails: Vec<String>,
+    /// The team the key belongs to, recorded in the usage ledger.
+    pub team: Option<String>,
 }
 
 impl GatewayKey {
@@ -225,6 +227,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub admin: Admin,
     pub keys: Vec<GatewayKey>,
+    /// `default_guardrails`: the guardrails of a key without a list of its own (managed
+    /// keys included).
+    pub default_guardrails: Vec<String>,
     /// The guardrails defined in `guardrails:`, validated and compiled.
     pub guardrails: Arc<crate::guardrails::Guardrails>,
     pub providers: BTreeMap<String, Arc<Provider>>,
@@ -255,6 +260,9 @@ pub struct UsageSettings {
     pub spill: std::path::PathBuf,
     /// Records older than this are pruned.
     pub retention: Duration,
+    /// How often each instance reads the managed keys from the store: a key created,
+    /// revoked or rotated on one instance holds on all within this (plus one query).
+    pub key_refresh: Duration,
 }
 
 /// `usage.store`: where the ledger is kept.

@@ -27,7 +27,27 @@ pub(super) fn validate(u: Option<RawUsage>) -> Result<Option<UsageSettings>, Con
         store,
         spill,
         retention: retention(u.retention)?,
+        key_refresh: key_refresh(u.key_refresh)?,
     }))
+}
+
+/// Managed keys are read from the store this often unless `usage.key_refresh` says otherwise.
+const DEFAULT_KEY_REFRESH: Duration = Duration::from_secs(2);
+
+/// `usage.key_refresh`: 100 ms to 5 minutes.
+fn key_refresh(raw: Option<String>) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_KEY_REFRESH);
+    };
+    let d =
+        super::units::parse_duration(&raw).map_err(|e| ConfigError::new("usage.key_refresh", e))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+        return Err(ConfigError::new(
+            "usage.key_refresh",
+            "must be from 100ms to 5m",
+        ));
+    }
+    Ok(d)
 }
 
 /// The systemd unit's state directory, else the working directory.

@@ -8,6 +8,7 @@
 //! is dropped silently, and a slow store never slows a request. On shutdown the writer drains what is queued; a spill file
 //! left behind is stored on the next start.
 
+pub mod keys;
 mod pg_tls;
 pub mod postgres;
 pub mod query;
@@ -378,6 +379,7 @@ mod tests {
             spill: dir.join("usage.db.spill"),
             store: UsageStore::Sqlite { path },
             retention: Duration::from_secs(86_400 * 365 * 100),
+            key_refresh: Duration::from_secs(2),
         }
     }
 

@@ -165,6 +165,8 @@ pub struct LimitsConfig {
     pub on_backend_error: OnBackendError,
     /// Effective limits of every configured key: its own, or the default.
     pub keys: BTreeMap<String, LimitSet>,
+    /// `limits.default`: the limits of a key without its own (managed keys too).
+    pub default: LimitSet,
     /// Limits per public model name, shared by all keys.
     pub models: BTreeMap<String, LimitSet>,
     /// Prices per public model name: `pricing:`, else the bundled table's
@@ -187,6 +189,7 @@ impl Default for LimitsConfig {
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             on_backend_error: OnBackendError::FailOpen,
             keys: BTreeMap::new(),
+            default: LimitSet::default(),
             models: BTreeMap::new(),
             pricing: BTreeMap::new(),
             configured_prices: Default::default(),
@@ -316,6 +319,7 @@ pub fn validate(raw: RawEngine, models: &[String]) -> Result<LimitsConfig, Confi
     let pricing = pricing(raw.pricing, models)?;
     let keys = key_limits(raw.keys, &default)?;
     Ok(LimitsConfig {
+        default,
         backend,
         redis_url,
         redis_timeout,

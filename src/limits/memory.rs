@@ -144,6 +144,26 @@ impl MemoryBackend {
         }
     }
 
+    /// The backend for a new configuration: a key or model that is still configured keeps its
+    /// state (its buckets, spend and concurrency slots); new ones start empty. Permits of
+    /// requests admitted before hold their states and settle into them.
+    pub(crate) fn reconfigured(&self, cfg: &LimitsConfig) -> Self {
+        let keep = |old: &HashMap<String, Shared>, new: HashMap<String, Shared>| {
+            new.into_iter()
+                .map(|(name, fresh)| {
+                    let state = old.get(&name).cloned().unwrap_or(fresh);
+                    (name, state)
+                })
+                .collect()
+        };
+        MemoryBackend {
+            clock: self.clock.clone(),
+            window_us: (cfg.window.as_micros() as u64).max(1),
+            keys: keep(&self.keys, states(&cfg.keys)),
+            models: keep(&self.models, states(&cfg.models)),
+        }
+    }
+
     fn state(&self, t: &Target<'_>) -> Option<&Shared> {
         match t.scope {
             Scope::Key => self.keys.get(t.name),

@@ -295,6 +295,14 @@ enum Backend {
     Redis(Arc<redis::RedisBackend>),
 }
 
+/// Whether two configurations reach Redis the same way (one backend serves both).
+fn same_redis(a: &LimitsConfig, b: &LimitsConfig) -> bool {
+    let url = |c: &LimitsConfig| c.redis_url.as_ref().map(|u| u.expose().to_owned());
+    url(a) == url(b)
+        && a.redis_timeout == b.redis_timeout
+        && a.on_backend_error == b.on_backend_error
+}
+
 struct Inner {
     cfg: LimitsConfig,
     /// Each key's limits split by [`Stage`]: request rate and concurrency (checked before
@@ -350,13 +358,43 @@ impl Limiter {
                 (BackendKind::Redis, None) => return Err(LimiterError::RedisUrl),
                 (BackendKind::Memory, _) => Backend::Memory(memory::MemoryBackend::new(cfg, clock)),
             };
+        Ok(Self::assemble(cfg, backend, counters))
+    }
+
+    /// The limiter for a new configuration (a config reload, managed keys changed): keys and
+    /// models that stay keep their state, requests admitted under the old configuration
+    /// settle into it, and the counters go on. A different backend (kind, Redis URL or
+    /// timeout) starts a new one.
+    pub fn reconfigured(&self, cfg: &LimitsConfig) -> Result<Limiter, LimiterError> {
+        let old = &self.inner;
+        let backend = match (&old.backend, cfg.backend) {
+            (Backend::Memory(m), BackendKind::Memory) => Backend::Memory(m.reconfigured(cfg)),
+            (Backend::Redis(r), BackendKind::Redis) if same_redis(&old.cfg, cfg) => {
+                Backend::Redis(r.clone())
+            }
+            (_, BackendKind::Redis) => {
+                let url = cfg.redis_url.as_ref().ok_or(LimiterError::RedisUrl)?;
+                Backend::Redis(Arc::new(redis::RedisBackend::new(
+                    cfg,
+                    url,
+                    old.counters.clone(),
+                )?))
+            }
+            (_, BackendKind::Memory) => {
+                Backend::Memory(memory::MemoryBackend::new(cfg, time::Clock::system()))
+            }
+        };
+        Ok(Self::assemble(cfg, backend, old.counters.clone()))
+    }
+
+    fn assemble(cfg: &LimitsConfig, backend: Backend, counters: Arc<LimitCounters>) -> Limiter {
         let split = |f: fn(&LimitSet) -> LimitSet| {
             cfg.keys
                 .iter()
                 .map(|(name, set)| (name.clone(), f(set)))
                 .collect()
         };
-        Ok(Limiter {
+        Limiter {
             inner: Arc::new(Inner {
                 cfg: cfg.clone(),
                 early: split(|s| LimitSet {
@@ -373,7 +411,7 @@ impl Limiter {
                 backend,
                 counters,
             }),
-        })
+        }
     }
 
     /// False when nothing is limited: callers may skip the limiter entirely.

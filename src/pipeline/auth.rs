@@ -4,7 +4,7 @@ use pingora::proxy::Session;
 
 use crate::core::ApiError;
 use crate::pipeline::gateway::Gateway;
-use crate::pipeline::keyring::Key;
+use crate::pipeline::keyring::{Found, Key};
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session) -> String {
@@ -57,7 +57,9 @@ pub(super) fn authenticate<'a>(gw: &'a Gateway, session: &Session) -> Result<&'a
             }
         },
     };
-    gw.keys
-        .find(presented)
-        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+    match gw.keys.find(presented) {
+        Found::Valid(key) => Ok(key),
+        Found::Expired => Err(ApiError::unauthorized("This API key has expired.")),
+        Found::Unknown => Err(ApiError::unauthorized("Incorrect API key provided.")),
+    }
 }

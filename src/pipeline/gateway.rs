@@ -1,9 +1,13 @@
-//! Shared state of the client-facing service: the validated config, the resolver and the
-//! upstream connection pool. One instance serves every request on every worker thread.
+//! Shared state of the client-facing service. A [`Gateway`] is one *generation*: the
+//! validated config with what was built from it (key ring, router, limiter), plus the
+//! process-wide parts every generation shares (resolver, upstream pool, metrics, ledger).
+//! [`Live`] holds the current generation; a request takes it when it starts and keeps it to
+//! its end, so a config reload or a managed-key change never alters a request in flight.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
@@ -19,13 +23,13 @@ use crate::upstream::Resolver;
 pub struct Gateway {
     pub cfg: Arc<Config>,
     /// The gateway keys, with their compiled guardrail policies.
-    pub keys: KeyRing,
+    pub keys: Arc<KeyRing>,
     /// Provider host names → addresses; the same cache serves the health checks.
     pub resolver: Arc<Resolver>,
     /// Deployments and their health, shared with the health checker and the admin listener.
     pub router: Arc<Router>,
     /// Pooled upstream connections (keep-alive), shared by all workers.
-    pub connector: Connector,
+    pub connector: Arc<Connector>,
     pub metrics: Arc<Metrics>,
     /// Requests being served, for draining on shutdown.
     pub in_flight: Arc<InFlight>,
@@ -37,6 +41,8 @@ pub struct Gateway {
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
     /// Request-body bytes all requests in flight may hold.
     pub body_budget: Arc<BodyBudget>,
+    /// Counts generations from 1 (the config sluice started with).
+    pub generation: u64,
 }
 
 impl Gateway {
@@ -52,20 +58,65 @@ impl Gateway {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
         Gateway {
-            keys: KeyRing::new(&cfg),
+            keys: Arc::new(KeyRing::new(&cfg, &[])),
             ledger: None,
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
             resolver,
             router,
             in_flight,
             metrics,
-            connector: Connector::new(Some(opts)),
+            connector: Arc::new(Connector::new(Some(opts))),
             limiter,
             cfg,
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            generation: 1,
         }
+    }
+
+    /// The next generation: `cfg` with what was built from it, and this one's process-wide
+    /// parts.
+    pub fn next(
+        &self,
+        cfg: Arc<Config>,
+        keys: Arc<KeyRing>,
+        router: Arc<Router>,
+        limiter: Limiter,
+    ) -> Gateway {
+        Gateway {
+            cfg,
+            keys,
+            router,
+            limiter,
+            resolver: self.resolver.clone(),
+            connector: self.connector.clone(),
+            metrics: self.metrics.clone(),
+            in_flight: self.in_flight.clone(),
+            started_unix: self.started_unix,
+            ledger: self.ledger.clone(),
+            body_budget: self.body_budget.clone(),
+            generation: self.generation + 1,
+        }
+    }
+}
+
+/// The current generation, swapped atomically; readers never wait.
+pub struct Live(ArcSwap<Gateway>);
+
+impl Live {
+    pub fn new(gw: Gateway) -> Arc<Live> {
+        Arc::new(Live(ArcSwap::from_pointee(gw)))
+    }
+
+    /// The generation new requests use.
+    pub fn current(&self) -> Arc<Gateway> {
+        self.0.load_full()
+    }
+
+    /// Makes `gw` current. Requests that started before keep theirs.
+    pub fn swap(&self, gw: Gateway) {
+        self.0.store(Arc::new(gw));
     }
 }
 

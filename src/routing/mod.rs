@@ -79,6 +79,26 @@ pub struct DeploymentState {
     stream_failures: AtomicU64,
 }
 
+impl DeploymentState {
+    /// Takes over `old`'s passive-health state and counters (not its attempts in flight);
+    /// `shift_ms` turns the old router's clock into the new one's.
+    fn carry_over(&self, old: &DeploymentState, shift_ms: u64) {
+        let r = Ordering::Relaxed;
+        let until = old.cooldown_until.load(r);
+        if until > shift_ms {
+            self.cooldown_until.store(until - shift_ms, r);
+            self.cooldown_status.store(old.cooldown_status.load(r), r);
+            self.throttled.store(old.throttled.load(r), r);
+        }
+        let copy = |a: &AtomicU64, b: &AtomicU64| a.store(b.load(r), r);
+        self.consecutive_failures
+            .store(old.consecutive_failures.load(r), r);
+        copy(&self.attempts, &old.attempts);
+        copy(&self.failures, &old.failures);
+        copy(&self.stream_failures, &old.stream_failures);
+    }
+}
+
 /// Decrements the in-flight count when the attempt ends.
 pub struct InFlight(Arc<DeploymentState>);
 
@@ -177,6 +197,40 @@ impl Router {
             health: cfg.health.clone(),
             epoch: Instant::now(),
         }
+    }
+
+    /// The router for a reloaded config, carrying over what `prev` learnt: a provider of the
+    /// same name keeps its active-check health, a deployment of the same model, provider
+    /// and provider model keeps its cooldown, failure streak and counters. Attempts in
+    /// flight stay counted on the old router's states, which they hold.
+    pub fn after(cfg: &Config, prev: &Router) -> Router {
+        let router = Router::new(cfg);
+        for (name, p) in &router.providers {
+            if let Some(old) = prev.providers.get(name) {
+                *p.last_error.lock().unwrap_or_else(|e| e.into_inner()) = old.last_check_error();
+                p.healthy.store(old.is_healthy(), Ordering::Relaxed);
+            }
+        }
+        // Both routers count milliseconds from their own epoch.
+        let shift = router
+            .epoch
+            .saturating_duration_since(prev.epoch)
+            .as_millis() as u64;
+        for (model, route) in &router.routes {
+            let Some(old_route) = prev.routes.get(model) else {
+                continue;
+            };
+            for d in &route.deployments {
+                let same = |o: &&Arc<DeploymentState>| {
+                    o.deployment.provider.name == d.deployment.provider.name
+                        && o.deployment.model == d.deployment.model
+                };
+                if let Some(o) = old_route.deployments.iter().find(same) {
+                    d.carry_over(o, shift);
+                }
+            }
+        }
+        router
     }
 
     pub fn route(&self, model: &str) -> Option<&Arc<RouteState>> {

@@ -24,13 +24,14 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::routing::Router;
 use crate::server::ui;
 use crate::telemetry::Metrics;
 
 pub struct Admin {
-    pub cfg: Arc<Config>,
-    pub router: Arc<Router>,
+    /// The control plane: the current generation's config and router, reload and keys.
+    pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
 }
@@ -46,13 +47,27 @@ fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
 }
 
 impl Admin {
-    fn token(&self) -> Option<&str> {
-        self.cfg.admin.token.as_ref().map(|t| t.expose())
+    /// The current generation's config (a reload replaces it).
+    fn cfg(&self) -> Arc<Config> {
+        self.control.current().cfg.clone()
+    }
+
+    /// The current generation's router.
+    fn router(&self) -> Arc<Router> {
+        self.control.current().router.clone()
+    }
+
+    fn token(&self) -> Option<String> {
+        self.cfg()
+            .admin
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_string())
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
         let req = session.req_header();
-        ui::auth::authorized(self.token(), &req.method, &req.headers)
+        ui::auth::authorized(self.token().as_deref(), &req.method, &req.headers)
     }
 }
 
@@ -112,7 +127,7 @@ impl Admin {
             Ok(s) => s,
             Err(m) => return admin_error(400, &format!("since: {m}"), "invalid_value"),
         };
-        let limits = self.cfg.rate_limits.clone();
+        let limits = self.cfg().rate_limits.clone();
         match crate::ledger::query(ledger.settings.store.clone(), move |s| {
             crate::ledger::report::report(s, since, &limits)
         })
@@ -176,11 +191,12 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/healthz" => reply(200, json!({"status": "ok"})),
             "/readyz" => {
-                let unavailable = self.router.unavailable_models();
+                let router = self.router();
+                let unavailable = router.unavailable_models();
                 if unavailable.is_empty() {
                     reply(
                         200,
-                        json!({"status": "ready", "models": self.cfg.models.len()}),
+                        json!({"status": "ready", "models": self.cfg().models.len()}),
                     )
                 } else {
                     reply(
@@ -199,12 +215,15 @@ impl ServeHttp for Admin {
                     "forbidden_host",
                 )
             }
-            p if ui::handles(p) => ui::serve(session, self.token()).await,
+            p if ui::handles(p) => ui::serve(session, self.token().as_deref()).await,
             _ if !self.authorized(session) => reply(
                 401,
                 json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),
             ),
-            "/health/deployments" => reply(200, self.router.snapshot()),
+            p if crate::control::api::handles(p) => {
+                crate::control::api::serve(&self.control, session, "admin").await
+            }
+            "/health/deployments" => reply(200, self.router().snapshot()),
             "/usage" => {
                 self.usage(session.req_header().uri.query().unwrap_or(""))
                     .await
@@ -214,7 +233,7 @@ impl ServeHttp for Admin {
                     .await
             }
             "/metrics" => {
-                let body = self.metrics.render(&self.router);
+                let body = self.metrics.render(&self.router());
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4; charset=utf-8")

@@ -37,7 +37,7 @@ use pingora::proxy::{HttpProxy, Session};
 use pingora::server::ShutdownWatch;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::pipeline::gateway::Gateway;
+use crate::server::proxy::ClientProxy;
 use crate::telemetry::Metrics;
 
 /// Open connections above which a connection waits for its next request holding only its
@@ -46,7 +46,7 @@ const LIGHT_WAIT_ABOVE: i64 = 512;
 
 /// The client listener's application: the proxy, behind the connection cap and deadlines.
 pub struct ClientConns {
-    proxy: Arc<HttpProxy<Gateway>>,
+    proxy: Arc<HttpProxy<ClientProxy>>,
     slots: Arc<Semaphore>,
     /// A request header's deadline (`timeouts.request_header`).
     header_deadline: Duration,
@@ -57,7 +57,7 @@ pub struct ClientConns {
 
 impl ClientConns {
     pub fn new(
-        proxy: HttpProxy<Gateway>,
+        proxy: HttpProxy<ClientProxy>,
         max_connections: usize,
         request_header: Duration,
         client_idle: Duration,

@@ -14,16 +14,21 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
+use crate::control::signal::ReloadOnHangup;
+use crate::control::sync::KeySync;
+use crate::control::Control;
 use crate::ledger::{Ledger, LedgerWriter};
 use crate::limits::Limiter;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::gateway::InFlight;
+use crate::pipeline::gateway::Live;
 use crate::routing::Router;
 use crate::server::admin::Admin;
 use crate::server::conns::{ClientConns, MemoryTrim};
 use crate::server::drain::Drain;
+use crate::server::proxy::ClientProxy;
 use crate::telemetry::Metrics;
-use crate::upstream::health::HealthChecker;
+use crate::upstream::health::HealthChecks;
 use crate::upstream::Resolver;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::ConnectorOptions;
@@ -56,8 +61,9 @@ fn check_addresses(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the server, ready to `run_forever`.
-pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
+/// Builds the server, ready to `run_forever`. `path` is the config file `cfg` came from,
+/// re-read on reload.
+pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Server, String> {
     if !flags.upgrade {
         check_addresses(&cfg)?;
     }
@@ -127,7 +133,14 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     };
     let mut gateway = gateway;
     gateway.ledger = ledger.clone();
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let live = Live::new(gateway);
+    let control = Control::new(live.clone(), path.to_path_buf());
+    for c in control.stats.collectors() {
+        metrics.register(c);
+    }
+    initial_keys(&control);
+    let mut proxy =
+        pingora::proxy::http_proxy(&server.configuration, ClientProxy { live: live.clone() });
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(cfg.timeouts.client_idle);
     proxy.server_options = Some(options);
@@ -157,26 +170,26 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     let mut admin = Service::new(
         "sluice admin".to_string(),
         Admin {
-            cfg: cfg.clone(),
-            router: router.clone(),
+            control: control.clone(),
             metrics: metrics.clone(),
             ledger: ledger.clone(),
         },
     );
     admin.add_tcp(&cfg.admin.listen.to_string());
 
-    let opts = ConnectorOptions::from_server_conf(&server.configuration);
-    if let Some(checker) = HealthChecker::new(
-        cfg.clone(),
-        router.clone(),
-        resolver,
-        ConnectorOptions {
-            ca_file: cfg.upstream.ca_file.clone(),
-            ..opts
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            routing: control.routers(),
+            resolver,
+            opts: ConnectorOptions::from_server_conf(&server.configuration),
         },
-    ) {
-        server.add_service(background_service("health checks", checker));
-    }
+    ));
+    server.add_service(background_service(
+        "config reload",
+        ReloadOnHangup(control.clone()),
+    ));
+    server.add_service(background_service("managed keys", KeySync(control)));
     if let Some(l) = &ledger {
         server.add_service(background_service("usage ledger", LedgerWriter(l.clone())));
     }
@@ -185,4 +198,26 @@ pub fn build(cfg: Config, flags: RunFlags) -> Result<Server, String> {
     server.add_service(proxy);
     server.add_service(admin);
     Ok(server)
+}
+
+/// Puts the store's managed keys in force before the listeners open, so that they work from
+/// the first request (the key sync keeps them current after).
+fn initial_keys(control: &Arc<Control>) {
+    if !control.has_store() {
+        return;
+    }
+    let control = control.clone();
+    let synced = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(control.sync_keys())
+    })
+    .join();
+    match synced {
+        Ok(Ok(n)) => log::info!("managed keys: {n} in force"),
+        Ok(Err(e)) => log::warn!("managed keys: cannot read the store yet ({e}); retrying"),
+        Err(_) => log::error!("managed keys: reading the store failed"),
+    }
 }

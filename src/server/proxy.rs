@@ -18,54 +18,82 @@ use bytes::Bytes;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use std::sync::Arc;
+
 use crate::core::ApiError;
 use crate::ctx::Ctx;
-use crate::pipeline::gateway::Gateway;
+use crate::pipeline::gateway::{Gateway, Live};
 use crate::pipeline::{self, respond};
 use crate::server::conns;
 use crate::telemetry;
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = Ctx;
+/// The client-facing service: each request is served by the generation that was current
+/// when it arrived ([`Live`]), to its end.
+pub struct ClientProxy {
+    pub live: Arc<Live>,
+}
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+/// A request's state and the generation serving it.
+pub struct RequestCtx {
+    gw: Arc<Gateway>,
+    ctx: Ctx,
+}
+
+#[async_trait]
+impl ProxyHttp for ClientProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            gw: self.live.current(),
+            ctx: Ctx::new(),
+        }
     }
 
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
-        _ctx: &mut Ctx,
+        _ctx: &mut RequestCtx,
         prev: Box<dyn std::any::Any + Send + Sync>,
     ) {
         conns::header_complete(prev);
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        ctx.request_id = pipeline::request_id(session);
-        conns::keep_alive_for(session, self.cfg.timeouts.client_idle);
+    async fn early_request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<()> {
+        rc.ctx.request_id = pipeline::request_id(session);
+        conns::keep_alive_for(session, rc.gw.cfg.timeouts.client_idle);
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let _in_flight = self.in_flight.enter();
+    async fn request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<bool> {
+        let RequestCtx { gw, ctx } = rc;
+        let _in_flight = gw.in_flight.enter();
         // A client that stops reading does not hold a stream (and its upstream) forever.
         session
             .as_downstream_mut()
-            .set_write_timeout(Some(self.cfg.timeouts.idle));
-        if let Err(e) = pipeline::handle(self, session, ctx).await {
+            .set_write_timeout(Some(gw.cfg.timeouts.idle));
+        if let Err(e) = pipeline::handle(gw, session, ctx).await {
             respond::error(session, ctx, &e).await;
         }
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         // request_filter answers every request; reaching this is a bug.
         Error::e_explain(InternalError, "no upstream phase in sluice")
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        rc: &mut RequestCtx,
+    ) -> FailToProxy {
+        let ctx = &mut rc.ctx;
         // Only reached for errors Pingora detects itself, e.g. a malformed request.
         let code = match e.etype() {
             HTTPStatus(code) => *code,
@@ -101,13 +129,14 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        telemetry::record(&self.metrics, ctx);
-        if let Some(ledger) = &self.ledger {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, rc: &mut RequestCtx) {
+        let RequestCtx { gw, ctx } = rc;
+        telemetry::record(&gw.metrics, ctx);
+        if let Some(ledger) = &gw.ledger {
             let status = telemetry::status(ctx);
-            ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &self.cfg));
+            ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &gw.cfg));
         }
-        if self.cfg.access_log {
+        if gw.cfg.access_log {
             telemetry::access_log(session, e, ctx);
         }
     }

@@ -213,6 +213,9 @@ impl Metrics {
 
     /// The text exposition, with deployment gauges refreshed from the router.
     pub fn render(&self, router: &Router) -> Vec<u8> {
+        // A reload may have removed deployments: only the current ones are reported.
+        self.deployment_available.reset();
+        self.deployment_in_flight.reset();
         for (model, route) in router.routes() {
             for d in &route.deployments {
                 let labels = [

@@ -122,9 +122,8 @@ fn target(b: &Backend) -> Option<&Arc<ProviderHealth>> {
     b.ext.get::<Target>().map(|t| &t.health)
 }
 
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, shutdown: ShutdownWatch) {
+impl HealthChecker {
+    async fn run(&self, shutdown: ShutdownWatch) {
         // Publishes the providers to the registry, so the service's first pass (at once)
         // checks them all. Static discovery does not fail.
         if let Err(e) = self.view.update(|_| {}).await {
@@ -132,6 +131,48 @@ impl BackgroundService for HealthChecker {
             return;
         }
         self.service.run(shutdown, None).await;
+    }
+}
+
+/// The active checks of whichever config is current: a config reload ends the checks of
+/// the previous one and starts checks of the new providers (whose health carried over).
+pub struct HealthChecks {
+    pub routing: tokio::sync::watch::Receiver<(Arc<Config>, Arc<Router>)>,
+    pub resolver: Arc<Resolver>,
+    pub opts: ConnectorOptions,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut routing = self.routing.clone();
+        loop {
+            let (cfg, router) = routing.borrow_and_update().clone();
+            let mut opts = self.opts.clone();
+            opts.ca_file = cfg.upstream.ca_file.clone();
+            let checker = HealthChecker::new(cfg, router, self.resolver.clone(), opts);
+            // The checks of this generation stop when their own watch says so.
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let checks = async {
+                match &checker {
+                    Some(c) => c.run(stopped).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = checks => return,
+                changed = routing.changed() => {
+                    let _ = stop.send(true);
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let _ = stop.send(true);
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -34,10 +34,27 @@ struct Host {
     next: AtomicUsize,
 }
 
-/// Caches resolved addresses for every provider host named in the config.
+/// Caches resolved addresses for every provider host named in the config — and in each
+/// config a reload brings (a new host is added when it is first asked for).
 pub struct Resolver {
-    hosts: HashMap<(String, u16), Arc<Host>>,
+    hosts: RwLock<HashMap<(String, u16), Arc<Host>>>,
     timeout: Duration,
+}
+
+impl Host {
+    fn new(name: &str, port: u16) -> Arc<Host> {
+        let fixed = name
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        Arc::new(Host {
+            name: name.to_string(),
+            port,
+            fixed,
+            entry: RwLock::new(HostEntry::default()),
+            next: AtomicUsize::new(0),
+        })
+    }
 }
 
 impl Resolver {
@@ -45,34 +62,37 @@ impl Resolver {
         let mut hosts = HashMap::new();
         for p in cfg.providers.values() {
             let key = (p.base.host.clone(), p.base.port);
-            hosts.entry(key).or_insert_with(|| {
-                let fixed = p
-                    .base
-                    .host
-                    .parse::<IpAddr>()
-                    .ok()
-                    .map(|ip| SocketAddr::new(ip, p.base.port));
-                Arc::new(Host {
-                    name: p.base.host.clone(),
-                    port: p.base.port,
-                    fixed,
-                    entry: RwLock::new(HostEntry::default()),
-                    next: AtomicUsize::new(0),
-                })
-            });
+            hosts
+                .entry(key)
+                .or_insert_with(|| Host::new(&p.base.host, p.base.port));
         }
         Resolver {
-            hosts,
+            hosts: RwLock::new(hosts),
             timeout: cfg.timeouts.connect,
         }
     }
 
+    /// The cache entry of the provider's host, made on first use.
+    fn host(&self, provider: &Provider) -> Arc<Host> {
+        let key = (provider.base.host.clone(), provider.base.port);
+        if let Some(h) = self
+            .hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return h.clone();
+        }
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(key)
+            .or_insert_with(|| Host::new(&provider.base.host, provider.base.port))
+            .clone()
+    }
+
     /// One address for the provider's host, rotating through the resolved ones.
     pub async fn resolve(&self, provider: &Provider) -> Result<SocketAddr, String> {
-        let host = self
-            .hosts
-            .get(&(provider.base.host.clone(), provider.base.port))
-            .ok_or_else(|| format!("host {} is not known to the resolver", provider.base.host))?;
+        let host = self.host(provider);
         if let Some(addr) = host.fixed {
             return Ok(addr);
         }
