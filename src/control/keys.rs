@@ -353,3 +353,86 @@ pub fn config_view(k: &crate::config::GatewayKey) -> Value {
         "metadata": k.team.as_ref().map(|t| json!({"team": t})).unwrap_or(json!({})),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        crate::config::parse(
+            "listen: 127.0.0.1:8080\nallow_inline_secrets: true\n\
+             keys: [{ name: file-key, key: sk-test-file-key }]\n\
+             providers:\n  p: { kind: openai_compatible, base_url: http://127.0.0.1:1/v1 }\n\
+             guardrails:\n  - { name: g, type: regex, patterns: [\"x\"], action: block }\n\
+             models:\n  m: [{ provider: p }]\n",
+        )
+        .unwrap()
+    }
+
+    fn req(v: Value) -> KeyRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_key_is_made_with_a_fresh_secret_and_only_its_digest_kept() {
+        let now = 1_000_000;
+        let (k, secret) = create(
+            req(
+                json!({"name": "svc", "models": "gpt-*, m", "expires": "30d",
+                       "limits": {"requests_per_minute": 5}, "guardrails": ["g"],
+                       "metadata": {"team": "t"}}),
+            ),
+            &cfg(),
+            now,
+        )
+        .unwrap();
+        assert!(secret.starts_with(SECRET_PREFIX));
+        assert_eq!(secret.len(), SECRET_PREFIX.len() + SECRET_RANDOM_CHARS);
+        assert_eq!(k.sha256, digest(&secret).0);
+        assert_eq!(k.prefix, &secret[..SHOWN_PREFIX_CHARS]);
+        assert_eq!(k.models, ["gpt-*", "m"]);
+        assert_eq!(k.expires_ms, Some(now + 30 * 86_400_000));
+        let (m, limits) = managed(&k).unwrap().unwrap();
+        assert_eq!(m.team.as_deref(), Some("t"));
+        assert_eq!(limits.unwrap().requests_per_minute, Some(5));
+        assert_ne!(new_secret(), secret);
+        assert!(!view(&k, now)
+            .to_string()
+            .contains(&secret[SHOWN_PREFIX_CHARS..]));
+    }
+
+    #[test]
+    fn bad_requests_name_their_parameter() {
+        let c = cfg();
+        let refused = |v: Value| create(req(v), &c, 1_000).unwrap_err();
+        assert_eq!(refused(json!({"name": ""})).param, Some("name"));
+        assert_eq!(refused(json!({"name": "a b"})).param, Some("name"));
+        assert_eq!(refused(json!({"name": "file-key"})).code, "config_key");
+        assert_eq!(
+            refused(json!({"name": "k", "expires": "soon"})).param,
+            Some("expires")
+        );
+        assert_eq!(
+            refused(json!({"name": "k", "expires_at": 1})).param,
+            Some("expires_at")
+        );
+        assert_eq!(
+            refused(json!({"name": "k", "limits": {"requests_per_minute": 0}})).param,
+            Some("limits")
+        );
+        assert_eq!(
+            refused(json!({"name": "k", "limits": {"rpm": 1}})).param,
+            Some("limits")
+        );
+        assert_eq!(
+            refused(json!({"name": "k", "guardrails": ["nope"]})).param,
+            Some("guardrails")
+        );
+        assert_eq!(
+            refused(json!({"name": "k", "models": [""]})).param,
+            Some("models")
+        );
+        assert!(grace(Some("31d")).is_err());
+        assert_eq!(grace(None).unwrap(), DEFAULT_GRACE);
+    }
+}

@@ -187,3 +187,36 @@ fn retry_budget_is_a_share_of_requests() {
     let granted = (0..100).filter(|_| r.budget.try_retry()).count();
     assert_eq!(granted, 20);
 }
+
+#[test]
+fn a_reloaded_router_keeps_cooldowns_and_provider_health() {
+    let models = "  m:\n    - { provider: p1 }\n    - { provider: p2 }\n";
+    let r = router(models);
+    let route = r.route("m").unwrap();
+    fail(&r, &route.deployments[0], 429, Some(60));
+    r.providers()
+        .find(|p| p.provider.name == "p2")
+        .unwrap()
+        .set_healthy(false);
+    let next = Router::after(
+        &parse(&format!(
+            "listen: 127.0.0.1:8080\nallow_inline_secrets: true\n\
+             keys: [{{ name: a, key: sk-test-a }}]\n\
+             providers:\n  p1: {{ kind: openai_compatible, base_url: http://127.0.0.1:1/v1 }}\n  \
+             p2: {{ kind: openai_compatible, base_url: http://127.0.0.1:2/v1 }}\n  \
+             p3: {{ kind: openai_compatible, base_url: http://127.0.0.1:3/v1 }}\n\
+             models:\n{models}    - {{ provider: p3 }}\n"
+        ))
+        .unwrap(),
+        &r,
+    );
+    let route = next.route("m").unwrap();
+    assert_eq!(route.deployments.len(), 3);
+    assert!(!next.is_available(&route.deployments[0]), "cooldown kept");
+    assert_eq!(next.cooldown_status(&route.deployments[0]), 429);
+    assert!(!next.is_available(&route.deployments[1]), "health kept");
+    assert!(
+        next.is_available(&route.deployments[2]),
+        "a new deployment starts available"
+    );
+}

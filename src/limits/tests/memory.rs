@@ -504,3 +504,32 @@ async fn two_stage_admission_settles_like_one() {
         LimitKind::Concurrency
     );
 }
+
+#[tokio::test]
+async fn a_reconfigured_limiter_keeps_the_state_of_what_stays() {
+    let cfg = config(&[("a", set(2, 0, 1))], &[]);
+    let (l, _t) = manual(&cfg, T0);
+    l.admit(&adm("a", "m", 0)).await.unwrap().settle(None).await;
+    let held = l.admit(&adm("a", "m", 0)).await.unwrap();
+    // A reload adds key b and keeps a: a's bucket and its slot in use stay.
+    let next = l
+        .reconfigured(&config(&[("a", set(2, 0, 1)), ("b", set(1, 0, 0))], &[]))
+        .unwrap();
+    let refused = next.admit(&adm("a", "m", 0)).await.unwrap_err();
+    assert_eq!(refused.kind(), LimitKind::Requests);
+    next.admit(&adm("b", "m", 0)).await.unwrap();
+    next.admit(&adm("b", "m", 0)).await.unwrap_err();
+    // The permit from before the reload releases its slot into the same state.
+    drop(held);
+    let raised = next
+        .reconfigured(&config(&[("a", set(10, 0, 1))], &[]))
+        .unwrap();
+    raised.admit(&adm("a", "m", 0)).await.unwrap();
+    // The counters go on across generations.
+    assert_eq!(
+        raised
+            .counters()
+            .rejections(LimitKind::Requests, Some(Scope::Key)),
+        2
+    );
+}
