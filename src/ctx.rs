@@ -13,6 +13,8 @@ pub struct Ctx {
     pub start: Instant,
     /// Name of the gateway key that authenticated the request.
     pub key_name: Option<String>,
+    /// The team the request was made for (a managed key's `team`), for the ledger.
+    pub team: Option<String>,
     /// Public model name.
     pub model: Option<String>,
     /// Provider config name of the deployment used.
@@ -54,6 +56,7 @@ impl Ctx {
             request_id: String::new(),
             start: Instant::now(),
             key_name: None,
+            team: None,
             model: None,
             provider: None,
             upstream_model: None,

@@ -132,14 +132,40 @@ async fn every_request_is_recorded_and_queryable() {
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row(&cli, "team-a", "gpt-4o-mini"), gpt);
+    // Config keys belong to no team: every request is in the empty team, on the admin
+    // listener and from the CLI.
+    let teams = get(gw.admin_port, "/usage?since=1h&by=team", "").await;
+    assert_eq!(teams.status, 200, "{}", teams.text());
+    let teams = teams.json();
+    let total = totals[0]["requests"].as_u64().unwrap();
+    assert_eq!(teams.as_array().unwrap().len(), 1, "{teams}");
+    assert_eq!(
+        (teams[0]["team"].as_str(), teams[0]["requests"].as_u64()),
+        (Some(""), Some(total))
+    );
     let out = std::process::Command::new(bin())
         .args(["usage", "-c"])
         .arg(gw.dir.path().join("sluice.yaml"))
-        .args(["--by", "team"])
+        .args(["--since", "1h", "--by", "team", "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.starts_with("team,requests,") && csv.contains(&format!("\n,{total},")),
+        "{csv}"
+    );
+    let out = std::process::Command::new(bin())
+        .args(["usage", "-c"])
+        .arg(gw.dir.path().join("sluice.yaml"))
+        .args(["--by", "tenant"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown group \"team\""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown group \"tenant\" (known: key, team,"),
+        "{stderr}"
+    );
 
     // The writer's counter, on the admin listener's metrics.
     let text = get(gw.admin_port, "/metrics", "").await.text();
@@ -307,6 +333,12 @@ async fn retries_stream_failures_guardrails_limits_and_leaving_clients_are_recor
         .filter_map(|m| m["model"].as_str())
         .collect();
     assert!(models.contains(&"embed") && models.contains(&"gpt-4o-mini"));
+    // No key of this config has a team: one group, the empty team, with every request.
+    assert_eq!(v["by_team"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        (&v["by_team"][0]["team"], &v["by_team"][0]["requests"]),
+        (&json!(""), &json!(6))
+    );
     assert_eq!(
         get(gw.admin_port, "/usage/report?since=later", "")
             .await

@@ -335,6 +335,7 @@ fn rec(id: u64, ts_ms: u64, key: Option<&str>, status: u16, error: Option<&str>)
             vec![]
         },
         limit: (status == 429).then(|| "key:requests".to_string()),
+        team: key.and_then(|k| (id % 3 != 0).then(|| format!("team of {k}"))),
     }
 }
 
@@ -394,6 +395,7 @@ fn the_store_answers_as_the_sqlite_store_does() {
 
     let groups = [
         Group::Key,
+        Group::Team,
         Group::Model,
         Group::Provider,
         Group::Day,
@@ -401,7 +403,11 @@ fn the_store_answers_as_the_sqlite_store_does() {
     ];
     let mut bys: Vec<Vec<Group>> = vec![vec![]];
     bys.extend(groups.iter().map(|g| vec![*g]));
-    bys.extend([vec![Group::Key, Group::Model], vec![Group::Day, Group::Key]]);
+    bys.extend([
+        vec![Group::Key, Group::Model],
+        vec![Group::Day, Group::Key],
+        vec![Group::Team, Group::Key],
+    ]);
     for by in &bys {
         same_rows(&pg.summary(0, by).unwrap(), &lite.summary(0, by).unwrap());
     }
@@ -492,16 +498,16 @@ fn migrations_run_once_and_queries_need_the_schema() {
             .unwrap();
         rows.iter().map(|r| r.get(0)).collect()
     });
-    assert_eq!(versions, [2]);
+    assert_eq!(versions, [3]);
     // A newer schema than this build knows is refused, not altered.
     rt.block_on(async {
         let c = client(&server.url()).await;
-        c.batch_execute("UPDATE sluice_schema SET version = 3")
+        c.batch_execute("UPDATE sluice_schema SET version = 4")
             .await
             .unwrap();
     });
     let err = Postgres::open(&url).err().unwrap();
-    assert!(err.contains("schema version 3 is newer"), "{err}");
+    assert!(err.contains("schema version 4 is newer"), "{err}");
 }
 
 /// A CA and a server certificate for `localhost` (not for 127.0.0.1) it signed, as PEM:

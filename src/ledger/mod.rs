@@ -11,9 +11,11 @@
 pub mod keys;
 mod pg_tls;
 pub mod postgres;
+mod postgres_keys;
 pub mod query;
 pub mod report;
 pub mod sqlite;
+mod sqlite_keys;
 pub mod store;
 mod writer;
 
@@ -84,6 +86,9 @@ pub struct UsageRecord {
     /// `model:tokens`, `key:budget`, `backend`).
     #[serde(default)]
     pub limit: Option<String>,
+    /// The team the request was made for (from the key that authenticated it).
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 impl UsageRecord {
@@ -128,6 +133,7 @@ impl UsageRecord {
             attempts: ctx.attempts,
             failovers: ctx.failovers,
             limit: ctx.limit.clone(),
+            team: ctx.team.clone(),
             guardrails: ctx
                 .guardrails
                 .iter()
@@ -452,6 +458,28 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn the_team_goes_from_the_context_to_the_spill_line_and_old_lines_still_replay() {
+        let cfg = crate::config::parse(
+            "listen: 127.0.0.1:8080\nallow_inline_secrets: true\n\
+             keys:\n  - { name: a, key: fake-gateway-key-abcdefgh }\nproviders:\n  local: { kind: ollama }\n\
+             models:\n  m:\n    - { provider: local, model: x }\n",
+        )
+        .unwrap();
+        let mut ctx = Ctx::new();
+        ctx.team = Some("search".into());
+        let r = UsageRecord::from_ctx(&ctx, 200, &cfg);
+        assert_eq!(r.team.as_deref(), Some("search"));
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.contains(r#""team":"search""#), "{line}");
+        assert_eq!(serde_json::from_str::<UsageRecord>(&line).unwrap(), r);
+        // A line spilled by an older sluice has no team.
+        let mut old = serde_json::to_value(rec(1)).unwrap();
+        old.as_object_mut().unwrap().remove("team");
+        let old: UsageRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((old.team, old.request_id), (None, "r1".to_string()));
     }
 
     #[test]

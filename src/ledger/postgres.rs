@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Socket, Statement};
 
 use super::pg_tls::MakeRustls;
+use super::postgres_keys::KEYS_TABLE;
 use super::query::{Group, Row};
 use super::store::{now_ms, split_actions, Store, Timing, COLUMNS, FAILED};
 use super::UsageRecord;
@@ -26,7 +27,7 @@ use crate::core::secret::Secret;
 
 /// The schema's version (in `sluice_schema`); each migration step raises it by one. The
 /// PostgreSQL store starts at 2, the SQLite store's version with the same columns.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock that serialises migrations (`sluice` in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_6c_75_69_63_65;
@@ -60,11 +61,14 @@ CREATE INDEX IF NOT EXISTS sluice_usage_ts ON sluice_usage (ts_ms);
 CREATE INDEX IF NOT EXISTS sluice_usage_key_ts ON sluice_usage (key, ts_ms);
 ";
 
+/// Version 3: the team a request was made for, and the managed keys' table.
+const SCHEMA_V3: &str = "ALTER TABLE sluice_usage ADD COLUMN IF NOT EXISTS team TEXT;";
+
 /// The migration steps: the version each brings the schema to, and its SQL.
-const MIGRATIONS: &[(i32, &str)] = &[(2, SCHEMA_V2)];
+const MIGRATIONS: &[(i32, &str)] = &[(2, SCHEMA_V2), (3, SCHEMA_V3), (3, KEYS_TABLE)];
 
 /// The column types, in [`COLUMNS`] order (a batch goes in as one array per column).
-const TYPES: [&str; 22] = [
+const TYPES: [&str; 23] = [
     "BIGINT",
     "BIGINT",
     "TEXT",
@@ -87,6 +91,7 @@ const TYPES: [&str; 22] = [
     "INTEGER",
     "TEXT",
     "TEXT",
+    "TEXT",
 ];
 
 /// How long the server lets one statement of the writer run, and one of a query.
@@ -97,16 +102,16 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// A PostgreSQL ledger.
 pub struct Postgres {
-    rt: Runtime,
-    client: Client,
+    pub(super) rt: Runtime,
+    pub(super) client: Client,
     /// How long one call may take before the connection is given up.
-    deadline: Duration,
+    pub(super) deadline: Duration,
     /// The batch insert, prepared on first use.
     insert: Option<Statement>,
 }
 
 /// The client's error with its cause (the server's message, the I/O error).
-fn pg_err(e: tokio_postgres::Error) -> String {
+pub(super) fn pg_err(e: tokio_postgres::Error) -> String {
     match std::error::Error::source(&e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
@@ -114,7 +119,7 @@ fn pg_err(e: tokio_postgres::Error) -> String {
 }
 
 /// Runs `f` on the store's runtime, giving up after `deadline`.
-fn block<T>(
+pub(super) fn block<T>(
     rt: &Runtime,
     deadline: Duration,
     f: impl Future<Output = Result<T, String>>,
@@ -216,7 +221,7 @@ impl Postgres {
     }
 
     /// Runs a query with a deadline, mapping its rows.
-    fn rows<T>(
+    pub(super) fn rows<T>(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -277,7 +282,7 @@ struct Columns {
     ints: [Vec<i64>; 7],
     ttft: Vec<Option<i64>>,
     texts: [Vec<String>; 3],
-    opts: [Vec<Option<String>>; 6],
+    opts: [Vec<Option<String>>; 7],
     stream: Vec<bool>,
     small: [Vec<i32>; 3],
     cost: Vec<f64>,
@@ -311,6 +316,7 @@ impl Columns {
                 &r.upstream_model,
                 &r.error,
                 &r.limit,
+                &r.team,
             ];
             for (col, v) in c.opts.iter_mut().zip(opts) {
                 col.push(v.clone());
@@ -326,7 +332,7 @@ impl Columns {
     }
 
     /// The parameters, in [`COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 22] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
         let (i, t, o, s) = (&self.ints, &self.texts, &self.opts, &self.small);
         [
             &i[0],
@@ -351,6 +357,7 @@ impl Columns {
             &s[2],
             &t[2],
             &o[5],
+            &o[6],
         ]
     }
 }
@@ -371,6 +378,7 @@ fn insert_sql() -> String {
 fn group_sql(g: Group) -> &'static str {
     match g {
         Group::Key => "key",
+        Group::Team => "team",
         Group::Model => "model",
         Group::Provider => "provider",
         Group::Day => "to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
@@ -440,6 +448,7 @@ fn record(r: &tokio_postgres::Row) -> Result<UsageRecord, tokio_postgres::Error>
         failovers: r.try_get::<_, i32>(19)? as u32,
         guardrails: split_actions(&guardrails).map(str::to_string).collect(),
         limit: r.try_get(21)?,
+        team: r.try_get(22)?,
     })
 }
 

@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Key,
+    /// The team a request was made for (`team` of the managed key that authenticated it).
+    Team,
     Model,
     Provider,
     Day,
@@ -17,8 +19,9 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [(&'static str, Group); 5] = [
+    pub const ALL: [(&'static str, Group); 6] = [
         ("key", Group::Key),
+        ("team", Group::Team),
         ("model", Group::Model),
         ("provider", Group::Provider),
         ("day", Group::Day),
@@ -42,7 +45,7 @@ pub fn parse_groups(s: &str) -> Result<Vec<Group>, String> {
             .find(|(n, _)| *n == name)
             .map(|(_, g)| *g)
             .ok_or_else(|| {
-                format!("unknown group {name:?} (known: key, model, provider, day, hour)")
+                format!("unknown group {name:?} (known: key, team, model, provider, day, hour)")
             })?;
         if !out.contains(&g) {
             out.push(g);
@@ -183,7 +186,10 @@ mod tests {
             parse_groups("key, model,key").unwrap(),
             vec![Group::Key, Group::Model]
         );
-        assert!(parse_groups("team").unwrap_err().contains("known: key"));
+        assert_eq!(parse_groups("team,key").unwrap(), [Group::Team, Group::Key]);
+        assert!(parse_groups("tenant")
+            .unwrap_err()
+            .contains("known: key, team"));
         assert!(parse_since("7d").unwrap() > 0);
         assert!(parse_since("soon").unwrap_err().contains("24h"));
     }

@@ -1,6 +1,7 @@
 //! The dashboard's report (`GET /usage/report?since=24h`): totals, the same totals by key,
-//! model and hour, latency and time-to-first-token percentiles, guardrail actions, the latest
-//! failed requests and each key's budget burn — one JSON document from a few bounded queries.
+//! team, model and hour, latency and time-to-first-token percentiles, guardrail actions, the
+//! latest failed requests and each key's budget burn — one JSON document from a few bounded
+//! queries.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ pub fn report(
         .and_then(|a| a.first().cloned())
         .unwrap_or_else(|| json!({}));
     let by_key = grouped(&[Group::Key])?;
+    let by_team = grouped(&[Group::Team])?;
     let by_model = grouped(&[Group::Model])?;
     let by_hour = grouped(&[Group::Hour])?;
     let by_hour_key = grouped(&[Group::Hour, Group::Key])?;
@@ -40,7 +42,8 @@ pub fn report(
         .into_iter()
         .map(|r| {
             json!({
-                "ts_ms": r.ts_ms, "request_id": r.request_id, "key": r.key, "model": r.model,
+                "ts_ms": r.ts_ms, "request_id": r.request_id, "key": r.key, "team": r.team,
+                "model": r.model,
                 "provider": r.provider, "api": r.api, "stream": r.stream, "status": r.status,
                 "error": r.error, "limit": r.limit, "latency_ms": r.latency_ms,
                 "attempts": r.attempts,
@@ -52,6 +55,7 @@ pub fn report(
         "now_ms": now,
         "totals": totals,
         "by_key": by_key,
+        "by_team": by_team,
         "by_model": by_model,
         "by_hour": by_hour,
         "by_hour_key": by_hour_key,

@@ -7,12 +7,14 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::query::{Group, Row};
+use super::sqlite_keys::KEYS_TABLE;
 use super::store::{now_ms, split_actions, Store, Timing, COLUMNS, FAILED};
 use super::UsageRecord;
 
 /// The schema's version (`PRAGMA user_version`); each migration step raises it by one.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
+/// Version 1: the records, indexed by time and by key.
 pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY,
@@ -40,11 +42,15 @@ CREATE INDEX IF NOT EXISTS usage_key_ts ON usage (key, ts_ms);
 ";
 
 /// Version 2: reasoning tokens, failovers and the limit that refused a request.
-const SCHEMA_V2: &str = "
+pub(crate) const SCHEMA_V2: &str = "
 ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN failovers INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN limited TEXT;
 ";
+
+/// Version 3: the team a request was made for; the managed keys' table
+/// ([`super::sqlite_keys::KEYS_TABLE`]) comes with it.
+pub(crate) const SCHEMA_V3: &str = "ALTER TABLE usage ADD COLUMN team TEXT;";
 
 /// An SQLite ledger.
 pub struct Sqlite {
@@ -58,19 +64,9 @@ fn db_err(e: rusqlite::Error) -> String {
 impl Sqlite {
     /// Opens (or creates) the store for writing and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Sqlite, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let conn = Connection::open(path)
-            .map_err(|e| format!("cannot open the usage ledger {}: {e}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        migrate(&conn).map_err(|e| format!("the usage ledger {}: {e}", path.display()))?;
-        Ok(Sqlite { conn })
+        Ok(Sqlite {
+            conn: connect(path)?,
+        })
     }
 
     /// Opens an existing store read-only (for queries from the CLI).
@@ -80,6 +76,25 @@ impl Sqlite {
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         Ok(Sqlite { conn })
     }
+}
+
+/// Opens (or creates) the ledger's file for writing — WAL mode, so that readers and one
+/// writer do not wait on each other, and a busy timeout for writers of other processes (the
+/// gateway's writer, the CLI) — and brings its schema up to date.
+pub(super) fn connect(path: &Path) -> Result<Connection, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let conn = Connection::open(path)
+        .map_err(|e| format!("cannot open the usage ledger {}: {e}", path.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    migrate(&conn).map_err(|e| format!("the usage ledger {}: {e}", path.display()))?;
+    Ok(conn)
 }
 
 /// Brings the schema up to date, in one transaction that holds the write lock: two
@@ -96,7 +111,13 @@ fn migrate(conn: &Connection) -> Result<(), String> {
                  ({SCHEMA_VERSION})"
             ));
         }
-        for (v, step) in [(1, SCHEMA_V1), (2, SCHEMA_V2)] {
+        let steps = [
+            (1, SCHEMA_V1),
+            (2, SCHEMA_V2),
+            (3, SCHEMA_V3),
+            (3, KEYS_TABLE),
+        ];
+        for (v, step) in steps {
             if version < v {
                 conn.execute_batch(step)
                     .map_err(|e| format!("migrating to schema version {v}: {e}"))?;
@@ -114,6 +135,7 @@ fn migrate(conn: &Connection) -> Result<(), String> {
 fn group_sql(g: Group) -> &'static str {
     match g {
         Group::Key => "key",
+        Group::Team => "team",
         Group::Model => "model",
         Group::Provider => "provider",
         Group::Day => "strftime('%Y-%m-%d', ts_ms / 1000, 'unixepoch')",
@@ -147,6 +169,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRecord> {
         failovers: r.get(19)?,
         guardrails: split_actions(&guardrails).map(str::to_string).collect(),
         limit: r.get(21)?,
+        team: r.get(22)?,
     })
 }
 
@@ -157,7 +180,7 @@ impl Store for Sqlite {
             let mut st = tx
                 .prepare_cached(&format!(
                     "INSERT INTO usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22) \
+                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
                      ON CONFLICT (id) DO NOTHING"
                 ))
                 .map_err(db_err)?;
@@ -185,6 +208,7 @@ impl Store for Sqlite {
                     r.failovers,
                     r.guardrails.join(","),
                     r.limit,
+                    r.team,
                 ])
                 .map_err(db_err)?;
             }
@@ -295,5 +319,50 @@ impl Store for Sqlite {
             out.extend(split_actions(&r.map_err(db_err)?).map(str::to_string));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::query::to_csv;
+
+    #[test]
+    fn records_keep_their_team_and_group_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Sqlite::open(&dir.path().join("usage.db")).unwrap();
+        let rec = |id: u64, key: &str, team: Option<&str>| UsageRecord {
+            id,
+            ts_ms: 1_000 + id,
+            request_id: format!("r{id}"),
+            key: Some(key.into()),
+            team: team.map(str::to_string),
+            api: "openai".into(),
+            status: 200,
+            prompt_tokens: id,
+            ..UsageRecord::default()
+        };
+        let recs = [
+            rec(1, "a", Some("search")),
+            rec(2, "b", Some("search")),
+            rec(3, "c", Some("ads")),
+            rec(4, "d", None),
+        ];
+        store.insert(&recs).unwrap();
+        let rows = store.summary(0, &[Group::Team]).unwrap();
+        let teams: Vec<(&str, u64, u64)> = (rows.iter())
+            .map(|r| (r.groups[0].as_str(), r.requests, r.prompt_tokens))
+            .collect();
+        assert_eq!(teams, [("", 1, 4), ("ads", 1, 3), ("search", 2, 3)]);
+        let csv = to_csv(&[Group::Team], &rows);
+        assert!(csv.starts_with("team,requests,"), "{csv}");
+        assert!(csv.contains("\nsearch,2,0,3,0,0.0\n"), "{csv}");
+        let by_two = store.summary(0, &[Group::Team, Group::Key]).unwrap();
+        assert_eq!(by_two.len(), 4);
+        assert_eq!(by_two[3].groups, ["search", "b"]);
+        let recent = store.recent(0, 10, false).unwrap();
+        assert_eq!(recent[0].team, None);
+        assert_eq!(recent[1].team.as_deref(), Some("ads"));
+        assert_eq!(recent[3], recs[0]);
     }
 }
