@@ -138,6 +138,16 @@ async fn the_admin_api_creates_rotates_and_revokes_keys_in_force_at_once() {
         .await
         .assert_error(409, "config_key");
 
+    // The ledger records the key's team and groups by it.
+    let by_team = || async {
+        let r = request(gw.admin_port, "GET", "/usage?since=1h&by=team", &[], b"").await;
+        r.json().as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|row| row["team"] == "search" && row["requests"] == 2)
+        })
+    };
+    assert!(eventually_async(Duration::from_secs(20), by_team).await);
+
     // Rotation: both secrets work during the grace period.
     let r = admin(&gw, "POST", "/keys/svc-a/rotate", &json!({"grace": "1h"})).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -59,6 +59,7 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
     ctx.front = front;
     let key = auth::authenticate(gw, session)?;
     ctx.key_name = Some(key.name.clone());
+    ctx.team = key.team.clone();
     match route? {
         Route::Proxy(endpoint) => proxy(gw, session, ctx, key, endpoint).await,
         Route::ListModels => {
