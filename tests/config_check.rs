@@ -10,6 +10,8 @@ use common::{bin, standard_config};
 const ENV: &[(&str, &str)] = &[
     ("SLUICE_DEMO_KEY", "sk-test-demo"),
     ("SLUICE_ADMIN_TOKEN", "test-admin-token"),
+    ("SLUICE_VIEWER_TOKEN", "test-viewer-token"),
+    ("SLUICE_OPERATOR_TOKEN", "test-operator-token"),
     ("TEAM_A_KEY", "sk-test-team-a"),
     ("OPENAI_API_KEY", "sk-test-openai"),
     ("OPENAI_ORG_ID", "org-test"),
@@ -81,6 +83,24 @@ fn broken_configs_fail_with_the_key_path() {
             base.replace("127.0.0.1:8080", "127.0.0.1:99999"),
             "listen: invalid address",
         ),
+        (
+            format!(
+                "{base}admin:\n  tokens:\n    - {{ name: ops, token: ${{SLUICE_OPERATOR_TOKEN}}, role: operator }}\n\
+                 \x20   - {{ name: root, token: ${{SLUICE_ADMIN_TOKEN}}, role: root }}\n"
+            ),
+            "admin.tokens[1].role: unknown role \"root\" (viewer, operator or admin)",
+        ),
+        (
+            format!("{base}admin:\n  token: ${{SLUICE_ADMIN_TOKEN}}\n  allow: [127.0.0.0/8, 10.0.0.0/33]\n"),
+            "admin.allow[1]: invalid network \"10.0.0.0/33\"",
+        ),
+        (
+            format!(
+                "{base}admin:\n  token: ${{SLUICE_ADMIN_TOKEN}}\n  tokens:\n\
+                 \x20   - {{ name: viewer, token: ${{SLUICE_ADMIN_TOKEN}}, role: viewer }}\n"
+            ),
+            "admin.tokens[0].token: is the same token as \"admin\"'s",
+        ),
     ];
     for (i, (yaml, expected)) in cases.iter().enumerate() {
         assert_ne!(yaml, base, "case {i} did not change the config");
@@ -97,6 +117,7 @@ fn broken_configs_fail_with_the_key_path() {
             "secret echoed: {out}"
         );
         assert!(!out.contains("sk-test-openai"), "secret echoed: {out}");
+        assert!(!out.contains("test-admin-token"), "secret echoed: {out}");
     }
     let (ok, out) = check(&dir.path().join("missing.yaml"), ENV);
     assert!(!ok);

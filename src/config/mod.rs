@@ -6,10 +6,12 @@
 //! resolved). Every error names the key path, e.g.
 //! `models.claude-fast[1].provider: unknown provider "gemni"`.
 //!
-//! Secrets never sit in the file: `api_key`, `key` and `admin.token` take `${ENV_VAR}` or
+//! Secrets never sit in the file: `api_key`, `key`, `admin.token` and `admin.tokens[].token` take `${ENV_VAR}` or
 //! `file:/path` (the path may use `${CREDENTIALS_DIRECTORY}`). A literal value is refused unless
 //! `allow_inline_secrets: true` is set, which exists for tests only.
 
+mod admin;
+mod cidr;
 mod failover;
 mod keys;
 mod limits;
@@ -88,7 +90,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let listen = server::parse_listen("listen", &listen)?;
     let tls = server::tls(tls)?;
-    let admin = server::admin(&ctx, admin, listen)?;
+    let admin = admin::admin(&ctx, admin, listen)?;
 
     let key_limits = keys::take_limits(&mut raw_keys);
     let guardrails = crate::guardrails::compile(guardrails)?;

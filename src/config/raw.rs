@@ -73,13 +73,27 @@ pub struct RawTls {
     pub http2: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     #[serde(default)]
     pub listen: Option<String>,
     #[serde(default)]
     pub token: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    pub name: String,
+    pub token: String,
+    pub role: String,
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,18 +1,11 @@
-//! The listeners and the process: `listen`, `tls`, `admin` and `server`.
+//! The listeners and the process: `listen`, `tls` and `server` (`admin` has its own module).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawAdmin, RawServer, RawTls};
-use super::secrets::Ctx;
-use super::{Admin, ConfigError, ServerSettings, TlsFiles};
-
-/// The shortest admin token accepted, in characters.
-const MIN_ADMIN_TOKEN_LEN: usize = 16;
-/// The fewest distinct characters an admin token must have.
-const MIN_ADMIN_TOKEN_DISTINCT: usize = 8;
+use super::raw::{RawServer, RawTls};
+use super::{ConfigError, ServerSettings, TlsFiles};
 
 /// Client connections open at once unless `server.max_connections` says otherwise.
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
@@ -42,59 +35,6 @@ pub(super) fn tls(raw: Option<RawTls>) -> Result<Option<TlsFiles>, ConfigError> 
         }
     }
     Ok(tls)
-}
-
-/// `admin:`: its own listener (loopback unless a token guards it), apart from `listen`.
-pub(super) fn admin(
-    ctx: &Ctx,
-    raw: Option<RawAdmin>,
-    client_listen: SocketAddr,
-) -> Result<Admin, ConfigError> {
-    let raw = raw.unwrap_or(RawAdmin {
-        listen: None,
-        token: None,
-    });
-    let listen = match raw.listen {
-        Some(s) => parse_listen("admin.listen", &s)?,
-        None => "127.0.0.1:9091".parse().expect("static address"),
-    };
-    let token = raw
-        .token
-        .map(|t| ctx.secret("admin.token", &t))
-        .transpose()?;
-    if !listen.ip().is_loopback() && token.is_none() {
-        return Err(ConfigError::new(
-            "admin.listen",
-            "a non-loopback admin listener requires admin.token",
-        ));
-    }
-    if let Some(t) = &token {
-        check_admin_token(t.expose())?;
-    }
-    if listen == client_listen {
-        return Err(ConfigError::new(
-            "admin.listen",
-            "must differ from listen: admin and client traffic use separate listeners",
-        ));
-    }
-    Ok(Admin { listen, token })
-}
-
-/// Refuses an admin token that could be guessed: too short, or made of few characters
-/// (`aaaaaaaaaaaaaaaa`, `1212121212121212`). The message never quotes the token.
-fn check_admin_token(token: &str) -> Result<(), ConfigError> {
-    let len = token.chars().count();
-    let distinct = token.chars().collect::<HashSet<char>>().len();
-    if len < MIN_ADMIN_TOKEN_LEN || distinct < MIN_ADMIN_TOKEN_DISTINCT {
-        return Err(ConfigError::new(
-            "admin.token",
-            format!(
-                "is too weak: it must be at least {MIN_ADMIN_TOKEN_LEN} characters long with at \
-                 least {MIN_ADMIN_TOKEN_DISTINCT} different characters (e.g. `openssl rand -hex 32`)"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// `server:`: threads, the files of the upgrade handover, shutdown and connection bounds.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::core::secret::Secret;
 
+pub use super::cidr::Cidr;
+
 pub use crate::providers::ProviderKind;
 
 /// A parsed `base_url`: where a provider's API lives.
@@ -126,10 +128,49 @@ pub struct TlsFiles {
     pub http2: bool,
 }
 
+/// `admin:`: the admin listener and who may use it.
 #[derive(Debug)]
 pub struct Admin {
     pub listen: SocketAddr,
-    pub token: Option<Secret>,
+    /// `admin.token` (named `admin`, role admin) first, then `admin.tokens`. Empty: no token
+    /// is required, and only requests naming a loopback host are answered.
+    pub tokens: Vec<AdminToken>,
+    /// The client networks the admin listener answers at all; `None`: every network.
+    pub allow: Option<Vec<Cidr>>,
+}
+
+/// A bearer token of the admin listener and what it may do.
+#[derive(Debug)]
+pub struct AdminToken {
+    /// Names the holder in the audit log and metrics; never the token itself.
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+    /// The networks this token is accepted from; `None`: wherever the listener answers.
+    pub allow: Option<Vec<Cidr>>,
+}
+
+/// What an admin token may do; each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads: metrics, health, usage, the dashboard.
+    Viewer,
+    /// Also manages gateway keys (`/keys`).
+    Operator,
+    /// Everything, including `POST /reload`.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

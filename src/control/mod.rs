@@ -7,7 +7,7 @@
 //!   providers, models, deployments, limits, guardrails, keys. Requests in flight finish on
 //!   the generation they started with. An invalid file changes nothing (a log line per
 //!   error, `sluice_config_reloads_total{result="error"}`). Listeners, TLS, `server:`,
-//!   `upstream:`, `usage:` and the connection timeouts are read once: changing them needs
+//!   `admin:`, `upstream:`, `usage:` and the connection timeouts are read once: changing them needs
 //!   an upgrade (`sluice run --upgrade`), and a reload says which changed.
 //! - **Managed keys** ([`keys`], [`sync`]): keys created, revoked and rotated through the
 //!   admin API or `sluice keys`, stored in the usage store. Every instance sharing the store
@@ -296,7 +296,7 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
     let pairs: [(&'static str, String, String); 8] = [
         ("listen", d(&old.listen), d(&new.listen)),
         ("tls", d(&old.tls), d(&new.tls)),
-        ("admin.listen", d(&old.admin.listen), d(&new.admin.listen)),
+        ("admin", d(&old.admin), d(&new.admin)),
         ("server", d(&old.server), d(&new.server)),
         ("upstream", d(&old.upstream), d(&new.upstream)),
         ("usage", d(&old.usage), d(&new.usage)),

@@ -12,24 +12,34 @@
 //!   ([`crate::ledger::report`]);
 //! - `/ui/`: the usage dashboard (`server::ui`), drawn from `/usage/report`.
 //!
-//! When `admin.token` is set, everything but the two probes requires it as a bearer token —
-//! or, for GET requests, as the cookie the dashboard's login form sets (`SameSite=Strict`).
+//! Who may do what is `server::access`'s: each endpoint requires a role (viewer, operator or
+//! admin), which a request proves with an admin token as a bearer header — or, for GET
+//! requests, as the cookie the dashboard's login form sets (`SameSite=Strict`). A client
+//! outside `admin.allow` gets 403 before anything else; no usable token, 401; a token whose
+//! role is too low, 403. Every admin action and every refusal is written to the audit log
+//! (`telemetry::audit`). Without any token configured, every request may do everything, but
+//! only requests naming a loopback host are answered.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::Response;
+use http::{Method, Response};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::control::Control;
-use crate::routing::Router;
+use crate::server::access::{self, Principal};
 use crate::server::ui;
+use crate::telemetry::audit::{self, AdminRequest};
 use crate::telemetry::Metrics;
 
 pub struct Admin {
+    /// The config sluice started with: the admin listener's own settings (`admin:`) are
+    /// read once, like the listener's address.
+    pub cfg: Arc<Config>,
     /// The control plane: the current generation's config and router, reload and keys.
     pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
@@ -44,31 +54,6 @@ fn reply(status: u16, body: serde_json::Value) -> Response<Vec<u8>> {
         .header("content-length", body.len())
         .body(body)
         .expect("valid response")
-}
-
-impl Admin {
-    /// The current generation's config (a reload replaces it).
-    fn cfg(&self) -> Arc<Config> {
-        self.control.current().cfg.clone()
-    }
-
-    /// The current generation's router.
-    fn router(&self) -> Arc<Router> {
-        self.control.current().router.clone()
-    }
-
-    fn token(&self) -> Option<String> {
-        self.cfg()
-            .admin
-            .token
-            .as_ref()
-            .map(|t| t.expose().to_string())
-    }
-
-    fn authorized(&self, session: &ServerSession) -> bool {
-        let req = session.req_header();
-        ui::auth::authorized(self.token().as_deref(), &req.method, &req.headers)
-    }
 }
 
 /// Whether the `Host` header names a loopback host (any port), or is absent.
@@ -127,7 +112,7 @@ impl Admin {
             Ok(s) => s,
             Err(m) => return admin_error(400, &format!("since: {m}"), "invalid_value"),
         };
-        let limits = self.cfg().rate_limits.clone();
+        let limits = self.control.current().cfg.rate_limits.clone();
         match crate::ledger::query(ledger.settings.store.clone(), move |s| {
             crate::ledger::report::report(s, since, &limits)
         })
@@ -184,56 +169,135 @@ impl Admin {
     }
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_string();
-        match path.as_str() {
-            "/healthz" => reply(200, json!({"status": "ok"})),
-            "/readyz" => {
-                let router = self.router();
-                let unavailable = router.unavailable_models();
-                if unavailable.is_empty() {
-                    reply(
-                        200,
-                        json!({"status": "ready", "models": self.cfg().models.len()}),
-                    )
-                } else {
-                    reply(
-                        503,
-                        json!({"status": "degraded", "unavailable_models": unavailable}),
-                    )
+/// What the admin listener did with a request: its answer, who made it (if a usable token
+/// said so) and why it was refused (one of `metrics::ADMIN_REFUSALS`), if it was.
+struct Outcome<'a> {
+    response: Response<Vec<u8>>,
+    who: Option<Principal<'a>>,
+    refused: Option<&'static str>,
+}
+
+impl<'a> Outcome<'a> {
+    fn answered(response: Response<Vec<u8>>, who: Option<Principal<'a>>) -> Self {
+        Outcome {
+            response,
+            who,
+            refused: None,
+        }
+    }
+
+    fn refused(
+        reason: &'static str,
+        response: Response<Vec<u8>>,
+        who: Option<Principal<'a>>,
+    ) -> Self {
+        Outcome {
+            response,
+            who,
+            refused: Some(reason),
+        }
+    }
+}
+
+/// 401 for a request without a usable token: the dashboard's login form for its page, else
+/// an error that asks for a bearer token.
+fn unauthorized(method: &Method, path: &str) -> Response<Vec<u8>> {
+    if *method == Method::GET && path == "/ui/" {
+        return ui::login_page(None);
+    }
+    let mut r = admin_error(401, "admin token required", "unauthorized");
+    r.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+/// 405, with the methods `path` answers.
+fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
+    let mut r = admin_error(405, "method not allowed", "method_not_allowed");
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+impl Admin {
+    /// Admits or refuses a request (network, loopback host, token, role, in that order), then
+    /// answers it.
+    async fn answer(
+        &self,
+        session: &mut ServerSession,
+        method: &Method,
+        path: &str,
+        peer: Option<IpAddr>,
+    ) -> Outcome<'_> {
+        let admin = &self.cfg.admin;
+        if !access::admits(admin.allow.as_deref(), peer) {
+            let r = admin_error(
+                403,
+                "the admin listener does not answer this client's network (admin.allow)",
+                "forbidden",
+            );
+            return Outcome::refused("network", r, None);
+        }
+        let headers = &session.req_header().headers;
+        // Without a token the listener is loopback-only; a page on another site whose name
+        // resolves to 127.0.0.1 (DNS rebinding) still names that site as the host.
+        if admin.tokens.is_empty() && !access::is_probe(path) && !loopback_host(headers) {
+            let r = admin_error(
+                403,
+                "without admin.token the admin listener answers only requests to a loopback \
+                 host name (localhost, 127.0.0.1, [::1])",
+                "forbidden_host",
+            );
+            return Outcome::refused("host", r, None);
+        }
+        let who = access::principal(admin, method, headers, peer);
+        if let Some(need) = access::required_role(method, path) {
+            match who {
+                None => return Outcome::refused("token", unauthorized(method, path), None),
+                Some(p) if p.role < need => {
+                    let message = format!("this endpoint requires the {} role", need.as_str());
+                    let r = admin_error(403, &message, "forbidden");
+                    return Outcome::refused("role", r, who);
                 }
+                Some(_) => {}
             }
-            // Without a token the listener is loopback-only; a page on another site whose
-            // name resolves to 127.0.0.1 (DNS rebinding) still names that site as the host.
-            _ if self.token().is_none() && !loopback_host(&session.req_header().headers) => {
-                admin_error(
-                    403,
-                    "without admin.token the admin listener answers only requests to a loopback \
-                     host name (localhost, 127.0.0.1, [::1])",
-                    "forbidden_host",
-                )
-            }
-            p if ui::handles(p) => ui::serve(session, self.token().as_deref()).await,
-            _ if !self.authorized(session) => reply(
-                401,
-                json!({"error": {"message": "admin token required", "type": "invalid_request_error", "param": null, "code": "unauthorized"}}),
-            ),
-            p if crate::control::api::handles(p) => {
-                crate::control::api::serve(&self.control, session, "admin").await
-            }
-            "/health/deployments" => reply(200, self.router().snapshot()),
-            "/usage" => {
-                self.usage(session.req_header().uri.query().unwrap_or(""))
-                    .await
-            }
-            "/usage/report" => {
-                self.report(session.req_header().uri.query().unwrap_or(""))
-                    .await
-            }
-            "/metrics" => {
-                let body = self.metrics.render(&self.router());
+        }
+        if *method == Method::POST && path == "/ui/login" {
+            return match ui::login(session, &admin.tokens, peer).await {
+                (r, Some(t)) => {
+                    let who = Principal {
+                        name: &t.name,
+                        role: t.role,
+                    };
+                    Outcome::answered(r, Some(who))
+                }
+                (r, None) if !admin.tokens.is_empty() => Outcome::refused("token", r, None),
+                (r, None) => Outcome::answered(r, who),
+            };
+        }
+        Outcome::answered(self.dispatch(session, method, path, who).await, who)
+    }
+
+    /// Answers an admitted request: the role it needs was checked.
+    async fn dispatch(
+        &self,
+        session: &mut ServerSession,
+        method: &Method,
+        path: &str,
+        who: Option<Principal<'_>>,
+    ) -> Response<Vec<u8>> {
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        match (method, path) {
+            (&Method::GET, "/healthz") => reply(200, json!({"status": "ok"})),
+            (&Method::GET, "/readyz") => self.ready(),
+            (_, p) if ui::handles(p) => ui::serve(method, p, !self.cfg.admin.tokens.is_empty()),
+            (&Method::GET, "/health/deployments") => reply(200, self.control.current().router.snapshot()),
+            (&Method::GET, "/usage") => self.usage(&query).await,
+            (&Method::GET, "/usage/report") => self.report(&query).await,
+            (&Method::GET, "/metrics") => {
+                let body = self.metrics.render(&self.control.current().router);
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
@@ -241,10 +305,61 @@ impl ServeHttp for Admin {
                     .body(body)
                     .expect("valid response")
             }
-            _ => reply(
-                404,
-                json!({"error": {"message": "unknown admin endpoint", "type": "invalid_request_error", "param": null, "code": "unknown_url"}}),
-            ),
+            // ---- Endpoints implemented elsewhere: the integrator replaces these two arms
+            // (and the two functions they call). Their roles are in `access::required_role`
+            // and were checked above: operator for /keys, admin for /reload.
+            (_, p) if crate::control::api::handles(p) => {
+                let name = who.map_or("local", |p| p.name);
+                crate::control::api::serve(&self.control, session, name).await
+            }
+            // ---- end of the placeholder arms.
+            (_, "/healthz" | "/readyz" | "/health/deployments" | "/usage" | "/usage/report")
+            | (_, "/metrics") => method_not_allowed("GET"),
+            _ => admin_error(404, "unknown admin endpoint", "unknown_url"),
         }
+    }
+
+    /// `GET /readyz`: 503 while a public model has no available deployment.
+    fn ready(&self) -> Response<Vec<u8>> {
+        let gw = self.control.current();
+        let unavailable = gw.router.unavailable_models();
+        if unavailable.is_empty() {
+            reply(
+                200,
+                json!({"status": "ready", "models": gw.cfg.models.len()}),
+            )
+        } else {
+            reply(
+                503,
+                json!({"status": "degraded", "unavailable_models": unavailable}),
+            )
+        }
+    }
+
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let req = session.req_header();
+        let (method, path) = (req.method.clone(), req.uri.path().to_string());
+        let outcome = self.answer(session, &method, &path, peer).await;
+        audit::admin_request(
+            &self.metrics,
+            &AdminRequest {
+                who: outcome.who.map(|p| p.name),
+                role: outcome.who.map(|p| p.role.as_str()),
+                method: method.as_str(),
+                path: &path,
+                status: outcome.response.status().as_u16(),
+                peer,
+                refused: outcome.refused,
+            },
+        );
+        outcome.response
     }
 }

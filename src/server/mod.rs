@@ -1,6 +1,7 @@
 //! Builds the Pingora server: the client-facing proxy service and the admin service, each on
 //! its own listener, with worker threads, graceful shutdown and the upgrade socket from config.
 
+pub mod access;
 pub mod admin;
 pub mod conns;
 pub mod drain;
@@ -170,6 +171,7 @@ pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Ser
     let mut admin = Service::new(
         "sluice admin".to_string(),
         Admin {
+            cfg: cfg.clone(),
             control: control.clone(),
             metrics: metrics.clone(),
             ledger: ledger.clone(),

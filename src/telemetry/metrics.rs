@@ -43,9 +43,18 @@ pub struct Metrics {
     pub body_bytes_in_flight: IntGauge,
     /// Requests refused because `limits.max_inflight_body_bytes` were held.
     pub body_budget_refused: IntCounter,
+    /// Admin-listener requests by the role of who made them (`none` if unknown) and status.
+    pub admin_requests: IntCounterVec,
+    /// Admin-listener requests refused, by reason (see [`ADMIN_REFUSALS`]).
+    pub admin_refused: IntCounterVec,
     deployment_available: IntGaugeVec,
     deployment_in_flight: IntGaugeVec,
 }
+
+/// Why the admin listener refuses a request: the client's network is not in `admin.allow`;
+/// without a token, the request names a host that is not loopback; no usable token; a token
+/// whose role is too low.
+pub const ADMIN_REFUSALS: [&str; 4] = ["network", "host", "token", "role"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace("sluice")
@@ -150,6 +159,28 @@ impl Metrics {
             "Requests refused with 503 because limits.max_inflight_body_bytes were held.",
         ))
         .expect("valid metric");
+        let admin_requests = IntCounterVec::new(
+            opts(
+                "admin_requests_total",
+                "Admin-listener requests, by the role of the token that made them (none when \
+                 there was no usable token) and status code.",
+            ),
+            &["role", "status"],
+        )
+        .expect("valid metric");
+        let admin_refused = IntCounterVec::new(
+            opts(
+                "admin_refused_total",
+                "Admin-listener requests refused, by reason: network (not in admin.allow), host \
+                 (no token configured and not a loopback host), token (missing, unknown or used \
+                 outside its allow-list), role (too low).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in ADMIN_REFUSALS {
+            admin_refused.with_label_values(&[reason]);
+        }
         let deployment_available = IntGaugeVec::new(
             opts(
                 "deployment_available",
@@ -179,6 +210,8 @@ impl Metrics {
             Box::new(client_header_timeouts.clone()),
             Box::new(body_bytes_in_flight.clone()),
             Box::new(body_budget_refused.clone()),
+            Box::new(admin_requests.clone()),
+            Box::new(admin_refused.clone()),
             Box::new(deployment_available.clone()),
             Box::new(deployment_in_flight.clone()),
         ] {
@@ -201,6 +234,8 @@ impl Metrics {
             client_header_timeouts,
             body_bytes_in_flight,
             body_budget_refused,
+            admin_requests,
+            admin_refused,
             deployment_available,
             deployment_in_flight,
         }

@@ -2,6 +2,7 @@
 //! the request-level metrics. Both carry names from the config (key name, model, provider),
 //! statuses, timings and token counts — never bodies, keys or headers.
 
+pub mod audit;
 pub mod logger;
 pub mod metrics;
 

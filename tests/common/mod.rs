@@ -89,51 +89,51 @@ impl Gateway {
     /// Starts sluice with `body` (a config without `listen`/`admin`/`server`, which are
     /// generated) and waits until it answers.
     pub fn start(body: &str) -> Gateway {
-        Self::start_inner(body, None, "", &[])
+        Self::start_inner(body, "", "", &[])
     }
 
     /// Like [`Gateway::start`], with these environment variables set for sluice.
     pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
-        Self::start_inner(body, None, "", env)
+        Self::start_inner(body, "", "", env)
     }
 
     /// Like [`Gateway::start`], with `admin.token` set.
     pub fn start_with_admin_token(body: &str, token: &str) -> Gateway {
-        Self::start_inner(body, Some(token), "", &[])
+        Self::start_inner(body, &format!("  token: {token}\n"), "", &[])
+    }
+
+    /// Like [`Gateway::start`], with more keys under `admin:` besides `listen` (e.g.
+    /// `"  allow: [10.0.0.0/8]\n"`).
+    pub fn start_with_admin(body: &str, admin: &str) -> Gateway {
+        Self::start_inner(body, admin, "", &[])
     }
 
     /// Like [`Gateway::start`], with more keys under `server:` (e.g.
     /// `"  max_connections: 5\n"`).
     pub fn start_with_server(body: &str, server: &str) -> Gateway {
-        Self::start_inner(body, None, server, &[])
+        Self::start_inner(body, "", server, &[])
     }
 
-    fn start_inner(body: &str, token: Option<&str>, server: &str, env: &[(&str, &str)]) -> Gateway {
+    fn start_inner(body: &str, admin: &str, server: &str, env: &[(&str, &str)]) -> Gateway {
         // A port found free can be taken by another test before sluice binds it; sluice then
         // refuses to start, and the start is retried on other ports.
         for _ in 0..5 {
-            if let Some(gw) = Self::try_start(body, token, server, env) {
+            if let Some(gw) = Self::try_start(body, admin, server, env) {
                 return gw;
             }
         }
         panic!("sluice could not bind free ports five times in a row");
     }
 
-    fn try_start(
-        body: &str,
-        token: Option<&str>,
-        server: &str,
-        env: &[(&str, &str)],
-    ) -> Option<Gateway> {
+    fn try_start(body: &str, admin: &str, server: &str, env: &[(&str, &str)]) -> Option<Gateway> {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{token}\
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{admin}\
              allow_inline_secrets: true\nserver:\n  threads: 2\n  pid_file: {pid}\n  upgrade_sock: {sock}\n  grace_period: 30s\n  graceful_shutdown_timeout: 1s\n{server}{body}",
             pid = dir.path().join("sluice.pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
-            token = token.map_or(String::new(), |t| format!("  token: {t}\n")),
         );
         // Active health checks would add their own requests to the mocks' counts; tests that
         // are about them configure `health:` themselves.

@@ -1,14 +1,15 @@
-//! The admin token, as a bearer header or as the dashboard's session cookie: parsing, and a
-//! comparison that takes the same time whatever the presented value.
+//! Admin tokens, as a bearer header or as the dashboard's session cookie: parsing, and a
+//! comparison that takes the same time whatever the presented value. Which token a request
+//! names, and what it may do, is `server::access`'s.
 
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The cookie the dashboard's login form sets.
 pub const COOKIE: &str = "sluice_admin";
 
-/// Whether `presented` is the admin token. Both sides are hashed first, so that neither the
+/// Whether `presented` is `token`. Both sides are hashed first, so that neither the
 /// comparison nor its length check depends on how much of the token was guessed right.
 pub fn token_matches(presented: &str, token: &str) -> bool {
     let a = Sha256::digest(presented.as_bytes());
@@ -35,18 +36,6 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| percent_decode(v.trim_matches('"'), false))
-}
-
-/// Whether a request carries the admin token (always true when none is configured): as a
-/// bearer token, or — for GET requests only, which change nothing — as the session cookie.
-pub fn authorized(token: Option<&str>, method: &Method, headers: &HeaderMap) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let by_header = token_matches(bearer(headers).unwrap_or(""), token);
-    let by_cookie =
-        *method == Method::GET && cookie(headers, COOKIE).is_some_and(|c| token_matches(&c, token));
-    by_header | by_cookie
 }
 
 /// The `Set-Cookie` value that logs a browser in: the token percent-encoded, readable by no
@@ -182,22 +171,5 @@ mod tests {
         assert_eq!(form_field(body, "username").as_deref(), Some("admin"));
         assert_eq!(form_field(body, "nope"), None);
         assert_eq!(form_field(b"\xff=1", "token"), None);
-    }
-
-    #[test]
-    fn the_cookie_counts_for_get_requests_only() {
-        let t = "admin-token-0123456789";
-        let cookie = headers(&[("cookie", "sluice_admin=admin-token-0123456789")]);
-        assert!(authorized(Some(t), &Method::GET, &cookie));
-        assert!(!authorized(Some(t), &Method::POST, &cookie));
-        let bearer = headers(&[("authorization", "Bearer admin-token-0123456789")]);
-        assert!(authorized(Some(t), &Method::POST, &bearer));
-        let wrong = headers(&[
-            ("authorization", "Bearer nope"),
-            ("cookie", "sluice_admin=nope"),
-        ]);
-        assert!(!authorized(Some(t), &Method::GET, &wrong));
-        assert!(!authorized(Some(t), &Method::GET, &HeaderMap::new()));
-        assert!(authorized(None, &Method::GET, &HeaderMap::new()));
     }
 }

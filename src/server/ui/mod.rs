@@ -3,11 +3,13 @@
 //! `GET /usage/report` answers.
 //!
 //! - `GET /ui` redirects to `/ui/`;
-//! - `GET /ui/`: the dashboard when the request carries the admin token (bearer header or the
-//!   session cookie), else 401 with a login form and no data;
-//! - `POST /ui/login` (form field `token`): a valid token sets the session cookie
-//!   (`HttpOnly; SameSite=Strict`) and redirects to `/ui/`; an invalid one gets the form again
-//!   (401); `POST /ui/logout` clears the cookie;
+//! - `GET /ui/`: the dashboard when the request carries an admin token of any role (bearer
+//!   header or the session cookie), else 401 with a login form and no data (the admin
+//!   listener decides, `server::access`, and answers [`login_page`]);
+//! - `POST /ui/login` (form field `token`): any configured token sets the session cookie
+//!   (`HttpOnly; SameSite=Strict`; its value is the token, so the cookie names its token and
+//!   role) and redirects to `/ui/`; an invalid one gets the form again (401);
+//!   `POST /ui/logout` clears the cookie;
 //! - `/ui/app.js`, `/ui/app.css`, `/ui/favicon.svg`: static code, no data, served to anyone.
 //!
 //! Every answer carries a strict content security policy: the page runs only its own script,
@@ -15,10 +17,14 @@
 
 pub mod auth;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use http::{Method, Response};
 use pingora::protocols::http::ServerSession;
+
+use crate::config::AdminToken;
+use crate::server::access;
 
 const INDEX: &str = include_str!("index.html");
 const LOGIN: &str = include_str!("login.html");
@@ -39,21 +45,16 @@ pub fn handles(path: &str) -> bool {
     path == "/ui" || path.starts_with("/ui/")
 }
 
-/// Answers a dashboard request; `token` is the configured admin token, if any.
-pub async fn serve(session: &mut ServerSession, token: Option<&str>) -> Response<Vec<u8>> {
-    let req = session.req_header();
-    let method = req.method.clone();
-    let path = req.uri.path().to_string();
-    match (&method, path.as_str()) {
+/// Answers a dashboard request other than `POST /ui/login` ([`login`]), once the admin
+/// listener has checked the role it needs; `with_tokens`: whether any admin token is
+/// configured (there is something to sign out of).
+pub fn serve(method: &Method, path: &str, with_tokens: bool) -> Response<Vec<u8>> {
+    match (method, path) {
         (&Method::GET, "/ui") => redirect(302, None),
-        (&Method::GET, "/ui/") if auth::authorized(token, &method, &req.headers) => {
-            respond(200, HTML, "no-store", index(token.is_some()), None)
-        }
-        (&Method::GET, "/ui/") => login_page(None),
+        (&Method::GET, "/ui/") => respond(200, HTML, "no-store", index(with_tokens), None),
         (&Method::GET, "/ui/app.js") => asset("text/javascript; charset=utf-8", APP_JS),
         (&Method::GET, "/ui/app.css") => asset("text/css; charset=utf-8", APP_CSS),
         (&Method::GET, "/ui/favicon.svg") => asset("image/svg+xml", FAVICON),
-        (&Method::POST, "/ui/login") => login(session, token).await,
         (&Method::POST, "/ui/logout") => redirect(303, Some(auth::logout_cookie())),
         (_, "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css" | "/ui/favicon.svg") => text(405),
         (_, "/ui/login" | "/ui/logout") => text(405),
@@ -67,15 +68,24 @@ fn index(with_token: bool) -> Vec<u8> {
     INDEX.replace("<!--logout-->", logout).into_bytes()
 }
 
-/// `POST /ui/login`: the form's token, checked in constant time.
-async fn login(session: &mut ServerSession, token: Option<&str>) -> Response<Vec<u8>> {
-    let Some(token) = token else {
-        return redirect(303, None);
-    };
+/// `POST /ui/login`: the form's token, compared with every configured token in constant time
+/// (and refused from outside the token's own `allow`); the token that signed in, if one did.
+pub async fn login<'a>(
+    session: &mut ServerSession,
+    tokens: &'a [AdminToken],
+    peer: Option<IpAddr>,
+) -> (Response<Vec<u8>>, Option<&'a AdminToken>) {
+    if tokens.is_empty() {
+        return (redirect(303, None), None);
+    }
     let body = read_form(session).await;
-    match body.as_deref().and_then(|b| auth::form_field(b, "token")) {
-        Some(t) if auth::token_matches(&t, token) => redirect(303, Some(auth::login_cookie(token))),
-        _ => login_page(Some("That token is not valid.")),
+    let presented = body.as_deref().and_then(|b| auth::form_field(b, "token"));
+    match presented.and_then(|t| access::find(tokens, &t, peer)) {
+        Some(t) => (
+            redirect(303, Some(auth::login_cookie(t.token.expose()))),
+            Some(t),
+        ),
+        None => (login_page(Some("That token is not valid.")), None),
     }
 }
 
@@ -98,7 +108,7 @@ async fn read_form(session: &mut ServerSession) -> Option<Vec<u8>> {
 }
 
 /// The login form, with 401: it holds no data.
-fn login_page(message: Option<&str>) -> Response<Vec<u8>> {
+pub fn login_page(message: Option<&str>) -> Response<Vec<u8>> {
     let html = match message {
         Some(m) => LOGIN.replace("<!--message-->", &format!("<p class=\"error\">{m}</p>")),
         None => LOGIN.to_string(),
