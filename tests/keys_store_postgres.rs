@@ -155,7 +155,7 @@ fn a_version_2_ledger_is_migrated_in_place() {
         ..UsageRecord::default()
     };
     let mut usage = Postgres::open(&url).unwrap();
-    usage.insert(&[old.clone()]).unwrap();
+    usage.insert(std::slice::from_ref(&old)).unwrap();
     drop(usage);
     // Back to version 2: what this build added, removed.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -182,7 +182,7 @@ fn a_version_2_ledger_is_migrated_in_place() {
         api: "openai".into(),
         ..UsageRecord::default()
     };
-    usage.insert(&[new.clone()]).unwrap();
+    usage.insert(std::slice::from_ref(&new)).unwrap();
     assert_eq!(usage.recent(0, 10, false).unwrap(), [new, old]);
     let version: i32 = rt.block_on(async {
         let (c, conn) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)

@@ -297,7 +297,7 @@ mod tests {
             api: "openai".into(),
             ..UsageRecord::default()
         };
-        usage.insert(&[new.clone()]).unwrap();
+        usage.insert(std::slice::from_ref(&new)).unwrap();
         let recent = usage.recent(0, 10, false).unwrap();
         assert_eq!(recent.len(), 2);
         assert_eq!(recent[0], new);
