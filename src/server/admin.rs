@@ -293,7 +293,9 @@ impl Admin {
             (&Method::GET, "/healthz") => reply(200, json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.ready(),
             (_, p) if ui::handles(p) => ui::serve(method, p, !self.cfg.admin.tokens.is_empty()),
-            (&Method::GET, "/health/deployments") => reply(200, self.control.current().router.snapshot()),
+            (&Method::GET, "/health/deployments") => {
+                reply(200, self.control.current().router.snapshot())
+            }
             (&Method::GET, "/usage") => self.usage(&query).await,
             (&Method::GET, "/usage/report") => self.report(&query).await,
             (&Method::GET, "/metrics") => {
@@ -335,7 +337,6 @@ impl Admin {
             )
         }
     }
-
 }
 
 #[async_trait]
