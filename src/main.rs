@@ -1,7 +1,7 @@
 //! `sluice run -c FILE` starts the gateway; `sluice check -c FILE` validates a config;
 //! `sluice usage -c FILE` reports from the usage ledger.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,11 +34,17 @@ enum Command {
         #[arg(short = 'd', long)]
         daemon: bool,
     },
-    /// Validate a config file and exit: 0 when it is valid, 1 otherwise.
+    /// Validate a config file and exit: 0 when it is valid, 1 otherwise. Every error is
+    /// reported. `${ENV}` and `file:` references are checked for syntax, not read, unless
+    /// --resolve-secrets is given.
     Check {
         /// The config file.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+        /// Also read every environment variable and file the config refers to, and report
+        /// the missing ones (as `sluice run` would).
+        #[arg(long)]
+        resolve_secrets: bool,
     },
     /// Usage and cost from the usage ledger, grouped.
     Usage {
@@ -157,11 +163,55 @@ fn keys(command: KeysCommand) -> Result<String, String> {
     }
 }
 
+/// Prints every config error, one per line, each prefixed with the file.
+fn print_errors(config: &Path, errors: &config::ConfigErrors) {
+    for e in errors {
+        eprintln!("{}: config error: {e}", config.display());
+    }
+}
+
+/// `sluice check`: every error of the file, or a summary and the unpriced-models warning.
+fn check(config: &Path, resolve_secrets: bool) -> ExitCode {
+    let cfg = match config::load_with(config, &config::LoadOptions { resolve_secrets }) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            print_errors(config, &errors);
+            let n = errors.len();
+            eprintln!("{n} error{}", if n == 1 { "" } else { "s" });
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: OK ({} keys, {} providers, {} models)",
+        config.display(),
+        cfg.keys.len(),
+        cfg.providers.len(),
+        cfg.models.len()
+    );
+    let models: Vec<String> = cfg.models.keys().cloned().collect();
+    let unpriced = cfg.rate_limits.without_price(&models);
+    if !unpriced.is_empty() {
+        eprintln!(
+            "warning: no price for {}: their requests cost $0 in budgets and the \
+             usage ledger; give them one under `pricing:` (the bundled price table, \
+             of {}, does not know their deployments' models)",
+            unpriced.join(", "),
+            sluice::limits::prices::PRICES_AS_OF
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// `sluice usage`: the same totals as the admin listener's `GET /usage`.
 fn usage(config: &std::path::Path, since: &str, by: &str, format: &str) -> Result<String, String> {
     use sluice::ledger::query::{parse_groups, parse_since, to_csv, to_json, to_table};
-    let cfg =
-        config::load(config).map_err(|e| format!("{}: config error: {e}", config.display()))?;
+    let cfg = config::load(config).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: config error: {e}", config.display()))
+            .collect();
+        lines.join("\nsluice usage: ")
+    })?;
     let u = cfg.usage.ok_or_else(|| {
         format!(
             "{}: no `usage:` section: the ledger is off",
@@ -185,33 +235,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice::telemetry::logger::init();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: OK ({} keys, {} providers, {} models)",
-                    config.display(),
-                    cfg.keys.len(),
-                    cfg.providers.len(),
-                    cfg.models.len()
-                );
-                let models: Vec<String> = cfg.models.keys().cloned().collect();
-                let unpriced = cfg.rate_limits.without_price(&models);
-                if !unpriced.is_empty() {
-                    eprintln!(
-                        "warning: no price for {}: their requests cost $0 in budgets and the \
-                         usage ledger; give them one under `pricing:` (the bundled price table, \
-                         of {}, does not know their deployments' models)",
-                        unpriced.join(", "),
-                        sluice::limits::prices::PRICES_AS_OF
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: config error: {e}", config.display());
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check {
+            config,
+            resolve_secrets,
+        } => check(&config, resolve_secrets),
         Command::Keys { command } => match keys(command) {
             Ok(out) => {
                 print!("{out}");
@@ -244,8 +271,8 @@ fn main() -> ExitCode {
         } => {
             let cfg = match config::load(&config) {
                 Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("{}: config error: {e}", config.display());
+                Err(errors) => {
+                    print_errors(&config, &errors);
                     return ExitCode::FAILURE;
                 }
             };

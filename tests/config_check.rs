@@ -22,8 +22,15 @@ const ENV: &[(&str, &str)] = &[
 ];
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    check_with(path, env, &[])
+}
+
+/// `sluice check` with `args` before `-c`, in an environment of `env` alone.
+fn check_with(path: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
     let out = Command::new(bin())
-        .args(["check", "-c"])
+        .arg("check")
+        .args(args)
+        .arg("-c")
         .arg(path)
         .env_clear()
         .envs(env.iter().copied())
@@ -46,6 +53,8 @@ fn every_shipped_config_passes_check() {
             let (ok, out) = check(&path, ENV);
             assert!(ok, "{}: {out}", path.display());
             assert!(out.contains("OK"), "{out}");
+            let (ok, out) = check_with(&path, ENV, &["--resolve-secrets"]);
+            assert!(ok, "{} with its secrets read: {out}", path.display());
             n += 1;
         }
     }
@@ -106,7 +115,7 @@ fn broken_configs_fail_with_the_key_path() {
         assert_ne!(yaml, base, "case {i} did not change the config");
         let path = dir.path().join(format!("bad{i}.yaml"));
         std::fs::write(&path, yaml).unwrap();
-        let (ok, out) = check(&path, ENV);
+        let (ok, out) = check_with(&path, ENV, &["--resolve-secrets"]);
         assert!(!ok, "case {i} should fail: {out}");
         assert!(
             out.contains(expected),
@@ -227,4 +236,118 @@ fn check_warns_about_models_without_a_price() {
         !warning.contains("listed") && !warning.contains("mine"),
         "{warning}"
     );
+}
+
+/// Lines of `out` that report a config error of `path`.
+fn error_lines<'a>(out: &'a str, path: &std::path::Path) -> Vec<&'a str> {
+    let prefix = format!("{}: config error: ", path.display());
+    out.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+#[test]
+fn check_reports_every_error_with_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:99999\n\
+         keys:\n  - { name: a, key_sha256: abc }\n  - { name: b, key: ${TEAM_B_KEY}, models: [\"\"] }\n\
+         providers:\n  p: { kind: openia, api_key: ${OPENAI_API_KEY} }\n\
+         models:\n  m:\n    - { provider: p }\n  n:\n    - { provider: q, weight: 0 }\n\
+         retry: { max_attempts: 0 }\n\
+         server: { threds: 2 }\n\
+         health: { cooldown: soon }\n\
+         pricing:\n  nope: { input: 1, output: 1 }\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&path, &[]);
+    assert!(!ok, "{out}");
+    let expected = [
+        "listen: invalid address",
+        "keys[0].key_sha256: must be 64 hexadecimal characters",
+        "keys[1].models[0]: must not be empty",
+        "providers.p.kind: unknown kind \"openia\"",
+        "models.n[0].provider: unknown provider \"q\"",
+        "retry.max_attempts: must be between 1 and 10",
+        "server.threds: unknown field `threds`",
+        "health.cooldown: ",
+        "pricing.nope: unknown model \"nope\"",
+    ];
+    let lines = error_lines(&out, &path);
+    for e in expected {
+        assert!(lines.iter().any(|l| l.contains(e)), "{e:?} not in {out}");
+    }
+    assert_eq!(lines.len(), expected.len(), "one line per error: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l == format!("{} errors", expected.len())),
+        "summary: {out}"
+    );
+    // `p` failed on its own: the model on it is not also reported.
+    assert!(!out.contains("models.m"), "{out}");
+}
+
+#[test]
+fn full_config_checks_without_its_secrets_and_names_each_one_when_resolving() {
+    let full = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/full.yaml"));
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    let env = [("PATH", path_var.as_str()), ("HOME", home.as_str())];
+    let (ok, out) = check_with(full, &env, &[]);
+    assert!(
+        ok,
+        "README's `sluice check -c conf/full.yaml` needs no secret: {out}"
+    );
+    assert!(out.contains("OK ("), "{out}");
+
+    let (ok, out) = check_with(full, &env, &["--resolve-secrets"]);
+    assert!(!ok, "{out}");
+    let missing = [
+        ("admin.token", "SLUICE_ADMIN_TOKEN"),
+        ("keys[0].key", "TEAM_A_KEY"),
+        ("providers.openai.api_key", "OPENAI_API_KEY"),
+        (
+            "providers.openai.headers.OpenAI-Organization",
+            "OPENAI_ORG_ID",
+        ),
+        ("providers.groq.api_key", "GROQ_API_KEY"),
+        ("providers.xai.api_key", "XAI_API_KEY"),
+        ("providers.claude.api_key", "ANTHROPIC_API_KEY"),
+        ("providers.gemini.api_key", "GEMINI_API_KEY"),
+    ];
+    let lines = error_lines(&out, full);
+    for (key, var) in missing {
+        let line = format!("{key}: environment variable {var} is not set");
+        assert!(
+            lines.iter().any(|l| l.ends_with(&line)),
+            "{line:?} not in {out}"
+        );
+    }
+    assert_eq!(lines.len(), missing.len(), "{out}");
+    assert!(out.contains(&format!("{} errors", missing.len())), "{out}");
+}
+
+#[test]
+fn bad_secret_references_are_reported_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:8080\nkeys:\n  - { name: a, key: \"${TEAM-A KEY}\" }\n  - { name: b, key: \"file:\" }\n\
+         providers:\n  p: { kind: openai, api_key: \"file:${CREDS-DIR}/openai\" }\n\
+         models:\n  m:\n    - { provider: p }\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&path, &[]);
+    assert!(!ok, "{out}");
+    let lines = error_lines(&out, &path);
+    for e in [
+        "keys[0].key: invalid environment variable name \"TEAM-A KEY\"",
+        "keys[1].key: file: needs a path",
+        "providers.p.api_key: invalid environment variable name \"CREDS-DIR\"",
+    ] {
+        assert!(lines.iter().any(|l| l.ends_with(e)), "{e:?} not in {out}");
+    }
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(out.contains("3 errors"), "{out}");
 }

@@ -113,7 +113,7 @@ models:
     )
     .unwrap();
     let out = run(Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "-c"])
+        .args(["check", "--resolve-secrets", "-c"])
         .arg(&cfg)
         .env("CREDENTIALS_DIRECTORY", &plain));
     assert!(out.contains("OK (1 keys, 1 providers, 1 models)"), "{out}");
@@ -122,7 +122,7 @@ models:
     }
     // Without the decrypted credentials the check names the key, never a value.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["check", "-c"])
+        .args(["check", "--resolve-secrets", "-c"])
         .arg(&cfg)
         .env("CREDENTIALS_DIRECTORY", Path::new("/nonexistent"))
         .output()

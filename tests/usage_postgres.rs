@@ -246,7 +246,7 @@ fn config_errors_name_the_key_and_never_the_url() {
         let text = format!("listen: 127.0.0.1:8080\nallow_inline_secrets: true\n{text}");
         std::fs::write(&path, text).unwrap();
         let out = Command::new(bin())
-            .args(["check", "-c"])
+            .args(["check", "--resolve-secrets", "-c"])
             .arg(&path)
             .env(
                 "SLUICE_TEST_DB",

@@ -390,7 +390,7 @@ async fn start_gateway(
     std::fs::write(&path, &cfg).map_err(|e| e.to_string())?;
     // A config sluice refuses is an error worth its message, not a five-second wait.
     let check = tokio::process::Command::new(bin)
-        .args(["check", "-c"])
+        .args(["check", "--resolve-secrets", "-c"])
         .arg(&path)
         .output()
         .await

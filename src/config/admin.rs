@@ -18,11 +18,12 @@ const MAX_NAME_LEN: usize = 64;
 /// The name `admin.token` goes by.
 const LEGACY_NAME: &str = "admin";
 
-/// `admin:`: its own listener (loopback unless a token guards it), apart from `listen`.
+/// `admin:`: its own listener (loopback unless a token guards it), apart from `listen`
+/// (`None` when `listen` is invalid: not compared). A token not read is not judged.
 pub(super) fn admin(
     ctx: &Ctx,
     raw: Option<RawAdmin>,
-    client_listen: SocketAddr,
+    client_listen: Option<SocketAddr>,
 ) -> Result<Admin, ConfigError> {
     let raw = raw.unwrap_or_default();
     let listen = match raw.listen {
@@ -32,7 +33,9 @@ pub(super) fn admin(
     let mut tokens = Vec::new();
     if let Some(t) = raw.token {
         let token = ctx.secret("admin.token", &t)?;
-        check_admin_token("admin.token", token.expose())?;
+        if !token.is_placeholder() {
+            check_admin_token("admin.token", token.expose())?;
+        }
         tokens.push(AdminToken {
             name: LEGACY_NAME.into(),
             token,
@@ -54,7 +57,7 @@ pub(super) fn admin(
             "a non-loopback admin listener requires admin.token or admin.tokens",
         ));
     }
-    if listen == client_listen {
+    if Some(listen) == client_listen {
         return Err(ConfigError::new(
             "admin.listen",
             "must differ from listen: admin and client traffic use separate listeners",
@@ -109,8 +112,13 @@ fn admin_token(
         })?;
     let token_path = format!("{path}.token");
     let token = ctx.secret(&token_path, &raw.token)?;
-    check_admin_token(&token_path, token.expose())?;
-    if let Some(same) = before.iter().find(|t| t.token.expose() == token.expose()) {
+    // A placeholder (a reference not read) is judged only when read.
+    if !token.is_placeholder() {
+        check_admin_token(&token_path, token.expose())?;
+    }
+    let same_token =
+        |t: &&AdminToken| !token.is_placeholder() && t.token.expose() == token.expose();
+    if let Some(same) = before.iter().find(same_token) {
         return Err(ConfigError::new(
             token_path,
             format!(
@@ -180,6 +188,7 @@ mod tests {
              providers:\n  local: {{ kind: ollama }}\nmodels:\n  m:\n    - {{ provider: local, model: x }}\n\
              admin:\n{admin}"
         ))
+        .map_err(|e| e.first().clone())
     }
 
     fn refused(admin: &str) -> ConfigError {

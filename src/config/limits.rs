@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::raw::RawLimits;
-use super::secrets::resolve_reference;
+use super::secrets::Ctx;
 use super::units;
-use super::{Config, ConfigError, Deployment, Limits, Route};
+use super::{Config, ConfigError, ConfigErrors, Deployment, Limits, Route};
+use crate::core::secret::Secret;
 use crate::limits::config::{RawEngine, RawLimitSet, RawPrice};
 use crate::limits::prices::default_price;
 use crate::limits::{LimitsConfig, Price};
@@ -61,17 +62,22 @@ pub(super) fn validate(l: &RawLimits) -> Result<Limits, ConfigError> {
 }
 
 /// The limits engine's settings: the rest of `limits:`, `pricing:` and each key's own
-/// `limits` (`keys`, in file order), for the public model names `models`.
+/// `limits` (`keys`, in file order), for the public model names `models` (`None` when the
+/// models section could not be read).
 pub(super) fn rate_limits(
+    ctx: &Ctx,
     l: &mut RawLimits,
     pricing: BTreeMap<String, RawPrice>,
     keys: Vec<(String, Option<RawLimitSet>)>,
-    models: &[String],
-) -> Result<LimitsConfig, ConfigError> {
+    models: Option<&[String]>,
+) -> Result<LimitsConfig, ConfigErrors> {
     // The URL may carry a password: `${ENV}` and `file:` are resolved like secrets, a literal
     // is accepted (a password-less URL is no secret); errors never quote it.
     let redis_url = match l.redis_url.take() {
-        Some(u) => Some(resolve_reference("limits.redis_url", &u)?.unwrap_or(u)),
+        Some(u) => Some(
+            ctx.reference("limits.redis_url", &u)?
+                .unwrap_or_else(|| Secret::new(u)),
+        ),
         None => None,
     };
     let engine = RawEngine {

@@ -4,7 +4,9 @@
 //! [`load`]/[`parse`] turn it into a [`Config`] that the rest of the program uses and that is
 //! already known to be consistent (every deployment names a known provider, every secret was
 //! resolved). Every error names the key path, e.g.
-//! `models.claude-fast[1].provider: unknown provider "gemni"`.
+//! `models.claude-fast[1].provider: unknown provider "gemni"`, and every error in the file
+//! is reported ([`ConfigErrors`]), not only the first. [`load_with`] without resolving
+//! secrets checks references for syntax only (`sluice check`).
 //!
 //! Secrets never sit in the file: `api_key`, `key`, `admin.token` and `admin.tokens[].token` take `${ENV_VAR}` or
 //! `file:/path` (the path may use `${CREDENTIALS_DIRECTORY}`). A literal value is refused unless
@@ -12,6 +14,7 @@
 
 mod admin;
 mod cidr;
+mod document;
 mod failover;
 mod keys;
 mod limits;
@@ -27,93 +30,182 @@ pub mod units;
 mod upstream;
 mod usage;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 #[cfg(test)]
 use sha2::{Digest, Sha256};
 
-use raw::RawConfig;
-use secrets::{quote_env_refs, Ctx};
+use crate::core::ErrorCollector;
+use document::Document;
+use keys::KnownGuardrails;
+use models::KnownProviders;
+#[cfg(test)]
+use secrets::quote_env_refs;
+use secrets::Ctx;
 pub use types::*;
 
-pub use crate::core::ConfigError;
+pub use crate::core::{ConfigError, ConfigErrors};
 
-/// Reads and validates a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// How a config file is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Read every `${ENV}` and `file:` reference, as serving needs. When false, references
+    /// are checked for syntax only and stand as placeholders ([`crate::core::secret::Secret::placeholder`]),
+    /// and the checks that need their values are skipped: such a config is for checking,
+    /// never for serving.
+    pub resolve_secrets: bool,
+}
+
+impl Default for LoadOptions {
+    /// Secrets resolved: what `sluice run` and a reload use.
+    fn default() -> Self {
+        LoadOptions {
+            resolve_secrets: true,
+        }
+    }
+}
+
+/// Reads and validates a config file, secrets resolved. Every error in the file is reported.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Reads and validates a config file as `options` say.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             "",
             format!("cannot read config file {}: {e}", path.display()),
         )
     })?;
-    parse(&text)
+    parse_with(&text, options)
 }
 
-/// Validates a config given as YAML text.
-pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let text = quote_env_refs(text);
-    let de = serde_yaml::Deserializer::from_str(&text);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, e.into_inner().to_string())
-    })?;
-    validate(raw)
+/// Validates a config given as YAML text, secrets resolved.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_with(text, &LoadOptions::default())
 }
 
-/// Assembles the validated config from its sections, each validated by its own module. The
-/// sections are checked in a fixed order, so the first error found wins.
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
-    let RawConfig {
+/// Validates a config given as YAML text as `options` say.
+pub fn parse_with(text: &str, options: &LoadOptions) -> Result<Config, ConfigErrors> {
+    let text = secrets::quote_env_refs(text);
+    let mut errors = ErrorCollector::new();
+    let Some(doc) = document::read(&text, &mut errors) else {
+        return Err(errors.fail());
+    };
+    validate(doc, options, errors)
+}
+
+/// Assembles the validated config from its sections, each validated by its own module, and
+/// every error of every section kept. A section that depends on another is checked against
+/// what of it is valid, and not against a section that could not be read.
+fn validate(
+    doc: Document,
+    options: &LoadOptions,
+    mut errors: ErrorCollector,
+) -> Result<Config, ConfigErrors> {
+    let read = |s: &str| doc.read(s);
+    let (listen_read, keys_read, guardrails_read, providers_read, models_read) = (
+        read("listen"),
+        read("keys"),
+        read("guardrails"),
+        read("providers"),
+        read("models"),
+    );
+    let raw = doc.raw;
+    let ctx = Ctx {
+        allow_inline: raw.allow_inline_secrets,
+        resolve: options.resolve_secrets,
+    };
+    let listen = listen_read
+        .then(|| errors.take(server::parse_listen("listen", &raw.listen)))
+        .flatten();
+    let tls = errors.take(server::tls(raw.tls));
+    let admin = errors.take(admin::admin(&ctx, raw.admin, listen));
+
+    let mut raw_keys = raw.keys;
+    let key_limits = keys::take_limits(&mut raw_keys);
+    let declared: HashSet<String> = raw.guardrails.iter().map(|g| g.name.clone()).collect();
+    let guardrails = crate::guardrails::compile_valid(raw.guardrails, &mut errors);
+    let known = KnownGuardrails {
+        valid: &guardrails,
+        declared: guardrails_read.then_some(declared),
+    };
+    let default_guardrails = errors.take(keys::default_guardrails(&known, raw.default_guardrails));
+    let keys = keys_read
+        .then(|| {
+            let defaults = default_guardrails.as_deref().unwrap_or_default();
+            errors.take(keys::validate(&ctx, raw_keys, &known, defaults))
+        })
+        .flatten();
+
+    let declared: Vec<String> = raw.providers.keys().cloned().collect();
+    let providers = providers::validate(&ctx, raw.providers, &mut errors);
+    let model_names: Vec<String> = raw.models.keys().cloned().collect();
+    let known = KnownProviders {
+        valid: &providers,
+        declared: providers_read.then_some(declared),
+    };
+    let models = errors.take(models::validate(raw.models, &known));
+
+    let mut raw_limits = raw.limits;
+    let limits = errors.take(limits::validate(&raw_limits));
+    let models_known = models_read.then_some(model_names.as_slice());
+    let rate_limits = errors.take(limits::rate_limits(
+        &ctx,
+        &mut raw_limits,
+        raw.pricing,
+        key_limits,
+        models_known,
+    ));
+
+    let timeouts = errors.take(timeouts::validate(raw.timeouts));
+    let server = errors.take(server::settings(raw.server));
+    let upstream = errors.take(upstream::validate(raw.upstream));
+    let retry = errors.take(failover::retry(raw.retry));
+    let health = errors.take(failover::health(raw.health));
+    let usage = errors.take(usage::validate(&ctx, raw.usage));
+
+    let (
+        Some(listen),
+        Some(tls),
+        Some(admin),
+        Some(keys),
+        Some(models),
+        Some(limits),
+        Some(mut rate_limits),
+        Some(timeouts),
+        Some(server),
+        Some(upstream),
+        Some(retry),
+        Some(health),
+        Some(usage),
+    ) = (
         listen,
         tls,
         admin,
-        keys: mut raw_keys,
-        providers,
+        keys,
         models,
-        limits: mut raw_limits,
-        pricing,
+        limits,
+        rate_limits,
         timeouts,
         server,
         upstream,
         retry,
         health,
-        allow_inline_secrets,
-        access_log,
-        guardrails,
-        default_guardrails,
         usage,
-    } = raw;
-    let ctx = Ctx {
-        allow_inline: allow_inline_secrets,
+    )
+    else {
+        return Err(errors.fail());
     };
-    let listen = server::parse_listen("listen", &listen)?;
-    let tls = server::tls(tls)?;
-    let admin = admin::admin(&ctx, admin, listen)?;
-
-    let key_limits = keys::take_limits(&mut raw_keys);
-    let guardrails = crate::guardrails::compile(guardrails)?;
-    let default_guardrails = keys::default_guardrails(&guardrails, default_guardrails)?;
-    let keys = keys::validate(&ctx, raw_keys, &guardrails, &default_guardrails)?;
-
-    let providers = providers::validate(&ctx, providers)?;
-    let models = models::validate(models, &providers)?;
-
-    let limits = limits::validate(&raw_limits)?;
-    let model_names: Vec<String> = models.keys().cloned().collect();
-    let mut rate_limits = limits::rate_limits(&mut raw_limits, pricing, key_limits, &model_names)?;
+    if !errors.is_empty() {
+        return Err(errors.fail());
+    }
     limits::default_prices(&mut rate_limits, &models);
-
-    let timeouts = timeouts::validate(timeouts)?;
-    let server = server::settings(server)?;
-    let upstream = upstream::validate(upstream)?;
-    let retry = failover::retry(retry)?;
-    let health = failover::health(health)?;
-    let usage = usage::validate(usage)?;
-
     Ok(Config {
-        access_log: access_log.unwrap_or(true),
+        access_log: raw.access_log.unwrap_or(true),
         retry,
         health,
         usage,
@@ -121,7 +213,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         tls,
         admin,
         keys,
-        default_guardrails,
+        default_guardrails: default_guardrails.unwrap_or_default(),
         guardrails: Arc::new(guardrails),
         providers,
         models,

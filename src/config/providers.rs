@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::raw::RawProvider;
-use super::secrets::{resolve_reference, Ctx};
-use super::{BaseUrl, ConfigError, Provider, ProviderKind};
+use super::secrets::Ctx;
+use super::{BaseUrl, ConfigError, ConfigErrors, ErrorCollector, Provider, ProviderKind};
 use crate::core::secret::Secret;
 use crate::providers::Wire;
 
@@ -23,29 +23,47 @@ const RESERVED_HEADERS: [&str; 8] = [
     "accept-encoding",
 ];
 
-/// Every provider, by config name.
+/// Every valid provider, by config name; the errors of the others go to `errors`.
 pub(super) fn validate(
     ctx: &Ctx,
     raw: BTreeMap<String, RawProvider>,
-) -> Result<BTreeMap<String, Arc<Provider>>, ConfigError> {
+    errors: &mut ErrorCollector,
+) -> BTreeMap<String, Arc<Provider>> {
     let mut providers = BTreeMap::new();
     for (name, p) in raw {
-        let provider = validate_provider(ctx, &name, p)?;
-        providers.insert(name, Arc::new(provider));
+        if let Some(provider) = errors.take(validate_provider(ctx, &name, p)) {
+            providers.insert(name, Arc::new(provider));
+        }
     }
-    Ok(providers)
+    providers
 }
 
-/// `providers.<name>`.
-fn validate_provider(ctx: &Ctx, name: &str, p: RawProvider) -> Result<Provider, ConfigError> {
+/// `providers.<name>`: every error of its settings, those that depend on its kind only when
+/// the kind is known.
+fn validate_provider(ctx: &Ctx, name: &str, p: RawProvider) -> Result<Provider, ConfigErrors> {
     let path = format!("providers.{name}");
-    let kind = parse_kind(&path, &p.kind)?;
-    let base = base_url(&path, kind, p.base_url)?;
-    let api_key = api_key(ctx, &path, kind, p.api_key)?;
-    let headers = headers(&path, p.headers)?;
-    let http2 = http2(&path, p.http2, &base)?;
-    let api_root = api_root(&path, kind, &base)?;
-    Ok(Provider {
+    let mut errors = ErrorCollector::new();
+    let kind = errors.take(parse_kind(&path, &p.kind));
+    let api_key = errors.take(
+        p.api_key
+            .map(|k| ctx.secret(&format!("{path}.api_key"), &k))
+            .transpose(),
+    );
+    let headers = errors.take(headers(ctx, &path, p.headers));
+    let (Some(kind), Some(api_key), Some(headers)) = (kind, api_key, headers) else {
+        return Err(errors.fail());
+    };
+    let base = errors.take(base_url(&path, kind, p.base_url));
+    errors.take(require_api_key(&path, kind, &api_key));
+    let Some(base) = base else {
+        return Err(errors.fail());
+    };
+    let http2 = errors.take(http2(&path, p.http2, &base));
+    let api_root = errors.take(api_root(&path, kind, &base));
+    let (Some(http2), Some(api_root)) = (http2, api_root) else {
+        return Err(errors.fail());
+    };
+    errors.finish(Provider {
         name: name.to_string(),
         kind,
         base,
@@ -82,48 +100,61 @@ fn base_url(path: &str, kind: ProviderKind, raw: Option<String>) -> Result<BaseU
     BaseUrl::parse(&base_url).map_err(|m| ConfigError::new(format!("{path}.base_url"), m))
 }
 
-/// `providers.<name>.api_key`: a secret, required by kinds that need one.
-fn api_key(
-    ctx: &Ctx,
+/// `providers.<name>.api_key`: required by kinds that need one.
+fn require_api_key(
     path: &str,
     kind: ProviderKind,
-    raw: Option<String>,
-) -> Result<Option<Secret>, ConfigError> {
-    let api_key = raw
-        .map(|k| ctx.secret(&format!("{path}.api_key"), &k))
-        .transpose()?;
+    api_key: &Option<Secret>,
+) -> Result<(), ConfigError> {
     if api_key.is_none() && Wire::of(kind).descriptor().requires_api_key {
         return Err(ConfigError::new(
             format!("{path}.api_key"),
             format!("is required for kind {}", kind.as_str()),
         ));
     }
-    Ok(api_key)
+    Ok(())
 }
 
 /// `providers.<name>.headers`: valid names and values (`${ENV}` and `file:` resolved), none
-/// that sluice sets itself.
+/// that sluice sets itself; every bad header is reported. A value not read stands empty.
 fn headers(
+    ctx: &Ctx,
     path: &str,
     raw: BTreeMap<String, String>,
-) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigErrors> {
+    let mut errors = ErrorCollector::new();
     let mut headers = Vec::with_capacity(raw.len());
     for (h, v) in raw {
         let hpath = format!("{path}.headers.{h}");
-        let hname = http::HeaderName::from_bytes(h.as_bytes())
-            .map_err(|_| ConfigError::new(&hpath, "invalid header name"))?;
-        if is_reserved_header(&hname) {
-            return Err(ConfigError::new(
-                &hpath,
-                "this header is set by sluice itself (use api_key for credentials)",
-            ));
+        if let Some(header) = errors.take(header(ctx, &hpath, &h, v)) {
+            headers.push(header);
         }
-        let value = resolve_reference(&hpath, &v)?.unwrap_or(v);
-        let hvalue = http::HeaderValue::from_str(&value)
-            .map_err(|_| ConfigError::new(&hpath, "invalid header value"))?;
-        headers.push((hname, hvalue));
     }
-    Ok(headers)
+    errors.finish(headers)
+}
+
+/// One header at `hpath`.
+fn header(
+    ctx: &Ctx,
+    hpath: &str,
+    h: &str,
+    v: String,
+) -> Result<(http::HeaderName, http::HeaderValue), ConfigError> {
+    let hname = http::HeaderName::from_bytes(h.as_bytes())
+        .map_err(|_| ConfigError::new(hpath, "invalid header name"))?;
+    if is_reserved_header(&hname) {
+        return Err(ConfigError::new(
+            hpath,
+            "this header is set by sluice itself (use api_key for credentials)",
+        ));
+    }
+    let value = match ctx.reference(hpath, &v)? {
+        Some(secret) => secret.expose().to_string(),
+        None => v,
+    };
+    let hvalue = http::HeaderValue::from_str(&value)
+        .map_err(|_| ConfigError::new(hpath, "invalid header value"))?;
+    Ok((hname, hvalue))
 }
 
 /// `providers.<name>.http2`: on by default over TLS, refused without it.

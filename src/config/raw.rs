@@ -11,7 +11,9 @@ use serde::Deserialize;
 use super::units::{ByteSize, Dur};
 use crate::limits::config::{BackendKind, OnBackendError, RawLimitSet, RawPrice};
 
-#[derive(Debug, Deserialize)]
+/// The whole file. Sections are read one by one ([`super::document`]); this shape reads the
+/// whole text at once only to find the line of the first error.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: String,

@@ -117,13 +117,16 @@ fn scalar_around(text: &str, at: usize, floor: usize, in_flow: bool) -> (usize, 
 
 pub(super) struct Ctx {
     pub(super) allow_inline: bool,
+    /// Whether `${ENV}` and `file:` references are read; when not, they are checked for
+    /// syntax only and stand as [`Secret::placeholder`]s.
+    pub(super) resolve: bool,
 }
 
 impl Ctx {
     /// Resolves `${ENV}` or `file:PATH`; refuses literals unless inline secrets are allowed.
     pub(super) fn secret(&self, path: &str, raw: &str) -> Result<Secret, ConfigError> {
-        match resolve_reference(path, raw)? {
-            Some(v) => Ok(Secret::new(v)),
+        match self.reference(path, raw)? {
+            Some(v) => Ok(v),
             None if self.allow_inline => {
                 if raw.is_empty() {
                     return Err(ConfigError::new(path, "is empty"));
@@ -137,17 +140,29 @@ impl Ctx {
             )),
         }
     }
-}
 
-/// `${VAR}` → the variable's value; `file:PATH` → the file's content (trailing newline
-/// stripped); anything else → `None`. Errors name the key and the variable or file, never the
-/// value.
-pub(super) fn resolve_reference(path: &str, raw: &str) -> Result<Option<String>, ConfigError> {
-    if let Some(var) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        return env_var(path, var).map(Some);
-    }
-    if let Some(file) = raw.strip_prefix("file:") {
-        let file = expand_env(path, file)?;
+    /// `${VAR}` → the variable's value; `file:PATH` → the file's content (trailing newline
+    /// stripped); anything else → `None`. Without resolving, a reference is checked for
+    /// syntax and yields a placeholder. Errors name the key and the variable or file, never
+    /// the value.
+    pub(super) fn reference(&self, path: &str, raw: &str) -> Result<Option<Secret>, ConfigError> {
+        if let Some(var) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            check_var_name(path, var)?;
+            if !self.resolve {
+                return Ok(Some(Secret::placeholder()));
+            }
+            return env_var(path, var).map(|v| Some(Secret::new(v)));
+        }
+        let Some(file) = raw.strip_prefix("file:") else {
+            return Ok(None);
+        };
+        if file.trim().is_empty() {
+            return Err(ConfigError::new(path, "file: needs a path"));
+        }
+        let file = expand_env(path, file, self.resolve)?;
+        if !self.resolve {
+            return Ok(Some(Secret::placeholder()));
+        }
         let content = std::fs::read_to_string(&file).map_err(|e| {
             ConfigError::new(
                 path,
@@ -161,18 +176,23 @@ pub(super) fn resolve_reference(path: &str, raw: &str) -> Result<Option<String>,
                 format!("secret file {file} is empty"),
             ));
         }
-        return Ok(Some(value));
+        Ok(Some(Secret::new(value)))
     }
-    Ok(None)
 }
 
-fn env_var(path: &str, var: &str) -> Result<String, ConfigError> {
+/// Refuses a variable name other than ASCII letters, digits and `_`.
+fn check_var_name(path: &str, var: &str) -> Result<(), ConfigError> {
     if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(ConfigError::new(
             path,
             format!("invalid environment variable name {var:?}"),
         ));
     }
+    Ok(())
+}
+
+fn env_var(path: &str, var: &str) -> Result<String, ConfigError> {
+    check_var_name(path, var)?;
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
         Ok(_) => Err(ConfigError::new(
@@ -186,8 +206,9 @@ fn env_var(path: &str, var: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// Expands `${VAR}` occurrences inside a non-secret string such as a file path.
-fn expand_env(path: &str, s: &str) -> Result<String, ConfigError> {
+/// Expands `${VAR}` occurrences inside a non-secret string such as a file path; without
+/// `resolve`, only checks their names.
+fn expand_env(path: &str, s: &str, resolve: bool) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -196,7 +217,12 @@ fn expand_env(path: &str, s: &str) -> Result<String, ConfigError> {
         let end = after
             .find('}')
             .ok_or_else(|| ConfigError::new(path, "unterminated ${ in value"))?;
-        out.push_str(&env_var(path, &after[..end])?);
+        let var = &after[..end];
+        if resolve {
+            out.push_str(&env_var(path, var)?);
+        } else {
+            check_var_name(path, var)?;
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);

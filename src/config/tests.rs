@@ -16,8 +16,12 @@ models:
     - { provider: local, model: llama3.2, weight: 2 }
 "#;
 
+/// The first error of a refused config.
 fn err(yaml: &str) -> ConfigError {
-    parse(yaml).expect_err("config should be refused")
+    parse(yaml)
+        .expect_err("config should be refused")
+        .first()
+        .clone()
 }
 
 #[test]
@@ -274,4 +278,193 @@ fn prices_come_from_pricing_else_the_bundled_table_per_deployment() {
         total_tokens: 3_000_000,
     };
     assert_eq!(p.cost(&crate::limits::Usage::of(&u)), 0.5 + 0.25 + 4.0);
+}
+
+/// Every error of a refused config, as `path: message` lines.
+fn all_errors(yaml: &str, options: &LoadOptions) -> Vec<String> {
+    let errors = parse_with(yaml, options).expect_err("config should be refused");
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.to_string(), lines.join("\n"), "one error per line");
+    assert_eq!(errors.len(), lines.len());
+    assert_eq!(errors.first().to_string(), lines[0]);
+    lines
+}
+
+fn has(lines: &[String], path: &str, message: &str) -> bool {
+    lines
+        .iter()
+        .any(|l| l.starts_with(&format!("{path}: ")) && l.contains(message))
+}
+
+#[test]
+fn every_section_and_every_bad_item_is_reported() {
+    let yaml = BASE
+        .replace("listen: 127.0.0.1:8080", "listen: nowhere")
+        .replace(
+            "models: [\"gpt-*\"] }",
+            "models: [\"\"] }\n  - { name: team-a, key: sk-gw-test-b }",
+        )
+        .replace("kind: openai,", "kind: opneai,")
+        .replace(
+            "local: { kind: ollama }",
+            "local: { kind: ollama, http2: true }",
+        )
+        .replace("weight: 2", "weight: 0")
+        + "retry: { max_attempts: 0 }\nserver: { threds: 2 }\ntimeouts: { connect: [1] }\n";
+    let lines = all_errors(&yaml, &LoadOptions::default());
+    let expected = [
+        ("server.threds", "unknown field `threds`"),
+        ("timeouts.connect", ""),
+        ("listen", "invalid address"),
+        ("keys[0].models[0]", "must not be empty"),
+        ("keys[1].name", "duplicate key name"),
+        ("providers.local.http2", "needs an https:// base_url"),
+        ("providers.openai.kind", "unknown kind"),
+        ("models.llama[0].weight", "must be at least 1"),
+        ("retry.max_attempts", "between 1 and 10"),
+    ];
+    for (path, message) in expected {
+        assert!(
+            has(&lines, path, message),
+            "{path}: {message} not in {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    // The model on the failed provider `openai` is not reported as well.
+    assert!(
+        !lines.iter().any(|l| l.starts_with("models.gpt-4o-mini")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn dependent_checks_are_skipped_when_what_they_depend_on_is_unreadable() {
+    // providers unreadable: no "unknown provider" for any deployment.
+    let yaml = BASE.replace(
+        "  openai: { kind: openai, api_key: sk-fake-provider-key }\n  local: { kind: ollama }\n",
+        "  - openai\n",
+    );
+    let lines = all_errors(&yaml, &LoadOptions::default());
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("providers: "), "{lines:#?}");
+
+    // models unreadable: limits and prices are not checked against model names.
+    let yaml = BASE.replace("weight: 2", "weight: heavy")
+        + "pricing:\n  nope: { input: 1, output: 1 }\n  bad: { input: -1, output: 1 }\n";
+    let lines = all_errors(&yaml, &LoadOptions::default());
+    assert!(
+        has(&lines, "models.llama[0].weight", "invalid type"),
+        "{lines:#?}"
+    );
+    assert!(has(&lines, "pricing.bad.input", "0 or more"), "{lines:#?}");
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+
+    // One guardrail fails: the key naming it is not reported, one naming nothing known is.
+    let yaml = BASE.replace(
+        "models: [\"gpt-*\"] }",
+        "guardrails: [g1] }\n  - { name: b, key: sk-gw-test-b, guardrails: [g9] }",
+    ) + "guardrails:\n  - { name: g1, type: pii, action: explode }\n  \
+         - { name: g2, type: pii, action: explode }\n";
+    let lines = all_errors(&yaml, &LoadOptions::default());
+    assert!(
+        has(&lines, "guardrails[0].action", "unknown action"),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&lines, "guardrails[1].action", "unknown action"),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&lines, "keys[1].guardrails[0]", "unknown guardrail \"g9\""),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+}
+
+#[test]
+fn a_syntax_error_is_one_error_with_its_line() {
+    let lines = all_errors("listen: [1\nkeys: {\n", &LoadOptions::default());
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("line"), "{lines:#?}");
+    let lines = all_errors(
+        &format!("{BASE}listn: 1\nretri: {{}}\n"),
+        &LoadOptions::default(),
+    );
+    assert!(lines[0].contains("unknown field `listn`"), "{lines:#?}");
+    assert!(lines[1].contains("unknown field `retri`"), "{lines:#?}");
+}
+
+#[test]
+fn references_are_checked_for_syntax_only_unless_resolved() {
+    let check = LoadOptions {
+        resolve_secrets: false,
+    };
+    let yaml = BASE
+        .replace("allow_inline_secrets: true\n", "")
+        .replace(
+            "key: sk-gw-test-a, models: [\"gpt-*\"] }",
+            "key: \"${SLUICE_TEST_UNSET_KEY}\" }\n  - { name: team-b, key: \"${SLUICE_TEST_UNSET_KEY}\" }",
+        )
+        .replace("sk-fake-provider-key", "file:${SLUICE_TEST_UNSET_DIR}/openai")
+        + "admin: { token: \"${SLUICE_TEST_UNSET_TOKEN}\" }\n\
+           usage: { store: postgres, url: \"${SLUICE_TEST_UNSET_DB}\" }\n\
+           limits: { backend: redis, redis_url: \"file:/nonexistent/redis-url\" }\n";
+    let yaml = yaml.replace(
+        "providers:",
+        "providers:\n  extra: { kind: openai, api_key: sk-fake, headers: { x-team: \"${SLUICE_TEST_UNSET_H}\" } }",
+    );
+    // Not read: placeholders, and no check that needs a value (token strength, the same key
+    // twice, the URLs' form). The literal api_key still needs allow_inline_secrets.
+    let lines = all_errors(&yaml, &check);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        has(
+            &lines,
+            "providers.extra.api_key",
+            "inline secrets are refused"
+        ),
+        "{lines:#?}"
+    );
+    let c = parse_with(
+        &yaml.replace("api_key: sk-fake", "api_key: \"${SLUICE_TEST_UNSET_H}\""),
+        &check,
+    )
+    .unwrap();
+    assert!(c.admin.tokens[0].token.is_placeholder());
+    assert!(c.providers["openai"]
+        .api_key
+        .as_ref()
+        .unwrap()
+        .is_placeholder());
+    assert!(c.rate_limits.redis_url.as_ref().unwrap().is_placeholder());
+
+    // Resolved: every missing variable and file, each with its key.
+    let lines = all_errors(&yaml, &LoadOptions::default());
+    for (path, what) in [
+        ("keys[0].key", "SLUICE_TEST_UNSET_KEY is not set"),
+        ("keys[1].key", "SLUICE_TEST_UNSET_KEY is not set"),
+        ("admin.token", "SLUICE_TEST_UNSET_TOKEN is not set"),
+        (
+            "providers.openai.api_key",
+            "SLUICE_TEST_UNSET_DIR is not set",
+        ),
+        (
+            "providers.extra.headers.x-team",
+            "SLUICE_TEST_UNSET_H is not set",
+        ),
+        ("usage.url", "SLUICE_TEST_UNSET_DB is not set"),
+        ("limits.redis_url", "cannot read secret file"),
+    ] {
+        assert!(has(&lines, path, what), "{path}: {what} not in {lines:#?}");
+    }
+
+    // Bad syntax is an error either way.
+    for bad in ["\"${BAD-NAME}\"", "\"file:\"", "\"file:${}/x\""] {
+        let yaml = BASE.replace("sk-fake-provider-key", bad);
+        let lines = all_errors(&yaml, &check);
+        assert!(
+            lines[0].starts_with("providers.openai.api_key: "),
+            "{bad}: {lines:#?}"
+        );
+    }
 }

@@ -4,18 +4,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawUsage;
-use super::secrets::resolve_reference;
+use super::secrets::Ctx;
 use super::{ConfigError, UsageSettings, UsageStore};
 use crate::core::secret::Secret;
 
 /// Records are kept this long unless `usage.retention` says otherwise.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
-pub(super) fn validate(u: Option<RawUsage>) -> Result<Option<UsageSettings>, ConfigError> {
+pub(super) fn validate(
+    ctx: &Ctx,
+    u: Option<RawUsage>,
+) -> Result<Option<UsageSettings>, ConfigError> {
     let Some(u) = u else { return Ok(None) };
     let (store, spill) = match u.store.as_deref().unwrap_or("sqlite") {
         "sqlite" => sqlite(u.path, u.url)?,
-        "postgres" => postgres(u.path, u.url)?,
+        "postgres" => postgres(ctx, u.path, u.url)?,
         other => {
             return Err(ConfigError::new(
                 "usage.store",
@@ -78,7 +81,9 @@ fn sqlite(path: Option<String>, url: Option<String>) -> Result<(UsageStore, Path
 
 /// A PostgreSQL database (`usage.url`: `${ENV}`, `file:PATH` or a literal URL; it may carry
 /// a password, so no error quotes it); records spill to `usage.spill` in the state directory.
+/// A reference not read is not checked further.
 fn postgres(
+    ctx: &Ctx,
     path: Option<String>,
     url: Option<String>,
 ) -> Result<(UsageStore, PathBuf), ConfigError> {
@@ -94,9 +99,13 @@ fn postgres(
             "is required when usage.store is postgres (e.g. url: ${DATABASE_URL})",
         ));
     };
-    let url = resolve_reference("usage.url", &raw)?.unwrap_or(raw);
-    super::pg_url::postgres_target(&url).map_err(|e| ConfigError::new("usage.url", e))?;
-    let url = Secret::new(url);
+    let url = ctx
+        .reference("usage.url", &raw)?
+        .unwrap_or_else(|| Secret::new(raw));
+    if !url.is_placeholder() {
+        super::pg_url::postgres_target(url.expose())
+            .map_err(|e| ConfigError::new("usage.url", e))?;
+    }
     Ok((
         UsageStore::Postgres { url },
         state_dir().join("usage.spill"),

@@ -341,6 +341,120 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Every error found in a config file, in the order they were found; never empty. `Display`
+/// writes one error per line, so that an operator fixes them all in one round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// `errors` as one value; `None` when there are none.
+    pub fn new(errors: Vec<ConfigError>) -> Option<Self> {
+        (!errors.is_empty()).then_some(ConfigErrors(errors))
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.0.iter()
+    }
+
+    /// The first error found.
+    pub fn first(&self) -> &ConfigError {
+        &self.0[0]
+    }
+
+    /// How many errors; at least 1.
+    #[allow(clippy::len_without_is_empty)] // never empty
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn into_vec(self) -> Vec<ConfigError> {
+        self.0
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl<'a> IntoIterator for &'a ConfigErrors {
+    type Item = &'a ConfigError;
+    type IntoIter = std::slice::Iter<'a, ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Gathers config errors while validation goes on, so that one run reports all of them.
+#[derive(Debug, Default)]
+pub struct ErrorCollector(Vec<ConfigError>);
+
+impl ErrorCollector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `r`, or `None` with its error(s) kept.
+    pub fn take<T, E: Into<ConfigErrors>>(&mut self, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.into().0);
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+
+    /// Whether nothing was wrong so far.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many errors were kept so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The errors kept so far, to refine their messages.
+    pub fn as_mut_slice(&mut self) -> &mut [ConfigError] {
+        &mut self.0
+    }
+
+    /// The errors kept, for a caller that could not build its value because of them.
+    /// (Called with none kept, which would be a bug, it still returns an error.)
+    pub fn fail(self) -> ConfigErrors {
+        ConfigErrors::new(self.0)
+            .unwrap_or_else(|| ConfigError::new("", "invalid configuration").into())
+    }
+
+    /// `value` when no error was kept, else every error.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        match ConfigErrors::new(self.0) {
+            None => Ok(value),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date.
 pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
     let v = v.trim();

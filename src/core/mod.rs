@@ -11,7 +11,7 @@ pub mod sse;
 pub mod translate;
 pub mod usage;
 
-pub use error::{ApiError, ConfigError, Origin};
+pub use error::{ApiError, ConfigError, ConfigErrors, ErrorCollector, Origin};
 pub use finding::Finding;
 pub use translate::{Chain, SseEvents, SseInput, StreamTranslator};
 pub use usage::Usage;

@@ -3,22 +3,44 @@
 //! A [`Secret`] never prints its value: `Debug` and `Display` both render `***`, so a secret
 //! that ends up in a log line, an error message or a panic message is still not disclosed.
 //! The value is reachable only through [`Secret::expose`], which makes every use greppable.
+//! A [`Secret::placeholder`] stands for a reference (`${ENV}`, `file:`) that was checked but
+//! not read, as `sluice check` does by default.
 
 use std::fmt;
 
 /// A string that must never be printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    placeholder: bool,
+}
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret {
+            value: value.into(),
+            placeholder: false,
+        }
+    }
+
+    /// A secret whose reference was not read: its value is empty. Such a config is for
+    /// checking only, never for serving.
+    pub fn placeholder() -> Self {
+        Secret {
+            value: String::new(),
+            placeholder: true,
+        }
+    }
+
+    /// Whether this stands for a value that was not read; checks that need the value skip it.
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder
     }
 
     /// The secret value. Call it only where the value is sent on the wire or hashed.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 }
 

@@ -28,7 +28,7 @@ use super::engine::{Engine, Entry};
 use super::jsonpath::JsonPath;
 use super::normalize::Profile;
 use super::{Action, Guardrails, Hidden, Rule};
-use crate::core::ConfigError;
+use crate::core::{ConfigError, ConfigErrors, ErrorCollector};
 
 /// Largest user pattern program (bytes), for the `regex` validation pass.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -147,32 +147,50 @@ fn user_detectors(
     Ok(out)
 }
 
-/// Validates the `guardrails:` list.
-pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigError> {
+/// Validates the `guardrails:` list; every bad guardrail is reported.
+pub fn compile(raw: Vec<RawGuardrail>) -> Result<Guardrails, ConfigErrors> {
+    let mut errors = ErrorCollector::new();
+    let guardrails = compile_valid(raw, &mut errors);
+    errors.finish(guardrails)
+}
+
+/// The guardrails of `raw` that are valid; the errors of the others go to `errors`.
+pub fn compile_valid(raw: Vec<RawGuardrail>, errors: &mut ErrorCollector) -> Guardrails {
     let mut names = HashSet::new();
     let mut rules = Vec::with_capacity(raw.len());
     for (i, g) in raw.into_iter().enumerate() {
         let path = format!("guardrails[{i}]");
-        check_name(&path, &g.name, &mut names)?;
-        let action = parse_action(&format!("{path}.action"), &g.action)?;
-        let (input, output) = parse_apply_to(&path, g.apply_to.as_deref())?;
-        let dets = detectors_of(&path, &g)?;
-        let fields = parse_fields(&path, g.fields.as_deref(), input)?;
-        let hidden = parse_hidden(&path, &g, input)?;
-        let name: Arc<str> = g.name.as_str().into();
-        let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(&path, e))?;
-        rules.push(Arc::new(Rule {
-            name,
-            action,
-            input,
-            output,
-            detectors: dets,
-            engine: Arc::new(engine),
-            fields,
-            hidden,
-        }));
+        if let Some(rule) = errors.take(compile_one(&path, g, &mut names)) {
+            rules.push(Arc::new(rule));
+        }
     }
-    Ok(Guardrails { rules })
+    Guardrails { rules }
+}
+
+/// `guardrails[i]`.
+fn compile_one(
+    path: &str,
+    g: RawGuardrail,
+    names: &mut HashSet<String>,
+) -> Result<Rule, ConfigError> {
+    check_name(path, &g.name, names)?;
+    let action = parse_action(&format!("{path}.action"), &g.action)?;
+    let (input, output) = parse_apply_to(path, g.apply_to.as_deref())?;
+    let dets = detectors_of(path, &g)?;
+    let fields = parse_fields(path, g.fields.as_deref(), input)?;
+    let hidden = parse_hidden(path, &g, input)?;
+    let name: Arc<str> = g.name.as_str().into();
+    let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(path, e))?;
+    Ok(Rule {
+        name,
+        action,
+        input,
+        output,
+        detectors: dets,
+        engine: Arc::new(engine),
+        fields,
+        hidden,
+    })
 }
 
 /// Checks a guardrail's name: well-formed, and not taken by an earlier one (`names`).

@@ -37,7 +37,7 @@ mod tests;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-pub use config::{compile, RawGuardrail};
+pub use config::{compile, compile_valid, RawGuardrail};
 pub use input::InputApi;
 pub use stream::{Channel, OutputScanner, Step};
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::secret::Secret;
-use crate::core::ConfigError;
+use crate::core::{ConfigError, ConfigErrors, ErrorCollector};
 
 /// One set of limits, as written under `limits.default`, `limits.models.<name>` or
 /// `keys[i].limits`.
@@ -87,11 +87,12 @@ pub enum OnBackendError {
 }
 
 /// The raw engine settings under `limits:` (besides the body-size keys), gathered by
-/// `config::parse` with `redis_url` already resolved from `${ENV}` or `file:`.
+/// `config::parse` with `redis_url` already resolved from `${ENV}` or `file:` (or a
+/// placeholder when references are not read).
 #[derive(Debug, Default)]
 pub struct RawEngine {
     pub backend: Option<BackendKind>,
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret>,
     pub redis_timeout: Option<Duration>,
     pub on_backend_error: Option<OnBackendError>,
     pub default: Option<RawLimitSet>,
@@ -300,28 +301,33 @@ fn validate_redis_url(url: &str) -> Result<(), ConfigError> {
         .map_err(|_| err(PATH, "is not a valid Redis URL (its value is not shown)"))
 }
 
-/// Validates the engine settings. `models` are the public model names of the config: limits
-/// and prices may only name those.
-pub fn validate(raw: RawEngine, models: &[String]) -> Result<LimitsConfig, ConfigError> {
+/// Validates the engine settings; every error is reported. `models` are the public model
+/// names of the config: limits and prices may only name those (not checked when `None`, the
+/// models section being unreadable).
+pub fn validate(raw: RawEngine, models: Option<&[String]>) -> Result<LimitsConfig, ConfigErrors> {
+    let mut errors = ErrorCollector::new();
     let backend = raw.backend.unwrap_or(BackendKind::Memory);
-    let redis_url = redis_url(backend, raw.redis_url)?;
+    let redis_url = errors.take(redis_url(backend, raw.redis_url));
     let redis_timeout = raw.redis_timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT);
     if redis_timeout.is_zero() {
-        return Err(err("limits.redis_timeout", "must be positive"));
+        errors.push(err("limits.redis_timeout", "must be positive"));
     }
-    let default = raw
-        .default
-        .as_ref()
-        .map(|d| validate_set("limits.default", d))
-        .transpose()?
+    let default = errors
+        .take(
+            raw.default
+                .as_ref()
+                .map(|d| validate_set("limits.default", d))
+                .transpose(),
+        )
+        .flatten()
         .unwrap_or_default();
-    let model_limits = model_limits(&raw.models, models)?;
-    let pricing = pricing(raw.pricing, models)?;
-    let keys = key_limits(raw.keys, &default)?;
-    Ok(LimitsConfig {
+    let model_limits = model_limits(&raw.models, models, &mut errors);
+    let pricing = pricing(raw.pricing, models, &mut errors);
+    let keys = key_limits(raw.keys, &default, &mut errors);
+    errors.finish(LimitsConfig {
         default,
         backend,
-        redis_url,
+        redis_url: redis_url.flatten(),
         redis_timeout,
         on_backend_error: raw.on_backend_error.unwrap_or(OnBackendError::FailOpen),
         keys,
@@ -332,11 +338,13 @@ pub fn validate(raw: RawEngine, models: &[String]) -> Result<LimitsConfig, Confi
 }
 
 /// `limits.redis_url`: required by the Redis backend, refused by the memory one.
-fn redis_url(backend: BackendKind, url: Option<String>) -> Result<Option<Secret>, ConfigError> {
+fn redis_url(backend: BackendKind, url: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
     match (backend, url) {
         (BackendKind::Redis, Some(url)) => {
-            validate_redis_url(&url)?;
-            Ok(Some(Secret::new(url)))
+            if !url.is_placeholder() {
+                validate_redis_url(url.expose())?;
+            }
+            Ok(Some(url))
         }
         (BackendKind::Redis, None) => Err(err(
             "limits.redis_url",
@@ -350,9 +358,9 @@ fn redis_url(backend: BackendKind, url: Option<String>) -> Result<Option<Secret>
     }
 }
 
-/// Refuses a model name at `path` that is not one of the public `models`.
-fn check_known(path: String, name: &str, models: &[String]) -> Result<String, ConfigError> {
-    if !models.iter().any(|k| k == name) {
+/// Refuses a model name at `path` that is not one of the public `models` (when known).
+fn check_known(path: String, name: &str, models: Option<&[String]>) -> Result<String, ConfigError> {
+    if models.is_some_and(|models| !models.iter().any(|k| k == name)) {
         return Err(err(
             path,
             format!("unknown model {name:?} (not under models)"),
@@ -364,60 +372,72 @@ fn check_known(path: String, name: &str, models: &[String]) -> Result<String, Co
 /// `limits.models.<name>`: limits of known models.
 fn model_limits(
     raw: &BTreeMap<String, RawLimitSet>,
-    models: &[String],
-) -> Result<BTreeMap<String, LimitSet>, ConfigError> {
+    models: Option<&[String]>,
+    errors: &mut ErrorCollector,
+) -> BTreeMap<String, LimitSet> {
     let mut model_limits = BTreeMap::new();
     for (name, set) in raw {
-        let path = check_known(format!("limits.models.{name}"), name, models)?;
-        model_limits.insert(name.clone(), validate_set(&path, set)?);
+        let set = check_known(format!("limits.models.{name}"), name, models)
+            .and_then(|path| validate_set(&path, set));
+        if let Some(set) = errors.take(set) {
+            model_limits.insert(name.clone(), set);
+        }
     }
-    Ok(model_limits)
+    model_limits
 }
 
 /// `pricing.<name>`: prices of known models, never negative.
 fn pricing(
     raw: BTreeMap<String, RawPrice>,
-    models: &[String],
-) -> Result<BTreeMap<String, Price>, ConfigError> {
+    models: Option<&[String]>,
+    errors: &mut ErrorCollector,
+) -> BTreeMap<String, Price> {
     let mut pricing = BTreeMap::new();
     for (name, p) in raw {
-        let path = check_known(format!("pricing.{name}"), &name, models)?;
-        for (field, v) in [
-            ("input", p.input),
-            ("output", p.output),
-            ("cached_input", p.cached_input.unwrap_or(0.0)),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(err(
-                    format!("{path}.{field}"),
-                    "must be a number of US dollars per million tokens, 0 or more",
-                ));
-            }
+        if let Some(price) = errors.take(price(&name, p, models)) {
+            pricing.insert(name, price);
         }
-        pricing.insert(
-            name,
-            Price {
-                input: p.input,
-                output: p.output,
-                cached_input: p.cached_input,
-            },
-        );
     }
-    Ok(pricing)
+    pricing
+}
+
+/// `pricing.<name>`.
+fn price(name: &str, p: RawPrice, models: Option<&[String]>) -> Result<Price, ConfigError> {
+    let path = check_known(format!("pricing.{name}"), name, models)?;
+    for (field, v) in [
+        ("input", p.input),
+        ("output", p.output),
+        ("cached_input", p.cached_input.unwrap_or(0.0)),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(err(
+                format!("{path}.{field}"),
+                "must be a number of US dollars per million tokens, 0 or more",
+            ));
+        }
+    }
+    Ok(Price {
+        input: p.input,
+        output: p.output,
+        cached_input: p.cached_input,
+    })
 }
 
 /// Every key's effective limits: its own `keys[i].limits`, or `default`.
 fn key_limits(
     keys: Vec<(String, Option<RawLimitSet>)>,
     default: &LimitSet,
-) -> Result<BTreeMap<String, LimitSet>, ConfigError> {
+    errors: &mut ErrorCollector,
+) -> BTreeMap<String, LimitSet> {
     let mut out = BTreeMap::new();
     for (i, (name, own)) in keys.into_iter().enumerate() {
         let set = match own {
-            Some(own) => validate_set(&format!("keys[{i}].limits"), &own)?,
-            None => default.clone(),
+            Some(own) => errors.take(validate_set(&format!("keys[{i}].limits"), &own)),
+            None => Some(default.clone()),
         };
-        out.insert(name, set);
+        if let Some(set) = set {
+            out.insert(name, set);
+        }
     }
-    Ok(out)
+    out
 }

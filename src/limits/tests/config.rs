@@ -32,8 +32,12 @@ pricing:
   gpt-4o-mini: { input: 0.15, output: 0.60 }
 "#;
 
+/// The first error of a refused config.
 fn err(yaml: &str) -> ConfigError {
-    parse(yaml).expect_err("config should be refused")
+    parse(yaml)
+        .expect_err("config should be refused")
+        .first()
+        .clone()
 }
 
 #[test]

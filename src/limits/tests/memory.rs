@@ -517,14 +517,14 @@ async fn a_reconfigured_limiter_keeps_the_state_of_what_stays() {
         .unwrap();
     let refused = next.admit(&adm("a", "m", 0)).await.unwrap_err();
     assert_eq!(refused.kind(), LimitKind::Requests);
-    next.admit(&adm("b", "m", 0)).await.unwrap();
+    drop(next.admit(&adm("b", "m", 0)).await.unwrap());
     next.admit(&adm("b", "m", 0)).await.unwrap_err();
     // The permit from before the reload releases its slot into the same state.
     drop(held);
     let raised = next
         .reconfigured(&config(&[("a", set(10, 0, 1))], &[]))
         .unwrap();
-    raised.admit(&adm("a", "m", 0)).await.unwrap();
+    drop(raised.admit(&adm("a", "m", 0)).await.unwrap());
     // The counters go on across generations.
     assert_eq!(
         raised
