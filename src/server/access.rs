@@ -79,8 +79,10 @@ pub fn find<'a>(
     found.filter(|t| admits(t.allow.as_deref(), peer))
 }
 
-/// The principal a request's credentials name: its bearer token, or — for GET requests only,
-/// which change nothing — the dashboard's session cookie. `None` when neither is a usable
+/// The principal a request's credentials name: its bearer token, or — for GET requests,
+/// which change nothing, and for others sent by the dashboard's script with
+/// `X-Sluice-Dashboard: 1` (no foreign page can add it without a CORS preflight) — the
+/// dashboard's session cookie. `None` when neither is a usable
 /// token. Without any token configured, [`LOCAL`].
 pub fn principal<'a>(
     admin: &'a Admin,
@@ -92,7 +94,7 @@ pub fn principal<'a>(
         return Some(LOCAL);
     }
     let by_header = auth::bearer(headers).and_then(|b| find(&admin.tokens, b, peer));
-    let by_cookie = if *method == Method::GET {
+    let by_cookie = if *method == Method::GET || auth::from_dashboard(headers) {
         auth::cookie(headers, auth::COOKIE).and_then(|c| find(&admin.tokens, &c, peer))
     } else {
         None
@@ -205,6 +207,11 @@ mod tests {
         let cookie = headers(&[("cookie", "a=b; sluice_admin=viewer-token-0123456789")]);
         assert_eq!(who(&get, &cookie, local).unwrap().name, "grafana");
         assert_eq!(who(&Method::POST, &cookie, local), None);
+        let marked = headers(&[
+            ("cookie", "sluice_admin=viewer-token-0123456789"),
+            ("x-sluice-dashboard", "1"),
+        ]);
+        assert_eq!(who(&Method::POST, &marked, local).unwrap().name, "grafana");
 
         // A bad bearer header does not hide a good cookie.
         let both = headers(&[

@@ -14,7 +14,8 @@
 //!
 //! Who may do what is `server::access`'s: each endpoint requires a role (viewer, operator or
 //! admin), which a request proves with an admin token as a bearer header — or, for GET
-//! requests, as the cookie the dashboard's login form sets (`SameSite=Strict`). A client
+//! requests (and others with the dashboard's `X-Sluice-Dashboard: 1` header), as the cookie
+//! the dashboard's login form sets (`SameSite=Strict`). A client
 //! outside `admin.allow` gets 403 before anything else; no usable token, 401; a token whose
 //! role is too low, 403. Every admin action and every refusal is written to the audit log
 //! (`telemetry::audit`). Without any token configured, every request may do everything, but

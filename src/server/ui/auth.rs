@@ -9,6 +9,11 @@ use subtle::ConstantTimeEq;
 /// The cookie the dashboard's login form sets.
 pub const COOKIE: &str = "sluice_admin";
 
+/// The header the dashboard's script sends with every change it asks for. A page on another
+/// origin cannot send a custom header without a CORS preflight, which the admin listener never
+/// approves; so a request bearing it comes from the dashboard itself.
+pub const DASHBOARD_HEADER: &str = "x-sluice-dashboard";
+
 /// Whether `presented` is `token`. Both sides are hashed first, so that neither the
 /// comparison nor its length check depends on how much of the token was guessed right.
 pub fn token_matches(presented: &str, token: &str) -> bool {
@@ -36,6 +41,14 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| percent_decode(v.trim_matches('"'), false))
+}
+
+/// Whether the request carries `X-Sluice-Dashboard: 1`: the session cookie then counts for
+/// a change (POST, DELETE, …) too, not only for GET requests.
+pub fn from_dashboard(headers: &HeaderMap) -> bool {
+    headers
+        .get(DASHBOARD_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1")
 }
 
 /// The `Set-Cookie` value that logs a browser in: the token percent-encoded, readable by no
@@ -171,5 +184,13 @@ mod tests {
         assert_eq!(form_field(body, "username").as_deref(), Some("admin"));
         assert_eq!(form_field(body, "nope"), None);
         assert_eq!(form_field(b"\xff=1", "token"), None);
+    }
+
+    #[test]
+    fn only_the_dashboard_header_with_value_1_marks_a_request() {
+        assert!(from_dashboard(&headers(&[("x-sluice-dashboard", "1")])));
+        assert!(!from_dashboard(&headers(&[("x-sluice-dashboard", "0")])));
+        assert!(!from_dashboard(&headers(&[("x-sluice-dashboard", "")])));
+        assert!(!from_dashboard(&HeaderMap::new()));
     }
 }
