@@ -1,7 +1,10 @@
 //! The usage dashboard (`/ui/` on the admin listener) in a real browser: real traffic through
 //! the gateway (two keys, whole and streamed answers, a guardrail block, a provider failing
 //! every attempt, a key with a budget), then headless Chromium driven by Selenium
-//! (`tests/browser/dashboard.py`) logs in and reads the numbers back off the page.
+//! (`tests/browser/dashboard.py`) logs in and reads the numbers back off the page. Then the
+//! Keys view: a managed key created through the page's form, its secret read off the page and
+//! used at the client port, rotated and revoked; and the admin API's rule that the session
+//! cookie counts for a change only with the dashboard's header.
 //!
 //! Needs `/usr/bin/chromium`, `/usr/bin/chromedriver` and Python's `selenium` (README: Setup).
 //! Without them the test passes with "skipped: no chromium", unless `SLUICE_REQUIRE_BROWSER=1`
@@ -19,6 +22,9 @@ use serde_json::{json, Value};
 const ADMIN_TOKEN: &str = "dashboard-admin-token-5f2c9e17";
 /// A key name with markup: the page must show it as text.
 const OPS: &str = "<b>ops</b>";
+/// The managed key the browser makes, and its team (markup, to be shown as text).
+const MADE: &str = "browser-made";
+const MADE_TEAM: &str = "<i>red</i> & co";
 
 /// Debian's Chromium and its driver (`SLUICE_CHROMIUM`, `SLUICE_CHROMEDRIVER` override them;
 /// the script reads the same variables).
@@ -207,8 +213,56 @@ async fn the_dashboard_shows_real_traffic_in_a_browser() {
         "failure": {"key": OPS, "status": 500, "error": "upstream"},
         "budget": {"key": "team-a", "budget": "$10.00", "period": "daily"},
         "guardrail": "codenames",
+        "client_url": format!("http://127.0.0.1:{}", gw.port),
+        "chat": chat("gpt-4o-mini", false),
+        "new_key": {"name": MADE, "team": MADE_TEAM},
+        "off_keys": ["team-a", "limited"],
     });
     let (passed, output) = run_browser(&args, dir.path());
     println!("{output}");
     assert!(passed, "the browser checks failed:\n{output}");
+
+    // What the page did, as the API sees it.
+    let made = get(gw.admin_port, &format!("/keys/{MADE}"), ADMIN_TOKEN).await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    let made = made.json();
+    assert_eq!(made["status"], "revoked", "{made}");
+    assert_eq!(made["metadata"]["team"], MADE_TEAM, "{made}");
+    assert_eq!(made["models"], json!(["gpt-*"]), "{made}");
+    cookie_changes_need_the_header(&gw).await;
+}
+
+/// The session cookie: enough for a GET; for a change only with `X-Sluice-Dashboard: 1`.
+async fn cookie_changes_need_the_header(gw: &Gateway) {
+    let r = with_cookie(gw, "GET", "/keys", false).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    with_cookie(gw, "POST", "/keys", false)
+        .await
+        .assert_error(401, "unauthorized");
+    let r = with_cookie(gw, "POST", "/keys", true).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    with_cookie(gw, "DELETE", "/keys/cookie-made", false)
+        .await
+        .assert_error(401, "unauthorized");
+    let r = with_cookie(gw, "DELETE", "/keys/cookie-made", true).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "revoked");
+}
+
+/// An admin request with the session cookie (and the dashboard's header when `marked`); a
+/// POST creates key `cookie-made`.
+async fn with_cookie(gw: &Gateway, method: &str, path: &str, marked: bool) -> Response {
+    let cookie = format!("sluice_admin={ADMIN_TOKEN}");
+    let mut headers = vec![
+        ("cookie", cookie.as_str()),
+        ("content-type", "application/json"),
+    ];
+    if marked {
+        headers.push(("x-sluice-dashboard", "1"));
+    }
+    let body = match method {
+        "POST" => json!({"name": "cookie-made"}).to_string(),
+        _ => String::new(),
+    };
+    request(gw.admin_port, method, path, &headers, body.as_bytes()).await
 }

@@ -9,6 +9,7 @@
 //! | `DELETE /keys/{name}`         | revokes a managed key                                 |
 //! | `POST /keys/{name}/rotate`    | a new secret; the old one works for `grace` (1h)      |
 //!
+//! `GET /keys` also says whether keys can be made here (`managed_keys`: is there a store).
 //! A change made here is in force on this instance before the answer is sent, and on the
 //! others sharing the store within `usage.key_refresh`.
 
@@ -169,7 +170,12 @@ async fn list(control: &Control) -> Response<Vec<u8>> {
             Err(e) => return store_error(&e),
         }
     }
-    reply(200, &json!({"object": "list", "data": data}))
+    // `managed_keys`: whether keys can be created here (the dashboard says when not).
+    let managed = control.has_store();
+    reply(
+        200,
+        &json!({"object": "list", "data": data, "managed_keys": managed}),
+    )
 }
 
 async fn show(control: &Control, name: &str) -> Response<Vec<u8>> {

@@ -32,7 +32,7 @@ pub const LOCAL: Principal<'static> = Principal {
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     match path {
         "/healthz" | "/readyz" => None,
-        "/ui" | "/ui/app.js" | "/ui/app.css" | "/ui/favicon.svg" => None,
+        "/ui" | "/ui/app.js" | "/ui/keys.js" | "/ui/app.css" | "/ui/favicon.svg" => None,
         "/ui/login" | "/ui/logout" if *method == Method::POST => None,
         "/metrics" | "/health/deployments" | "/usage" | "/usage/report" => Some(Role::Viewer),
         p if p.starts_with("/ui/") => Some(Role::Viewer),

@@ -11,9 +11,11 @@ import os
 import sys
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -73,7 +75,9 @@ def loud(entries, allowed=()):
 
 def wait_for(driver, cond, what):
     try:
-        return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(cond)
+        # A table redrawn while it is read leaves stale elements: read it again.
+        return WebDriverWait(driver, WAIT, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(cond)
     except TimeoutException:
         raise Failure(f"timed out waiting for {what}") from None
 
@@ -220,6 +224,161 @@ def dashboard(driver, a):
     console(driver)
 
 
+def keys_state_is(state):
+    return lambda d: d.find_element(By.ID, "keys-view").get_attribute("data-state") == state
+
+
+def key_rows(driver):
+    """The Keys table's rows by key name: cell texts, and the row's action buttons."""
+    out = {}
+    for tr in driver.find_elements(By.CSS_SELECTOR, "#table-gateway-keys tbody tr[data-key]"):
+        cells = [td.text.strip() for td in tr.find_elements(By.TAG_NAME, "td")]
+        buttons = [b.text.strip() for b in tr.find_elements(By.TAG_NAME, "button")]
+        out[tr.get_attribute("data-key")] = {
+            "source": cells[1], "status": cells[2], "prefix": cells[3], "models": cells[4],
+            "team": cells[5], "expires": cells[6], "created": cells[7], "actions": cells[8],
+            "buttons": buttons, "row": tr,
+        }
+    return out
+
+
+def chat_status(a, secret):
+    """The status of a chat completion through the gateway's client port with `secret`."""
+    req = urllib.request.Request(
+        a["client_url"] + "/v1/chat/completions",
+        data=json.dumps(a["chat"]).encode(),
+        headers={"authorization": "Bearer " + secret, "content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        e.read()
+        return e.code
+
+
+def eventually_status(a, secret, want):
+    """Polls until a chat with `secret` answers `want` (at most WAIT seconds)."""
+    end = time.monotonic() + WAIT
+    got = chat_status(a, secret)
+    while got != want and time.monotonic() < end:
+        time.sleep(0.2)
+        got = chat_status(a, secret)
+    return got
+
+
+def shown_secret(driver, title):
+    """Waits for the secret box with `title` in its heading; the secret it shows."""
+    wait_for(driver, lambda d: d.find_element(By.ID, "key-secret").is_displayed()
+             and title in text(d, "#key-secret-title"), f"the secret box ({title})")
+    box = text(driver, "#key-secret")
+    check("will not be shown again" in box, f"the secret box warns it is shown once: {box!r}")
+    check("Copy" in box, "the secret box has a copy button")
+    return text(driver, "#key-secret-value")
+
+
+def dismiss_secret(driver, secret):
+    driver.find_element(By.ID, "key-secret-copy").click()
+    wait_for(driver, lambda d: text(d, "#key-secret-hint").startswith(("Copied", "Selected")),
+             "the copy hint")
+    driver.find_element(By.ID, "key-secret-done").click()
+    wait_for(driver, lambda d: not d.find_element(By.ID, "key-secret").is_displayed(), "the secret box to close")
+    check(secret not in driver.page_source, "the secret is gone from the page once closed")
+
+
+def fill(driver, values):
+    form = driver.find_element(By.ID, "key-create")
+    for name, value in values.items():
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def keys_view(driver, a):
+    """The Keys view: the config's keys, then a managed key created, used, rotated, revoked."""
+    login(driver, a["url"], a["token"])
+    wait_for(driver, state_is("ready"), "the dashboard after logging in")
+    driver.find_element(By.CSS_SELECTOR, "#views button[data-view='keys']").click()
+    wait_for(driver, keys_state_is("ready"), "the Keys view")
+    check(driver.current_url.endswith("#keys"), "the Keys view is kept in the URL")
+    check(not driver.find_element(By.ID, "content").is_displayed()
+          and not driver.find_element(By.ID, "range").is_displayed(), "the usage view steps aside")
+
+    rows_ = key_rows(driver)
+    for k in a["keys"]:
+        r = rows_.get(k)
+        check(r and r["source"] == "config" and r["actions"] == "read-only" and not r["buttons"],
+              f"config key {k!r} listed, read-only: {r and {x: r[x] for x in ('source', 'actions', 'buttons')}}")
+    check(not driver.find_elements(By.CSS_SELECTOR, "#table-gateway-keys tbody b"),
+          "a config key name with markup is text")
+
+    # A name with markup never reaches the store: the form says why.
+    fill(driver, {"name": "<b>x</b>"})
+    wait_for(driver, lambda d: d.find_element(By.ID, "key-form-error").is_displayed(), "the name error")
+    check(text(driver, "#key-form-error").startswith("name:"), "an invalid name is refused with a reason")
+    check("<b>x</b>" not in key_rows(driver), "no key made of it")
+
+    k = a["new_key"]
+    fill(driver, {"name": k["name"], "models": "gpt-*", "expires": "30d", "team": k["team"]})
+    first = shown_secret(driver, "created")
+    check(not driver.find_element(By.ID, "key-form-error").is_displayed(), "the error is gone")
+    wait_for(driver, lambda d: k["name"] in key_rows(d), "the new key in the table")
+    r = key_rows(driver)[k["name"]]
+    check(r["source"] == "managed" and r["status"] == "active" and r["models"] == "gpt-*",
+          f"the new key: managed, active, gpt-*: {r['source']}, {r['status']}, {r['models']}")
+    check(r["team"] == k["team"], f"the team is shown as text: {r['team']!r}")
+    check(not driver.find_elements(By.CSS_SELECTOR, "#table-gateway-keys tbody i"), "team markup is not parsed")
+    check(r["expires"].endswith("UTC") and r["created"].endswith("UTC"), "expiry and creation shown")
+    check(len(first) > 20 and first.startswith(r["prefix"].rstrip("…")), "the table shows the secret's prefix only")
+    check(first not in driver.find_element(By.ID, "table-gateway-keys").text, "the table never shows the secret")
+    check(r["buttons"] == ["Rotate", "Revoke"], f"a managed key can be rotated and revoked: {r['buttons']}")
+    check(chat_status(a, first) == 200, "the new key works at the client port")
+    dismiss_secret(driver, first)
+
+    key_rows(driver)[k["name"]]["row"].find_element(By.CSS_SELECTOR, "button.rotate").click()
+    second = shown_secret(driver, "New secret")
+    check(second != first, "rotating shows a new secret")
+    check("keeps working until" in text(driver, "#key-secret-note"), "the old secret's grace is stated")
+    check(chat_status(a, second) == 200, "the new secret works")
+    check(chat_status(a, first) == 200, "the old secret works during its grace")
+    wait_for(driver, lambda d: "previous secret until" in key_rows(d)[k["name"]]["status"], "the grace in the table")
+    dismiss_secret(driver, second)
+
+    # Revoking asks first; cancelling changes nothing.
+    key_rows(driver)[k["name"]]["row"].find_element(By.CSS_SELECTOR, "button.revoke").click()
+    wait_for(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "button.revoke-confirm")), "the revoke confirmation")
+    driver.find_element(By.CSS_SELECTOR, "button.revoke-cancel").click()
+    wait_for(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "button.revoke-confirm"), "the confirmation to go")
+    check(key_rows(driver)[k["name"]]["status"].startswith("active"), "cancelled: still active")
+    check(chat_status(a, second) == 200, "cancelled: the key still works")
+    key_rows(driver)[k["name"]]["row"].find_element(By.CSS_SELECTOR, "button.revoke").click()
+    confirm = wait_for(driver, EC.element_to_be_clickable((By.CSS_SELECTOR, "button.revoke-confirm")), "the revoke confirmation")
+    check(k["name"] in text(driver, "td.actions .confirm"), "the confirmation names the key")
+    confirm.click()
+    wait_for(driver, lambda d: key_rows(d)[k["name"]]["status"].startswith("revoked"), "the key revoked")
+    check(not key_rows(driver)[k["name"]]["buttons"], "a revoked key has no buttons")
+    check(eventually_status(a, second, 401) == 401, "the revoked key answers 401")
+    check(eventually_status(a, first, 401) == 401, "its old secret answers 401 too")
+
+    # A reload comes back to the Keys view, with no secret on the page.
+    driver.refresh()
+    wait_for(driver, keys_state_is("ready"), "the Keys view after a reload")
+    check(not driver.find_element(By.ID, "key-secret").is_displayed(), "no secret after a reload")
+    driver.find_element(By.CSS_SELECTOR, "#views button[data-view='usage']").click()
+    wait_for(driver, state_is("ready"), "back to the usage view")
+    check(driver.find_element(By.ID, "content").is_displayed()
+          and not driver.find_element(By.ID, "keys-view").is_displayed(), "the usage view is back")
+
+    noise = loud(console(driver))
+    check(not noise, f"no console errors or warnings in the Keys view: {noise}")
+    driver.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    shows_login(driver, a["url"], a["keys"])
+    console(driver)
+
+
 def ledger_off(driver, a):
     """A gateway without `usage:` and without a token: the page says the ledger is off."""
     driver.get(a["off_url"] + "/ui/")
@@ -231,12 +390,24 @@ def ledger_off(driver, a):
     noise = loud(console(driver), allowed=("/usage/report",))
     check(not noise, f"no console errors but the report's 404: {noise}")
 
+    # The Keys view lists the config's keys and says managed ones need `usage:`.
+    driver.find_element(By.CSS_SELECTOR, "#views button[data-view='keys']").click()
+    wait_for(driver, keys_state_is("off"), "the Keys view without a store")
+    notice = text(driver, "#keys-notice")
+    check("Managed keys need" in notice and "usage:" in notice, f"the no-store notice: {notice!r}")
+    check(not driver.find_element(By.ID, "key-create-panel").is_displayed(), "no form to create keys")
+    listed = key_rows(driver)
+    check(set(a["off_keys"]) <= set(listed) and all(r["source"] == "config" for r in listed.values()),
+          f"the config's keys are listed: {list(listed)}")
+    noise = loud(console(driver))
+    check(not noise, f"no console errors in the Keys view: {noise}")
+
 
 def main():
     a = json.loads(sys.argv[1])
     driver = start_browser()
     try:
-        for step in (without_token, with_header, dashboard, ledger_off):
+        for step in (without_token, with_header, dashboard, keys_view, ledger_off):
             print(f"-- {step.__doc__.splitlines()[0]}", flush=True)
             step(driver, a)
     except Exception as e:  # noqa: BLE001 — report anything, with the page and console

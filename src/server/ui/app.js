@@ -1,6 +1,7 @@
 // sluice usage dashboard: fetches GET /usage/report and draws it. Plain DOM and SVG, no
 // dependencies. Every value from the report is written as text (textContent, text nodes,
-// attributes), never parsed as HTML: key and model names come from the config.
+// attributes), never parsed as HTML: key and model names come from the config. The Keys view
+// (`#keys`) is keys.js's; this script only steps aside while it shows.
 'use strict';
 
 (function () {
@@ -89,7 +90,10 @@
     return m && RANGES.includes(m[1]) ? m[1] : null;
   }
 
+  const keysView = () => location.hash === '#keys';
+
   async function load() {
+    if (keysView()) return;
     const mine = ++seq;
     let resp;
     let body = null;
@@ -102,7 +106,7 @@
       if (mine === seq) showError('Cannot reach sluice (' + e.message + '). Retrying every 30 s.');
       return;
     }
-    if (mine !== seq) return;
+    if (mine !== seq || keysView()) return;
     if (resp.status === 401) return showSignedOut();
     const code = body && body.error && body.error.code;
     if (resp.status === 404 && code === 'usage_off') return showLedgerOff();
@@ -445,6 +449,20 @@
     load();
   }
 
+  // The usage view or the Keys view, as the URL's hash says.
+  function showView() {
+    const keys = keysView();
+    for (const b of document.querySelectorAll('#views button')) {
+      b.setAttribute('aria-pressed', String((b.dataset.view === 'keys') === keys));
+    }
+    $('range').hidden = keys;
+    if (!keys) return selectRange(rangeFromHash() || '24h');
+    seq++;
+    $('content').hidden = true;
+    $('notice').hidden = true;
+    setText('status', '');
+  }
+
   function start() {
     for (const b of document.querySelectorAll('#range button')) {
       b.addEventListener('click', () => {
@@ -452,7 +470,12 @@
         else selectRange(b.dataset.since);
       });
     }
-    window.addEventListener('hashchange', () => selectRange(rangeFromHash() || '24h'));
+    for (const b of document.querySelectorAll('#views button')) {
+      b.addEventListener('click', () => {
+        location.hash = b.dataset.view === 'keys' ? 'keys' : 'since=' + since;
+      });
+    }
+    window.addEventListener('hashchange', showView);
     let resizeTimer = null;
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
@@ -460,7 +483,7 @@
     });
     setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
     document.addEventListener('visibilitychange', () => { if (!document.hidden) load(); });
-    selectRange(since);
+    showView();
   }
 
   start();

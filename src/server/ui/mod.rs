@@ -1,6 +1,6 @@
 //! The usage dashboard on the admin listener, `/ui/`: a page, its script and style sheet,
 //! all compiled into the binary (nothing is fetched from elsewhere). The page draws what
-//! `GET /usage/report` answers.
+//! `GET /usage/report` answers, and its Keys view (`/ui/#keys`) the admin API's `/keys`.
 //!
 //! - `GET /ui` redirects to `/ui/`;
 //! - `GET /ui/`: the dashboard when the request carries an admin token of any role (bearer
@@ -10,7 +10,7 @@
 //!   (`HttpOnly; SameSite=Strict`; its value is the token, so the cookie names its token and
 //!   role) and redirects to `/ui/`; an invalid one gets the form again (401);
 //!   `POST /ui/logout` clears the cookie;
-//! - `/ui/app.js`, `/ui/app.css`, `/ui/favicon.svg`: static code, no data, served to anyone.
+//! - `/ui/app.js`, `/ui/keys.js`, `/ui/app.css`, `/ui/favicon.svg`: static code, no data, served to anyone.
 //!
 //! Every answer carries a strict content security policy: the page runs only its own script,
 //! connects only to its own origin and cannot be framed.
@@ -29,6 +29,7 @@ use crate::server::access;
 const INDEX: &str = include_str!("index.html");
 const LOGIN: &str = include_str!("login.html");
 const APP_JS: &str = include_str!("app.js");
+const KEYS_JS: &str = include_str!("keys.js");
 const APP_CSS: &str = include_str!("app.css");
 const FAVICON: &str = include_str!("favicon.svg");
 const LOGOUT: &str = r#"<form method="post" action="/ui/logout" class="logout"><button type="submit" class="link">Sign out</button></form>"#;
@@ -53,10 +54,13 @@ pub fn serve(method: &Method, path: &str, with_tokens: bool) -> Response<Vec<u8>
         (&Method::GET, "/ui") => redirect(302, None),
         (&Method::GET, "/ui/") => respond(200, HTML, "no-store", index(with_tokens), None),
         (&Method::GET, "/ui/app.js") => asset("text/javascript; charset=utf-8", APP_JS),
+        (&Method::GET, "/ui/keys.js") => asset("text/javascript; charset=utf-8", KEYS_JS),
         (&Method::GET, "/ui/app.css") => asset("text/css; charset=utf-8", APP_CSS),
         (&Method::GET, "/ui/favicon.svg") => asset("image/svg+xml", FAVICON),
         (&Method::POST, "/ui/logout") => redirect(303, Some(auth::logout_cookie())),
-        (_, "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css" | "/ui/favicon.svg") => text(405),
+        (_, "/ui" | "/ui/" | "/ui/app.js" | "/ui/keys.js" | "/ui/app.css" | "/ui/favicon.svg") => {
+            text(405)
+        }
         (_, "/ui/login" | "/ui/logout") => text(405),
         _ => text(404),
     }
@@ -180,8 +184,14 @@ mod tests {
             assert!(!handler, "an inline event handler");
             assert!(!page.contains("<script>") && !page.contains("<style"));
         }
-        assert!(!APP_JS.contains("innerHTML") && !APP_JS.contains("insertAdjacentHTML"));
-        assert!(!APP_JS.contains("eval(") && !APP_JS.contains("document.write"));
+        for script in [APP_JS, KEYS_JS] {
+            assert!(!script.contains("innerHTML") && !script.contains("outerHTML"));
+            assert!(!script.contains("insertAdjacentHTML") && !script.contains("DOMParser"));
+            assert!(!script.contains("eval(") && !script.contains("document.write"));
+        }
+        // Every change the page asks for carries the header that lets the cookie count.
+        assert!(KEYS_JS.contains(&format!("'{}'", auth::DASHBOARD_HEADER)));
+        assert!(INDEX.contains("src=\"/ui/keys.js\""));
         assert!(LOGIN.contains("<!--message-->") && LOGIN.contains("name=\"token\""));
         assert!(INDEX.contains("<!--logout-->"));
         let page = String::from_utf8(index(true)).unwrap();
