@@ -273,10 +273,11 @@ def shown_secret(driver, title):
     """Waits for the secret box with `title` in its heading; the secret it shows."""
     wait_for(driver, lambda d: d.find_element(By.ID, "key-secret").is_displayed()
              and title in text(d, "#key-secret-title"), f"the secret box ({title})")
-    box = text(driver, "#key-secret")
+    secret = text(driver, "#key-secret-value")
+    box = text(driver, "#key-secret").replace(secret, "(the secret)") if secret else ""
     check("will not be shown again" in box, f"the secret box warns it is shown once: {box!r}")
     check("Copy" in box, "the secret box has a copy button")
-    return text(driver, "#key-secret-value")
+    return secret
 
 
 def dismiss_secret(driver, secret):
