@@ -72,32 +72,15 @@ enum Command {
 enum KeysCommand {
     /// Create a key; its secret is printed once, alone on the last line.
     Create {
+        /// The config file (its `usage:` names the key store).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
-        /// The key's name (letters, digits, '.', '_', '-').
-        #[arg(long)]
-        name: String,
-        /// Allowed models, comma-separated globs ('gpt-*,claude-*'); every model by default.
-        #[arg(long)]
-        models: Option<String>,
-        /// Lifetime: 30d, 12h, …; no expiry by default.
-        #[arg(long)]
-        expires: Option<String>,
-        /// The team, recorded in the usage ledger.
-        #[arg(long)]
-        team: Option<String>,
-        /// More metadata, as name=value (owner=…, cost_center=…); repeatable.
-        #[arg(long = "meta", value_name = "NAME=VALUE")]
-        meta: Vec<String>,
-        /// Limits as JSON, in the shape of a config key's `limits:`.
-        #[arg(long)]
-        limits: Option<String>,
-        /// Guardrail names, comma-separated (default: default_guardrails).
-        #[arg(long)]
-        guardrails: Option<String>,
+        #[command(flatten)]
+        args: sluice::control::cli::CreateArgs,
     },
     /// List every key: the config file's and the managed ones.
     List {
+        /// The config file (its `usage:` names the key store).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
         /// table or json.
@@ -106,18 +89,21 @@ enum KeysCommand {
     },
     /// Show one key as JSON.
     Show {
+        /// The config file (its `usage:` names the key store).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
         name: String,
     },
     /// Revoke a managed key.
     Revoke {
+        /// The config file (its `usage:` names the key store).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
         name: String,
     },
     /// Give a managed key a new secret; the old one works for the grace period.
     Rotate {
+        /// The config file (its `usage:` names the key store).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
         name: String,
@@ -131,27 +117,7 @@ enum KeysCommand {
 fn keys(command: KeysCommand) -> Result<String, String> {
     use sluice::control::cli;
     match command {
-        KeysCommand::Create {
-            config,
-            name,
-            models,
-            expires,
-            team,
-            meta,
-            limits,
-            guardrails,
-        } => cli::create(
-            &config,
-            cli::CreateArgs {
-                name,
-                models,
-                expires,
-                team,
-                meta,
-                limits,
-                guardrails,
-            },
-        ),
+        KeysCommand::Create { config, args } => cli::create(&config, args),
         KeysCommand::List { config, format } => cli::list(&config, &format),
         KeysCommand::Show { config, name } => cli::show(&config, &name),
         KeysCommand::Revoke { config, name } => cli::revoke(&config, &name),

@@ -13,17 +13,28 @@ use crate::ledger::keys::{open_keys, KeyStore};
 use crate::pipeline::keyring::now_ms;
 
 /// What `sluice keys create` takes besides the config.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct CreateArgs {
+    /// The key's name (letters, digits, '.', '_', '-').
+    #[arg(long)]
     pub name: String,
+    /// Allowed models, comma-separated globs ('gpt-*,claude-*'); every model by default.
+    #[arg(long)]
     pub models: Option<String>,
+    /// Lifetime: 30d, 12h, …; no expiry by default.
+    #[arg(long)]
     pub expires: Option<String>,
+    /// The team, recorded in the usage ledger.
+    #[arg(long)]
     pub team: Option<String>,
-    /// `name=value` pairs.
+    /// More metadata, as name=value (owner=…, cost_center=…); repeatable.
+    #[arg(long = "meta", value_name = "NAME=VALUE")]
     pub meta: Vec<String>,
-    /// JSON in the shape of a config key's `limits:`.
+    /// Limits as JSON, in the shape of a config key's `limits:`.
+    #[arg(long)]
     pub limits: Option<String>,
-    /// Comma-separated guardrail names.
+    /// Guardrail names, comma-separated (default: default_guardrails).
+    #[arg(long)]
     pub guardrails: Option<String>,
 }
 
