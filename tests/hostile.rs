@@ -212,9 +212,10 @@ async fn connections_over_the_cap_are_refused() {
     for _ in 0..4 {
         held.push(TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap());
     }
-    // Let the gateway accept all four before the fifth arrives.
+    // Let the gateway accept all four before the fifth arrives (generous: a loaded machine
+    // can take its time to schedule the accepts).
     let text = {
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(60);
         loop {
             let t = metrics(&gw).await;
             if metric(&t, "sluice_client_connections") >= 4.0 || Instant::now() > end {
