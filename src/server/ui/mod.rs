@@ -18,7 +18,6 @@
 pub mod auth;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use http::{Method, Response};
 use pingora::protocols::http::ServerSession;
@@ -37,9 +36,8 @@ const LOGOUT: &str = r#"<form method="post" action="/ui/logout" class="logout"><
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 const HTML: &str = "text/html; charset=utf-8";
-/// The largest login form read, and how long its body may take.
+/// The largest login form read.
 const MAX_FORM_BYTES: usize = 4096;
-const FORM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether `path` belongs to the dashboard.
 pub fn handles(path: &str) -> bool {
@@ -93,22 +91,12 @@ pub async fn login<'a>(
     }
 }
 
-/// The request body, if it is small and arrives in time.
+/// The request body, if it is small and arrives in time (the admin endpoints' reader, each
+/// piece within its 10 s).
 async fn read_form(session: &mut ServerSession) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let piece = tokio::time::timeout(FORM_TIMEOUT, session.read_request_body())
-            .await
-            .ok()?
-            .ok()?;
-        match piece {
-            Some(bytes) if body.len() + bytes.len() <= MAX_FORM_BYTES => {
-                body.extend_from_slice(&bytes)
-            }
-            Some(_) => return None,
-            None => return Some(body),
-        }
-    }
+    crate::control::api::read_body(session, MAX_FORM_BYTES)
+        .await
+        .ok()
 }
 
 /// The login form, with 401: it holds no data.
