@@ -6,6 +6,7 @@
 //! and CPU).
 
 pub mod load;
+pub mod nginx;
 pub mod postgres;
 pub mod process;
 mod soak;
@@ -42,6 +43,9 @@ pub struct Scenario {
     pub ramp: Duration,
     /// The mock answers with English prose (one word per chunk) instead of `xxxx` words.
     pub prose: bool,
+    /// Also run the load through nginx `proxy_pass` in front of the same mock (the
+    /// reverse-proxy baseline).
+    pub nginx: bool,
     /// Further runs through sluice with a feature on, each compared with the first run
     /// through sluice (the feature off) as well as with the direct run.
     pub variants: &'static [Variant],
@@ -180,6 +184,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         anthropic: false,
         ramp: Duration::ZERO,
         prose: false,
+        nginx: false,
         variants: &[],
     };
     let streams = Scenario {
@@ -198,6 +203,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         Scenario {
             name: "small",
             description: "small non-stream completions, 64 clients, closed loop (max throughput)",
+            nginx: true,
             ..small.clone()
         },
         Scenario {
@@ -207,6 +213,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
                 rate: 2000.0 * scale.max(0.05),
                 max_in_flight: c(2000),
             },
+            nginx: true,
             ..small.clone()
         },
         Scenario {
@@ -217,6 +224,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             },
             gap: Duration::from_millis(50),
             ramp: Duration::from_secs_f64(1.0 * scale),
+            nginx: true,
             ..streams.clone()
         },
         Scenario {
@@ -230,6 +238,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             gap: Duration::from_millis(250),
             ttft: Duration::from_millis(200),
             ramp: Duration::from_secs_f64(4.0 * scale),
+            nginx: true,
             ..streams.clone()
         },
         Scenario {
@@ -296,6 +305,9 @@ pub struct VariantResult {
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub direct: TargetResult,
+    /// Through nginx `proxy_pass`, for the scenarios that have the baseline (or why it was
+    /// not run).
+    pub nginx: Option<Result<TargetResult, String>>,
     /// Through sluice, with the scenario's variants' features off.
     pub sluice: TargetResult,
     pub variants: Vec<VariantResult>,
@@ -316,7 +328,7 @@ pub fn sluice_binary() -> Result<PathBuf, String> {
     )
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -419,7 +431,7 @@ async fn start_gateway(
     })
 }
 
-async fn wait_for_port(port: u16) -> Result<(), String> {
+pub(crate) async fn wait_for_port(port: u16) -> Result<(), String> {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -615,6 +627,11 @@ pub async fn run_scenario(
 
     let direct_spec = spec(mock_port, None, "direct");
     let direct = load::run(&direct_spec, &|d, f, i| progress("direct to mock", d, f, i)).await;
+    let nginx = if s.nginx {
+        Some(run_through_nginx(mock_port, &spec, progress).await)
+    } else {
+        None
+    };
 
     let sluice =
         run_through_sluice(&bin, mock_port, s, "", &spec, &s.sluice_label(), progress).await?;
@@ -684,8 +701,34 @@ pub async fn run_scenario(
             counters: None,
             redis_process: None,
         },
+        nginx,
         sluice,
         variants,
+    })
+}
+
+/// Loads nginx `proxy_pass` in front of the mock, sampling its master and workers.
+async fn run_through_nginx(
+    mock_port: u16,
+    spec: &dyn Fn(u16, Option<&str>, &str) -> LoadSpec,
+    progress: &(dyn Fn(&str, u64, u64, usize) + Sync),
+) -> Result<TargetResult, String> {
+    let mut nginx = nginx::Nginx::start("nginx", mock_port)
+        .await
+        .map_err(|why| format!("not run: {why}"))?;
+    let pid = nginx.pid().ok_or("nginx exited")?;
+    let sampler = process::Sampler::start_tree(pid);
+    let measured = load::run(&spec(nginx.port, Some(KEY), "nginx"), &|d, f, i| {
+        progress("through nginx proxy_pass", d, f, i)
+    })
+    .await;
+    let usage = sampler.stop().await;
+    nginx.stop().await;
+    Ok(TargetResult {
+        measured,
+        process: Some(usage),
+        counters: None,
+        redis_process: None,
     })
 }
 
@@ -738,8 +781,8 @@ fn ratios(a: &Value, b: &Value, stream: bool, procs: Option<(&Value, &Value)>) -
     r
 }
 
-/// A run through sluice as JSON: its summary and its process's usage.
-fn sluice_json(t: &mut TargetResult) -> (Value, Value) {
+/// A run through a proxy (sluice or nginx) as JSON: its summary and its process's usage.
+fn run_json(t: &mut TargetResult) -> (Value, Value) {
     let v = summary(&mut t.measured);
     let process = t.process.as_ref().map_or(Value::Null, |u| {
         let streams = v["peak_in_flight"].as_u64().unwrap_or(0).max(1);
@@ -761,7 +804,7 @@ impl ScenarioReport {
     pub fn to_json(&mut self) -> Value {
         let stream = self.scenario.stream;
         let d = summary(&mut self.direct.measured);
-        let (v, process) = sluice_json(&mut self.sluice);
+        let (v, process) = run_json(&mut self.sluice);
         let mut out = json!({
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -770,6 +813,21 @@ impl ScenarioReport {
             "sluice_process": process,
             "ratios_sluice_over_direct": ratios(&v, &d, stream, None),
         });
+        match &mut self.nginx {
+            Some(Ok(t)) => {
+                let (n, n_process) = run_json(t);
+                let mut r = ratios(&v, &n, stream, Some((&process, &n_process)));
+                r["rss_per_in_flight_request"] = ratio(
+                    &process["rss_per_in_flight_request_kib"],
+                    &n_process["rss_per_in_flight_request_kib"],
+                );
+                out["nginx"] = n;
+                out["nginx_process"] = n_process;
+                out["ratios_sluice_over_nginx"] = r;
+            }
+            Some(Err(why)) => out["nginx_skipped"] = json!(why),
+            None => {}
+        }
         if let Some(first) = self.scenario.variants.first() {
             let relevant = |c: &Option<Value>| match c {
                 Some(Value::Object(m)) => Value::Object(
@@ -788,7 +846,7 @@ impl ScenarioReport {
                 .map(|vr| match &mut vr.outcome {
                     Err(why) => json!({"name": vr.variant.label(), "skipped": why}),
                     Ok(t) => {
-                        let (on, on_process) = sluice_json(t);
+                        let (on, on_process) = run_json(t);
                         let requests = on["requests_ok"].as_u64().unwrap_or(0).max(1);
                         let redis = t.redis_process.as_ref().map(|u| {
                             json!({
@@ -869,6 +927,9 @@ pub fn markdown(r: &Value) -> String {
         r["description"].as_str().unwrap_or("")
     );
     out += &row("direct to mock", &r["direct"]);
+    if r["nginx"].is_object() {
+        out += &row("through nginx proxy_pass", &r["nginx"]);
+    }
     let off = r["sluice_label"].as_str();
     let suffix = |label: Option<&str>| label.map_or(String::new(), |l| format!(", {l}"));
     out += &row(&format!("through sluice{}", suffix(off)), &r["sluice"]);
@@ -888,6 +949,12 @@ pub fn markdown(r: &Value) -> String {
             let name = format!("sluice / direct{}", suffix(v["name"].as_str()));
             out += &ratio_row(&name, &v["ratios_sluice_over_direct"]);
         }
+    }
+    if r["nginx"].is_object() {
+        out += &ratio_row(
+            &format!("**sluice{} / nginx**", suffix(off)),
+            &r["ratios_sluice_over_nginx"],
+        );
     }
     for v in &variants {
         if v["sluice"].is_object() {
@@ -925,10 +992,22 @@ pub fn markdown(r: &Value) -> String {
             cpu_ratios.join("; ")
         );
     }
+    if let Some(why) = r["nginx_skipped"].as_str() {
+        out += &format!("\n**nginx proxy_pass**: {why}.\n");
+    }
     out += &process_line(
         &format!("sluice process{}", suffix(off)),
         &r["sluice_process"],
     );
+    if r["nginx"].is_object() {
+        out += &process_line("nginx (master and workers)", &r["nginx_process"]);
+        let n = &r["ratios_sluice_over_nginx"];
+        out += &format!(
+            "\nsluice / nginx: CPU time per request {}x, RSS per in-flight request {}x.\n",
+            f(&n["cpu_per_request"]),
+            f(&n["rss_per_in_flight_request"]),
+        );
+    }
     for v in &variants {
         if v["sluice"].is_object() {
             let name = format!("sluice process{}", suffix(v["name"].as_str()));

@@ -38,6 +38,44 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / ticks.max(1.0))
 }
 
+/// The processes whose parent is `pid` (nginx's workers under its master).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent(child) == Some(pid))
+        .collect()
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `pid` and, for a tree, its children now.
+fn group(pid: u32, tree: bool) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if tree {
+        pids.extend(children(pid));
+    }
+    pids
+}
+
+fn sum<T: std::iter::Sum>(pids: &[u32], f: impl Fn(u32) -> Option<T>) -> Option<T> {
+    let mut any = false;
+    let total = pids
+        .iter()
+        .filter_map(|&p| f(p))
+        .inspect(|_| any = true)
+        .sum();
+    any.then_some(total)
+}
+
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Usage>,
@@ -46,14 +84,25 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling `pid` every 100 ms.
     pub fn start(pid: u32) -> Sampler {
+        Sampler::sample(pid, false)
+    }
+
+    /// Starts sampling `pid` and its children (a master and its workers) every 100 ms: RSS
+    /// and CPU time are their sums; the children are looked up at every sample.
+    pub fn start_tree(pid: u32) -> Sampler {
+        Sampler::sample(pid, true)
+    }
+
+    fn sample(pid: u32, tree: bool) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let task = tokio::spawn(async move {
-            let baseline = rss_kib(pid).unwrap_or(0);
-            let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
+            let pids = group(pid, tree);
+            let baseline = sum(&pids, rss_kib).unwrap_or(0);
+            let cpu0 = sum(&pids, cpu_seconds).unwrap_or(0.0);
             let mut peak = baseline;
             while !flag.load(Ordering::Relaxed) {
-                if let Some(r) = rss_kib(pid) {
+                if let Some(r) = sum(&group(pid, tree), rss_kib) {
                     peak = peak.max(r);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -61,7 +110,7 @@ impl Sampler {
             Usage {
                 rss_baseline_kib: baseline,
                 rss_peak_kib: peak,
-                cpu_seconds: cpu_seconds(pid).unwrap_or(cpu0) - cpu0,
+                cpu_seconds: sum(&group(pid, tree), cpu_seconds).unwrap_or(cpu0) - cpu0,
             }
         });
         Sampler { stop, task }

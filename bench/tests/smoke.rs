@@ -49,6 +49,7 @@ async fn every_scenario_reports_sane_figures() {
             md.contains("through sluice") && md.contains("sluice / direct"),
             "{md}"
         );
+        check_nginx(&s, &r, &md);
         if s.variants.is_empty() {
             assert!(r.get("variants").is_none(), "{r}");
             continue;
@@ -142,4 +143,33 @@ async fn idle_soak_reports_every_connection_closed() {
     assert!(r["header_timeouts_counted"].as_f64().unwrap() >= 1.0, "{r}");
     let md = sluice_bench::soak_markdown(&r);
     assert!(md.contains("closed by sluice | 40"), "{md}");
+}
+
+/// The nginx `proxy_pass` baseline: measured like sluice for the scenarios that have it (or
+/// skipped with the reason, only where nginx is not installed), absent for the others.
+fn check_nginx(s: &sluice_bench::Scenario, r: &serde_json::Value, md: &str) {
+    if !s.nginx {
+        assert!(r.get("nginx").is_none() && r.get("nginx_skipped").is_none(), "{r}");
+        return;
+    }
+    if let Some(why) = r["nginx_skipped"].as_str() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_NGINX").is_none(),
+            "nginx is required (SLUICE_REQUIRE_NGINX) but the baseline was skipped: {why}"
+        );
+        assert!(md.contains(why), "{md}");
+        return;
+    }
+    let n = &r["nginx"];
+    assert!(n["requests_ok"].as_u64().unwrap() > 0, "{}: {r}", s.name);
+    assert_eq!(n["errors"], 0, "{}: {r}", s.name);
+    // Master and workers were sampled: more than one small process's memory.
+    assert!(r["nginx_process"]["rss_peak_kib"].as_u64().unwrap() > 1000, "{r}");
+    let ratios = &r["ratios_sluice_over_nginx"];
+    assert!(ratios["throughput"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(ratios["cpu_per_request"].as_f64().is_some(), "{r}");
+    assert!(
+        md.contains("through nginx proxy_pass") && md.contains("/ nginx**"),
+        "{md}"
+    );
 }
