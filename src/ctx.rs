@@ -48,6 +48,8 @@ pub struct Ctx {
     pub guardrails: Vec<(&'static str, Finding)>,
     /// The API the client speaks; errors and answers go back in its shape.
     pub front: Front,
+    /// What the response cache did (`hit`, `miss`, `bypass`); `None` without `cache:`.
+    pub cache: Option<&'static str>,
 }
 
 impl Ctx {
@@ -74,6 +76,7 @@ impl Ctx {
             extra_headers: Vec::new(),
             guardrails: Vec::new(),
             front: Front::OpenAi,
+            cache: None,
         }
     }
 }

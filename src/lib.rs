@@ -5,6 +5,7 @@
 //! chunk by chunk. See `README.md` for running it and `docs/ARCHITECTURE.md` (and [`pipeline`]) for the
 //! request path.
 
+pub mod cache;
 pub mod config;
 pub mod control;
 pub mod core;

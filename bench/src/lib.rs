@@ -64,6 +64,9 @@ pub enum Variant {
     LedgerSqlite,
     /// The usage ledger in PostgreSQL (a server started by the bench).
     LedgerPostgres,
+    /// The response cache in memory: every request of the run is the same, so all but the
+    /// first are hits.
+    CacheMemory,
 }
 
 impl Variant {
@@ -75,6 +78,7 @@ impl Variant {
             Variant::LimitsRedis => "limits: redis",
             Variant::LedgerSqlite => "ledger: sqlite",
             Variant::LedgerPostgres => "ledger: postgres",
+            Variant::CacheMemory => "cache hits",
         }
     }
 
@@ -84,6 +88,7 @@ impl Variant {
             Variant::OutputGuardrails => "guardrails off",
             Variant::LimitsMemory | Variant::LimitsRedis => "limits off",
             Variant::LedgerSqlite | Variant::LedgerPostgres => "ledger off",
+            Variant::CacheMemory => "cache off (provider)",
         }
     }
 
@@ -93,6 +98,7 @@ impl Variant {
             Variant::OutputGuardrails => "guardrail_",
             Variant::LimitsMemory | Variant::LimitsRedis => "rate_limit_",
             Variant::LedgerSqlite | Variant::LedgerPostgres => "usage_",
+            Variant::CacheMemory => "cache_",
         }
     }
 
@@ -114,6 +120,7 @@ impl Variant {
                 url.unwrap_or("redis://127.0.0.1:6379")
             ),
             Variant::LedgerSqlite => format!("usage:\n  path: {}\n", ledger_path().display()),
+            Variant::CacheMemory => "cache: { backend: memory, ttl: 10m }\n".to_string(),
             Variant::LedgerPostgres => format!(
                 "usage:\n  store: postgres\n  url: \"{}\"\n",
                 url.unwrap_or("postgres://127.0.0.1/postgres")
@@ -262,6 +269,14 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
                 (secrets + pii, redact) off and on",
             prose: true,
             variants: &[Variant::OutputGuardrails],
+            ..streams.clone()
+        },
+        Scenario {
+            name: "cache",
+            description: "200 concurrent streams, the same request each time (100 ms to the \
+                first token, 20 chunks 20 ms apart): response cache off (every answer from \
+                the provider) and on (every answer but the first a hit, replayed)",
+            variants: &[Variant::CacheMemory],
             ..streams
         },
         Scenario {
@@ -456,6 +471,8 @@ const COUNTERS: &[(&str, &str)] = &[
         "rate_limit_backend_errors",
     ),
     ("sluice_rate_limit_fail_open_total", "rate_limit_fail_open"),
+    ("sluice_cache_lookups_total{result=\"hit\"}", "cache_hits"),
+    ("sluice_cache_stores_total", "cache_stores"),
     (
         "sluice_usage_records_written_total",
         "usage_records_written",

@@ -99,17 +99,33 @@ pub(super) fn validate(
                 "must be 1 to 128 characters",
             ));
         }
-        if let (Some(sha256), Some(models), Some(guardrails)) = (sha256, models, guardrails) {
+        let scope = errors.take(cache_scope(&path, k.cache_scope));
+        if let (Some(sha256), Some(models), Some(guardrails), Some(cache_scope)) =
+            (sha256, models, guardrails, scope)
+        {
             keys.push(GatewayKey {
                 name: k.name,
                 sha256: sha256.unwrap_or_default(),
                 models,
                 guardrails,
                 team: k.team,
+                cache: k.cache.unwrap_or(true),
+                cache_scope,
             });
         }
     }
     errors.finish(keys)
+}
+
+/// `keys[i].cache_scope`: 1 to 128 characters.
+fn cache_scope(path: &str, scope: Option<String>) -> Result<Option<String>, ConfigError> {
+    match scope {
+        Some(s) if s.is_empty() || s.len() > 128 => Err(ConfigError::new(
+            format!("{path}.cache_scope"),
+            "must be 1 to 128 characters",
+        )),
+        s => Ok(s),
+    }
 }
 
 /// `keys[i].name`: not empty, not used by an earlier key.

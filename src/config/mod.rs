@@ -13,6 +13,7 @@
 //! `allow_inline_secrets: true` is set, which exists for tests only.
 
 mod admin;
+mod cache;
 mod cidr;
 mod document;
 mod failover;
@@ -167,6 +168,8 @@ fn validate(
     let retry = errors.take(failover::retry(raw.retry));
     let health = errors.take(failover::health(raw.health));
     let usage = errors.take(usage::validate(&ctx, raw.usage));
+    let limits_redis = rate_limits.as_ref().map(|l| l.redis_url.as_ref());
+    let cache = errors.take(cache::validate(&ctx, raw.cache, models_known, limits_redis));
 
     let (
         Some(listen),
@@ -182,6 +185,7 @@ fn validate(
         Some(retry),
         Some(health),
         Some(usage),
+        Some(cache),
     ) = (
         listen,
         tls,
@@ -196,6 +200,7 @@ fn validate(
         retry,
         health,
         usage,
+        cache,
     )
     else {
         return Err(errors.fail());
@@ -209,6 +214,7 @@ fn validate(
         retry,
         health,
         usage,
+        cache,
         listen,
         tls,
         admin,

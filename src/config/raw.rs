@@ -51,6 +51,21 @@ pub struct RawConfig {
     pub default_guardrails: Option<Vec<String>>,
     #[serde(default)]
     pub usage: Option<RawUsage>,
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// `cache:`: the response cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub backend: Option<String>,
+    pub ttl: Option<Dur>,
+    pub max_entry_bytes: Option<ByteSize>,
+    pub max_bytes: Option<ByteSize>,
+    pub redis_url: Option<String>,
+    pub redis_timeout: Option<Dur>,
+    pub models: Option<Vec<String>>,
 }
 
 /// `usage:`: the usage ledger.
@@ -115,6 +130,12 @@ pub struct RawKey {
     /// The team the key belongs to (the usage ledger groups by it).
     #[serde(default)]
     pub team: Option<String>,
+    /// `false` turns the response cache off for this key.
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// A named cache scope shared with the other keys that name it (default: the key's own).
+    #[serde(default)]
+    pub cache_scope: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -111,6 +111,10 @@ pub struct GatewayKey {
     pub guardrails: Vec<String>,
     /// The team the key belongs to, recorded in the usage ledger.
     pub team: Option<String>,
+    /// Whether the response cache serves this key (`keys[].cache`, default true).
+    pub cache: bool,
+    /// The cache scope the key shares with others (`keys[].cache_scope`); `None` = its own.
+    pub cache_scope: Option<String>,
 }
 
 impl GatewayKey {
@@ -289,6 +293,32 @@ pub struct Config {
     pub access_log: bool,
     /// The usage ledger; `None` when `usage:` is absent.
     pub usage: Option<UsageSettings>,
+    /// The response cache; `None` when `cache:` is absent (off).
+    pub cache: Option<CacheSettings>,
+}
+
+/// `cache:`: the response cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub backend: CacheBackend,
+    /// How long an answer is served from the cache.
+    pub ttl: Duration,
+    /// Larger answers are not stored.
+    pub max_entry_bytes: usize,
+    /// `cache.models`: the public models cached; `None` = every model.
+    pub models: Option<Vec<String>>,
+}
+
+/// `cache.backend`: where answers are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheBackend {
+    /// In this process, bounded by `max_bytes` (least recently used evicted first).
+    Memory { max_bytes: u64 },
+    /// A Redis server shared by every instance (`cache.redis_url`, else `limits.redis_url`).
+    Redis {
+        url: crate::core::secret::Secret,
+        timeout: Duration,
+    },
 }
 
 /// `usage:`: where the usage ledger is kept.

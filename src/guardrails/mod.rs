@@ -83,6 +83,37 @@ pub(crate) struct Rule {
     pub(crate) hidden: Hidden,
 }
 
+/// See [`Policy::fingerprint`]. Built from the rules' settings, never from compiled
+/// automata or function addresses (which differ between processes).
+fn fingerprint(rules: &[Arc<Rule>]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for r in rules {
+        let head = format!(
+            "rule\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0",
+            r.name, r.action, r.input, r.output, r.hidden, r.fields
+        );
+        h.update(head.len().to_le_bytes());
+        h.update(head.as_bytes());
+        for d in &r.detectors {
+            let det = format!(
+                "det\0{}\0{:?}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0",
+                d.kind,
+                d.profile,
+                d.pattern,
+                d.max_len,
+                d.max_orig,
+                d.validate.is_some(),
+                d.redact_tail,
+                d.redact_head
+            );
+            h.update(det.len().to_le_bytes());
+            h.update(det.as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
 /// Every guardrail of the config, by name.
 #[derive(Debug, Default)]
 pub struct Guardrails {
@@ -139,6 +170,8 @@ pub struct Policy {
     input: Vec<Arc<Rule>>,
     /// All output detectors of all output guardrails in one engine.
     output: Option<Arc<Engine>>,
+    /// See [`Policy::fingerprint`].
+    fingerprint: [u8; 32],
 }
 
 impl Policy {
@@ -157,7 +190,11 @@ impl Policy {
         } else {
             Some(Arc::new(Engine::new(entries)?))
         };
-        Ok(Arc::new(Policy { input, output }))
+        Ok(Arc::new(Policy {
+            input,
+            output,
+            fingerprint: fingerprint(&rules),
+        }))
     }
 
     /// A policy that checks nothing.
@@ -165,7 +202,16 @@ impl Policy {
         Arc::new(Policy {
             input: Vec::new(),
             output: None,
+            fingerprint: fingerprint(&[]),
         })
+    }
+
+    /// A digest of what this policy does — its guardrails in order, each with its action,
+    /// directions, fields and patterns — the same in every process for the same config: the
+    /// response cache keys answers by it, so that a changed policy never serves an answer
+    /// another policy let through.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// Whether any guardrail applies to requests.

@@ -89,6 +89,10 @@ pub struct UsageRecord {
     /// The team the request was made for (from the key that authenticated it).
     #[serde(default)]
     pub team: Option<String>,
+    /// What the response cache did: `hit` (answered from the cache, no provider tokens),
+    /// `miss`, `bypass`; `None` without `cache:`.
+    #[serde(default)]
+    pub cache: Option<String>,
 }
 
 impl UsageRecord {
@@ -134,6 +138,7 @@ impl UsageRecord {
             failovers: ctx.failovers,
             limit: ctx.limit.clone(),
             team: ctx.team.clone(),
+            cache: ctx.cache.map(str::to_string),
             guardrails: ctx
                 .guardrails
                 .iter()

@@ -27,7 +27,7 @@ use crate::core::secret::Secret;
 
 /// The schema's version (in `sluice_schema`); each migration step raises it by one. The
 /// PostgreSQL store starts at 2, the SQLite store's version with the same columns.
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock that serialises migrations (`sluice` in ASCII).
 const MIGRATION_LOCK: i64 = 0x73_6c_75_69_63_65;
@@ -64,11 +64,19 @@ CREATE INDEX IF NOT EXISTS sluice_usage_key_ts ON sluice_usage (key, ts_ms);
 /// Version 3: the team a request was made for, and the managed keys' table.
 const SCHEMA_V3: &str = "ALTER TABLE sluice_usage ADD COLUMN IF NOT EXISTS team TEXT;";
 
+/// Version 4: what the response cache did (`hit`, `miss`, `bypass`).
+const SCHEMA_V4: &str = "ALTER TABLE sluice_usage ADD COLUMN IF NOT EXISTS cache TEXT;";
+
 /// The migration steps: the version each brings the schema to, and its SQL.
-const MIGRATIONS: &[(i32, &str)] = &[(2, SCHEMA_V2), (3, SCHEMA_V3), (3, KEYS_TABLE)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (3, KEYS_TABLE),
+    (4, SCHEMA_V4),
+];
 
 /// The column types, in [`COLUMNS`] order (a batch goes in as one array per column).
-const TYPES: [&str; 23] = [
+const TYPES: [&str; 24] = [
     "BIGINT",
     "BIGINT",
     "TEXT",
@@ -89,6 +97,7 @@ const TYPES: [&str; 23] = [
     "BIGINT",
     "INTEGER",
     "INTEGER",
+    "TEXT",
     "TEXT",
     "TEXT",
     "TEXT",
@@ -282,7 +291,7 @@ struct Columns {
     ints: [Vec<i64>; 7],
     ttft: Vec<Option<i64>>,
     texts: [Vec<String>; 3],
-    opts: [Vec<Option<String>>; 7],
+    opts: [Vec<Option<String>>; 8],
     stream: Vec<bool>,
     small: [Vec<i32>; 3],
     cost: Vec<f64>,
@@ -317,6 +326,7 @@ impl Columns {
                 &r.error,
                 &r.limit,
                 &r.team,
+                &r.cache,
             ];
             for (col, v) in c.opts.iter_mut().zip(opts) {
                 col.push(v.clone());
@@ -332,7 +342,7 @@ impl Columns {
     }
 
     /// The parameters, in [`COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 24] {
         let (i, t, o, s) = (&self.ints, &self.texts, &self.opts, &self.small);
         [
             &i[0],
@@ -358,6 +368,7 @@ impl Columns {
             &t[2],
             &o[5],
             &o[6],
+            &o[7],
         ]
     }
 }
@@ -449,6 +460,7 @@ fn record(r: &tokio_postgres::Row) -> Result<UsageRecord, tokio_postgres::Error>
         guardrails: split_actions(&guardrails).map(str::to_string).collect(),
         limit: r.try_get(21)?,
         team: r.try_get(22)?,
+        cache: r.try_get(23)?,
     })
 }
 

@@ -12,7 +12,7 @@ use super::store::{now_ms, split_actions, Store, Timing, COLUMNS, FAILED};
 use super::UsageRecord;
 
 /// The schema's version (`PRAGMA user_version`); each migration step raises it by one.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: the records, indexed by time and by key.
 pub(crate) const SCHEMA_V1: &str = "
@@ -51,6 +51,9 @@ ALTER TABLE usage ADD COLUMN limited TEXT;
 /// Version 3: the team a request was made for; the managed keys' table
 /// ([`super::sqlite_keys::KEYS_TABLE`]) comes with it.
 pub(crate) const SCHEMA_V3: &str = "ALTER TABLE usage ADD COLUMN team TEXT;";
+
+/// Version 4: what the response cache did (`hit`, `miss`, `bypass`).
+pub(crate) const SCHEMA_V4: &str = "ALTER TABLE usage ADD COLUMN cache TEXT;";
 
 /// An SQLite ledger.
 pub struct Sqlite {
@@ -116,6 +119,7 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             (2, SCHEMA_V2),
             (3, SCHEMA_V3),
             (3, KEYS_TABLE),
+            (4, SCHEMA_V4),
         ];
         for (v, step) in steps {
             if version < v {
@@ -170,6 +174,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRecord> {
         guardrails: split_actions(&guardrails).map(str::to_string).collect(),
         limit: r.get(21)?,
         team: r.get(22)?,
+        cache: r.get(23)?,
     })
 }
 
@@ -180,7 +185,7 @@ impl Store for Sqlite {
             let mut st = tx
                 .prepare_cached(&format!(
                     "INSERT INTO usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
                      ON CONFLICT (id) DO NOTHING"
                 ))
                 .map_err(db_err)?;
@@ -209,6 +214,7 @@ impl Store for Sqlite {
                     r.guardrails.join(","),
                     r.limit,
                     r.team,
+                    r.cache,
                 ])
                 .map_err(db_err)?;
             }

@@ -14,7 +14,7 @@ use crate::config::UsageStore;
 /// The columns of a record, in [`UsageRecord`] order (the same in every store).
 pub(super) const COLUMNS: &str = "id, ts_ms, request_id, key, model, provider, upstream_model, \
     api, stream, status, error, prompt_tokens, completion_tokens, cached_tokens, \
-    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, failovers, guardrails, limited, team";
+    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, failovers, guardrails, limited, team, cache";
 
 /// The `WHERE` of [`Store::recent`]'s failed records (the same in every store).
 pub(super) const FAILED: &str = "(error IS NOT NULL OR status >= 400)";

@@ -13,6 +13,7 @@ use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
 use super::keyring::KeyRing;
+use crate::cache::{Cache, CacheMetrics};
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::pipeline::body::BodyBudget;
@@ -43,6 +44,11 @@ pub struct Gateway {
     pub body_budget: Arc<BodyBudget>,
     /// Counts generations from 1 (the config sluice started with).
     pub generation: u64,
+    /// The response cache, when `cache:` is configured. Process-wide: a generation whose
+    /// `cache:` is unchanged keeps its predecessor's entries.
+    pub cache: Option<Arc<Cache>>,
+    /// The cache's metrics, registered once.
+    pub cache_metrics: Arc<CacheMetrics>,
 }
 
 impl Gateway {
@@ -57,7 +63,13 @@ impl Gateway {
     ) -> Self {
         let mut opts = ConnectorOptions::from_server_conf(server_conf);
         opts.ca_file = cfg.upstream.ca_file.clone();
+        let cache_metrics = Arc::new(CacheMetrics::new());
+        for c in cache_metrics.collectors() {
+            metrics.register(c);
+        }
         Gateway {
+            cache: build_cache(&cfg, &cache_metrics),
+            cache_metrics,
             keys: Arc::new(KeyRing::new(&cfg, &[])),
             ledger: None,
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
@@ -84,7 +96,14 @@ impl Gateway {
         router: Arc<Router>,
         limiter: Limiter,
     ) -> Gateway {
+        let cache = if cfg.cache == self.cfg.cache {
+            self.cache.clone()
+        } else {
+            build_cache(&cfg, &self.cache_metrics)
+        };
         Gateway {
+            cache,
+            cache_metrics: self.cache_metrics.clone(),
             cfg,
             keys,
             router,
@@ -97,6 +116,18 @@ impl Gateway {
             ledger: self.ledger.clone(),
             body_budget: self.body_budget.clone(),
             generation: self.generation + 1,
+        }
+    }
+}
+
+/// The response cache `cfg` asks for; `None` (with a log line) when it cannot be built.
+fn build_cache(cfg: &Config, metrics: &Arc<CacheMetrics>) -> Option<Arc<Cache>> {
+    let settings = cfg.cache.as_ref()?;
+    match Cache::new(settings, metrics.clone()) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            log::error!("the response cache is off: {e}");
+            None
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Key {
     valid_until_ms: Option<u64>,
     /// Refused as expired (rather than unknown) once `valid_until_ms` has passed.
     expires: bool,
+    /// The response cache scope of the key's answers (`keys[].cache_scope`, else the key's
+    /// own); `None` when the cache is off for the key (`keys[].cache: false`).
+    pub cache_scope: Option<Arc<str>>,
 }
 
 impl Key {
@@ -48,6 +51,12 @@ pub struct ManagedKey {
     /// Guardrail names; `None` = `default_guardrails`.
     pub guardrails: Option<Vec<String>>,
     pub team: Option<String>,
+}
+
+/// A key's own cache scope: its name and its secret's digest, so that a key deleted and made
+/// again under the same name never sees the answers of the one before.
+fn own_scope(name: &str, sha256: &[u8; 32]) -> Arc<str> {
+    format!("key:{}:{}", hex::encode(&sha256[..16]), name).into()
 }
 
 /// What a presented key turned out to be.
@@ -98,6 +107,10 @@ impl KeyRing {
                 team: k.team.clone(),
                 valid_until_ms: None,
                 expires: false,
+                cache_scope: k.cache.then(|| match &k.cache_scope {
+                    Some(shared) => format!("scope:{shared}").into(),
+                    None => own_scope(&k.name, &k.sha256),
+                }),
             })
             .collect();
         for m in managed {
@@ -128,6 +141,7 @@ impl KeyRing {
                 team: m.team.clone(),
                 valid_until_ms: m.expires_ms,
                 expires: true,
+                cache_scope: Some(own_scope(&m.name, &m.sha256)),
             };
             if let Some((previous, until)) = m.previous {
                 keys.push(Key {

@@ -3,9 +3,10 @@
 //! ```text
 //!  route (front door) ─► authenticate ─┬─► models (answered locally)
 //!                                      └─► admit the key's rate ─► decode ─► input guardrails
-//!                                          ─► admit tokens, budgets, model limits ─► dispatch
+//!                                          ─► admit tokens, budgets, model limits
+//!                                          ─► response cache (a hit is served here) ─► dispatch
 //!                                          (attempt loop: exchange ─► relay, whole or stream,
-//!                                          output guardrails) ─► settle
+//!                                          output guardrails) ─► cache store ─► settle
 //! ```
 //!
 //! | stage          | file             | hands on                                            |
@@ -19,6 +20,7 @@
 //! | attempt        | `attempt.rs`     | one exchange → `Ok` or a typed `AttemptError`       |
 //! | relay          | `relay.rs`       | the answer to the client, whole or streamed         |
 //! | output guard   | `guard_output.rs`| a translator stage over OpenAI chunks               |
+//! | cache          | `cache.rs`       | a cached answer served, or the live one stored      |
 //! | settle         | `settle.rs`      | limits settled with the provider's usage            |
 //!
 //! [`handle`] returns `Err` only while nothing has been sent to the client; the caller then
@@ -29,6 +31,7 @@ mod admit;
 mod attempt;
 mod auth;
 pub mod body;
+pub mod cache;
 mod decode;
 mod dispatch;
 mod exchange;
@@ -87,10 +90,25 @@ async fn proxy(
     let req = decode::decode(gw, session, ctx, key, endpoint, &mut hold).await?;
     let req = guard_input::check(key, req, ctx).await?;
     let estimate = admit::rest(gw, ctx, key, &req, permit.as_mut()).await?;
-    let result = dispatch::dispatch(gw, session, ctx, req.into_plan(key, ctx.front)).await;
+    let mut lookup = cache::lookup(gw, session, ctx, key, &req).await;
+    if let Some(entry) = lookup.hit.take() {
+        if cache::serve(session, ctx, &req, entry).await {
+            // A hit settles like an answer that cost no provider tokens.
+            drop(hold);
+            settle::settle(gw, ctx, permit, &Ok(()), estimate).await;
+            return Ok(());
+        }
+    }
+    let capture = lookup
+        .capture
+        .clone()
+        .zip(gw.cache.as_ref().map(|c| c.settings().max_entry_bytes));
+    let plan = req.into_plan(key, ctx.front, capture);
+    let result = dispatch::dispatch(gw, session, ctx, plan).await;
     // The request's forms are gone with the plan: its body reservation goes back before the
     // settlement's round trip.
     drop(hold);
+    cache::store(ctx, lookup, &result).await;
     settle::settle(gw, ctx, permit, &result, estimate).await;
     result
 }

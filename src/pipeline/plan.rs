@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::decode::Request;
 use super::guard_output;
+use crate::cache::assemble::{Capture, Tee};
 use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::guardrails::Policy;
@@ -27,17 +28,19 @@ pub(super) struct Plan {
     pub guardrails: Arc<Policy>,
     /// The body as the client sent it (other doors), for deployments that speak its API.
     pub native: Option<Map<String, Value>>,
+    /// Where a complete answer in the chat form is left for the response cache (with the
+    /// largest entry it takes); `None` when the answer is not to be stored.
+    pub capture: Option<(Arc<Capture>, usize)>,
 }
 
 impl Request {
-    pub(super) fn into_plan(self, key: &Key, front: Front) -> Plan {
-        let client_wants_usage = self.stream
-            && self
-                .chat
-                .get("stream_options")
-                .and_then(|o| o.get("include_usage"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+    pub(super) fn into_plan(
+        self,
+        key: &Key,
+        front: Front,
+        capture: Option<(Arc<Capture>, usize)>,
+    ) -> Plan {
+        let client_wants_usage = super::cache::wants_usage(self.stream, &self.chat);
         Plan {
             endpoint: self.endpoint,
             front,
@@ -47,6 +50,7 @@ impl Request {
             client_wants_usage,
             guardrails: key.guardrails.clone(),
             native: self.client,
+            capture,
         }
     }
 }
@@ -101,7 +105,10 @@ impl Plan {
             }
         }
         let t = wire.stream(public, self.client_wants_usage);
-        let t = guard_output::guarded(t, &self.guardrails);
+        let mut t = guard_output::guarded(t, &self.guardrails);
+        if let Some((capture, max)) = &self.capture {
+            t = Box::new(Tee::new(t, capture.clone(), *max));
+        }
         self.front.encode_stream(t, public)
     }
 }

@@ -10,6 +10,7 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::{Answered, AttemptError, Deadline};
+use super::cache;
 use super::exchange::{client_closed, drain_and_release, read_chunk};
 use super::guard_output;
 use super::plan::Plan;
@@ -17,10 +18,9 @@ use super::settle::record_stream;
 use crate::config::Provider;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
-use crate::front::Front;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::respond;
-use crate::providers::{openai, ProviderKind, Wire};
+use crate::providers::Wire;
 
 /// Sends a whole answer from a `wire` deployment.
 pub(super) async fn whole(
@@ -71,20 +71,18 @@ fn whole_answer(
     } else {
         b
     };
-    if !plan.stream {
-        return Ok((plan.front.encode_whole(b, public)?, usage, false));
+    if let Some((capture, _)) = &plan.capture {
+        capture.set(b.clone());
     }
-    // The provider ignored `stream: true` and answered whole: the client still gets a stream.
-    let (sse, usage) = openai::completion_to_sse(&b, public, plan.client_wants_usage)?;
-    if plan.front == Front::OpenAi {
-        return Ok((sse, usage, true));
-    }
-    let chunks = Wire::of(ProviderKind::OpenAi).stream(public, true);
-    let mut encoder = plan.front.encode_stream(chunks, public);
-    let mut out = BytesMut::new();
-    encoder.feed(&sse, &mut out)?;
-    encoder.finish(&mut out)?;
-    Ok((out.freeze(), usage, true))
+    // A provider that ignored `stream: true` and answered whole: the client still gets a
+    // stream.
+    let (b, _, stream) = cache::render(
+        plan.front,
+        public,
+        (plan.stream, plan.client_wants_usage),
+        b,
+    )?;
+    Ok((b, usage, stream))
 }
 
 /// Counts a stream in `sluice_active_streams` while it lives.

@@ -112,6 +112,7 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         "prompt_tokens": ctx.usage.map(|u| u.prompt_tokens),
         "completion_tokens": ctx.usage.map(|u| u.completion_tokens),
         "guardrails": guardrail_log(ctx),
+        "cache": ctx.cache,
     });
     let mut out = std::io::stdout().lock();
     // A closed stdout must not take the request path down with it.

@@ -1,0 +1,381 @@
+//! A streamed answer made whole for the cache: [`Tee`] passes an OpenAI chunk stream on
+//! unchanged and feeds a copy to an [`Assembler`], which builds the chat completion the
+//! stream amounts to. Only a stream that ended with `[DONE]` and holds nothing the assembler
+//! does not know how to put back (log probabilities, audio, provider extensions) becomes an
+//! entry: an answer the cache cannot reproduce exactly is not cached.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Map, Value};
+
+use crate::core::sse::{SseEvent, SseParser, MAX_EVENT_BYTES};
+use crate::core::{ApiError, Finding, StreamTranslator, Usage};
+
+/// The complete answer of one request, once known: the whole answer, or a stream made whole.
+#[derive(Default)]
+pub struct Capture(Mutex<Option<Bytes>>);
+
+impl Capture {
+    pub fn new() -> Arc<Capture> {
+        Arc::new(Capture::default())
+    }
+
+    pub fn set(&self, completion: Bytes) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(completion);
+    }
+
+    pub fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// One tool call being assembled.
+#[derive(Default)]
+struct ToolCall {
+    index: u64,
+    id: Option<Value>,
+    name: String,
+    arguments: String,
+}
+
+/// One choice being assembled.
+#[derive(Default)]
+struct Choice {
+    index: u64,
+    content: Option<String>,
+    refusal: Option<String>,
+    tool_calls: Vec<ToolCall>,
+    finish_reason: Value,
+}
+
+/// Builds a chat completion from its chunks.
+pub struct Assembler {
+    head: Map<String, Value>,
+    choices: Vec<Choice>,
+    usage: Option<Value>,
+    done: bool,
+    /// Something was seen that the completion could not hold: nothing is cached.
+    spoiled: bool,
+    size: usize,
+    max: usize,
+}
+
+impl Assembler {
+    /// An assembler that gives up on answers of more than `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Assembler {
+            head: Map::new(),
+            choices: Vec::new(),
+            usage: None,
+            done: false,
+            spoiled: false,
+            size: 0,
+            max,
+        }
+    }
+
+    /// Takes one event of the stream.
+    pub fn event(&mut self, ev: &SseEvent) {
+        if self.spoiled || self.done {
+            return;
+        }
+        self.size += ev.data.len();
+        if self.size > self.max || ev.event.is_some() {
+            self.spoiled = true;
+            return;
+        }
+        if ev.data == b"[DONE]" {
+            self.done = true;
+            return;
+        }
+        match serde_json::from_slice::<Map<String, Value>>(&ev.data) {
+            Ok(chunk) => self.spoiled = self.chunk(chunk).is_none(),
+            Err(_) => self.spoiled = true,
+        }
+    }
+
+    /// Adds a chunk; `None` when it holds what a completion cannot.
+    fn chunk(&mut self, chunk: Map<String, Value>) -> Option<()> {
+        for (k, v) in chunk {
+            match k.as_str() {
+                "id" | "created" | "model" | "system_fingerprint" | "service_tier" => {
+                    self.head.entry(k).or_insert(v);
+                }
+                "object" => {}
+                "usage" if v.is_null() => {}
+                "usage" => self.usage = Some(v),
+                "choices" => {
+                    for c in v.as_array()? {
+                        self.choice(c.as_object()?)?;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+
+    fn choice(&mut self, c: &Map<String, Value>) -> Option<()> {
+        let index = c.get("index").and_then(Value::as_u64)?;
+        let pos = match self.choices.iter().position(|x| x.index == index) {
+            Some(p) => p,
+            None => {
+                self.choices.push(Choice {
+                    index,
+                    ..Choice::default()
+                });
+                self.choices.len() - 1
+            }
+        };
+        let choice = &mut self.choices[pos];
+        for (k, v) in c {
+            match (k.as_str(), v) {
+                ("index", _) | ("logprobs", Value::Null) | ("finish_reason", Value::Null) => {}
+                ("finish_reason", v) => choice.finish_reason = v.clone(),
+                ("delta", Value::Object(d)) => delta(choice, d)?,
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+
+    /// The completion, when the stream ended cleanly and all of it could be kept.
+    pub fn completion(&self) -> Option<Bytes> {
+        if !self.done || self.spoiled || self.choices.is_empty() {
+            return None;
+        }
+        let mut c = self.head.clone();
+        c.insert("object".into(), "chat.completion".into());
+        let choices: Vec<Value> = self.choices.iter().map(message).collect();
+        c.insert("choices".into(), Value::Array(choices));
+        if let Some(u) = &self.usage {
+            c.insert("usage".into(), u.clone());
+        }
+        serde_json::to_vec(&c).ok().map(Bytes::from)
+    }
+}
+
+/// Adds a chunk's delta to its choice.
+fn delta(choice: &mut Choice, d: &Map<String, Value>) -> Option<()> {
+    for (k, v) in d {
+        match (k.as_str(), v) {
+            (_, Value::Null) | ("role", Value::String(_)) => {}
+            ("content", Value::String(s)) => {
+                choice.content.get_or_insert_with(String::new).push_str(s)
+            }
+            ("refusal", Value::String(s)) => {
+                choice.refusal.get_or_insert_with(String::new).push_str(s)
+            }
+            ("tool_calls", Value::Array(calls)) => {
+                for call in calls {
+                    tool_call(choice, call.as_object()?)?;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+fn tool_call(choice: &mut Choice, call: &Map<String, Value>) -> Option<()> {
+    let index = call.get("index").and_then(Value::as_u64)?;
+    let pos = match choice.tool_calls.iter().position(|t| t.index == index) {
+        Some(p) => p,
+        None => {
+            choice.tool_calls.push(ToolCall {
+                index,
+                ..ToolCall::default()
+            });
+            choice.tool_calls.len() - 1
+        }
+    };
+    let t = &mut choice.tool_calls[pos];
+    for (k, v) in call {
+        match (k.as_str(), v) {
+            ("index", _) | (_, Value::Null) => {}
+            ("type", Value::String(s)) if s == "function" => {}
+            ("id", Value::String(_)) => t.id = Some(v.clone()),
+            ("function", Value::Object(f)) => {
+                for (fk, fv) in f {
+                    match (fk.as_str(), fv) {
+                        ("name", Value::String(s)) => t.name.push_str(s),
+                        ("arguments", Value::String(s)) => t.arguments.push_str(s),
+                        (_, Value::Null) => {}
+                        _ => return None,
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// A choice of the completion.
+fn message(c: &Choice) -> Value {
+    let mut m = Map::new();
+    m.insert("role".into(), "assistant".into());
+    m.insert(
+        "content".into(),
+        c.content.clone().map_or(Value::Null, Value::String),
+    );
+    if let Some(r) = &c.refusal {
+        m.insert("refusal".into(), Value::String(r.clone()));
+    }
+    if !c.tool_calls.is_empty() {
+        let calls: Vec<Value> = c
+            .tool_calls
+            .iter()
+            .map(|t| {
+                json!({"id": t.id.clone().unwrap_or(Value::Null), "type": "function",
+                       "function": {"name": t.name, "arguments": t.arguments}})
+            })
+            .collect();
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    json!({"index": c.index, "message": m, "logprobs": null, "finish_reason": c.finish_reason})
+}
+
+/// A translator stage that passes OpenAI chunks on unchanged and, when the stream ends
+/// cleanly, leaves the completion they amount to in its [`Capture`].
+pub struct Tee {
+    inner: Box<dyn StreamTranslator>,
+    parser: SseParser,
+    events: Vec<SseEvent>,
+    assembler: Assembler,
+    capture: Arc<Capture>,
+    buf: BytesMut,
+}
+
+impl Tee {
+    pub fn new(inner: Box<dyn StreamTranslator>, capture: Arc<Capture>, max: usize) -> Self {
+        Tee {
+            inner,
+            parser: SseParser::new(MAX_EVENT_BYTES),
+            events: Vec::new(),
+            assembler: Assembler::new(max),
+            capture,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Hands what the inner stage produced on, and a copy to the assembler.
+    fn pass(&mut self, out: &mut BytesMut) {
+        let produced = self.buf.split();
+        if self.parser.feed(&produced, &mut self.events).is_err() {
+            self.assembler.spoiled = true;
+        }
+        for ev in self.events.drain(..) {
+            self.assembler.event(&ev);
+        }
+        out.extend_from_slice(&produced);
+        if self.inner.is_done() {
+            if let Some(c) = self.assembler.completion() {
+                self.capture.set(c);
+            }
+        }
+    }
+}
+
+impl StreamTranslator for Tee {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        let r = self.inner.feed(input, &mut self.buf);
+        self.pass(out);
+        r
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        let r = self.inner.finish(&mut self.buf);
+        self.pass(out);
+        r
+    }
+
+    fn is_done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
+
+    fn abandon_upstream(&self) -> bool {
+        self.inner.abandon_upstream()
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        self.inner.findings()
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        self.assembler.spoiled = true;
+        self.inner.error_event(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assemble(stream: &str) -> Option<Value> {
+        let mut a = Assembler::new(1 << 20);
+        let mut p = SseParser::new(MAX_EVENT_BYTES);
+        let mut evs = Vec::new();
+        p.feed(stream.as_bytes(), &mut evs).unwrap();
+        for e in &evs {
+            a.event(e);
+        }
+        a.completion().map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    const CHUNKS: &str = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+    );
+
+    #[test]
+    fn a_complete_stream_becomes_a_completion() {
+        let c = assemble(&format!("{CHUNKS}data: [DONE]\n\n")).expect("complete");
+        assert_eq!(c["object"], "chat.completion");
+        assert_eq!(c["id"], "c1");
+        assert_eq!(c["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(c["choices"][0]["finish_reason"], "stop");
+        assert_eq!(c["usage"]["total_tokens"], 5);
+    }
+
+    #[test]
+    fn a_stream_without_done_is_not_kept() {
+        assert!(assemble(CHUNKS).is_none());
+    }
+
+    #[test]
+    fn what_a_completion_cannot_hold_spoils_it() {
+        let odd = CHUNKS.replace(
+            "\"finish_reason\":\"stop\"",
+            "\"finish_reason\":\"stop\",\"logprobs\":{\"content\":[]}",
+        );
+        assert!(assemble(&format!("{odd}data: [DONE]\n\n")).is_none());
+        let ext = CHUNKS.replace(
+            "{\"content\":\"lo\"}",
+            "{\"content\":\"lo\",\"reasoning_content\":\"x\"}",
+        );
+        assert!(assemble(&format!("{ext}data: [DONE]\n\n")).is_none());
+    }
+
+    #[test]
+    fn tool_calls_are_joined() {
+        let s = concat!(
+            "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"t1\",\"type\":\"function\",\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let c = assemble(s).expect("complete");
+        let call = &c["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "t1");
+        assert_eq!(call["function"]["name"], "get");
+        assert_eq!(call["function"]["arguments"], "{\"a\":1}");
+        assert!(c["choices"][0]["message"]["content"].is_null());
+    }
+}
