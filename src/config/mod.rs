@@ -17,6 +17,7 @@ mod cache;
 mod cidr;
 mod document;
 mod failover;
+mod guardrail_headers;
 mod keys;
 mod limits;
 mod models;
@@ -129,7 +130,9 @@ fn validate(
     let mut raw_keys = raw.keys;
     let key_limits = keys::take_limits(&mut raw_keys);
     let declared: HashSet<String> = raw.guardrails.iter().map(|g| g.name.clone()).collect();
-    let guardrails = crate::guardrails::compile_valid(raw.guardrails, &mut errors);
+    let mut raw_guardrails = raw.guardrails;
+    guardrail_headers::resolve(&ctx, &mut raw_guardrails, &mut errors);
+    let guardrails = crate::guardrails::compile_valid(raw_guardrails, &mut errors);
     let known = KnownGuardrails {
         valid: &guardrails,
         declared: guardrails_read.then_some(declared),

@@ -238,6 +238,21 @@ impl ApiError {
         .with_code("content_filter")
     }
 
+    /// 503: a guardrail that must judge the request (a webhook with `on_error: fail_closed`)
+    /// could not. Names the guardrail only.
+    pub fn guardrail_unavailable(guardrail: &str) -> Self {
+        Self::new(
+            503,
+            "api_error",
+            Origin::Internal,
+            format!(
+                "The gateway's guardrail '{guardrail}' could not check the request. Try again \
+                 later."
+            ),
+        )
+        .with_code("guardrail_unavailable")
+    }
+
     /// An error the provider answered with, normalised. `status` is the status to give the
     /// client; `kind` the OpenAI error type.
     pub fn upstream(status: u16, kind: &'static str, message: impl Into<String>) -> Self {

@@ -13,7 +13,12 @@
 //!     max_match_len: 256       # regex only: longest match considered (default 256)
 //!     action: block
 //!     fields: ["$.messages[*].content"]  # optional: what is inspected on input
-//!     hidden_characters: strip # strip | block | keep: Unicode tag characters on input
+//!     hidden_characters: strip # strip | block | keep: hidden characters, input and output
+//!   - name: classifier
+//!     type: webhook            # the text goes to an HTTP service (see `webhook`)
+//!     url: http://127.0.0.1:9000/check
+//!     action: block            # block: apply its verdicts | log: record them only
+//!     on_error: fail_closed    # fail_closed | fail_open
 //! ```
 //!
 //! Every error names the key path, e.g. `guardrails[2].patterns[0]: invalid regex: ...`.
@@ -59,10 +64,34 @@ pub struct RawGuardrail {
     /// Optional JSONPath selection of the request strings inspected on input.
     #[serde(default)]
     pub fields: Option<Vec<String>>,
-    /// What to do with Unicode tag characters in the inspected input: `strip` (default),
-    /// `block` or `keep`.
+    /// What to do with hidden characters in the inspected input and in answers: `strip`
+    /// (default), `block` or `keep`.
     #[serde(default)]
     pub hidden_characters: Option<String>,
+    /// `webhook` only: the service's URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `webhook` only: headers sent with every call (values may be `${ENV}` or `file:`).
+    #[serde(default)]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// `headers` with their references resolved (set by the config loader).
+    #[serde(skip)]
+    pub resolved_headers: Vec<(String, crate::core::secret::Secret)>,
+    /// `webhook` only: how long a call may take (default 2s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `webhook` only: `fail_closed` (default) or `fail_open`.
+    #[serde(default)]
+    pub on_error: Option<String>,
+    /// `webhook` only: how long a verdict is reused for the same text (default 5m; 0s: never).
+    #[serde(default)]
+    pub cache_ttl: Option<String>,
+    /// `webhook` only: most text bytes per call (default 1 MiB).
+    #[serde(default)]
+    pub max_text_bytes: Option<usize>,
+    /// `webhook` only: bytes of streamed answer text per call (default 2048).
+    #[serde(default)]
+    pub window: Option<usize>,
 }
 
 fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
@@ -77,17 +106,11 @@ fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
     }
 }
 
-fn parse_hidden(path: &str, g: &RawGuardrail, input: bool) -> Result<Hidden, ConfigError> {
+fn parse_hidden(path: &str, g: &RawGuardrail) -> Result<Hidden, ConfigError> {
     let path = format!("{path}.hidden_characters");
     let Some(h) = &g.hidden_characters else {
         return Ok(Hidden::Strip);
     };
-    if !input {
-        return Err(ConfigError::new(
-            path,
-            "hidden_characters applies to input, but this guardrail does not apply to input",
-        ));
-    }
     match h.as_str() {
         "strip" => Ok(Hidden::Strip),
         "block" => Ok(Hidden::Block),
@@ -174,11 +197,16 @@ fn compile_one(
     names: &mut HashSet<String>,
 ) -> Result<Rule, ConfigError> {
     check_name(path, &g.name, names)?;
-    let action = parse_action(&format!("{path}.action"), &g.action)?;
+    let webhook = super::webhook::parse(path, &g)?;
+    let action = match webhook {
+        // Verdicts decide; `action` was checked by the webhook's own parse.
+        Some(_) => Action::Block,
+        None => parse_action(&format!("{path}.action"), &g.action)?,
+    };
     let (input, output) = parse_apply_to(path, g.apply_to.as_deref())?;
     let dets = detectors_of(path, &g)?;
     let fields = parse_fields(path, g.fields.as_deref(), input)?;
-    let hidden = parse_hidden(path, &g, input)?;
+    let hidden = parse_hidden(path, &g)?;
     let name: Arc<str> = g.name.as_str().into();
     let engine = engine_for(&name, action, &dets).map_err(|e| ConfigError::new(path, e))?;
     Ok(Rule {
@@ -190,6 +218,7 @@ fn compile_one(
         engine: Arc::new(engine),
         fields,
         hidden,
+        webhook,
     })
 }
 
@@ -252,10 +281,14 @@ fn detectors_of(path: &str, g: &RawGuardrail) -> Result<Vec<Arc<Detector>>, Conf
         "pii" => builtin(detectors::pii()),
         "prompt_injection" => builtin(detectors::injection()),
         "regex" => user_detectors(path, &g.name, g)?,
+        "webhook" => Vec::new(),
         other => {
             return Err(ConfigError::new(
                 format!("{path}.type"),
-                format!("unknown type {other:?} (one of: secrets, pii, prompt_injection, regex)"),
+                format!(
+                    "unknown type {other:?} (one of: secrets, pii, prompt_injection, regex, \
+                     webhook)"
+                ),
             ))
         }
     };

@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::engine::Scratch;
+use super::hidden;
 use super::normalize::{is_tag, tag_ascii};
 use super::text::Visit;
 use super::{record, render, Action, Hidden, InputVerdict, Policy, Rule};
@@ -29,7 +30,7 @@ impl std::fmt::Debug for InputApi {
 }
 
 /// Calls `f` on every string of `body` that `rule` inspects.
-fn select(rule: &Rule, body: &mut Value, api: InputApi, f: &mut Visit) {
+pub(super) fn select(rule: &Rule, body: &mut Value, api: InputApi, f: &mut Visit) {
     if let Some(paths) = &rule.fields {
         for p in paths {
             p.for_each_string(body, f);
@@ -197,24 +198,32 @@ fn tag_runs(s: &str) -> Vec<(usize, usize)> {
     runs
 }
 
-/// Unicode tag characters ("ASCII smuggling"): each run is decoded to the ASCII it spells
-/// and scanned on its own (the normalised views already read it in place), then the rule's
+/// Hidden characters (see [`super::hidden`]): each run of tag characters is decoded to the
+/// ASCII it spells, and each run of variation selectors to the bytes it carries, and scanned
+/// on its own (the normalised views already read tag characters in place), then the rule's
 /// `hidden_characters` applies: `block` refuses the request, `keep` forwards them (a
 /// redacted run is replaced), and `strip` leaves them for `Policy::strip_hidden` once every
 /// guardrail has run. Returns true on block.
 fn check_hidden(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut InputVerdict) -> bool {
-    let runs = tag_runs(s);
-    if runs.is_empty() {
+    if !hidden::contains_hidden(s) {
         return false;
     }
     if rule.hidden == Hidden::Block {
         let kind: Arc<str> = HIDDEN_KIND.into();
         record(&mut verdict.findings, &rule.name, Action::Block, &kind);
+        super::metrics::hidden(&rule.name, "input", "block");
         return true;
     }
-    let mut redact: Vec<(usize, usize, Arc<str>)> = Vec::new();
-    for (a, b) in runs {
+    let tags = tag_runs(s).into_iter().map(|(a, b)| {
         let decoded: String = s[a..b].chars().filter_map(tag_ascii).collect();
+        (a, b, decoded)
+    });
+    let selectors = hidden::selector_runs(s)
+        .into_iter()
+        .map(|(a, b)| (a, b, hidden::decode_selectors(&s[a..b])));
+    let runs: Vec<(usize, usize, String)> = tags.chain(selectors).collect();
+    let mut redact: Vec<(usize, usize, Arc<str>)> = Vec::new();
+    for (a, b, decoded) in runs {
         match check_decoded(rule, sc, &decoded, verdict) {
             Decoded::Block => return true,
             Decoded::Redact(kind) => redact.push((a, b, kind)),
@@ -223,6 +232,7 @@ fn check_hidden(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut Inp
     }
     // Stripping waits until every guardrail has read them (see `Policy::check_input`).
     if rule.hidden == Hidden::Keep {
+        redact.sort_by_key(|r| r.0);
         for (a, b, kind) in redact.into_iter().rev() {
             s.replace_range(a..b, &format!("[REDACTED:{kind}]"));
         }
@@ -257,16 +267,18 @@ impl Policy {
         verdict
     }
 
-    /// Removes the tag characters from every string a `hidden_characters: strip` guardrail
-    /// inspects: after all guardrails, so that each has read the hidden text.
+    /// Removes the hidden characters from every string a `hidden_characters: strip`
+    /// guardrail inspects: after all guardrails, so that each has read the hidden text.
     fn strip_hidden(&self, body: &mut Value, api: InputApi, verdict: &mut InputVerdict) {
         for rule in self.input.iter().filter(|r| r.hidden == Hidden::Strip) {
+            let mut stripped = false;
             select(rule, body, api, &mut |s: &mut String| {
-                if s.contains(is_tag) {
-                    s.retain(|c| !is_tag(c));
-                    verdict.stripped = true;
-                }
+                stripped |= hidden::strip(s);
             });
+            if stripped {
+                verdict.stripped = true;
+                super::metrics::hidden(&rule.name, "input", "strip");
+            }
         }
     }
 }

@@ -17,7 +17,9 @@
 //! [`normalize`]): a match is always redacted over the exact original span. On input, runs of
 //! 16 or more base64 or hex characters are also decoded once and the decoded text checked;
 //! a match there is redacted by replacing the whole encoded run. Unicode tag characters are
-//! read as the ASCII they spell and, on input, stripped by default ([`Hidden`]).
+//! read as the ASCII they spell and, with the other invisible carriers of [`hidden`],
+//! stripped by default from requests and answers ([`Hidden`]). A `webhook` guardrail sends
+//! the text to an HTTP service of the operator's and applies its verdict ([`webhook`]).
 //!
 //! Verdicts and recorded actions name the guardrail and the kind of match, never the matched
 //! text.
@@ -25,11 +27,14 @@
 pub mod config;
 mod detectors;
 mod engine;
+mod hidden;
 mod input;
 pub mod jsonpath;
+pub mod metrics;
 mod normalize;
 mod stream;
 pub mod text;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -38,8 +43,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 pub use config::{compile, compile_valid, RawGuardrail};
+pub use hidden::{Filtered, HiddenFilter};
 pub use input::InputApi;
 pub use stream::{Channel, OutputScanner, Step};
+pub use webhook::{Meta, StreamWindow, WebhookVerdict};
 
 use crate::core::ConfigError;
 use detectors::Detector;
@@ -57,13 +64,14 @@ pub enum Action {
     Log,
 }
 
-/// What an input guardrail does with Unicode tag characters (U+E0000–U+E007F) in the text
-/// it inspects. Whatever it does, the text they spell is scanned.
+/// What a guardrail does with hidden characters (Unicode tag characters and the other
+/// invisible carriers of [`hidden`]) in the text it inspects, on input and output. Whatever
+/// it does, the text they spell is scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hidden {
-    /// Remove them from what goes upstream (the default).
+    /// Remove them from what goes upstream or to the client (the default).
     Strip,
-    /// Refuse the request (kind `hidden_characters`).
+    /// Refuse the request or stop the answer (kind `hidden_characters`).
     Block,
     /// Forward them unchanged.
     Keep,
@@ -81,6 +89,8 @@ pub(crate) struct Rule {
     pub(crate) engine: Arc<Engine>,
     pub(crate) fields: Option<Vec<JsonPath>>,
     pub(crate) hidden: Hidden,
+    /// `type: webhook`: the service that judges the text (the rule has no detectors).
+    pub(crate) webhook: Option<Arc<webhook::Webhook>>,
 }
 
 /// See [`Policy::fingerprint`]. Built from the rules' settings, never from compiled
@@ -90,8 +100,14 @@ fn fingerprint(rules: &[Arc<Rule>]) -> [u8; 32] {
     let mut h = Sha256::new();
     for r in rules {
         let head = format!(
-            "rule\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0",
-            r.name, r.action, r.input, r.output, r.hidden, r.fields
+            "rule\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0",
+            r.name,
+            r.action,
+            r.input,
+            r.output,
+            r.hidden,
+            r.fields,
+            r.webhook.as_ref().map(|w| w.fingerprint())
         );
         h.update(head.len().to_le_bytes());
         h.update(head.as_bytes());
@@ -168,8 +184,12 @@ impl Guardrails {
 #[derive(Debug)]
 pub struct Policy {
     input: Vec<Arc<Rule>>,
-    /// All output detectors of all output guardrails in one engine.
+    /// All output detectors of all output guardrails in one engine (possibly empty: webhook
+    /// guardrails have none).
     output: Option<Arc<Engine>>,
+    output_webhooks: Vec<Arc<webhook::Webhook>>,
+    /// The answer's hidden characters: the strictest output guardrail's choice.
+    output_hidden: Option<hidden::OutputHidden>,
     /// See [`Policy::fingerprint`].
     fingerprint: [u8; 32],
 }
@@ -185,16 +205,40 @@ impl Policy {
                 action: r.action,
             }));
         }
-        let output = if entries.is_empty() {
+        let outputs: Vec<&Arc<Rule>> = rules.iter().filter(|r| r.output).collect();
+        let output = if outputs.is_empty() {
             None
         } else {
             Some(Arc::new(Engine::new(entries)?))
         };
+        let output_webhooks = outputs.iter().filter_map(|r| r.webhook.clone()).collect();
+        // Block over strip over keep.
+        let rank = |h: Hidden| match h {
+            Hidden::Block => 2,
+            Hidden::Strip => 1,
+            Hidden::Keep => 0,
+        };
+        let output_hidden =
+            outputs
+                .iter()
+                .max_by_key(|r| rank(r.hidden))
+                .map(|r| hidden::OutputHidden {
+                    mode: r.hidden,
+                    guardrail: r.name.clone(),
+                });
         Ok(Arc::new(Policy {
             input,
             output,
+            output_webhooks,
+            output_hidden,
             fingerprint: fingerprint(&rules),
         }))
+    }
+
+    /// The filter for hidden characters in one answer; `None` when no guardrail applies to
+    /// output.
+    pub fn hidden_filter(&self) -> Option<HiddenFilter> {
+        self.output_hidden.clone().map(HiddenFilter::new)
     }
 
     /// A policy that checks nothing.
@@ -202,6 +246,8 @@ impl Policy {
         Arc::new(Policy {
             input: Vec::new(),
             output: None,
+            output_webhooks: Vec::new(),
+            output_hidden: None,
             fingerprint: fingerprint(&[]),
         })
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::decode::Request;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
-use crate::guardrails::InputApi;
+use crate::guardrails::{InputApi, Meta, Policy};
 use crate::pipeline::keyring::Key;
 
 /// Request bodies larger than this are checked on the blocking pool.
@@ -47,9 +47,10 @@ async fn scan(
     ctx: &mut Ctx,
 ) -> Result<(Map<String, Value>, bool), ApiError> {
     let policy = key.guardrails.clone();
+    let sync_policy = policy.clone();
     let check = move || {
         let mut v = Value::Object(body);
-        let verdict = policy.check_input(&mut v, api);
+        let verdict = sync_policy.check_input(&mut v, api);
         (v, verdict)
     };
     // Scanning is linear but not free: a large body is checked off the async workers, so
@@ -64,11 +65,15 @@ async fn scan(
     let blocked = verdict
         .blocked()
         .map(|(g, k)| (g.to_string(), k.to_string()));
-    let changed = verdict.changed();
+    let mut changed = verdict.changed();
     ctx.guardrails
         .extend(verdict.findings.into_iter().map(|f| ("input", f)));
     if let Some((guardrail, kind)) = blocked {
         return Err(ApiError::content_filter(&guardrail, &kind));
+    }
+    let mut v = v;
+    if policy.has_input_webhooks() {
+        changed |= webhooks(&policy, api, &mut v, ctx).await?;
     }
     match v {
         Value::Object(m) => Ok((m, changed)),
@@ -76,4 +81,30 @@ async fn scan(
             "The request body changed shape in the guardrails.",
         )),
     }
+}
+
+/// The input webhook guardrails over the checked body: whether they redacted it, or the
+/// refusal (400 `content_filter` on a block; 503 `guardrail_unavailable` when a
+/// `fail_closed` webhook gave no verdict).
+async fn webhooks(
+    policy: &Policy,
+    api: InputApi,
+    body: &mut Value,
+    ctx: &mut Ctx,
+) -> Result<bool, ApiError> {
+    let meta = Meta {
+        model: ctx.model.as_deref().unwrap_or(""),
+        key: ctx.key_name.as_deref().unwrap_or(""),
+        request_id: &ctx.request_id,
+    };
+    let verdict = policy.check_input_webhooks(body, api, meta).await;
+    ctx.guardrails
+        .extend(verdict.findings.into_iter().map(|f| ("input", f)));
+    if let Some((guardrail, kind)) = verdict.blocked {
+        return Err(ApiError::content_filter(&guardrail, &kind));
+    }
+    if let Some(guardrail) = verdict.unavailable {
+        return Err(ApiError::guardrail_unavailable(&guardrail));
+    }
+    Ok(verdict.changed)
 }

@@ -13,10 +13,11 @@
 use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
+use super::guard_webhook::Tap;
 use crate::core::sse::{SseEvent, SseParser};
 use crate::core::ApiError;
 use crate::core::{StreamTranslator, Usage};
-use crate::guardrails::{Channel, Finding, OutputScanner, OutputVerdict, Policy, Step};
+use crate::guardrails::{Channel, Filtered, Finding, HiddenFilter, OutputScanner, Policy, Step};
 
 /// Text fields of an answer other than `content`, scanned as channels of their own: the
 /// reasoning traces some providers return (`reasoning_content`: xAI, DeepSeek; `reasoning`:
@@ -41,6 +42,10 @@ fn flatten_content(v: &mut Value) {
 pub(crate) struct GuardedStream {
     inner: Box<dyn StreamTranslator>,
     scanner: OutputScanner,
+    /// Hidden characters in the released text (`hidden_characters`).
+    hidden: Option<HiddenFilter>,
+    /// Where released text is copied for the output webhooks' gate.
+    tap: Option<Tap>,
     parser: SseParser,
     events: Vec<SseEvent>,
     scratch: BytesMut,
@@ -57,6 +62,8 @@ impl GuardedStream {
         GuardedStream {
             inner,
             scanner,
+            hidden: None,
+            tap: None,
             // The inner translator's events are bounded by the provider's (plus what it adds).
             parser: SseParser::new(2 * crate::core::sse::MAX_EVENT_BYTES),
             events: Vec::new(),
@@ -195,21 +202,48 @@ impl GuardedStream {
         if !self.channels.contains(&ch) {
             self.channels.push(ch);
         }
-        match self.scanner.push(ch, text) {
-            Step::Release(t) => Some(t),
-            Step::Block { .. } => None,
+        let t = match self.scanner.push(ch, text) {
+            Step::Release(t) => t,
+            Step::Block { .. } => return None,
+        };
+        self.after_scan(ch, t, false)
+    }
+
+    /// Released text through the hidden-character filter (`end`: the channel ends), and
+    /// copied to the tap. `None` on a block.
+    fn after_scan(&mut self, ch: Channel, t: String, end: bool) -> Option<String> {
+        let t = match &mut self.hidden {
+            None => t,
+            Some(h) => {
+                let key = channel_key(ch);
+                let mut t = match h.push(key, &t) {
+                    Filtered::Pass(t) => t,
+                    Filtered::Block { .. } => return None,
+                };
+                if end {
+                    if let Filtered::Pass(rest) = h.finish(key) {
+                        t.push_str(&rest);
+                    }
+                }
+                t
+            }
+        };
+        if let Some(tap) = &self.tap {
+            tap.lock().unwrap_or_else(|e| e.into_inner()).push_str(&t);
         }
+        Some(t)
     }
 
     /// Releases what a channel still holds, in a chunk of its own. `false` on a block (the
     /// stream has then been ended).
     fn flush(&mut self, ch: Channel, out: &mut BytesMut) -> bool {
-        let text = match self.scanner.finish(ch) {
-            Step::Release(t) => t,
-            Step::Block { .. } => {
-                self.block(choice_of(ch), out);
-                return false;
-            }
+        let released = match self.scanner.finish(ch) {
+            Step::Release(t) => self.after_scan(ch, t, true),
+            Step::Block { .. } => None,
+        };
+        let Some(text) = released else {
+            self.block(choice_of(ch), out);
+            return false;
         };
         if text.is_empty() {
             return true;
@@ -283,6 +317,16 @@ fn delta_texts(i: u32, delta: &mut Map<String, Value>) -> Vec<(Channel, &mut Str
         }
     }
     texts
+}
+
+/// A channel as the hidden-character filter's key.
+fn channel_key(ch: Channel) -> u64 {
+    let (kind, choice, index) = match ch {
+        Channel::Content { choice } => (0u64, choice, 0),
+        Channel::ToolArgs { choice, index } => (1, choice, index),
+        Channel::Text { choice, field } => (2, choice, u32::from(field)),
+    };
+    (kind << 62) | (u64::from(choice & 0x3fff_ffff) << 32) | u64::from(index)
 }
 
 /// The choice a channel belongs to.
@@ -366,7 +410,9 @@ impl StreamTranslator for GuardedStream {
     }
 
     fn findings(&self) -> Vec<Finding> {
-        self.scanner.actions().to_vec()
+        let mut f = self.scanner.actions().to_vec();
+        f.extend(self.hidden.as_ref().and_then(HiddenFilter::finding));
+        f
     }
 
     fn error_event(&mut self, e: &ApiError) -> bytes::Bytes {
@@ -374,109 +420,26 @@ impl StreamTranslator for GuardedStream {
     }
 }
 
-/// Applies the output guardrails to a whole chat completion (JSON). Returns the answer to
-/// send and what the guardrails did. A block replaces the choice's message by an empty one
-/// with `finish_reason: "content_filter"`.
-pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>, Vec<Finding>) {
-    let mut findings = Vec::new();
-    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-        return (None, findings);
-    };
-    let mut changed = false;
-    for choice in v
-        .get_mut("choices")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        if guard_message(policy, msg, &mut changed, &mut findings) {
-            withhold_message(msg);
-            choice["finish_reason"] = Value::from("content_filter");
-        }
-    }
-    let out = changed.then(|| serde_json::to_vec(&v).expect("JSON values serialise"));
-    (out, findings)
-}
-
-/// Checks every text of an answer's message (content, the [`TEXT_FIELDS`], function-call and
-/// tool-call arguments), applying redactions in place. Whether any check blocks.
-fn guard_message(
-    policy: &Policy,
-    msg: &mut Map<String, Value>,
-    changed: &mut bool,
-    findings: &mut Vec<Finding>,
-) -> bool {
-    let mut blocked = false;
-    if let Some(c) = msg.get_mut("content") {
-        flatten_content(c);
-    }
-    for field in std::iter::once("content").chain(TEXT_FIELDS) {
-        if let Some(Value::String(text)) = msg.get_mut(field) {
-            let verdict = policy.check_output_text(text);
-            blocked |= apply_verdict(verdict, text, changed, findings);
-        }
-    }
-    if let Some(Value::String(args)) = msg
-        .get_mut("function_call")
-        .and_then(|f| f.get_mut("arguments"))
-    {
-        let verdict = policy.check_output_arguments(args);
-        blocked |= apply_verdict(verdict, args, changed, findings);
-    }
-    for call in msg
-        .get_mut("tool_calls")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-            let verdict = policy.check_output_arguments(args);
-            blocked |= apply_verdict(verdict, args, changed, findings);
-        }
-    }
-    blocked
-}
-
-/// When the guardrails did anything, puts the verdict's text in place of `text` and keeps its
-/// findings. Whether the verdict blocks.
-fn apply_verdict(
-    verdict: OutputVerdict,
-    text: &mut String,
-    changed: &mut bool,
-    findings: &mut Vec<Finding>,
-) -> bool {
-    let blocked = verdict.blocked().is_some();
-    if !verdict.findings.is_empty() {
-        *changed = true;
-        *text = verdict.text;
-        findings.extend(verdict.findings);
-    }
-    blocked
-}
-
-/// Empties a blocked message: no content, tool calls, function call or other text.
-fn withhold_message(msg: &mut Map<String, Value>) {
-    msg.insert("content".into(), Value::Null);
-    msg.remove("tool_calls");
-    msg.remove("function_call");
-    for field in TEXT_FIELDS {
-        msg.remove(field);
-    }
-}
-
-/// Wraps `translator` in the output guardrails of `policy`, when it has any.
+/// Wraps `translator` in the output guardrails of `policy`, when it has any; released text
+/// is copied to `tap` when given (the output webhooks' gate).
 pub(crate) fn guarded(
     translator: Box<dyn StreamTranslator>,
     policy: &Policy,
+    tap: Option<Tap>,
 ) -> Box<dyn StreamTranslator> {
     match policy.output_scanner() {
-        Some(scanner) => Box::new(GuardedStream::new(translator, scanner)),
+        Some(scanner) => {
+            let mut g = GuardedStream::new(translator, scanner);
+            g.hidden = policy.hidden_filter();
+            g.tap = tap;
+            Box::new(g)
+        }
         None => translator,
     }
 }
 
 #[cfg(test)]
 mod tests;
+mod whole;
+
+pub(crate) use whole::{answer_texts, guard_completion, withhold_all};

@@ -38,6 +38,7 @@ mod exchange;
 pub mod gateway;
 mod guard_input;
 mod guard_output;
+mod guard_webhook;
 pub mod keyring;
 mod models;
 mod plan;

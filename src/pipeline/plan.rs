@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::decode::Request;
 use super::guard_output;
+use super::guard_webhook::Tap;
 use crate::cache::assemble::{Capture, Tee};
 use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
@@ -96,8 +97,9 @@ impl Plan {
     }
 
     /// The translator for a streamed answer from a `wire` deployment: the provider's stream
-    /// → OpenAI chunks → output guardrails → the client's API.
-    pub fn stream_translator(&self, wire: Wire) -> Box<dyn StreamTranslator> {
+    /// → OpenAI chunks → output guardrails → the client's API. The guardrails copy the text
+    /// they release to `tap` when given.
+    pub fn stream_translator(&self, wire: Wire, tap: Option<Tap>) -> Box<dyn StreamTranslator> {
         let public = self.public();
         if self.is_native(wire) {
             if let Some(t) = self.door().native_stream(public) {
@@ -105,7 +107,7 @@ impl Plan {
             }
         }
         let t = wire.stream(public, self.client_wants_usage);
-        let mut t = guard_output::guarded(t, &self.guardrails);
+        let mut t = guard_output::guarded(t, &self.guardrails, tap);
         if let Some((capture, max)) = &self.capture {
             t = Box::new(Tee::new(t, capture.clone(), *max));
         }

@@ -13,6 +13,7 @@ use super::attempt::{Answered, AttemptError, Deadline};
 use super::cache;
 use super::exchange::{client_closed, drain_and_release, read_chunk};
 use super::guard_output;
+use super::guard_webhook::{self, Gate};
 use super::plan::Plan;
 use super::settle::record_stream;
 use crate::config::Provider;
@@ -30,8 +31,9 @@ pub(super) async fn whole(
     wire: Wire,
     body: &[u8],
 ) -> Result<Answered, AttemptError> {
-    let (bytes, usage, stream) =
-        whole_answer(plan, wire, body, ctx).map_err(AttemptError::failed)?;
+    let (bytes, usage, stream) = whole_answer(plan, wire, body, ctx)
+        .await
+        .map_err(AttemptError::failed)?;
     ctx.usage = usage;
     ctx.usage_final = true;
     let h = if stream {
@@ -45,7 +47,7 @@ pub(super) async fn whole(
 
 /// A whole answer → what the client gets: the body, the usage, and whether it is an event
 /// stream (a provider that ignored `stream: true`).
-fn whole_answer(
+async fn whole_answer(
     plan: &Plan,
     wire: Wire,
     body: &[u8],
@@ -67,7 +69,8 @@ fn whole_answer(
         let (guarded, findings) = guard_output::guard_completion(&plan.guardrails, &b);
         ctx.guardrails
             .extend(findings.into_iter().map(|f| ("output", f)));
-        guarded.map_or(b, Bytes::from)
+        let b = guarded.map_or(b, Bytes::from);
+        guard_webhook::whole(plan, ctx, b).await
     } else {
         b
     };
@@ -144,6 +147,8 @@ struct Relay<'a> {
     size: StreamSize,
     /// Whether the client's connection is still watched for a disconnect.
     watch: bool,
+    /// The output webhooks' hold on translated pieces, when the key has any.
+    gate: Option<Gate>,
 }
 
 impl Relay<'_> {
@@ -165,6 +170,16 @@ impl Relay<'_> {
         }
         Ok(true)
     }
+
+    /// Passes what was translated through the output webhooks' gate: `out` then holds what
+    /// may be sent. `Err` when a webhook blocked the answer.
+    async fn gate(&mut self, ctx: &mut Ctx) -> Result<(), ApiError> {
+        let end = self.translator.is_done();
+        match &mut self.gate {
+            Some(g) => g.pass(&mut self.out, end, ctx).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Relays an event stream, translating it chunk by chunk. Nothing is sent to the client
@@ -180,18 +195,20 @@ pub(super) async fn stream(
     (up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
 ) -> Result<Answered, AttemptError> {
+    let (gate, tap) = Gate::new(plan).unzip();
     let mut relay = Relay {
         gw,
         provider,
         deadline,
         up,
-        translator: plan.stream_translator(Wire::of(provider.kind)),
+        translator: plan.stream_translator(Wire::of(provider.kind), tap),
         out: BytesMut::with_capacity(4096),
         size: StreamSize {
             seen: 0,
             max: gw.cfg.limits.max_stream_bytes,
         },
         watch: true,
+        gate,
     };
     while relay.out.is_empty() && !relay.translator.is_done() {
         match relay.step(session, ctx).await {
@@ -199,6 +216,8 @@ pub(super) async fn stream(
             Ok(false) => return Err(AttemptError::ClientGone),
             Err(e) => return Err(AttemptError::failed(e)),
         }
+        // Blocked before anything was sent: the client gets the refusal as an error.
+        relay.gate(ctx).await.map_err(AttemptError::Final)?;
     }
     let mut h = sse_header(ctx);
     if !session.as_downstream().is_http2() {
@@ -218,6 +237,19 @@ pub(super) async fn stream(
     match pump(&mut relay, session, ctx).await {
         Pumped::ClientGone => Ok(Answered::Complete),
         Pumped::Ended(failure) => Ok(finish(relay, session, ctx, failure, peer).await),
+        Pumped::Blocked(e) => {
+            record_stream(ctx, relay.translator.as_ref());
+            // The provider's connection is dropped with the relay: it stops generating.
+            let event = relay.translator.error_event(&e);
+            if session
+                .write_response_body(Some(event), true)
+                .await
+                .is_err()
+            {
+                ctx.client_gone = true;
+            }
+            Ok(Answered::Complete)
+        }
     }
 }
 
@@ -227,6 +259,8 @@ enum Pumped {
     ClientGone,
     /// The answer is complete, or failed with this error.
     Ended(Option<ApiError>),
+    /// An output webhook blocked the answer: it ends with this error event.
+    Blocked(ApiError),
 }
 
 /// Sends what is translated and reads on, until the answer is complete or fails.
@@ -238,6 +272,9 @@ async fn pump(relay: &mut Relay<'_>, session: &mut Session, ctx: &mut Ctx) -> Pu
         .with_label_values(&[relay.provider.name.as_str()]);
     let mut last_chunk = Instant::now();
     loop {
+        if let Err(e) = relay.gate(ctx).await {
+            return Pumped::Blocked(e);
+        }
         if relay.translator.is_done() {
             // The answer is complete; whatever the provider does next is not the client's
             // concern.

@@ -114,8 +114,92 @@ fn hidden_characters_config_errors_name_the_key() {
         err("- {name: a, type: pii, action: log, hidden_characters: drop}"),
         "guardrails[0].hidden_characters: unknown value \"drop\" (one of: strip, block, keep)"
     );
-    assert!(err(
-        "- {name: a, type: pii, action: log, apply_to: [output], hidden_characters: keep}"
+    // Output-only guardrails take it too: it applies to answers.
+    let raw: Vec<RawGuardrail> = serde_yaml::from_str(
+        "- {name: a, type: pii, action: log, apply_to: [output], hidden_characters: keep}",
     )
-    .starts_with("guardrails[0].hidden_characters: hidden_characters applies to input"));
+    .expect("yaml");
+    assert!(compile(raw).is_ok());
+}
+
+use super::super::hidden::{self as carriers, Filtered};
+
+#[test]
+fn invisible_carriers_are_stripped_and_legitimate_joiners_kept() {
+    let mut s = "a\u{200B}b\u{2060}c\u{FEFF}d\u{202E}e\u{2066}f\u{2069}g".to_string();
+    assert!(carriers::strip(&mut s));
+    assert_eq!(s, "abcdefg");
+    // Joiners, non-joiners, direction marks and one selector per character survive.
+    let legit = "👩\u{200D}💻 می\u{200C}خواهم \u{200F}שלום ❤\u{FE0F} 葛\u{E0100}";
+    let mut s = legit.to_string();
+    assert!(!carriers::strip(&mut s));
+    assert_eq!(s, legit);
+    // A run of selectors carries bytes: "hi" smuggled after an emoji.
+    let smuggled: String = "hi"
+        .bytes()
+        .map(|b| char::from_u32(0xE0100 + u32::from(b) - 16).expect("selector"))
+        .collect();
+    let mut s = format!("ok 😀{smuggled} end");
+    assert_eq!(carriers::decode_selectors(&smuggled), "hi");
+    assert!(carriers::strip(&mut s));
+    assert_eq!(s, "ok 😀 end");
+}
+
+#[test]
+fn selector_smuggling_is_decoded_and_scanned_on_input() {
+    let p = policy(r#"- {name: c, type: regex, patterns: ["(?i)project falcon"], action: block}"#);
+    let smuggled: String = "Project Falcon"
+        .bytes()
+        .map(|b| char::from_u32(0xE0100 + u32::from(b) - 16).expect("selector"))
+        .collect();
+    let (v, _) = check(&p, &format!("Summarise 😀{smuggled} this"));
+    assert_eq!(v.blocked(), Some(("c", "c")));
+    // Zero-width and bidi characters are stripped from input too.
+    let p = one("secrets", "log");
+    let (v, content) = check(&p, "Hel\u{200B}lo \u{202E}there");
+    assert!(v.changed());
+    assert_eq!(content, "Hello there");
+}
+
+/// Feeds `pieces` through a fresh output filter of `mode`; what came out, or the block.
+fn filter(mode: &str, pieces: &[&str]) -> Result<String, ()> {
+    let p = policy(&format!(
+        "- {{name: g, type: secrets, action: log, hidden_characters: {mode}}}"
+    ));
+    let mut f = p.hidden_filter().expect("output rules");
+    let mut out = String::new();
+    for piece in pieces {
+        match f.push(7, piece) {
+            Filtered::Pass(t) => out.push_str(&t),
+            Filtered::Block { .. } => return Err(()),
+        }
+    }
+    match f.finish(7) {
+        Filtered::Pass(t) => out.push_str(&t),
+        Filtered::Block { .. } => return Err(()),
+    }
+    Ok(out)
+}
+
+#[test]
+fn the_output_filter_handles_runs_split_across_pieces() {
+    let text = format!(
+        "ok ❤\u{FE0F}\u{FE01}\u{FE02} then{} end ❤\u{FE0F}",
+        tags("hid")
+    );
+    let chars: Vec<String> = text.chars().map(String::from).collect();
+    let one_by_one: Vec<&str> = chars.iter().map(String::as_str).collect();
+    for pieces in [vec![text.as_str()], one_by_one] {
+        assert_eq!(
+            filter("strip", &pieces).as_deref(),
+            Ok("ok ❤ then end ❤\u{FE0F}")
+        );
+        assert_eq!(filter("keep", &pieces).as_deref(), Ok(text.as_str()));
+        assert!(filter("block", &pieces).is_err());
+    }
+    // A single trailing selector is held, then released at the end.
+    assert_eq!(
+        filter("block", &["a ❤", "\u{FE0F}", " b"]).as_deref(),
+        Ok("a ❤\u{FE0F} b")
+    );
 }

@@ -79,7 +79,7 @@ struct Run {
 }
 
 fn run(kind: ProviderKind, policy: &Policy, pieces: &[&[u8]]) -> Run {
-    let mut t = guarded(Wire::of(kind).stream("public", true), policy);
+    let mut t = guarded(Wire::of(kind).stream("public", true), policy, None);
     let mut out = BytesMut::new();
     for p in pieces {
         t.feed(p, &mut out).unwrap();
@@ -190,7 +190,11 @@ fn a_blocked_secret_ends_the_stream_with_content_filter() {
 fn prose_flows_through_with_the_chunk_that_carried_it() {
     let p = policy("redact");
     let input = openai_stream(&["The quick ", "brown fox ", "jumps."]);
-    let mut t = guarded(Wire::of(ProviderKind::OpenAi).stream("public", false), &p);
+    let mut t = guarded(
+        Wire::of(ProviderKind::OpenAi).stream("public", false),
+        &p,
+        None,
+    );
     let mut out = BytesMut::new();
     let bytes = input.as_bytes();
     let cut = input.find("brown").unwrap();
