@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::core::trace::RequestTrace;
 use crate::core::Usage;
 use crate::front::Front;
 use crate::guardrails::Finding;
@@ -48,6 +49,8 @@ pub struct Ctx {
     pub guardrails: Vec<(&'static str, Finding)>,
     /// The API the client speaks; errors and answers go back in its shape.
     pub front: Front,
+    /// The request's trace, when tracing is configured (sampled or not).
+    pub trace: Option<RequestTrace>,
 }
 
 impl Ctx {
@@ -74,7 +77,15 @@ impl Ctx {
             extra_headers: Vec::new(),
             guardrails: Vec::new(),
             front: Front::OpenAi,
+            trace: None,
         }
+    }
+}
+
+impl Ctx {
+    /// The trace when its spans are recorded: what the request path fills in only then.
+    pub fn sampled_trace(&mut self) -> Option<&mut RequestTrace> {
+        self.trace.as_mut().filter(|t| t.sampled)
     }
 }
 

@@ -64,6 +64,7 @@ sections!(
     guardrails,
     default_guardrails,
     usage,
+    tracing,
 );
 
 /// Reads `text` (already through `quote_env_refs`). `None` when the document itself cannot

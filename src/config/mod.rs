@@ -25,6 +25,7 @@ mod raw;
 mod secrets;
 mod server;
 mod timeouts;
+mod tracing;
 mod types;
 pub mod units;
 mod upstream;
@@ -167,6 +168,7 @@ fn validate(
     let retry = errors.take(failover::retry(raw.retry));
     let health = errors.take(failover::health(raw.health));
     let usage = errors.take(usage::validate(&ctx, raw.usage));
+    let tracing = errors.take(tracing::validate(&ctx, raw.tracing));
 
     let (
         Some(listen),
@@ -182,6 +184,7 @@ fn validate(
         Some(retry),
         Some(health),
         Some(usage),
+        Some(tracing),
     ) = (
         listen,
         tls,
@@ -196,6 +199,7 @@ fn validate(
         retry,
         health,
         usage,
+        tracing,
     )
     else {
         return Err(errors.fail());
@@ -209,6 +213,7 @@ fn validate(
         retry,
         health,
         usage,
+        tracing,
         listen,
         tls,
         admin,

@@ -51,6 +51,21 @@ pub struct RawConfig {
     pub default_guardrails: Option<Vec<String>>,
     #[serde(default)]
     pub usage: Option<RawUsage>,
+    #[serde(default)]
+    pub tracing: Option<RawTracing>,
+}
+
+/// `tracing:`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's root; spans are POSTed to `<otlp_endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub service_name: Option<String>,
+    pub timeout: Option<Dur>,
 }
 
 /// `usage:`: the usage ledger.

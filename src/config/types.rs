@@ -289,6 +289,23 @@ pub struct Config {
     pub access_log: bool,
     /// The usage ledger; `None` when `usage:` is absent.
     pub usage: Option<UsageSettings>,
+    /// OpenTelemetry traces; `None` when `tracing:` is absent.
+    pub tracing: Option<TracingSettings>,
+}
+
+/// `tracing:`: where spans are exported (OTLP/HTTP, protobuf) and how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// The collector's root; spans go to `<endpoint>/v1/traces`.
+    pub endpoint: BaseUrl,
+    /// The share of new traces recorded; a client's `traceparent` decides for its own.
+    pub sample_ratio: f64,
+    /// Sent with every export (e.g. `authorization`); the values are secrets.
+    pub headers: Vec<(http::HeaderName, Secret)>,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// The longest one export may take.
+    pub timeout: Duration,
 }
 
 /// `usage:`: where the usage ledger is kept.
