@@ -18,4 +18,5 @@ pub mod providers;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;

@@ -92,8 +92,9 @@ impl Plan {
     }
 
     /// The translator for a streamed answer from a `wire` deployment: the provider's stream
-    /// → OpenAI chunks → output guardrails → the client's API.
-    pub fn stream_translator(&self, wire: Wire) -> Box<dyn StreamTranslator> {
+    /// → OpenAI chunks → output guardrails → the client's API. With `watch`, the OpenAI
+    /// chunks' finish reasons are recorded (traces).
+    pub fn stream_translator(&self, wire: Wire, watch: bool) -> Box<dyn StreamTranslator> {
         let public = self.public();
         if self.is_native(wire) {
             if let Some(t) = self.door().native_stream(public) {
@@ -101,6 +102,7 @@ impl Plan {
             }
         }
         let t = wire.stream(public, self.client_wants_usage);
+        let t = if watch { super::traced::watch(t) } else { t };
         let t = guard_output::guarded(t, &self.guardrails);
         self.front.encode_stream(t, public)
     }
