@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::core::trace::RequestTrace;
 use crate::core::Usage;
 use crate::front::Front;
 use crate::guardrails::Finding;
@@ -50,6 +51,8 @@ pub struct Ctx {
     pub front: Front,
     /// What the response cache did (`hit`, `miss`, `bypass`); `None` without `cache:`.
     pub cache: Option<&'static str>,
+    /// The request's trace, when tracing is configured (sampled or not).
+    pub trace: Option<RequestTrace>,
 }
 
 impl Ctx {
@@ -77,7 +80,15 @@ impl Ctx {
             guardrails: Vec::new(),
             front: Front::OpenAi,
             cache: None,
+            trace: None,
         }
+    }
+}
+
+impl Ctx {
+    /// The trace when its spans are recorded: what the request path fills in only then.
+    pub fn sampled_trace(&mut self) -> Option<&mut RequestTrace> {
+        self.trace.as_mut().filter(|t| t.sampled)
     }
 }
 

@@ -19,4 +19,5 @@ pub mod providers;
 pub mod routing;
 pub mod server;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;

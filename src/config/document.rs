@@ -65,6 +65,7 @@ sections!(
     default_guardrails,
     usage,
     cache,
+    tracing,
 );
 
 /// Reads `text` (already through `quote_env_refs`). `None` when the document itself cannot

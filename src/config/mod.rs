@@ -27,6 +27,7 @@ mod raw;
 mod secrets;
 mod server;
 mod timeouts;
+mod tracing;
 mod types;
 pub mod units;
 mod upstream;
@@ -173,6 +174,7 @@ fn validate(
     let usage = errors.take(usage::validate(&ctx, raw.usage));
     let limits_redis = rate_limits.as_ref().map(|l| l.redis_url.as_ref());
     let cache = errors.take(cache::validate(&ctx, raw.cache, models_known, limits_redis));
+    let tracing = errors.take(tracing::validate(&ctx, raw.tracing));
 
     let (
         Some(listen),
@@ -189,6 +191,7 @@ fn validate(
         Some(health),
         Some(usage),
         Some(cache),
+        Some(tracing),
     ) = (
         listen,
         tls,
@@ -204,6 +207,7 @@ fn validate(
         health,
         usage,
         cache,
+        tracing,
     )
     else {
         return Err(errors.fail());
@@ -218,6 +222,7 @@ fn validate(
         health,
         usage,
         cache,
+        tracing,
         listen,
         tls,
         admin,

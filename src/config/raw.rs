@@ -53,6 +53,8 @@ pub struct RawConfig {
     pub usage: Option<RawUsage>,
     #[serde(default)]
     pub cache: Option<RawCache>,
+    #[serde(default)]
+    pub tracing: Option<RawTracing>,
 }
 
 /// `cache:`: the response cache.
@@ -66,6 +68,19 @@ pub struct RawCache {
     pub redis_url: Option<String>,
     pub redis_timeout: Option<Dur>,
     pub models: Option<Vec<String>>,
+}
+
+/// `tracing:`: OpenTelemetry traces over OTLP/HTTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's root; spans are POSTed to `<otlp_endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub service_name: Option<String>,
+    pub timeout: Option<Dur>,
 }
 
 /// `usage:`: the usage ledger.

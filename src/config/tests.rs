@@ -468,3 +468,53 @@ fn references_are_checked_for_syntax_only_unless_resolved() {
         );
     }
 }
+
+#[test]
+fn tracing_is_validated_with_key_paths_and_secret_headers() {
+    assert!(parse(BASE).unwrap().tracing.is_none(), "off by default");
+    std::env::set_var("SLUICE_TEST_OTLP_AUTH", "Bearer otlp-test-value");
+    let c = parse(&format!(
+        "{BASE}tracing:\n  otlp_endpoint: https://collector.internal:4318/otel\n  sample_ratio: 0.25\n  headers: {{ authorization: ${{SLUICE_TEST_OTLP_AUTH}} }}\n"
+    ))
+    .unwrap();
+    let t = c.tracing.unwrap();
+    assert!(t.endpoint.tls);
+    assert_eq!(t.endpoint.path, "/otel");
+    assert_eq!(t.sample_ratio, 0.25);
+    assert_eq!(t.service_name, "sluice");
+    assert_eq!(t.headers[0].1.expose(), "Bearer otlp-test-value");
+    assert!(!format!("{t:?}").contains("otlp-test-value"));
+    for (yaml, path) in [
+        ("tracing: { sample_ratio: 1.0 }", "tracing.otlp_endpoint"),
+        (
+            "tracing: { otlp_endpoint: ftp://x }",
+            "tracing.otlp_endpoint",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, sample_ratio: 1.5 }",
+            "tracing.sample_ratio",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, timeout: 0s }",
+            "tracing.timeout",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, service_name: '' }",
+            "tracing.service_name",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, headers: { 'bad name': v } }",
+            "tracing.headers.bad name",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, headers: { a: ${SLUICE_TEST_UNSET_OTLP} } }",
+            "tracing.headers.a",
+        ),
+        (
+            "tracing: { otlp_endpoint: http://x, samples: 1 }",
+            "tracing.samples",
+        ),
+    ] {
+        assert_eq!(err(&format!("{BASE}{yaml}\n")).path, path, "{yaml}");
+    }
+}

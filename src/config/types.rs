@@ -295,6 +295,8 @@ pub struct Config {
     pub usage: Option<UsageSettings>,
     /// The response cache; `None` when `cache:` is absent (off).
     pub cache: Option<CacheSettings>,
+    /// OpenTelemetry traces; `None` when `tracing:` is absent.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// `cache:`: the response cache.
@@ -319,6 +321,21 @@ pub enum CacheBackend {
         url: crate::core::secret::Secret,
         timeout: Duration,
     },
+}
+
+/// `tracing:`: where spans are exported (OTLP/HTTP, protobuf) and how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// The collector's root; spans go to `<endpoint>/v1/traces`.
+    pub endpoint: BaseUrl,
+    /// The share of new traces recorded; a client's `traceparent` decides for its own.
+    pub sample_ratio: f64,
+    /// Sent with every export (e.g. `authorization`); the values are secrets.
+    pub headers: Vec<(http::HeaderName, Secret)>,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// The longest one export may take.
+    pub timeout: Duration,
 }
 
 /// `usage:`: where the usage ledger is kept.

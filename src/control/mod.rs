@@ -316,6 +316,10 @@ fn needs_upgrade(old: &Config, new: &Config) -> Vec<&'static str> {
             changed.push(name);
         }
     }
+    // Compared by value: a changed header secret prints the same as the old one.
+    if old.tracing != new.tracing {
+        changed.push("tracing");
+    }
     changed
 }
 

@@ -1,6 +1,6 @@
 //! The types every stage and feature shares, depending on none of them: the client-facing
 //! error ([`ApiError`]), configuration errors, secrets that never print, token [`Usage`],
-//! guardrail [`Finding`]s, the stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
+//! guardrail [`Finding`]s, W3C trace context, the stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
 //! writers), each written once.
 
 pub mod error;
@@ -8,6 +8,7 @@ pub mod finding;
 pub mod ndjson;
 pub mod secret;
 pub mod sse;
+pub mod trace;
 pub mod translate;
 pub mod usage;
 

@@ -29,6 +29,10 @@ pub trait StreamTranslator: Send {
     fn findings(&self) -> Vec<Finding> {
         Vec::new()
     }
+    /// The finish reasons seen, when a stage watches for them (traces).
+    fn finish_reasons(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The final event(s) that tell the client the stream failed, in the client's API.
     fn error_event(&mut self, e: &ApiError) -> Bytes {
         e.sse_event()
@@ -168,6 +172,10 @@ impl StreamTranslator for Chain {
 
     fn findings(&self) -> Vec<Finding> {
         self.first.findings()
+    }
+
+    fn finish_reasons(&self) -> Vec<String> {
+        self.first.finish_reasons()
     }
 
     fn error_event(&mut self, e: &ApiError) -> Bytes {

@@ -10,6 +10,7 @@ use pingora::proxy::Session;
 use super::exchange::{exchange_headers, read_whole, release, MAX_ERROR_BODY};
 use super::plan::Plan;
 use super::relay;
+use super::traced;
 use crate::config::Deployment;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
@@ -124,7 +125,7 @@ pub(super) async fn run(
         provider.api_root,
         plan.path(wire, &deployment.model)
     );
-    let header = upstream::request_header(
+    let mut header = upstream::request_header(
         provider,
         "POST",
         &path,
@@ -133,6 +134,7 @@ pub(super) async fn run(
         &ctx.request_id,
     )
     .map_err(AttemptError::Final)?;
+    traced::propagate(ctx, &mut header);
     let mut up = exchange_headers(gw, session, &peer, provider, &header, &body, deadline).await?;
     let Some(resp) = up.response_header() else {
         return Err(AttemptError::Final(ApiError::internal(

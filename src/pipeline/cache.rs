@@ -55,6 +55,9 @@ fn client_directives(session: &Session) -> (bool, bool) {
 fn outcome(cache: &Cache, ctx: &mut Ctx, result: &'static str) {
     cache.metrics().lookups.with_label_values(&[result]).inc();
     ctx.cache = Some(result);
+    if let Some(t) = ctx.trace.as_mut() {
+        t.cache_hit = Some(result == "hit");
+    }
     ctx.extra_headers.push((HEADER, result.to_string()));
 }
 

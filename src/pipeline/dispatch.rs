@@ -21,6 +21,7 @@ use pingora::proxy::Session;
 use super::attempt::{self, AttemptError, Deadline};
 use super::exchange::{client_closed, client_gone};
 use super::plan::Plan;
+use super::traced;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::pipeline::gateway::Gateway;
@@ -72,7 +73,9 @@ pub(super) async fn dispatch(
         ctx.provider = Some(deployment.provider.name.clone());
         ctx.upstream_model = Some(deployment.model.clone());
         let _in_flight = router.begin(&dep);
+        let before = traced::begin(ctx, deployment);
         let result = attempt::run(gw, session, ctx, &plan, deployment, body, &deadline).await;
+        traced::end(ctx, before, &result);
         match record(gw, ctx, &dep, attempt, result) {
             None => return Ok(()),
             Some(AttemptError::Retry(e, _)) => tries.last = Some(e),

@@ -40,6 +40,8 @@ pub struct Gateway {
     pub limiter: Limiter,
     /// The usage ledger, when `usage:` is configured.
     pub ledger: Option<Arc<crate::ledger::Ledger>>,
+    /// OpenTelemetry traces, when `tracing:` is configured (read at start).
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     /// Request-body bytes all requests in flight may hold.
     pub body_budget: Arc<BodyBudget>,
     /// Counts generations from 1 (the config sluice started with).
@@ -72,6 +74,7 @@ impl Gateway {
             cache_metrics,
             keys: Arc::new(KeyRing::new(&cfg, &[])),
             ledger: None,
+            tracer: None,
             body_budget: BodyBudget::new(cfg.limits.max_inflight_body_bytes, metrics.clone()),
             resolver,
             router,
@@ -114,6 +117,7 @@ impl Gateway {
             in_flight: self.in_flight.clone(),
             started_unix: self.started_unix,
             ledger: self.ledger.clone(),
+            tracer: self.tracer.clone(),
             body_budget: self.body_budget.clone(),
             generation: self.generation + 1,
         }

@@ -405,6 +405,10 @@ impl StreamTranslator for GuardedStream {
         self.inner.usage()
     }
 
+    fn finish_reasons(&self) -> Vec<String> {
+        self.inner.finish_reasons()
+    }
+
     fn abandon_upstream(&self) -> bool {
         self.blocked
     }

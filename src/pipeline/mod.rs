@@ -25,7 +25,9 @@
 //!
 //! [`handle`] returns `Err` only while nothing has been sent to the client; the caller then
 //! renders the error in the client's shape. Once a response has started, failures are
-//! reported in-band. Later features attach to `settle` (usage ledger, cache store, traces).
+//! reported in-band. Later features attach to `settle` (usage ledger, cache store). Traces:
+//! `traced.rs` records each attempt on the context; the spans are built when the request
+//! ends (`crate::trace`).
 
 mod admit;
 mod attempt;
@@ -45,6 +47,7 @@ mod plan;
 mod relay;
 pub mod respond;
 mod settle;
+mod traced;
 
 pub use auth::request_id;
 
@@ -82,6 +85,13 @@ async fn proxy(
     key: &Key,
     endpoint: Endpoint,
 ) -> Result<(), ApiError> {
+    if let Some(t) = ctx.trace.as_mut() {
+        t.operation = match endpoint {
+            Endpoint::Embeddings => Some("embeddings"),
+            Endpoint::CountTokens => None,
+            _ => Some("chat"),
+        };
+    }
     decode::check_encoding(session)?;
     // The key's request rate and concurrency come before anything of the body is read: a
     // client over them costs no body read, parse or scan.

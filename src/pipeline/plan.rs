@@ -98,8 +98,14 @@ impl Plan {
 
     /// The translator for a streamed answer from a `wire` deployment: the provider's stream
     /// → OpenAI chunks → output guardrails → the client's API. The guardrails copy the text
-    /// they release to `tap` when given.
-    pub fn stream_translator(&self, wire: Wire, tap: Option<Tap>) -> Box<dyn StreamTranslator> {
+    /// they release to `tap` when given; with `watch`, the OpenAI chunks' finish reasons are
+    /// recorded (traces).
+    pub fn stream_translator(
+        &self,
+        wire: Wire,
+        tap: Option<Tap>,
+        watch: bool,
+    ) -> Box<dyn StreamTranslator> {
         let public = self.public();
         if self.is_native(wire) {
             if let Some(t) = self.door().native_stream(public) {
@@ -107,6 +113,7 @@ impl Plan {
             }
         }
         let t = wire.stream(public, self.client_wants_usage);
+        let t = if watch { super::traced::watch(t) } else { t };
         let mut t = guard_output::guarded(t, &self.guardrails, tap);
         if let Some((capture, max)) = &self.capture {
             t = Box::new(Tee::new(t, capture.clone(), *max));

@@ -16,6 +16,7 @@ use super::guard_output;
 use super::guard_webhook::{self, Gate};
 use super::plan::Plan;
 use super::settle::record_stream;
+use super::traced;
 use crate::config::Provider;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
@@ -65,6 +66,7 @@ async fn whole_answer(
     }
     let embeddings = !plan.endpoint.is_chat();
     let (b, usage) = wire.response(body, public, embeddings)?;
+    traced::record_whole(ctx, &b);
     let b = if plan.guardrails.has_output() && !embeddings {
         let (guarded, findings) = guard_output::guard_completion(&plan.guardrails, &b);
         ctx.guardrails
@@ -201,7 +203,11 @@ pub(super) async fn stream(
         provider,
         deadline,
         up,
-        translator: plan.stream_translator(Wire::of(provider.kind), tap),
+        translator: plan.stream_translator(
+            Wire::of(provider.kind),
+            tap,
+            ctx.sampled_trace().is_some(),
+        ),
         out: BytesMut::with_capacity(4096),
         size: StreamSize {
             seen: 0,

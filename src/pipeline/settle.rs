@@ -47,4 +47,7 @@ pub(super) fn record_stream(ctx: &mut Ctx, translator: &dyn StreamTranslator) {
     ctx.usage_final = translator.is_done();
     ctx.guardrails
         .extend(translator.findings().into_iter().map(|f| ("output", f)));
+    if let Some(t) = ctx.sampled_trace() {
+        t.finish_reasons = translator.finish_reasons();
+    }
 }

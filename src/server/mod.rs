@@ -29,6 +29,7 @@ use crate::server::conns::{ClientConns, MemoryTrim};
 use crate::server::drain::Drain;
 use crate::server::proxy::ClientProxy;
 use crate::telemetry::Metrics;
+use crate::trace::{TraceExporter, Tracer};
 use crate::upstream::health::HealthChecks;
 use crate::upstream::Resolver;
 use pingora::apps::HttpServerOptions;
@@ -135,8 +136,16 @@ pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Ser
         }
         None => None,
     };
+    let tracer = cfg.tracing.as_ref().map(|t| {
+        let tracer = Arc::new(Tracer::new(t));
+        for c in tracer.stats.collectors() {
+            metrics.register(c);
+        }
+        tracer
+    });
     let mut gateway = gateway;
     gateway.ledger = ledger.clone();
+    gateway.tracer = tracer.clone();
     let live = Live::new(gateway);
     let control = Control::new(live.clone(), path.to_path_buf());
     for c in control.stats.collectors() {
@@ -197,6 +206,9 @@ pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Ser
     server.add_service(background_service("managed keys", KeySync(control)));
     if let Some(l) = &ledger {
         server.add_service(background_service("usage ledger", LedgerWriter(l.clone())));
+    }
+    if let Some(t) = tracer {
+        server.add_service(background_service("trace export", TraceExporter(t)));
     }
     server.add_service(background_service("drain", Drain { in_flight, ledger }));
     server.add_service(background_service("memory trim", MemoryTrim { metrics }));

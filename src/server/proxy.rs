@@ -10,7 +10,7 @@
 //!                                   answer relayed/translated to the client), settle
 //!                                   ─► always answers here, so Pingora's own upstream phases
 //!                                   never run (see `pipeline::dispatch` for why)
-//!            logging                one access-log line
+//!            logging                one access-log line, the usage record, the trace's spans
 //! ```
 
 use async_trait::async_trait;
@@ -61,6 +61,9 @@ impl ProxyHttp for ClientProxy {
 
     async fn early_request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<()> {
         rc.ctx.request_id = pipeline::request_id(session);
+        if let Some(t) = &rc.gw.tracer {
+            rc.ctx.trace = Some(t.start(session.req_header(), &rc.ctx));
+        }
         conns::keep_alive_for(session, rc.gw.cfg.timeouts.client_idle);
         Ok(())
     }
@@ -132,9 +135,12 @@ impl ProxyHttp for ClientProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, rc: &mut RequestCtx) {
         let RequestCtx { gw, ctx } = rc;
         telemetry::record(&gw.metrics, ctx);
+        let status = telemetry::status(ctx);
         if let Some(ledger) = &gw.ledger {
-            let status = telemetry::status(ctx);
             ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &gw.cfg));
+        }
+        if let Some(tracer) = &gw.tracer {
+            tracer.record(ctx, status);
         }
         if gw.cfg.access_log {
             telemetry::access_log(session, e, ctx);
