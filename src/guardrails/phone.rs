@@ -72,7 +72,7 @@ pub(crate) fn valid(s: &str, regions: &[Id]) -> bool {
         None
     };
     if let Some(n) = international {
-        return phonenumber::parse(None, &n).is_ok_and(|p| phonenumber::is_valid(&p));
+        return phonenumber::parse(None, n).is_ok_and(|p| phonenumber::is_valid(&p));
     }
     // `(0)` is written after a country code; without one it is the trunk prefix.
     let t = t.replace("(0)", "0");

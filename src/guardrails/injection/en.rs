@@ -320,7 +320,8 @@ fn override_signals() -> Signals {
     // came from.
     s.push((
         "instruction_override",
-        format!("{B}{ov} {g3}?{q} {g2}?{obj}{B}", g3 = g(3), g2 = g(2)),
+        // No boundary in front: text glued to it ("ok" then hidden tag characters) still counts.
+        format!("{ov} {g5}?{q} {g2}?{obj}{B}", g5 = g(5), g2 = g(2)),
     ));
     s.push((
         "instruction_override",
@@ -395,7 +396,7 @@ fn jailbreak_signals() -> Signals {
     ));
     s.push((
         "jailbreak",
-        format!("{B}(?:enable|enter|activate|switch to|switch into|turn on|unlock|engage|initiate|go into|stay in|you are in|now in|respond in|answer in) (?:the |a )?{MODE} mode{B}|{B}(?:enable|enter|activate|switch to|turn on|unlock) (?:the )?(?:developer|dev) mode(?: and|,| to)? {g3}?(?:respond|answer|generate|output|ignore|without|two (?:responses|answers)|no (?:restrictions|filters|censorship)|anything)|{B}(?:chatgpt|gpt|ai|assistant|you) (?:with|in) developer mode{B}|{B}(?:do anything now|dan mode|(?:{MODE}|developer|dev) mode (?:is )?(?:enabled|activated|engaged|unlocked|output|response)|(?:jailbroken|jailbreak|dan|developer mode|unfiltered|uncensored|unrestricted) (?:response|output|answer|reply|version)s?){B}", g3 = g(3)),
+        format!("{B}(?:enable|enter|activate|switch to|switch into|turn on|unlock|engage|initiate|go into|stay in|you are in|now in|respond in|answer in) (?:the |a )?{MODE} mode{B}|{B}(?:enable|enter|activate|switch to|turn on|unlock|engage) (?:the )?(?:developer|dev) mode(?: now| please| immediately)?(?:[.!:;]|$|,? (?:and|then|to|so|where|in which|{g3}?(?:respond|answer|generate|output|ignore|without|two (?:responses|answers)|no (?:restrictions|filters|censorship)|anything)))|{B}(?:chatgpt|gpt|ai|assistant|you) (?:with|in) developer mode{B}|{B}(?:do anything now|dan mode|(?:{MODE}|developer|dev) mode (?:is )?(?:enabled|activated|engaged|unlocked|output|response)|(?:jailbroken|jailbreak|dan|developer mode|unfiltered|uncensored|unrestricted) (?:response|output|answer|reply|version)s?){B}", g3 = g(3)),
     ));
     s.push((
         "jailbreak",
@@ -462,7 +463,7 @@ fn persona_signals() -> Signals {
     ));
     s.push((
         "jailbreak",
-        format!("{B}(?:i am|i'?m|this is) your (?:developer|creator|administrator|admin|owner|programmer|master|maker|operator)s?{B}|{B}(?:admin|administrator|developer|god) (?:override|access|mode) (?:granted|enabled|activated|code|unlocked|on){B}"),
+        format!("{B}(?:i am|i'?m|this is) your (?:developer|creator|administrator|admin|owner|programmer|master|maker|operator)s?{B}|{B}(?:admin|administrator|developer|god) (?:override|access) (?:granted|enabled|activated|code|unlocked){B}|{B}god mode (?:on|enabled|activated){B}"),
     ));
     s
 }
@@ -488,7 +489,7 @@ fn hijack_signals() -> Signals {
     ));
     s.push((
         "goal_hijack",
-        format!("(?:^|[.!?:;>] ?){B}(?:instead|rather),? (?:you (?:will|must|should|shall) )?(?:now )?(?:just |only |simply )?(?:say|print|output|write|respond with|reply with|answer with|return|type|repeat) (?:only |just |exactly |the (?:word|words|phrase|text|sentence|string) )?[\x22'\u{201c}\u{2018}`]"),
+        format!("{B}(?:instead|rather),? (?:you (?:will|must|should|shall) )?(?:now )?(?:just |only |simply )?(?:say|print|output|write|respond with|reply with|answer with|return|type|repeat) (?:only |just |exactly |the (?:word|words|phrase|text|sentence|string) )?[\x22'\u{201c}\u{2018}`]"),
     ));
     s.push((
         "goal_hijack",
