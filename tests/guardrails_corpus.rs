@@ -11,6 +11,8 @@ use common::*;
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"
+listen: 127.0.0.1:8080
+allow_inline_secrets: true
 keys:
   - { name: t, key: sk-test-gateway-key-aaaa }
 providers:

@@ -430,7 +430,7 @@ fn persona_signals() -> Signals {
     let mut s: Signals = Vec::new();
     s.push((
         "jailbreak",
-        format!("{B}(?:you|dan|the ai|the assistant|the model|this ai|it) (?:must |will |should |shall |can |may |are (?:not allowed|not permitted|forbidden) to )?(?:never|cannot|can'?t|can not|must not|mustn'?t|will not|won'?t|do not|don'?t|shall not|should not|not) (?:ever )?(?:refuse|decline|reject (?:a|any)|say (?:no|that you can'?t|you can'?t|i can'?t|sorry|i'?m sorry)|break character|deny (?:a|any) (?:request|question))|(?:^|[.!?:;,] ?)(?:never|do not|don'?t) (?:ever )?(?:(?:refuse|decline) (?:(?:any|a single|my|the user'?s?|a user'?s?) )?(?:requests?|questions?|prompts?|orders?|anything|to (?:answer|respond|comply|help))|break character){B}"),
+        format!("{B}(?:you|dan|the ai|the assistant|the model|this ai|it) (?:must |will |should |shall |can |may |are (?:not allowed|not permitted|forbidden) to )?(?:never|cannot|can'?t|can not|must not|mustn'?t|will not|won'?t|do not|don'?t|shall not|should not|not) (?:ever )?(?:refuse|decline|reject (?:a|any)|say (?:no|that you can'?t|you can'?t|i can'?t|sorry|i'?m sorry)|break character|deny (?:a|any) (?:request|question))|{B}(?:never|do not|don'?t) (?:ever )?(?:(?:refuse|decline) (?:(?:any|a single|my|the user'?s?|a user'?s?) )?(?:requests?|questions?|prompts?|orders?|anything|to (?:answer|respond|comply|help))|break character){B}"),
     ));
     s.push((
         "jailbreak",
