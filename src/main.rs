@@ -1,5 +1,6 @@
 //! `sluice run -c FILE` starts the gateway; `sluice check -c FILE` validates a config;
-//! `sluice usage -c FILE` reports from the usage ledger.
+//! `sluice usage -c FILE` reports from the usage ledger; `sluice guardrails test -c FILE
+//! --corpus FILE.jsonl` tests the guardrails against a labelled corpus.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,6 +66,39 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Guardrail tools: test the configured guardrails against a labelled corpus.
+    Guardrails {
+        #[command(subcommand)]
+        command: GuardrailsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuardrailsCommand {
+    /// Run every configured guardrail over a labelled JSONL corpus, offline (no provider, no
+    /// network), and print detection and false-positive rates per label and per guardrail.
+    /// Exit status: 0, 1 when a --min-detection / --max-false-positive threshold is not met,
+    /// 2 on bad input.
+    Test {
+        /// The config file (its `guardrails:` are tested).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+        /// The corpus: one `{"text", "label", "expect"?, "direction"?}` object per line.
+        #[arg(long, value_name = "FILE.jsonl")]
+        corpus: PathBuf,
+        /// List the missed cases and the false positives.
+        #[arg(long)]
+        show_misses: bool,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Lowest detection rate, in percent, every `detect` label must reach.
+        #[arg(long, value_name = "PERCENT")]
+        min_detection: Option<f64>,
+        /// Highest false-positive rate, in percent, over the `pass` cases.
+        #[arg(long, value_name = "PERCENT")]
+        max_false_positive: Option<f64>,
     },
 }
 
@@ -197,6 +231,58 @@ fn usage(config: &std::path::Path, since: &str, by: &str, format: &str) -> Resul
     }
 }
 
+/// `sluice guardrails test`: the report, and the thresholds not met; `Err` on bad input.
+fn guardrails_test(command: GuardrailsCommand) -> Result<(String, Vec<String>), String> {
+    use sluice::guardrails::corpus;
+    let GuardrailsCommand::Test {
+        config,
+        corpus: file,
+        show_misses,
+        format,
+        min_detection,
+        max_false_positive,
+    } = command;
+    if !matches!(format.as_str(), "table" | "json") {
+        return Err(format!(
+            "--format: unknown format {format:?} (table or json)"
+        ));
+    }
+    for (flag, v) in [
+        ("--min-detection", min_detection),
+        ("--max-false-positive", max_false_positive),
+    ] {
+        if v.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
+            return Err(format!("{flag}: must be a percentage between 0 and 100"));
+        }
+    }
+    let opts = config::LoadOptions {
+        resolve_secrets: false,
+    };
+    let cfg = config::load_with(&config, &opts).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: config error: {e}", config.display()))
+            .collect();
+        lines.join("\n")
+    })?;
+    if cfg.guardrails.is_empty() {
+        return Err(format!("{}: no guardrails configured", config.display()));
+    }
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let cases = corpus::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let report = corpus::run(&cfg.guardrails, &cases)?;
+    let failures = report.failures(
+        min_detection.map(|v| v / 100.0),
+        max_false_positive.map(|v| v / 100.0),
+    );
+    let out = match format.as_str() {
+        "json" => report.to_json(show_misses).to_string() + "\n",
+        _ => report.to_table(show_misses),
+    };
+    Ok((out, failures))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice::telemetry::logger::init();
@@ -213,6 +299,23 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("sluice keys: {e}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Guardrails { command } => match guardrails_test(command) {
+            Ok((out, failures)) => {
+                print!("{out}");
+                for f in &failures {
+                    eprintln!("sluice guardrails test: {f}");
+                }
+                if failures.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("sluice guardrails test: {e}");
+                ExitCode::from(2)
             }
         },
         Command::Usage {

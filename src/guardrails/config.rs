@@ -19,6 +19,10 @@
 //!     url: http://127.0.0.1:9000/check
 //!     action: block            # block: apply its verdicts | log: record them only
 //!     on_error: fail_closed    # fail_closed | fail_open
+//!   - name: personal-data
+//!     type: pii
+//!     action: redact
+//!     phone_regions: [FR, GB]  # pii only: regions for numbers without a country code
 //! ```
 //!
 //! Every error names the key path, e.g. `guardrails[2].patterns[0]: invalid regex: ...`.
@@ -92,6 +96,10 @@ pub struct RawGuardrail {
     /// `webhook` only: bytes of streamed answer text per call (default 2048).
     #[serde(default)]
     pub window: Option<usize>,
+    /// `pii` only: regions (ISO 3166 alpha-2) tried for phone numbers written without a
+    /// country code; a built-in list when absent.
+    #[serde(default)]
+    pub phone_regions: Option<Vec<String>>,
 }
 
 fn parse_action(path: &str, s: &str) -> Result<Action, ConfigError> {
@@ -278,7 +286,7 @@ fn detectors_of(path: &str, g: &RawGuardrail) -> Result<Vec<Arc<Detector>>, Conf
     let builtin = |d: Vec<Detector>| d.into_iter().map(Arc::new).collect::<Vec<_>>();
     let dets = match g.kind.as_str() {
         "secrets" => builtin(detectors::secrets()),
-        "pii" => builtin(detectors::pii()),
+        "pii" => builtin(detectors::pii(phone_regions(path, g)?)),
         "prompt_injection" => builtin(detectors::injection()),
         "regex" => user_detectors(path, &g.name, g)?,
         "webhook" => Vec::new(),
@@ -292,6 +300,12 @@ fn detectors_of(path: &str, g: &RawGuardrail) -> Result<Vec<Arc<Detector>>, Conf
             ))
         }
     };
+    if g.kind != "pii" && g.phone_regions.is_some() {
+        return Err(ConfigError::new(
+            format!("{path}.phone_regions"),
+            "only pii guardrails take phone_regions",
+        ));
+    }
     if g.kind != "regex" {
         for (key, set) in [
             ("patterns", g.patterns.is_some()),
@@ -306,6 +320,18 @@ fn detectors_of(path: &str, g: &RawGuardrail) -> Result<Vec<Arc<Detector>>, Conf
         }
     }
     Ok(dets)
+}
+
+/// `phone_regions` of a `pii` guardrail, parsed; the default list when absent.
+fn phone_regions(
+    path: &str,
+    g: &RawGuardrail,
+) -> Result<Vec<phonenumber::country::Id>, ConfigError> {
+    match &g.phone_regions {
+        None => Ok(super::phone::default_regions()),
+        Some(list) => super::phone::parse_regions(list)
+            .map_err(|(j, m)| ConfigError::new(format!("{path}.phone_regions[{j}]"), m)),
+    }
 }
 
 /// `fields` → the parsed paths; only for a guardrail that applies to input (`input`).

@@ -38,13 +38,33 @@ pub(crate) struct Detector {
     /// Longest original span a match may cover, in bytes (bounds streaming hold-back even when
     /// the view drops characters, e.g. runs of zero-width characters).
     pub(crate) max_orig: usize,
-    /// Rejects a syntactic match (checksum failed).
-    pub(crate) validate: Option<fn(&str) -> bool>,
+    /// Rejects a syntactic match (checksum failed, not a valid phone number).
+    pub(crate) validate: Option<Check>,
     /// Only the last N bytes of a match are redacted (the value after a `name =` context).
     pub(crate) redact_tail: Option<usize>,
     /// With `redact_tail`: the first N bytes of the match are redacted too, as this kind
     /// (an access key id before its secret), and the text between them is kept.
     pub(crate) redact_head: Option<(usize, Arc<str>)>,
+    /// On input, obfuscated readings of the text are scanned too (see
+    /// [`super::injection::decode`]).
+    pub(crate) deobfuscate: bool,
+}
+
+/// A check of the matched text, run after the pattern matched.
+#[derive(Clone)]
+pub(crate) struct Check(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl Check {
+    /// Whether the match `s` stands.
+    pub(crate) fn ok(&self, s: &str) -> bool {
+        (self.0)(s)
+    }
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Check")
+    }
 }
 
 /// Builds the lazy DFA for one or more patterns with the sizes sluice allows.
@@ -89,11 +109,12 @@ impl Detector {
             validate: None,
             redact_tail: None,
             redact_head: None,
+            deobfuscate: false,
         })
     }
 
     fn check(mut self, f: fn(&str) -> bool) -> Self {
-        self.validate = Some(f);
+        self.validate = Some(Check(Arc::new(f)));
         self
     }
 
@@ -236,61 +257,25 @@ const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)";
 /// contain a digit, and a short last group is digits only.
 const IBAN_LOWER: &str = r"(?-u:\b)[a-z]{2}[0-9]{2}(?:[a-z0-9]{11,30}|(?: [a-z0-9]{4})(?: (?:[0-9][a-z0-9]{3}|[a-z][0-9][a-z0-9]{2}|[a-z]{2}[0-9][a-z0-9]|[a-z]{3}[0-9])){1,6}(?: [0-9]{1,3})?)(?-u:\b)";
 
-/// The built-in `pii` detectors.
-pub(crate) fn pii() -> Vec<Detector> {
+/// The built-in `pii` detectors; numbers without a country code are tried in `regions`
+/// (see [`super::phone`]).
+pub(crate) fn pii(regions: Vec<phonenumber::country::Id>) -> Vec<Detector> {
     let d = |kind, p, max| Detector::new(kind, Profile::Original, p, max).expect("built-in");
+    let mut phone = d("phone", super::phone::CANDIDATE, 32);
+    phone.validate = Some(Check(super::phone::validator(regions)));
     vec![
         d("email", EMAIL, 128),
         d("card", CARD, 40).check(luhn),
         d("iban", IBAN, 48).check(iban_ok),
         d("iban", IBAN_LOWER, 48).check(iban_ok),
         d("phone", PHONE, 32),
+        phone,
     ]
 }
 
-/// Instruction-override and jailbreak phrases, matched on the folded view (lower case, one
-/// space between words, homoglyphs and invisible characters removed).
-const INJECTION: &[(&str, &str)] = &[
-    (
-        "instruction_override",
-        r"(?:ignore|disregard|forget|skip|bypass|override) (?:all |any |every |of |the |your |my |these |those )*(?:previous|prior|above|preceding|earlier|past|former|initial|original|system|existing|developer) (?:instructions?|prompts?|rules|directions|guidelines|messages?|context|constraints|commands)",
-    ),
-    (
-        "instruction_override",
-        r"(?:ignore|disregard|forget) (?:everything|all) (?:above|before|you (?:were|have been) told)",
-    ),
-    (
-        "instruction_override",
-        r"(?:disregard|ignore|override|bypass) (?:the |your |all )*(?:system prompt|safety (?:rules|guidelines|filters|instructions)|content (?:policy|filters?))",
-    ),
-    (
-        "jailbreak",
-        r"you are (?:now )?(?:dan|a dan|in dan mode|jailbroken|in developer mode|an unrestricted|unrestricted|free from (?:all )?(?:restrictions|rules))(?-u:\b)",
-    ),
-    (
-        "jailbreak",
-        r"(?-u:\b)(?:do anything now|dan mode (?:enabled|activated|on))",
-    ),
-    (
-        "jailbreak",
-        r"(?:enable|enter|activate|switch to|turn on) (?:the )?(?:developer|god|jailbreak|unrestricted) mode|developer mode (?:enabled|activated|on)(?-u:\b)",
-    ),
-    (
-        "jailbreak",
-        r"(?:pretend|act as if|imagine) (?:that )?you (?:have no|are not bound by|don't have|do not have) (?:any )?(?:restrictions|rules|guidelines|filters|limits)",
-    ),
-    (
-        "prompt_extraction",
-        r"(?:reveal|show|print|repeat|output|display|leak|dump|tell me|give me|what is|what are) (?:me )?(?:your |the )?(?:full |entire |original |hidden |initial |secret |exact )*(?:system prompt|system message|initial instructions|hidden instructions|original instructions|developer message)",
-    ),
-];
-
-/// The built-in `prompt_injection` detectors.
+/// The built-in `prompt_injection` detectors (see [`super::injection`]).
 pub(crate) fn injection() -> Vec<Detector> {
-    INJECTION
-        .iter()
-        .map(|(kind, p)| Detector::new(kind, Profile::Fold, p, 256).expect("built-in"))
-        .collect()
+    super::injection::detectors()
 }
 
 /// Luhn checksum over the digits of `s` (13–19 of them).

@@ -317,8 +317,8 @@ impl Engine {
                     continue;
                 };
                 let oend = original_end(at.profile, at.view, text, end);
-                if let Some(check) = self.entries[ei].det.validate {
-                    if !check(&text[p..oend]) {
+                if let Some(check) = &self.entries[ei].det.validate {
+                    if !check.ok(&text[p..oend]) {
                         continue;
                     }
                 }
@@ -461,7 +461,8 @@ impl Engine {
                     let oend = original_end(v.profile, view, text, m.end());
                     if det
                         .validate
-                        .is_some_and(|check| !check(&text[ostart..oend]))
+                        .as_ref()
+                        .is_some_and(|check| !check.ok(&text[ostart..oend]))
                     {
                         continue;
                     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::engine::Scratch;
 use super::hidden;
+use super::injection::decode::readings;
 use super::normalize::{is_tag, tag_ascii};
 use super::text::Visit;
 use super::{record, render, Action, Hidden, InputVerdict, Policy, Rule};
@@ -41,7 +42,7 @@ pub(super) fn select(rule: &Rule, body: &mut Value, api: InputApi, f: &mut Visit
 }
 
 /// Runs of base64 (standard or URL-safe) or hex long enough to hide a phrase.
-fn encoded_runs(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+pub(crate) fn encoded_runs(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     use std::sync::OnceLock;
     static RUN: OnceLock<regex::Regex> = OnceLock::new();
     let re = RUN.get_or_init(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{16,}={0,2}").expect("static"));
@@ -53,7 +54,7 @@ fn encoded_runs(s: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 /// alignments (a junk character in front shifts every group). Of every decoding, the
 /// printable spans are kept — invalid UTF-8 and control bytes only separate them — so one
 /// junk byte cannot hide the rest of a payload. `None` when nothing printable came out.
-fn decode(run: &str) -> Option<String> {
+pub(crate) fn decode(run: &str) -> Option<String> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
     use base64::Engine as _;
@@ -158,6 +159,31 @@ fn check_string(rule: &Rule, sc: &mut Scratch, s: &mut String, verdict: &mut Inp
     }
     for (a, b, kind) in redact.into_iter().rev() {
         s.replace_range(a..b, &format!("[REDACTED:{kind}]"));
+    }
+    check_readings(rule, sc, s, verdict)
+}
+
+/// Obfuscated readings of the string (percent-encoded, ROT13, reversed, spaced out, nested
+/// encodings), for guardrails whose detectors ask for them; a match in a reading redacts
+/// the whole string. Returns true on block.
+fn check_readings(
+    rule: &Rule,
+    sc: &mut Scratch,
+    s: &mut String,
+    verdict: &mut InputVerdict,
+) -> bool {
+    if !rule.detectors.iter().any(|d| d.deobfuscate) {
+        return false;
+    }
+    for r in readings(s) {
+        match check_decoded(rule, sc, &r, verdict) {
+            Decoded::Block => return true,
+            Decoded::Redact(kind) => {
+                *s = format!("[REDACTED:{kind}]");
+                return false;
+            }
+            Decoded::Pass => {}
+        }
     }
     false
 }

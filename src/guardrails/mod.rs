@@ -1,7 +1,7 @@
 //! Guardrails: checks on what goes to a model (input) and what comes back (output).
 //!
 //! Operators declare named guardrails in the config ([`config`]): built-in detectors for
-//! provider and cloud credentials (`secrets`), personal data (`pii`) and jailbreak phrases
+//! provider and cloud credentials (`secrets`), personal data (`pii`) and prompt injections
 //! (`prompt_injection`), or their own `regex` patterns, each with an action — `block` the
 //! request or answer, `redact` the match as `[REDACTED:<kind>]`, or just `log` it. A gateway
 //! key selects a subset by name, resolved once into a [`Policy`].
@@ -16,22 +16,28 @@
 //! `prompt_injection` and `regex`, on a normalised view with a map back to the original (see
 //! [`normalize`]): a match is always redacted over the exact original span. On input, runs of
 //! 16 or more base64 or hex characters are also decoded once and the decoded text checked;
-//! a match there is redacted by replacing the whole encoded run. Unicode tag characters are
-//! read as the ASCII they spell and, with the other invisible carriers of [`hidden`],
-//! stripped by default from requests and answers ([`Hidden`]). A `webhook` guardrail sends
-//! the text to an HTTP service of the operator's and applies its verdict ([`webhook`]).
+//! a match there is redacted by replacing the whole encoded run. `prompt_injection` (see
+//! [`injection`]) also scans the other readings of an input string (percent-decoded, ROT13,
+//! reversed, spaced out, nested encodings). Unicode tag characters are read as the ASCII they
+//! spell and, with the other invisible carriers of [`hidden`], stripped by default from
+//! requests and answers ([`Hidden`]). A `webhook` guardrail sends the text to an HTTP service
+//! of the operator's and applies its verdict ([`webhook`]). [`corpus`] runs the guardrails
+//! over a labelled corpus (`sluice guardrails test`).
 //!
 //! Verdicts and recorded actions name the guardrail and the kind of match, never the matched
 //! text.
 
 pub mod config;
+pub mod corpus;
 mod detectors;
 mod engine;
 mod hidden;
+mod injection;
 mod input;
 pub mod jsonpath;
 pub mod metrics;
 mod normalize;
+mod phone;
 mod stream;
 pub mod text;
 pub mod webhook;

@@ -9,7 +9,8 @@
 //! read as that ASCII character; zero-width characters, bidi controls, the soft hyphen and the
 //! other tag characters are dropped; the character is decomposed (NFKC, or NFKD for the
 //! [`Profile::Fold`] profile, which then also drops combining marks so that `ïgnore` reads
-//! `ignore`); it is lower-cased ([`Profile::Fold`] only); Cyrillic and Greek look-alikes of
+//! `ignore`); it is lower-cased and leetspeak digits read as letters ([`Profile::Fold`]
+//! only); Cyrillic and Greek look-alikes of
 //! Latin letters are folded to the Latin letter; and any run of whitespace becomes one space.
 //! Composition across characters is not performed (a base letter followed by a separate
 //! combining mark stays two characters), which is the price of the per-character map.
@@ -24,7 +25,8 @@ pub(crate) enum Profile {
     Original,
     /// NFKC, invisible characters dropped, homoglyphs folded, whitespace collapsed; case kept.
     Norm,
-    /// As `Norm` but NFKD with combining marks dropped, and lower-cased.
+    /// As `Norm` but NFKD with combining marks dropped, lower-cased, and leetspeak digits
+    /// read as letters.
     Fold,
 }
 
@@ -129,6 +131,19 @@ pub(crate) fn homoglyph(c: char) -> char {
     }
 }
 
+/// The letter a leetspeak digit stands for (`1gn0r3` reads `ignore`), on the folded view.
+pub(crate) fn leet(c: char) -> char {
+    match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' => 'a',
+        '5' => 's',
+        '7' => 't',
+        c => c,
+    }
+}
+
 /// A view of a text: the derived text plus the maps between it and the original.
 ///
 /// Buffers are reused between [`View::build`] calls, so a long-lived view allocates only
@@ -203,7 +218,7 @@ pub(crate) fn push_normalised(out: &mut String, c: char, profile: Profile) {
         if c.is_ascii_whitespace() {
             push_space(out);
         } else if profile == Profile::Fold {
-            out.push(c.to_ascii_lowercase());
+            out.push(leet(c.to_ascii_lowercase()));
         } else {
             out.push(c);
         }

@@ -30,6 +30,8 @@ fn errors_name_the_key_path() {
         ("- {name: a, type: pii, action: log, patterns: ['x']}", "guardrails[0].patterns: only regex guardrails"),
         ("- {name: a, type: regex, patterns: ['x'], max_match_len: 0, action: log}", "guardrails[0].max_match_len: must be between"),
         ("- {name: 'a b', type: pii, action: log}", "guardrails[0].name: must be non-empty"),
+        ("- {name: a, type: pii, action: log, phone_regions: [FR, XX]}", "guardrails[0].phone_regions[1]: unknown region \"XX\""),
+        ("- {name: a, type: secrets, action: log, phone_regions: [FR]}", "guardrails[0].phone_regions: only pii guardrails take phone_regions"),
     ];
     for (yaml, want) in cases {
         let got = err(yaml);

@@ -4,6 +4,7 @@ mod config;
 mod cost;
 mod detectors;
 mod hidden;
+mod injection;
 mod input;
 mod secrets;
 mod stream;
