@@ -149,7 +149,10 @@ async fn idle_soak_reports_every_connection_closed() {
 /// skipped with the reason, only where nginx is not installed), absent for the others.
 fn check_nginx(s: &sluice_bench::Scenario, r: &serde_json::Value, md: &str) {
     if !s.nginx {
-        assert!(r.get("nginx").is_none() && r.get("nginx_skipped").is_none(), "{r}");
+        assert!(
+            r.get("nginx").is_none() && r.get("nginx_skipped").is_none(),
+            "{r}"
+        );
         return;
     }
     if let Some(why) = r["nginx_skipped"].as_str() {
@@ -164,7 +167,10 @@ fn check_nginx(s: &sluice_bench::Scenario, r: &serde_json::Value, md: &str) {
     assert!(n["requests_ok"].as_u64().unwrap() > 0, "{}: {r}", s.name);
     assert_eq!(n["errors"], 0, "{}: {r}", s.name);
     // Master and workers were sampled: more than one small process's memory.
-    assert!(r["nginx_process"]["rss_peak_kib"].as_u64().unwrap() > 1000, "{r}");
+    assert!(
+        r["nginx_process"]["rss_peak_kib"].as_u64().unwrap() > 1000,
+        "{r}"
+    );
     let ratios = &r["ratios_sluice_over_nginx"];
     assert!(ratios["throughput"].as_f64().unwrap() > 0.0, "{r}");
     assert!(ratios["cpu_per_request"].as_f64().is_some(), "{r}");
