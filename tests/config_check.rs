@@ -19,6 +19,7 @@ const ENV: &[(&str, &str)] = &[
     ("XAI_API_KEY", "xai-test"),
     ("ANTHROPIC_API_KEY", "sk-ant-test"),
     ("GEMINI_API_KEY", "gemini-test"),
+    ("CLASSIFIER_TOKEN", "classifier-test"),
 ];
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
@@ -314,6 +315,7 @@ fn full_config_checks_without_its_secrets_and_names_each_one_when_resolving() {
         ("providers.xai.api_key", "XAI_API_KEY"),
         ("providers.claude.api_key", "ANTHROPIC_API_KEY"),
         ("providers.gemini.api_key", "GEMINI_API_KEY"),
+        ("guardrails[4].headers.authorization", "CLASSIFIER_TOKEN"),
     ];
     let lines = error_lines(&out, full);
     for (key, var) in missing {
