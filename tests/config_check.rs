@@ -20,6 +20,7 @@ const ENV: &[(&str, &str)] = &[
     ("ANTHROPIC_API_KEY", "sk-ant-test"),
     ("GEMINI_API_KEY", "gemini-test"),
     ("OTLP_AUTH", "Bearer otlp-test"),
+    ("CLASSIFIER_TOKEN", "classifier-test"),
 ];
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
@@ -316,6 +317,7 @@ fn full_config_checks_without_its_secrets_and_names_each_one_when_resolving() {
         ("providers.claude.api_key", "ANTHROPIC_API_KEY"),
         ("providers.gemini.api_key", "GEMINI_API_KEY"),
         ("tracing.headers.authorization", "OTLP_AUTH"),
+        ("guardrails[4].headers.authorization", "CLASSIFIER_TOKEN"),
     ];
     let lines = error_lines(&out, full);
     for (key, var) in missing {

@@ -33,23 +33,7 @@ const RESERVED: [&str; 6] = [
 /// must not set webhook keys.
 pub(crate) fn parse(path: &str, g: &RawGuardrail) -> Result<Option<Arc<Webhook>>, ConfigError> {
     if g.kind != "webhook" {
-        for (key, set) in [
-            ("url", g.url.is_some()),
-            ("headers", g.headers.is_some()),
-            ("timeout", g.timeout.is_some()),
-            ("on_error", g.on_error.is_some()),
-            ("cache_ttl", g.cache_ttl.is_some()),
-            ("max_text_bytes", g.max_text_bytes.is_some()),
-            ("window", g.window.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::new(
-                    format!("{path}.{key}"),
-                    format!("only webhook guardrails take {key}"),
-                ));
-            }
-        }
-        return Ok(None);
+        return refuse_webhook_keys(path, g).map(|()| None);
     }
     let log_only = match g.action.as_str() {
         "block" => false,
@@ -113,6 +97,27 @@ pub(crate) fn parse(path: &str, g: &RawGuardrail) -> Result<Option<Arc<Webhook>>
         window,
         cache: Cache::new(cache_ttl),
     })))
+}
+
+/// A guardrail of another type must not set webhook keys.
+fn refuse_webhook_keys(path: &str, g: &RawGuardrail) -> Result<(), ConfigError> {
+    for (key, set) in [
+        ("url", g.url.is_some()),
+        ("headers", g.headers.is_some()),
+        ("timeout", g.timeout.is_some()),
+        ("on_error", g.on_error.is_some()),
+        ("cache_ttl", g.cache_ttl.is_some()),
+        ("max_text_bytes", g.max_text_bytes.is_some()),
+        ("window", g.window.is_some()),
+    ] {
+        if set {
+            return Err(ConfigError::new(
+                format!("{path}.{key}"),
+                format!("only webhook guardrails take {key}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn duration(
