@@ -192,7 +192,7 @@ fn a_version_2_ledger_is_migrated_in_place() {
         let row = c.query_one("SELECT version FROM sluice_schema", &[]).await;
         row.unwrap().get(0)
     });
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 
     // A database that went away: an error that names no URL and no password.
     server.stop();

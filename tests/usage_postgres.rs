@@ -336,6 +336,7 @@ fn rec(id: u64, ts_ms: u64, key: Option<&str>, status: u16, error: Option<&str>)
         },
         limit: (status == 429).then(|| "key:requests".to_string()),
         team: key.and_then(|k| (id % 3 != 0).then(|| format!("team of {k}"))),
+        cache: (id % 5 == 1).then(|| "hit".to_string()),
     }
 }
 
@@ -498,16 +499,16 @@ fn migrations_run_once_and_queries_need_the_schema() {
             .unwrap();
         rows.iter().map(|r| r.get(0)).collect()
     });
-    assert_eq!(versions, [3]);
+    assert_eq!(versions, [4]);
     // A newer schema than this build knows is refused, not altered.
     rt.block_on(async {
         let c = client(&server.url()).await;
-        c.batch_execute("UPDATE sluice_schema SET version = 4")
+        c.batch_execute("UPDATE sluice_schema SET version = 5")
             .await
             .unwrap();
     });
     let err = Postgres::open(&url).err().unwrap();
-    assert!(err.contains("schema version 4 is newer"), "{err}");
+    assert!(err.contains("schema version 5 is newer"), "{err}");
 }
 
 /// A CA and a server certificate for `localhost` (not for 127.0.0.1) it signed, as PEM:

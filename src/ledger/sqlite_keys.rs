@@ -309,7 +309,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         drop(keys);
         // Opening again migrates nothing more and keeps the key.
         let mut keys = open_keys(&store_cfg).unwrap();
