@@ -102,7 +102,7 @@ fn log_allowed() -> bool {
 /// Where entries are kept.
 enum Store {
     Memory(moka::sync::Cache<CacheKey, Bytes>),
-    Redis(shared::RedisCache),
+    Redis(Box<shared::RedisCache>),
 }
 
 /// Bytes an entry costs beyond its value (its key and the bookkeeping around it).
@@ -127,9 +127,9 @@ impl Cache {
                     .time_to_live(settings.ttl)
                     .build(),
             ),
-            CacheBackend::Redis { url, timeout } => {
-                Store::Redis(shared::RedisCache::new(url, *timeout, settings.ttl)?)
-            }
+            CacheBackend::Redis { url, timeout } => Store::Redis(Box::new(
+                shared::RedisCache::new(url, *timeout, settings.ttl)?,
+            )),
         };
         Ok(Cache {
             settings: settings.clone(),
