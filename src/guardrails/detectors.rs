@@ -50,9 +50,10 @@ pub(crate) struct Detector {
     pub(crate) deobfuscate: bool,
 }
 
-/// A check of the matched text, run after the pattern matched.
+/// A check of the matched text, run after the pattern matched, and what it depends on
+/// besides the text (e.g. the phone regions), for the policy fingerprint.
 #[derive(Clone)]
-pub(crate) struct Check(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+pub(crate) struct Check(Arc<dyn Fn(&str) -> bool + Send + Sync>, pub(crate) String);
 
 impl Check {
     /// Whether the match `s` stands.
@@ -114,7 +115,7 @@ impl Detector {
     }
 
     fn check(mut self, f: fn(&str) -> bool) -> Self {
-        self.validate = Some(Check(Arc::new(f)));
+        self.validate = Some(Check(Arc::new(f), String::new()));
         self
     }
 
@@ -262,7 +263,8 @@ const IBAN_LOWER: &str = r"(?-u:\b)[a-z]{2}[0-9]{2}(?:[a-z0-9]{11,30}|(?: [a-z0-
 pub(crate) fn pii(regions: Vec<phonenumber::country::Id>) -> Vec<Detector> {
     let d = |kind, p, max| Detector::new(kind, Profile::Original, p, max).expect("built-in");
     let mut phone = d("phone", super::phone::CANDIDATE, 32);
-    phone.validate = Some(Check(super::phone::validator(regions)));
+    let settings = format!("regions {regions:?}");
+    phone.validate = Some(Check(super::phone::validator(regions), settings));
     vec![
         d("email", EMAIL, 128),
         d("card", CARD, 40).check(luhn),

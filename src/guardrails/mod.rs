@@ -119,15 +119,16 @@ fn fingerprint(rules: &[Arc<Rule>]) -> [u8; 32] {
         h.update(head.as_bytes());
         for d in &r.detectors {
             let det = format!(
-                "det\0{}\0{:?}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0",
+                "det\0{}\0{:?}\0{}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{}\0",
                 d.kind,
                 d.profile,
                 d.pattern,
                 d.max_len,
                 d.max_orig,
-                d.validate.is_some(),
+                d.validate.as_ref().map(|c| &c.1),
                 d.redact_tail,
-                d.redact_head
+                d.redact_head,
+                d.deobfuscate
             );
             h.update(det.len().to_le_bytes());
             h.update(det.as_bytes());

@@ -112,24 +112,46 @@ fn block_releases_no_part_of_the_secret() {
     assert!(!released.concat().contains("sk"));
 }
 
+/// Ordinary prose, in the pieces a stream brings it in.
+const PROSE: [&str; 6] = [
+    "The quick brown fox jumps over the lazy dog. ",
+    "Rust's ownership model makes memory safety ",
+    "a compile-time property; ",
+    "see the book, chapter four! ",
+    "Ünïcödé text is fine too. ",
+    "\n\n## Heading\n\n- item one\n- item two\n",
+];
+
 #[test]
 fn prose_is_released_without_hold_back() {
     let p = policy(
-        "- {name: s, type: secrets, action: redact}\n- {name: p, type: pii, action: redact}\n- {name: i, type: prompt_injection, action: block}\n- {name: r, type: regex, patterns: ['(?i)project falcon'], action: block}",
+        "- {name: s, type: secrets, action: redact}\n- {name: p, type: pii, action: redact}\n- {name: r, type: regex, patterns: ['(?i)project falcon'], action: block}",
     );
     let mut sc = p.output_scanner().expect("output rules");
-    for piece in [
-        "The quick brown fox jumps over the lazy dog. ",
-        "Rust's ownership model makes memory safety ",
-        "a compile-time property; ",
-        "see the book, chapter four! ",
-        "Ünïcödé text is fine too. ",
-        "\n\n## Heading\n\n- item one\n- item two\n",
-    ] {
+    for piece in PROSE {
         assert_eq!(release(sc.push(C0, piece)), piece);
         assert!(sc.buffered(C0) <= 4, "only the context character is kept");
     }
     assert_eq!(release(sc.finish(C0)), "");
+    assert!(sc.actions().is_empty());
+}
+
+/// `prompt_injection` signals allow a few words between their parts ("model … who has no
+/// rules"), so on output it may hold back the words after a trigger word until the signal
+/// cannot match any more; never more than its longest match, and everything comes out.
+#[test]
+fn prose_held_back_by_injection_signals_is_bounded_and_all_released() {
+    let p = policy(
+        "- {name: s, type: secrets, action: redact}\n- {name: i, type: prompt_injection, action: block}",
+    );
+    let mut sc = p.output_scanner().expect("output rules");
+    let mut out = String::new();
+    for piece in PROSE {
+        out += &release(sc.push(C0, piece));
+        assert!(sc.buffered(C0) <= 400, "hold-back is bounded");
+    }
+    out += &release(sc.finish(C0));
+    assert_eq!(out, PROSE.concat());
     assert!(sc.actions().is_empty());
 }
 
