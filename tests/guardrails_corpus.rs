@@ -123,8 +123,11 @@ fn secrets_corpus() -> String {
             (
                 "jwt",
                 format!(
-                    "ey{}.ey{}.{}",
+                    // A JWT's header and payload are base64 of JSON objects: `{"` is `eyJ`.
+                    "ey{}{}.ey{}{}.{}",
+                    "J",
                     chars(&mut s, 20, AN),
+                    "J",
                     chars(&mut s, 30, AN),
                     chars(&mut s, 40, AN)
                 ),
