@@ -774,9 +774,19 @@ fn summary(m: &mut Measured) -> Value {
     })
 }
 
+/// A ratio to two decimals, or to three significant digits below 0.1 (a cache hit is a
+/// thousandth of a miss: 0.00 would say nothing).
+fn round_ratio(r: f64) -> f64 {
+    if r >= 0.1 || r == 0.0 {
+        return (r * 100.0).round() / 100.0;
+    }
+    let scale = 10f64.powi(2 - r.log10().floor() as i32);
+    (r * scale).round() / scale
+}
+
 fn ratio(a: &Value, b: &Value) -> Value {
     match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) if y > 0.0 => json!((x / y * 100.0).round() / 100.0),
+        (Some(x), Some(y)) if y > 0.0 => json!(round_ratio(x / y)),
         _ => Value::Null,
     }
 }
@@ -893,6 +903,7 @@ impl ScenarioReport {
 pub fn markdown(r: &Value) -> String {
     let f = |v: &Value| match v.as_f64() {
         Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x > 0.0 && x < 0.1 => format!("{}", round_ratio(x)),
         Some(x) => format!("{x:.2}"),
         None => "–".into(),
     };

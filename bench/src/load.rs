@@ -179,9 +179,18 @@ impl Conn {
                 }
             }
         } else {
+            // A body with a length (a stream replayed whole, say): its first token arrives
+            // with its first bytes.
+            while self.buf.is_empty() && len > 0 {
+                self.fill().await?;
+            }
+            if stream && len > 0 {
+                ttft = Some(Instant::now().duration_since(due).as_micros() as u64);
+            }
             while self.buf.len() < len {
                 self.fill().await?;
             }
+            tail = self.buf[len.saturating_sub(32)..len].to_vec();
             self.buf.advance(len);
         }
         let latency = due.elapsed().as_micros() as u64;
