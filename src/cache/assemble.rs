@@ -1,6 +1,7 @@
-//! A streamed answer made whole for the cache: [`Tee`] passes an OpenAI chunk stream on
-//! unchanged and feeds a copy to an [`Assembler`], which builds the chat completion the
-//! stream amounts to. Only a stream that ended with `[DONE]` and holds nothing the assembler
+//! A streamed answer made whole for the cache: [`Tee`] passes an OpenAI chunk stream (or a
+//! native one, turned into chunks beside) on unchanged and feeds a copy to an [`Assembler`],
+//! which builds the chat completion the stream amounts to. Only a complete stream (`[DONE]`,
+//! or every choice finished and the usage chunk seen) holding nothing the assembler
 //! does not know how to put back (log probabilities, audio, provider extensions) becomes an
 //! entry: an answer the cache cannot reproduce exactly is not cached.
 
@@ -140,9 +141,19 @@ impl Assembler {
         Some(())
     }
 
-    /// The completion, when the stream ended cleanly and all of it could be kept.
+    /// Whether the answer is all there: the stream ended with `[DONE]`, or every choice has
+    /// finished and the usage chunk — the last one a provider sends before `[DONE]` — has
+    /// arrived (a client encoder that ends its stream there stops reading before `[DONE]`).
+    fn complete(&self) -> bool {
+        self.done
+            || (self.usage.is_some()
+                && !self.choices.is_empty()
+                && self.choices.iter().all(|c| !c.finish_reason.is_null()))
+    }
+
+    /// The completion, when the stream is complete and all of it could be kept.
     pub fn completion(&self) -> Option<Bytes> {
-        if !self.done || self.spoiled || self.choices.is_empty() {
+        if !self.complete() || self.spoiled || self.choices.is_empty() {
             return None;
         }
         let mut c = self.head.clone();
@@ -237,10 +248,14 @@ fn message(c: &Choice) -> Value {
     json!({"index": c.index, "message": m, "logprobs": null, "finish_reason": c.finish_reason})
 }
 
-/// A translator stage that passes OpenAI chunks on unchanged and, when the stream ends
-/// cleanly, leaves the completion they amount to in its [`Capture`].
+/// A translator stage that passes what its inner stage produces on unchanged and, when the
+/// stream ends cleanly, leaves the completion it amounts to in its [`Capture`]. The inner
+/// stage produces OpenAI chunks, or a native stream that a side translator turns into them
+/// for the assembler.
 pub struct Tee {
     inner: Box<dyn StreamTranslator>,
+    /// Native stream → OpenAI chunks, with its output buffer.
+    side: Option<(Box<dyn StreamTranslator>, BytesMut)>,
     parser: SseParser,
     events: Vec<SseEvent>,
     assembler: Assembler,
@@ -252,6 +267,7 @@ impl Tee {
     pub fn new(inner: Box<dyn StreamTranslator>, capture: Arc<Capture>, max: usize) -> Self {
         Tee {
             inner,
+            side: None,
             parser: SseParser::new(MAX_EVENT_BYTES),
             events: Vec::new(),
             assembler: Assembler::new(max),
@@ -260,20 +276,48 @@ impl Tee {
         }
     }
 
-    /// Hands what the inner stage produced on, and a copy to the assembler.
-    fn pass(&mut self, out: &mut BytesMut) {
+    /// A stage passing a native stream on, `side` turning a copy into OpenAI chunks.
+    pub fn beside(
+        inner: Box<dyn StreamTranslator>,
+        side: Box<dyn StreamTranslator>,
+        capture: Arc<Capture>,
+        max: usize,
+    ) -> Self {
+        let mut t = Tee::new(inner, capture, max);
+        t.side = Some((side, BytesMut::new()));
+        t
+    }
+
+    /// Hands what the inner stage produced on, and a copy (as chunks) to the assembler;
+    /// `end`: the stream is over.
+    fn pass(&mut self, out: &mut BytesMut, end: bool) {
         let produced = self.buf.split();
-        if self.parser.feed(&produced, &mut self.events).is_err() {
+        let side_chunks = match &mut self.side {
+            None => None,
+            Some((side, sbuf)) => {
+                let mut r = side.feed(&produced, sbuf);
+                if end && r.is_ok() {
+                    r = side.finish(sbuf);
+                }
+                if r.is_err() {
+                    self.assembler.spoiled = true;
+                }
+                Some(sbuf.split())
+            }
+        };
+        let chunks: &[u8] = side_chunks.as_deref().unwrap_or(&produced);
+        if self.parser.feed(chunks, &mut self.events).is_err() {
             self.assembler.spoiled = true;
         }
         for ev in self.events.drain(..) {
             self.assembler.event(&ev);
         }
         out.extend_from_slice(&produced);
-        if self.inner.is_done() {
-            if let Some(c) = self.assembler.completion() {
-                self.capture.set(c);
-            }
+        if self.assembler.spoiled {
+            // Something after the answer looked complete (an error event, say) spoils it.
+            self.capture.take();
+        } else if let Some(c) = self.assembler.completion() {
+            self.capture.set(c);
         }
     }
 }
@@ -281,13 +325,13 @@ impl Tee {
 impl StreamTranslator for Tee {
     fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
         let r = self.inner.feed(input, &mut self.buf);
-        self.pass(out);
+        self.pass(out, false);
         r
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
         let r = self.inner.finish(&mut self.buf);
-        self.pass(out);
+        self.pass(out, true);
         r
     }
 
@@ -346,8 +390,19 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_without_done_is_not_kept() {
-        assert!(assemble(CHUNKS).is_none());
+    fn a_stream_cut_before_its_usage_is_not_kept() {
+        // Every choice finished, but the usage chunk (and [DONE]) never came.
+        let cut = &CHUNKS[..CHUNKS.rfind("data: ").unwrap()];
+        assert!(assemble(cut).is_none());
+        let mid = &CHUNKS[..CHUNKS.find("\"finish_reason\":\"stop\"").unwrap()];
+        assert!(assemble(mid).is_none());
+    }
+
+    #[test]
+    fn finished_choices_and_the_usage_chunk_make_it_complete_before_done() {
+        let c = assemble(CHUNKS).expect("complete without [DONE]");
+        assert_eq!(c["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(c["usage"]["total_tokens"], 5);
     }
 
     #[test]

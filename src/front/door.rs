@@ -151,6 +151,20 @@ pub trait FrontDoor: Sync {
         None
     }
 
+    /// A whole native answer, as the client got it, in the chat form the response cache
+    /// keeps; `None` when that form cannot give it back (it is then not cached).
+    fn native_as_chat(&self, body: &[u8], public_model: &str) -> Option<Bytes> {
+        let _ = (body, public_model);
+        None
+    }
+
+    /// A translator from a native stream, as the client gets it, to OpenAI chunks, for the
+    /// response cache; `None` when native streams are not cached.
+    fn native_stream_as_chunks(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
+        let _ = public_model;
+        None
+    }
+
     /// A whole OpenAI chat completion → this API's answer.
     fn encode_whole(&self, completion: Bytes, public_model: &str) -> Result<Bytes, ApiError>;
 

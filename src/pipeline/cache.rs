@@ -93,9 +93,7 @@ pub(super) async fn lookup(
     };
     let public = req.route.route.name.as_str();
     let scope = match &key.cache_scope {
-        Some(s) if cache.covers(public) && !req.native_only && !req.endpoint.passthrough_only() => {
-            s
-        }
+        Some(s) if cache.covers(public) && !req.endpoint.passthrough_only() => s,
         _ => {
             outcome(&cache, ctx, "bypass");
             return Lookup::default();
@@ -151,6 +149,8 @@ pub(super) fn render(
     if !stream {
         return Ok((front.encode_whole(completion, public)?, None, false));
     }
+    // Only OpenAI chat streams carry usage on request; the other APIs always do.
+    let wants_usage = wants_usage || front != Front::OpenAi;
     let (sse, usage) = openai::completion_to_sse(&completion, public, wants_usage)?;
     if front == Front::OpenAi {
         return Ok((sse, usage, true));

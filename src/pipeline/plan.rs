@@ -109,7 +109,13 @@ impl Plan {
         let public = self.public();
         if self.is_native(wire) {
             if let Some(t) = self.door().native_stream(public) {
-                return t;
+                let side = self.door().native_stream_as_chunks(public);
+                return match (&self.capture, side) {
+                    (Some((capture, max)), Some(side)) => {
+                        Box::new(Tee::beside(t, side, capture.clone(), *max))
+                    }
+                    _ => t,
+                };
             }
         }
         let t = wire.stream(public, self.client_wants_usage);

@@ -61,6 +61,11 @@ async fn whole_answer(
             .native_whole(plan.endpoint, body, public, plan.stream)
         {
             let (b, u) = answer?;
+            if let Some((capture, _)) = &plan.capture {
+                if let Some(c) = plan.door().native_as_chat(&b, public) {
+                    capture.set(c);
+                }
+            }
             return Ok((b, u, false));
         }
     }

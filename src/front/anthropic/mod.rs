@@ -4,6 +4,7 @@
 //! deployments get the client's body as it is ([`crate::front::native`]).
 
 mod answer;
+mod cached;
 mod request;
 mod stream;
 
@@ -89,6 +90,14 @@ impl FrontDoor for AnthropicDoor {
 
     fn native_stream(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
         Some(Box::new(NativeMessagesStream::new(public_model)))
+    }
+
+    fn native_as_chat(&self, body: &[u8], public_model: &str) -> Option<Bytes> {
+        cached::whole_as_chat(body, public_model)
+    }
+
+    fn native_stream_as_chunks(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
+        Some(Box::new(cached::MessagesAsChunks::new(public_model)))
     }
 
     fn encode_whole(&self, completion: Bytes, public_model: &str) -> Result<Bytes, ApiError> {

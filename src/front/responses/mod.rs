@@ -5,6 +5,7 @@
 //! `previous_response_id`, built-in tools) is its business.
 
 mod answer;
+mod cached;
 mod request;
 mod stream;
 
@@ -85,6 +86,14 @@ impl FrontDoor for ResponsesDoor {
 
     fn native_stream(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
         Some(Box::new(NativeResponsesStream::new(public_model)))
+    }
+
+    fn native_as_chat(&self, body: &[u8], _public_model: &str) -> Option<Bytes> {
+        cached::whole_as_chat(body)
+    }
+
+    fn native_stream_as_chunks(&self, public_model: &str) -> Option<Box<dyn StreamTranslator>> {
+        Some(Box::new(cached::ResponsesAsChunks::new(public_model)))
     }
 
     fn encode_whole(&self, completion: Bytes, public_model: &str) -> Result<Bytes, ApiError> {
