@@ -85,7 +85,7 @@ fn cache_header(r: &Response) -> &str {
     r.header("x-sluice-cache").unwrap_or("(none)")
 }
 
-async fn metrics(gw: &Gateway) -> String {
+async fn metrics_of(gw: &Gateway) -> String {
     get(gw.admin_port, "/metrics", "").await.text()
 }
 
@@ -94,7 +94,7 @@ async fn metrics(gw: &Gateway) -> String {
 async fn stored(gw: &Gateway, n: u64) {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = metrics(gw).await;
+        let text = metrics_of(gw).await;
         let count = text
             .lines()
             .find_map(|l| l.strip_prefix("sluice_cache_stores_total "))
@@ -150,7 +150,7 @@ async fn same_request_hits_whatever_its_key_order_and_any_other_difference_misse
     stored(&gw, 6).await;
     let log = gw.access_log();
     assert!(log.iter().any(|l| l["cache"] == "hit"), "{log:?}");
-    let text = metrics(&gw).await;
+    let text = metrics_of(&gw).await;
     assert!(
         text.contains(r#"sluice_cache_lookups_total{result="hit"} 1"#),
         "{text}"
@@ -283,6 +283,98 @@ fn assert_anthropic_stream(body: &str, text: &str, usage: &Value) {
     );
     assert_eq!(got, text);
     assert_eq!(out_tokens, usage["output_tokens"].as_u64());
+}
+
+/// A config for the SDK checks: key [`KEY`], one provider of `kind`, the cache in memory.
+fn sdk_config(kind: &str, url: &str) -> String {
+    let base = if kind == "anthropic" {
+        url.to_string()
+    } else {
+        format!("{url}/v1")
+    };
+    format!(
+        r#"
+cache: {{ backend: memory, ttl: 10m }}
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  up: {{ kind: {kind}, base_url: "{base}", api_key: {PROVIDER_KEY} }}
+models:
+  gpt-4o-mini:
+    - {{ provider: up, model: upstream-model }}
+"#
+    )
+}
+
+/// Hits read by the official SDKs' parsers, for each client API, whether the provider's
+/// answer was translated (an OpenAI-compatible deployment) or relayed as the provider wrote
+/// it (Anthropic Messages to Anthropic, Responses to OpenAI): a whole answer replayed as a
+/// stream, a stream replayed whole and again as a stream, tool calls both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_parse_hits_of_every_api_translated_or_relayed_natively() {
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "openai_compatible",
+            &["chat", "messages", "responses"],
+            "/v1/chat/completions",
+        ),
+        ("anthropic", &["messages"], "/v1/messages"),
+        ("openai", &["responses"], "/v1/responses"),
+    ];
+    for (kind, apis, path) in cases {
+        let m = mock().await;
+        let gw = Gateway::start(&sdk_config(kind, &m.url()));
+        let metrics = format!("http://127.0.0.1:{}/metrics", gw.admin_port);
+        let mut args = vec![gw.url(), KEY.to_string(), metrics];
+        args.extend(apis.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_sdk_script(&gw, "cache_client.py", &args).await;
+        // Three questions per API reached the provider, in its own API; the rest were hits
+        // (four for chat and messages, three for responses).
+        let hits: usize = apis
+            .iter()
+            .map(|a| if *a == "responses" { 3 } else { 4 })
+            .sum();
+        let reqs = m.requests();
+        assert!(reqs.iter().all(|r| r.path == path), "{kind}");
+        assert_eq!(reqs.len(), 3 * apis.len(), "{kind}");
+        let text = metrics_of(&gw).await;
+        assert!(
+            text.contains(&format!(
+                "sluice_cache_lookups_total{{result=\"hit\"}} {hits}"
+            )),
+            "{kind}: {text}"
+        );
+    }
+}
+
+/// A native stream cut short is not stored; the one after it, complete, is.
+#[tokio::test]
+async fn a_native_stream_cut_short_is_not_stored() {
+    let m = mock().await;
+    let gw = Gateway::start(&sdk_config("anthropic", &m.url()));
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": true,
+                      "messages": [{"role": "user", "content": "cut me"}]})
+    .to_string();
+    let auth = format!("Bearer {KEY}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    m.push_fault(Fault::TruncateAfterChunks(2));
+    let r = request(gw.port, "POST", "/v1/messages", &headers, body.as_bytes()).await;
+    assert_eq!((r.status, cache_header(&r)), (200, "miss"));
+    assert!(!r.text().contains("message_stop"), "{}", r.text());
+    let r = request(gw.port, "POST", "/v1/messages", &headers, body.as_bytes()).await;
+    assert_eq!(cache_header(&r), "miss", "the cut stream was not stored");
+    assert!(r.text().contains("message_stop"), "{}", r.text());
+    stored(&gw, 1).await;
+    let r = request(gw.port, "POST", "/v1/messages", &headers, body.as_bytes()).await;
+    assert_eq!(cache_header(&r), "hit");
+    assert_eq!(m.requests().len(), 2);
+    assert!(metrics_of(&gw)
+        .await
+        .contains("sluice_cache_stores_total 1\n"));
 }
 
 #[tokio::test]
@@ -500,7 +592,7 @@ async fn redis_is_shared_by_gateways_and_a_dead_redis_fails_nothing() {
             assert_eq!(r.status, 200, "{}", r.text());
             assert_eq!(cache_header(&r), "bypass");
         }
-        let text = metrics(gw).await;
+        let text = metrics_of(gw).await;
         let errors = text
             .lines()
             .find_map(|l| l.strip_prefix(r#"sluice_cache_errors_total{backend="redis"} "#))

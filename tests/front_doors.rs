@@ -8,27 +8,9 @@ use common::*;
 use serde_json::{json, Value};
 
 async fn run_script(gw: &Gateway, script: &str, base: &str, extra: &[&str]) {
-    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = tokio::process::Command::new("python3")
-        .arg(&path)
-        .arg(base)
-        .arg(KEY)
-        .args(extra)
-        .output()
-        .await
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named"),
-        "an SDK is missing: run the README's setup command (pip install -r tests/sdk/requirements.txt)"
-    );
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{stdout}\n{stderr}\nsluice log:\n{}",
-        gw.log()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let mut args = vec![base, KEY];
+    args.extend_from_slice(extra);
+    run_sdk_script(gw, script, &args).await;
 }
 
 fn config(kind: &str, url: &str, extra: &str) -> String {

@@ -17,7 +17,10 @@ use tokio::net::TcpStream;
 pub use sluice_mock::{Behaviour, Fault, MockProvider};
 
 pub mod postgres;
+mod sdk;
 mod sse;
+#[allow(unused_imports)]
+pub use sdk::*;
 #[allow(unused_imports)]
 pub use sse::*;
 
