@@ -377,6 +377,96 @@ async fn a_native_stream_cut_short_is_not_stored() {
         .contains("sluice_cache_stores_total 1\n"));
 }
 
+/// Managed keys take `cache` and `cache_scope` as config keys do: a key made with
+/// `cache_scope: evals` shares the config keys' `evals` answers, one made with `cache: false`
+/// is never served from the cache, and one made with neither has a scope of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_keys_take_cache_and_cache_scope() {
+    let m = mock().await;
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("usage.db");
+    let body = format!(
+        "{}usage:\n  path: {}\n",
+        config(&m.url(), MEMORY),
+        db.display()
+    );
+    let gw = Gateway::start(&body);
+    let make = |body: Value| {
+        let port = gw.admin_port;
+        async move {
+            let r = request(
+                port,
+                "POST",
+                "/keys",
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()
+        }
+    };
+    let shared = make(json!({"name": "m-evals", "cache_scope": "evals"})).await;
+    assert_eq!(
+        (&shared["cache"], &shared["cache_scope"]),
+        (&json!(true), &json!("evals"))
+    );
+    let off = make(json!({"name": "m-off", "cache": false})).await;
+    assert_eq!(off["cache"], false);
+    let own = make(json!({"name": "m-own"})).await;
+    let bad = request(
+        gw.admin_port,
+        "POST",
+        "/keys",
+        &[("content-type", "application/json")],
+        json!({"name": "m-bad", "cache_scope": ""})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("cache_scope"), "{}", bad.text());
+
+    let as_managed = |k: &Value, q: &Value| {
+        let secret = k["key"].as_str().unwrap().to_string();
+        let q = q.clone();
+        let port = gw.port;
+        async move { post_chat_as(port, &secret, &q).await }
+    };
+    let q = question("managed");
+    assert_eq!(cache_header(&chat_as(gw.port, "s1", &q).await), "miss");
+    stored(&gw, 1).await;
+    let r = as_managed(&shared, &q).await;
+    assert_eq!((r.status, cache_header(&r)), (200, "hit"), "{}", r.text());
+    let r = as_managed(&off, &q).await;
+    assert_eq!((r.status, cache_header(&r)), (200, "bypass"));
+    let r = as_managed(&own, &q).await;
+    assert_eq!(cache_header(&r), "miss", "its own scope");
+    assert_eq!(m.request_count(), 3);
+
+    // The CLI takes them too, and the listing shows them.
+    let cfg = gw.dir.path().join("sluice.yaml");
+    let out = std::process::Command::new(bin())
+        .args([
+            "keys",
+            "create",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--name",
+            "m-cli",
+        ])
+        .args(["--cache-scope", "evals"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = get(gw.admin_port, "/keys/m-cli", "").await.json();
+    assert_eq!(list["cache_scope"], "evals", "{list}");
+}
+
 #[tokio::test]
 async fn answers_cross_no_key_but_a_shared_scope_and_honour_key_and_model_settings() {
     let m = mock().await;

@@ -36,6 +36,12 @@ pub struct CreateArgs {
     /// Guardrail names, comma-separated (default: default_guardrails).
     #[arg(long)]
     pub guardrails: Option<String>,
+    /// The response cache never serves this key.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Share cached answers with the keys naming the same scope.
+    #[arg(long, value_name = "NAME")]
+    pub cache_scope: Option<String>,
 }
 
 fn load(config: &Path) -> Result<(Config, Box<dyn KeyStore>), String> {
@@ -93,6 +99,8 @@ pub fn create(config: &Path, args: CreateArgs) -> Result<String, String> {
             .guardrails
             .map(|g| g.split(',').map(|s| s.trim().to_string()).collect()),
         metadata: Some(metadata),
+        cache: args.no_cache.then_some(false),
+        cache_scope: args.cache_scope,
     };
     let (key, secret) = keys::create(req, &cfg, now_ms()).map_err(|e| e.to_string())?;
     store.create(&key).map_err(|e| e.to_string())?;

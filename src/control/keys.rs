@@ -98,6 +98,47 @@ pub struct KeyRequest {
     /// `team`, `owner`, `cost_center`, … (strings). `team` is recorded in the usage ledger.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// `false`: the response cache never serves this key (as a config key's `cache:`).
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// The cache scope shared with keys naming the same one (a config key's `cache_scope`).
+    #[serde(default)]
+    pub cache_scope: Option<String>,
+}
+
+/// Metadata entries that are settings: `cache` (`false` turns the response cache off for
+/// the key) and `cache_scope`. They are kept with the key's metadata, as `team` is.
+const META_CACHE: &str = "cache";
+const META_CACHE_SCOPE: &str = "cache_scope";
+
+/// Moves the request's cache settings into the metadata and checks them there.
+fn cache_settings(
+    cache: Option<bool>,
+    scope: Option<String>,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<(), KeyError> {
+    if let Some(c) = cache {
+        metadata.insert(META_CACHE.into(), c.to_string());
+    }
+    if let Some(s) = scope {
+        metadata.insert(META_CACHE_SCOPE.into(), s);
+    }
+    if metadata
+        .get(META_CACHE)
+        .is_some_and(|c| c != "true" && c != "false")
+    {
+        return Err(KeyError::invalid("cache", "must be true or false"));
+    }
+    if metadata
+        .get(META_CACHE_SCOPE)
+        .is_some_and(|s| s.is_empty() || s.len() > 128)
+    {
+        return Err(KeyError::invalid(
+            "cache_scope",
+            "must be 1 to 128 characters",
+        ));
+    }
+    Ok(())
 }
 
 /// A new secret: the prefix and random characters from the operating system's generator.
@@ -161,7 +202,8 @@ pub fn create(req: KeyRequest, cfg: &Config, now_ms: u64) -> Result<(StoredKey, 
             .policy(names, "guardrails")
             .map_err(|e| KeyError::invalid("guardrails", e.to_string()))?;
     }
-    let metadata = metadata(req.metadata.unwrap_or_default())?;
+    let mut metadata = metadata(req.metadata.unwrap_or_default())?;
+    cache_settings(req.cache, req.cache_scope, &mut metadata)?;
     let secret = new_secret();
     let (sha256, prefix) = digest(&secret);
     let key = StoredKey {
@@ -301,6 +343,8 @@ pub fn managed(
         models: k.models.clone(),
         guardrails: k.guardrails.clone(),
         team: k.metadata.get("team").cloned(),
+        cache: k.metadata.get(META_CACHE).is_none_or(|c| c != "false"),
+        cache_scope: k.metadata.get(META_CACHE_SCOPE).cloned(),
     };
     Some(Ok((key, limits)))
 }
@@ -339,6 +383,8 @@ pub fn view(k: &StoredKey, now_ms: u64) -> Value {
         "limits": limits,
         "guardrails": k.guardrails,
         "metadata": k.metadata,
+        "cache": k.metadata.get(META_CACHE).is_none_or(|c| c != "false"),
+        "cache_scope": k.metadata.get(META_CACHE_SCOPE),
     })
 }
 
@@ -351,6 +397,8 @@ pub fn config_view(k: &crate::config::GatewayKey) -> Value {
         "models": k.models,
         "guardrails": k.guardrails,
         "metadata": k.team.as_ref().map(|t| json!({"team": t})).unwrap_or(json!({})),
+        "cache": k.cache,
+        "cache_scope": k.cache_scope,
     })
 }
 

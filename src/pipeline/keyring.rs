@@ -51,6 +51,18 @@ pub struct ManagedKey {
     /// Guardrail names; `None` = `default_guardrails`.
     pub guardrails: Option<Vec<String>>,
     pub team: Option<String>,
+    /// Whether the response cache serves the key (`cache` in its metadata).
+    pub cache: bool,
+    /// The cache scope it shares (`cache_scope` in its metadata); `None` = its own.
+    pub cache_scope: Option<String>,
+}
+
+/// The cache scope of a key: the shared one it names, else its own.
+fn scope(name: &str, sha256: &[u8; 32], shared: Option<&String>) -> Arc<str> {
+    match shared {
+        Some(shared) => format!("scope:{shared}").into(),
+        None => own_scope(name, sha256),
+    }
 }
 
 /// A key's own cache scope: its name and its secret's digest, so that a key deleted and made
@@ -107,10 +119,9 @@ impl KeyRing {
                 team: k.team.clone(),
                 valid_until_ms: None,
                 expires: false,
-                cache_scope: k.cache.then(|| match &k.cache_scope {
-                    Some(shared) => format!("scope:{shared}").into(),
-                    None => own_scope(&k.name, &k.sha256),
-                }),
+                cache_scope: k
+                    .cache
+                    .then(|| scope(&k.name, &k.sha256, k.cache_scope.as_ref())),
             })
             .collect();
         for m in managed {
@@ -141,7 +152,9 @@ impl KeyRing {
                 team: m.team.clone(),
                 valid_until_ms: m.expires_ms,
                 expires: true,
-                cache_scope: Some(own_scope(&m.name, &m.sha256)),
+                cache_scope: m
+                    .cache
+                    .then(|| scope(&m.name, &m.sha256, m.cache_scope.as_ref())),
             };
             if let Some((previous, until)) = m.previous {
                 keys.push(Key {
