@@ -1,4 +1,4 @@
-//! A streamed answer made whole for the cache: [`Tee`] passes an OpenAI chunk stream (or a
+//! A streamed answer made whole for the cache: [`tee`] passes an OpenAI chunk stream (or a
 //! native one, turned into chunks beside) on unchanged and feeds a copy to an [`Assembler`],
 //! which builds the chat completion the stream amounts to. Only a complete stream (`[DONE]`,
 //! or every choice finished and the usage chunk seen) holding nothing the assembler
@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use crate::core::sse::{SseEvent, SseParser, MAX_EVENT_BYTES};
-use crate::core::{ApiError, Finding, StreamTranslator, Usage};
+use crate::core::{StreamTranslator, Watch, Watched};
 
 /// The complete answer of one request, once known: the whole answer, or a stream made whole.
 #[derive(Default)]
@@ -248,54 +248,63 @@ fn message(c: &Choice) -> Value {
     json!({"index": c.index, "message": m, "logprobs": null, "finish_reason": c.finish_reason})
 }
 
-/// A translator stage that passes what its inner stage produces on unchanged and, when the
-/// stream ends cleanly, leaves the completion it amounts to in its [`Capture`]. The inner
-/// stage produces OpenAI chunks, or a native stream that a side translator turns into them
-/// for the assembler.
-pub struct Tee {
-    inner: Box<dyn StreamTranslator>,
+/// What a cache-capturing stage watches: the OpenAI chunks its inner stage produces — or a
+/// native stream, which a side translator turns into them — assembled into the completion
+/// they amount to, left in the [`Capture`] once complete.
+struct CaptureWatch {
     /// Native stream → OpenAI chunks, with its output buffer.
     side: Option<(Box<dyn StreamTranslator>, BytesMut)>,
     parser: SseParser,
     events: Vec<SseEvent>,
     assembler: Assembler,
     capture: Arc<Capture>,
-    buf: BytesMut,
 }
 
-impl Tee {
-    pub fn new(inner: Box<dyn StreamTranslator>, capture: Arc<Capture>, max: usize) -> Self {
-        Tee {
-            inner,
-            side: None,
+/// `inner` (producing OpenAI chunks) with its answer captured for the cache, up to `max`
+/// bytes.
+pub fn tee(
+    inner: Box<dyn StreamTranslator>,
+    capture: Arc<Capture>,
+    max: usize,
+) -> Box<dyn StreamTranslator> {
+    tee_with(inner, None, capture, max)
+}
+
+/// `inner` (producing a native stream) with its answer captured for the cache, `side`
+/// turning a copy into OpenAI chunks.
+pub fn tee_beside(
+    inner: Box<dyn StreamTranslator>,
+    side: Box<dyn StreamTranslator>,
+    capture: Arc<Capture>,
+    max: usize,
+) -> Box<dyn StreamTranslator> {
+    tee_with(inner, Some(side), capture, max)
+}
+
+fn tee_with(
+    inner: Box<dyn StreamTranslator>,
+    side: Option<Box<dyn StreamTranslator>>,
+    capture: Arc<Capture>,
+    max: usize,
+) -> Box<dyn StreamTranslator> {
+    Box::new(Watched::new(
+        inner,
+        CaptureWatch {
+            side: side.map(|s| (s, BytesMut::new())),
             parser: SseParser::new(MAX_EVENT_BYTES),
             events: Vec::new(),
             assembler: Assembler::new(max),
             capture,
-            buf: BytesMut::new(),
-        }
-    }
+        },
+    ))
+}
 
-    /// A stage passing a native stream on, `side` turning a copy into OpenAI chunks.
-    pub fn beside(
-        inner: Box<dyn StreamTranslator>,
-        side: Box<dyn StreamTranslator>,
-        capture: Arc<Capture>,
-        max: usize,
-    ) -> Self {
-        let mut t = Tee::new(inner, capture, max);
-        t.side = Some((side, BytesMut::new()));
-        t
-    }
-
-    /// Hands what the inner stage produced on, and a copy (as chunks) to the assembler;
-    /// `end`: the stream is over.
-    fn pass(&mut self, out: &mut BytesMut, end: bool) {
-        let produced = self.buf.split();
+impl Watch for CaptureWatch {
+    fn seen(&mut self, produced: &[u8], end: bool) {
         let side_chunks = match &mut self.side {
             None => None,
             Some((side, sbuf)) => {
-                let mut r = side.feed(&produced, sbuf);
+                let mut r = side.feed(produced, sbuf);
                 if end && r.is_ok() {
                     r = side.finish(sbuf);
                 }
@@ -305,14 +314,13 @@ impl Tee {
                 Some(sbuf.split())
             }
         };
-        let chunks: &[u8] = side_chunks.as_deref().unwrap_or(&produced);
+        let chunks: &[u8] = side_chunks.as_deref().unwrap_or(produced);
         if self.parser.feed(chunks, &mut self.events).is_err() {
             self.assembler.spoiled = true;
         }
         for ev in self.events.drain(..) {
             self.assembler.event(&ev);
         }
-        out.extend_from_slice(&produced);
         if self.assembler.spoiled {
             // Something after the answer looked complete (an error event, say) spoils it.
             self.capture.take();
@@ -320,40 +328,10 @@ impl Tee {
             self.capture.set(c);
         }
     }
-}
 
-impl StreamTranslator for Tee {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        let r = self.inner.feed(input, &mut self.buf);
-        self.pass(out, false);
-        r
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        let r = self.inner.finish(&mut self.buf);
-        self.pass(out, true);
-        r
-    }
-
-    fn is_done(&self) -> bool {
-        self.inner.is_done()
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn abandon_upstream(&self) -> bool {
-        self.inner.abandon_upstream()
-    }
-
-    fn findings(&self) -> Vec<Finding> {
-        self.inner.findings()
-    }
-
-    fn error_event(&mut self, e: &ApiError) -> Bytes {
+    fn failed(&mut self) {
         self.assembler.spoiled = true;
-        self.inner.error_event(e)
+        self.capture.take();
     }
 }
 

@@ -183,6 +183,77 @@ impl StreamTranslator for Chain {
     }
 }
 
+/// What a [`Watched`] stage does with the pieces its inner stage produces: it sees them,
+/// never changes them.
+pub trait Watch: Send {
+    /// What the inner stage appended; `end`: its stream is over.
+    fn seen(&mut self, produced: &[u8], end: bool);
+
+    /// The stream ends with an error event instead.
+    fn failed(&mut self) {}
+
+    /// The finish reasons, when the watch keeps them (else the inner stage's).
+    fn finish_reasons(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// A stage that passes its inner stage's output on unchanged and shows it to a [`Watch`];
+/// every other part of the contract is the inner stage's.
+pub struct Watched<W> {
+    inner: Box<dyn StreamTranslator>,
+    watch: W,
+}
+
+impl<W: Watch> Watched<W> {
+    pub fn new(inner: Box<dyn StreamTranslator>, watch: W) -> Self {
+        Watched { inner, watch }
+    }
+}
+
+impl<W: Watch> StreamTranslator for Watched<W> {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        let from = out.len();
+        let r = self.inner.feed(input, out);
+        self.watch.seen(&out[from..], false);
+        r
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        let from = out.len();
+        let r = self.inner.finish(out);
+        self.watch.seen(&out[from..], true);
+        r
+    }
+
+    fn is_done(&self) -> bool {
+        self.inner.is_done()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
+
+    fn abandon_upstream(&self) -> bool {
+        self.inner.abandon_upstream()
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        self.inner.findings()
+    }
+
+    fn finish_reasons(&self) -> Vec<String> {
+        self.watch
+            .finish_reasons()
+            .unwrap_or_else(|| self.inner.finish_reasons())
+    }
+
+    fn error_event(&mut self, e: &ApiError) -> Bytes {
+        self.watch.failed();
+        self.inner.error_event(e)
+    }
+}
+
 /// The error for a stream that ended before its terminal event.
 pub fn truncated_stream() -> ApiError {
     ApiError::bad_gateway("The upstream provider ended the stream before it was complete.")

@@ -26,9 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
-use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use super::decide::{charge_for, Check, CheckKind};
@@ -37,6 +35,7 @@ use super::{
     BackendDown, Decision, Grant, LimitCounters, LimiterError, LimitsConfig, OnBackendError, Scope,
     Target,
 };
+use crate::core::redis::{describe, LazyRedis};
 use crate::core::secret::Secret;
 
 /// Checks every item and charges them all only if all pass.
@@ -152,13 +151,8 @@ return 1
 
 const DAY_TTL_SECS: u64 = 2 * 86_400;
 const MONTH_TTL_SECS: u64 = 62 * 86_400;
-/// The shortest pause between two attempts to make the first connection.
-const CONNECT_BACKOFF_US: u64 = 1_000_000;
-
 pub(crate) struct RedisBackend {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    next_connect_us: AtomicU64,
+    redis: LazyRedis,
     timeout: Duration,
     lease_ms: u64,
     window_us: u64,
@@ -213,30 +207,15 @@ fn read_outcome(out: &[String], checks: &mut [Check<'_>]) -> bool {
     out.first().map(String::as_str) == Some("1")
 }
 
-fn describe(e: &redis::RedisError) -> String {
-    // The error kind only: an error's text could quote connection details.
-    if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connection_refusal() {
-        "connection refused".into()
-    } else if e.is_io_error() {
-        "connection error".into()
-    } else {
-        format!("{:?}", e.kind())
-    }
-}
-
 impl RedisBackend {
     pub(crate) fn new(
         cfg: &LimitsConfig,
         url: &Secret,
         counters: Arc<LimitCounters>,
     ) -> Result<Self, LimiterError> {
-        let client = redis::Client::open(url.expose()).map_err(|_| LimiterError::RedisUrl)?;
+        let redis = LazyRedis::new(url, cfg.redis_timeout, 2).ok_or(LimiterError::RedisUrl)?;
         Ok(RedisBackend {
-            client,
-            conn: OnceCell::new(),
-            next_connect_us: AtomicU64::new(0),
+            redis,
             timeout: cfg.redis_timeout,
             lease_ms: (cfg.lease.as_millis() as u64).max(30),
             window_us: (cfg.window.as_micros() as u64).max(1),
@@ -251,37 +230,10 @@ impl RedisBackend {
         })
     }
 
-    /// The shared connection, made on first use; concurrent callers wait for the same
-    /// attempt (under their own timeout). While Redis is down at startup, a new attempt is
-    /// made at most once a second; callers in between fail at once.
-    async fn conn(&self) -> Result<ConnectionManager, String> {
-        let c = self
-            .conn
-            .get_or_try_init(|| async {
-                let now = unix_now_us();
-                if now < self.next_connect_us.load(Ordering::Relaxed) {
-                    return Err("not connected".to_string());
-                }
-                self.next_connect_us
-                    .store(now + CONNECT_BACKOFF_US, Ordering::Relaxed);
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.timeout.max(Duration::from_millis(500)))
-                    .set_response_timeout(self.timeout)
-                    .set_number_of_retries(2)
-                    .set_factor(50)
-                    .set_max_delay(1000);
-                ConnectionManager::new_with_config(self.client.clone(), config)
-                    .await
-                    .map_err(|e| describe(&e))
-            })
-            .await?;
-        Ok(c.clone())
-    }
-
     /// Runs a script under the timeout, recording failures and recoveries.
     async fn call<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, BackendDown> {
         let run = async {
-            let mut conn = self.conn().await?;
+            let mut conn = self.redis.conn().await?;
             inv.invoke_async::<T>(&mut conn)
                 .await
                 .map_err(|e| describe(&e))

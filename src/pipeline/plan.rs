@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::decode::Request;
 use super::guard_output;
 use super::guard_webhook::Tap;
-use crate::cache::assemble::{Capture, Tee};
+use crate::cache::assemble::{tee, tee_beside, Capture};
 use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::guardrails::Policy;
@@ -112,7 +112,7 @@ impl Plan {
                 let side = self.door().native_stream_as_chunks(public);
                 return match (&self.capture, side) {
                     (Some((capture, max)), Some(side)) => {
-                        Box::new(Tee::beside(t, side, capture.clone(), *max))
+                        tee_beside(t, side, capture.clone(), *max)
                     }
                     _ => t,
                 };
@@ -122,7 +122,7 @@ impl Plan {
         let t = if watch { super::traced::watch(t) } else { t };
         let mut t = guard_output::guarded(t, &self.guardrails, tap);
         if let Some((capture, max)) = &self.capture {
-            t = Box::new(Tee::new(t, capture.clone(), *max));
+            t = tee(t, capture.clone(), *max);
         }
         self.front.encode_stream(t, public)
     }

@@ -3,13 +3,12 @@
 //! finish reasons. Only ids, timings, statuses and labels; the spans are built when the
 //! request ends (`crate::trace`).
 
-use bytes::BytesMut;
 use pingora::http::RequestHeader;
 
 use super::attempt::{Answered, AttemptError};
 use crate::config::Deployment;
 use crate::core::trace::{new_span_id, AttemptTrace};
-use crate::core::{ApiError, Finding, StreamTranslator, Usage};
+use crate::core::{ApiError, StreamTranslator, Watch, Watched};
 use crate::ctx::Ctx;
 
 /// Starts an attempt: its span when the trace is sampled. Returns the upstream status known
@@ -102,18 +101,15 @@ pub(super) fn record_whole(ctx: &mut Ctx, completion: &[u8]) {
     }
 }
 
-/// Watches OpenAI chunks for their finish reasons, passing them on unchanged.
+/// Watches OpenAI chunks for their finish reasons.
+#[derive(Default)]
 pub(super) struct FinishWatch {
-    inner: Box<dyn StreamTranslator>,
     reasons: Vec<String>,
 }
 
 /// `inner` watched for finish reasons.
 pub(super) fn watch(inner: Box<dyn StreamTranslator>) -> Box<dyn StreamTranslator> {
-    Box::new(FinishWatch {
-        inner,
-        reasons: Vec::new(),
-    })
+    Box::new(Watched::new(inner, FinishWatch::default()))
 }
 
 /// The longest finish reason kept, and how many are kept (one per choice).
@@ -145,42 +141,12 @@ impl FinishWatch {
     }
 }
 
-impl StreamTranslator for FinishWatch {
-    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        let from = out.len();
-        let r = self.inner.feed(input, out);
-        self.scan(&out[from..]);
-        r
+impl Watch for FinishWatch {
+    fn seen(&mut self, produced: &[u8], _end: bool) {
+        self.scan(produced);
     }
 
-    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        let from = out.len();
-        let r = self.inner.finish(out);
-        self.scan(&out[from..]);
-        r
-    }
-
-    fn is_done(&self) -> bool {
-        self.inner.is_done()
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    fn abandon_upstream(&self) -> bool {
-        self.inner.abandon_upstream()
-    }
-
-    fn findings(&self) -> Vec<Finding> {
-        self.inner.findings()
-    }
-
-    fn finish_reasons(&self) -> Vec<String> {
-        self.reasons.clone()
-    }
-
-    fn error_event(&mut self, e: &ApiError) -> bytes::Bytes {
-        self.inner.error_event(e)
+    fn finish_reasons(&self) -> Option<Vec<String>> {
+        Some(self.reasons.clone())
     }
 }
