@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 pub use sluice_mock::{Behaviour, Fault, MockProvider};
 
 pub mod postgres;
+pub mod redis;
 mod sdk;
 mod sse;
 #[allow(unused_imports)]
