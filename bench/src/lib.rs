@@ -56,6 +56,9 @@ pub struct Scenario {
 pub enum Variant {
     /// Output guardrails `secrets` and `pii`, action `redact`, on every answer.
     OutputGuardrails,
+    /// Every built-in detector on input and output: `secrets` and `pii` (redact),
+    /// `prompt_injection` (block).
+    AllGuardrails,
     /// Rate, token and concurrency limits (never reached) in the in-process backend.
     LimitsMemory,
     /// The same limits in Redis (a `redis-server` child started by the bench).
@@ -74,6 +77,7 @@ impl Variant {
     pub fn label(self) -> &'static str {
         match self {
             Variant::OutputGuardrails => "guardrails on",
+            Variant::AllGuardrails => "guardrails: all, both ways",
             Variant::LimitsMemory => "limits: memory",
             Variant::LimitsRedis => "limits: redis",
             Variant::LedgerSqlite => "ledger: sqlite",
@@ -85,7 +89,7 @@ impl Variant {
     /// How the report names the run without it (the scenario's first run through sluice).
     pub fn off_label(self) -> &'static str {
         match self {
-            Variant::OutputGuardrails => "guardrails off",
+            Variant::OutputGuardrails | Variant::AllGuardrails => "guardrails off",
             Variant::LimitsMemory | Variant::LimitsRedis => "limits off",
             Variant::LedgerSqlite | Variant::LedgerPostgres => "ledger off",
             Variant::CacheMemory => "cache off (provider)",
@@ -95,7 +99,7 @@ impl Variant {
     /// The prefix of the counters (see [`COUNTERS`]) that show what the feature did.
     fn counter_prefix(self) -> &'static str {
         match self {
-            Variant::OutputGuardrails => "guardrail_",
+            Variant::OutputGuardrails | Variant::AllGuardrails => "guardrail_",
             Variant::LimitsMemory | Variant::LimitsRedis => "rate_limit_",
             Variant::LedgerSqlite | Variant::LedgerPostgres => "usage_",
             Variant::CacheMemory => "cache_",
@@ -112,6 +116,12 @@ impl Variant {
                  \x20 - { name: no-secrets, type: secrets, action: redact, apply_to: [output] }\n\
                  \x20 - { name: pii, type: pii, action: redact, apply_to: [output] }\n\
                  default_guardrails: [no-secrets, pii]\n"
+                .to_string(),
+            Variant::AllGuardrails => "guardrails:\n\
+                 \x20 - { name: no-secrets, type: secrets, action: redact, apply_to: [input, output] }\n\
+                 \x20 - { name: pii, type: pii, action: redact, apply_to: [input, output] }\n\
+                 \x20 - { name: injection, type: prompt_injection, action: block, apply_to: [input, output] }\n\
+                 default_guardrails: [no-secrets, pii, injection]\n"
                 .to_string(),
             Variant::LimitsMemory => format!("limits: {{ backend: memory, {LIMITS} }}\n"),
             Variant::LimitsRedis => format!(
@@ -265,10 +275,11 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         Scenario {
             name: "guardrails",
             description:
-                "200 concurrent streams of prose, 20 chunks 20 ms apart, output guardrails \
-                (secrets + pii, redact) off and on",
+                "200 concurrent streams of prose, 20 chunks 20 ms apart, guardrails off, \
+                on the output (secrets + pii, redact), and every built-in both ways (secrets + pii \
+                redact, prompt_injection block)",
             prose: true,
-            variants: &[Variant::OutputGuardrails],
+            variants: &[Variant::OutputGuardrails, Variant::AllGuardrails],
             ..streams.clone()
         },
         Scenario {
@@ -533,17 +544,12 @@ impl Redis {
     /// not run, for the report.
     pub async fn start(bin: &str) -> Result<Redis, String> {
         let port = free_port();
-        let child = tokio::process::Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!("{bin} not found"),
-                _ => format!("cannot start {bin}: {e}"),
-            })?;
+        let child = process::spawn_server(
+            bin,
+            tokio::process::Command::new(bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"]),
+        )?;
         let mut redis = Redis { child, port };
         if let Err(e) = wait_for_port(port).await {
             redis.stop();

@@ -8,7 +8,6 @@
 //! skipped with a note in the report.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::tempfile_dir::Dir;
@@ -71,22 +70,17 @@ impl Nginx {
         let conf: PathBuf = dir.0.join("nginx.conf");
         std::fs::write(&conf, config(&dir.0, port, upstream, workers))
             .map_err(|e| e.to_string())?;
-        let child = tokio::process::Command::new(bin)
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-e")
-            .arg(dir.0.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!("{bin} not found"),
-                _ => format!("cannot start {bin}: {e}"),
-            })?;
+        let child = crate::process::spawn_server(
+            bin,
+            tokio::process::Command::new(bin)
+                .arg("-p")
+                .arg(&dir.0)
+                .arg("-e")
+                .arg(dir.0.join("error.log"))
+                .arg("-c")
+                .arg(&conf)
+                .args(["-g", "daemon off;"]),
+        )?;
         let mut nginx = Nginx {
             child,
             port,

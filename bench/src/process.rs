@@ -146,3 +146,19 @@ pub fn raise_nofile() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Spawns a server the bench runs beside sluice (redis-server, postgres, nginx): output
+/// discarded, killed when dropped; the error says why `bin` could not run, for the report.
+pub fn spawn_server(
+    bin: &str,
+    cmd: &mut tokio::process::Command,
+) -> Result<tokio::process::Child, String> {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{bin} not found"),
+            _ => format!("cannot start {bin}: {e}"),
+        })
+}
