@@ -87,34 +87,70 @@ const MAX_LOGGED_PATH: usize = 256;
 /// The longest request method written to the access log, in bytes.
 const MAX_LOGGED_METHOD: usize = 16;
 
-/// Writes the access-log line of a finished request to stdout.
+/// One access-log line, in the order its fields are written.
+#[derive(serde::Serialize)]
+struct AccessLine<'a> {
+    ts: String,
+    request_id: &'a str,
+    method: std::borrow::Cow<'a, str>,
+    http: &'static str,
+    client: Option<String>,
+    path: std::borrow::Cow<'a, str>,
+    status: u16,
+    key: Option<&'a str>,
+    model: Option<&'a str>,
+    provider: Option<&'a str>,
+    upstream_model: Option<&'a str>,
+    upstream_status: Option<u16>,
+    attempts: u32,
+    stream: bool,
+    error: Option<&'static str>,
+    client_gone: bool,
+    ttfb_ms: Option<u64>,
+    duration_ms: u64,
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    guardrails: Option<serde_json::Value>,
+    cache: Option<&'static str>,
+}
+
+/// Writes the access-log line of a finished request to stdout: serialised straight into one
+/// buffer, written with one call.
 pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let req = session.req_header();
-    let line = json!({
-        "ts": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "request_id": ctx.request_id,
-        "method": clip(req.method.as_str(), MAX_LOGGED_METHOD),
-        "http": if session.as_downstream().is_http2() { "2" } else { "1.1" },
-        "client": session.client_addr().map(|a| a.to_string()),
-        "path": clip(req.uri.path(), MAX_LOGGED_PATH),
-        "status": status(ctx),
-        "key": ctx.key_name,
-        "model": ctx.model,
-        "provider": ctx.provider,
-        "upstream_model": ctx.upstream_model,
-        "upstream_status": ctx.upstream_status,
-        "attempts": ctx.attempts,
-        "stream": ctx.stream,
-        "error": ctx.error.or(e.map(|_| "internal")),
-        "client_gone": ctx.client_gone,
-        "ttfb_ms": ctx.ttfb.map(|d| d.as_millis() as u64),
-        "duration_ms": ctx.start.elapsed().as_millis() as u64,
-        "prompt_tokens": ctx.usage.map(|u| u.prompt_tokens),
-        "completion_tokens": ctx.usage.map(|u| u.completion_tokens),
-        "guardrails": guardrail_log(ctx),
-        "cache": ctx.cache,
-    });
-    let mut out = std::io::stdout().lock();
+    let line = AccessLine {
+        ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        request_id: &ctx.request_id,
+        method: clip(req.method.as_str(), MAX_LOGGED_METHOD),
+        http: if session.as_downstream().is_http2() {
+            "2"
+        } else {
+            "1.1"
+        },
+        client: session.client_addr().map(|a| a.to_string()),
+        path: clip(req.uri.path(), MAX_LOGGED_PATH),
+        status: status(ctx),
+        key: ctx.key_name.as_deref(),
+        model: ctx.model.as_deref(),
+        provider: ctx.provider.as_deref(),
+        upstream_model: ctx.upstream_model.as_deref(),
+        upstream_status: ctx.upstream_status,
+        attempts: ctx.attempts,
+        stream: ctx.stream,
+        error: ctx.error.or(e.map(|_| "internal")),
+        client_gone: ctx.client_gone,
+        ttfb_ms: ctx.ttfb.map(|d| d.as_millis() as u64),
+        duration_ms: ctx.start.elapsed().as_millis() as u64,
+        prompt_tokens: ctx.usage.map(|u| u.prompt_tokens),
+        completion_tokens: ctx.usage.map(|u| u.completion_tokens),
+        guardrails: guardrail_log(ctx),
+        cache: ctx.cache,
+    };
+    let mut buf = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut buf, &line).is_err() {
+        return;
+    }
+    buf.push(b'\n');
     // A closed stdout must not take the request path down with it.
-    let _ = writeln!(out, "{line}");
+    let _ = std::io::stdout().lock().write_all(&buf);
 }
