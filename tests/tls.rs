@@ -241,3 +241,88 @@ upstream:
         connections.len()
     );
 }
+
+/// A cold burst: eight requests at the same instant to an HTTP/2 provider no connection has
+/// been made to share the first connection instead of each opening one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        gap: std::time::Duration::from_millis(20),
+        ..Behaviour::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pem_files(dir.path());
+    let provider = Gateway::start(&format!(
+        "tls: {{ cert: {cert}, key: {key} }}\n{}",
+        standard_config(&m.url())
+    ));
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: {KEY} }}
+models:
+  gpt-4o-mini:
+    - {{ provider: edge, model: gpt-4o-mini }}
+upstream:
+  ca_file: {ca}
+"#,
+        provider.port
+    ));
+    // Every client connection is made first, then the eight requests go at once.
+    let body = raw_chat_request(&chat("gpt-4o-mini", true)).replacen(
+        "host: x\r\n",
+        "host: x\r\nconnection: close\r\n",
+        1,
+    );
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            let body = body.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                barrier.wait().await;
+                c.write_all(body.as_bytes()).await.unwrap();
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out).await;
+                String::from_utf8_lossy(&out).into_owned()
+            })
+        })
+        .collect();
+    for t in tasks {
+        let answer = t.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("[DONE]"), "{answer}");
+    }
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || provider
+            .access_log()
+            .len()
+            == 8)
+        .await
+    );
+    let lines = provider.access_log();
+    let connections: std::collections::HashSet<String> = lines
+        .iter()
+        .map(|l| l["client"].as_str().unwrap().to_string())
+        .collect();
+    assert!(lines.iter().all(|l| l["http"] == "2"), "{lines:?}");
+    assert_eq!(
+        connections.len(),
+        1,
+        "8 simultaneous requests used {} connections",
+        connections.len()
+    );
+}

@@ -76,7 +76,7 @@ async fn connect(
     deadline: &Deadline,
 ) -> Result<(HttpSession, bool), AttemptError> {
     let (connect_t, _) = deadline.cap(gw.cfg.timeouts.connect);
-    match tokio::time::timeout(connect_t, gw.connector.get_http_session(peer)).await {
+    match tokio::time::timeout(connect_t, gw.connector.get(peer)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(AttemptError::failed(
             ApiError::bad_gateway(format!(
@@ -252,7 +252,7 @@ pub(super) async fn read_whole(
 pub(super) async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
     if up.response_done() {
         gw.connector
-            .release_http_session(up, peer, Some(gw.cfg.upstream.keepalive_idle))
+            .release(up, peer, Some(gw.cfg.upstream.keepalive_idle))
             .await;
     }
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::server::configuration::ServerConf;
 
@@ -19,7 +18,7 @@ use crate::limits::Limiter;
 use crate::pipeline::body::BodyBudget;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
-use crate::upstream::Resolver;
+use crate::upstream::{Dialer, Resolver};
 
 pub struct Gateway {
     pub cfg: Arc<Config>,
@@ -29,8 +28,8 @@ pub struct Gateway {
     pub resolver: Arc<Resolver>,
     /// Deployments and their health, shared with the health checker and the admin listener.
     pub router: Arc<Router>,
-    /// Pooled upstream connections (keep-alive), shared by all workers.
-    pub connector: Arc<Connector>,
+    /// Pooled upstream connections (keep-alive, HTTP/2), shared by all workers.
+    pub connector: Arc<Dialer>,
     pub metrics: Arc<Metrics>,
     /// Requests being served, for draining on shutdown.
     pub in_flight: Arc<InFlight>,
@@ -80,7 +79,7 @@ impl Gateway {
             router,
             in_flight,
             metrics,
-            connector: Arc::new(Connector::new(Some(opts))),
+            connector: Arc::new(Dialer::new(opts)),
             limiter,
             cfg,
             started_unix: std::time::SystemTime::now()

@@ -1,11 +1,13 @@
 //! Reaching providers: one DNS cache shared by requests and health checks ([`Resolver`]),
-//! peers ([`peer`]) and the request headers sluice sends ([`request_header`]).
+//! peers ([`peer`]), connections to them ([`Dialer`]: pooled, a cold HTTP/2 burst sharing one) and the request headers sluice sends ([`request_header`]).
 
+mod dial;
 pub mod health;
 mod peer;
 mod request;
 mod resolver;
 
+pub use dial::Dialer;
 pub use peer::peer;
 pub use request::{read_final_header, request_header};
 pub use resolver::{Resolver, DNS_STALE, DNS_TTL};
