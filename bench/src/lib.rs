@@ -274,8 +274,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         },
         Scenario {
             name: "guardrails",
-            description:
-                "200 concurrent streams of prose, 20 chunks 20 ms apart, guardrails off, \
+            description: "200 concurrent streams of prose, 20 chunks 20 ms apart, guardrails off, \
                 on the output (secrets + pii, redact), and every built-in both ways (secrets + pii \
                 redact, prompt_injection block)",
             prose: true,
@@ -814,19 +813,25 @@ fn ratios(a: &Value, b: &Value, stream: bool, procs: Option<(&Value, &Value)>) -
     r
 }
 
-/// A run through a proxy (sluice or nginx) as JSON: its summary and its process's usage.
-fn run_json(t: &mut TargetResult) -> (Value, Value) {
+/// A run through a proxy (sluice or nginx) as JSON: its summary and its process's usage
+/// (per streamed chunk too when each answer is a stream of `chunks`).
+fn run_json(t: &mut TargetResult, chunks: Option<usize>) -> (Value, Value) {
     let v = summary(&mut t.measured);
     let process = t.process.as_ref().map_or(Value::Null, |u| {
         let streams = v["peak_in_flight"].as_u64().unwrap_or(0).max(1);
         let requests = v["requests_ok"].as_u64().unwrap_or(0).max(1);
-        json!({
+        let per_request = u.cpu_seconds * 1e6 / requests as f64;
+        let mut p = json!({
             "rss_baseline_kib": u.rss_baseline_kib,
             "rss_peak_kib": u.rss_peak_kib,
             "rss_per_in_flight_request_kib": (u.rss_peak_kib.saturating_sub(u.rss_baseline_kib)) as f64 / streams as f64,
             "cpu_seconds": u.cpu_seconds,
-            "cpu_us_per_request": u.cpu_seconds * 1e6 / requests as f64,
-        })
+            "cpu_us_per_request": per_request,
+        });
+        if let Some(n) = chunks {
+            p["cpu_us_per_chunk"] = json!(per_request / n.max(1) as f64);
+        }
+        p
     });
     (v, process)
 }
@@ -836,8 +841,9 @@ impl ScenarioReport {
     /// each variant, ratios of the run with the feature on to the run with it off.
     pub fn to_json(&mut self) -> Value {
         let stream = self.scenario.stream;
+        let chunks = stream.then_some(self.scenario.chunks);
         let d = summary(&mut self.direct.measured);
-        let (v, process) = run_json(&mut self.sluice);
+        let (v, process) = run_json(&mut self.sluice, chunks);
         let mut out = json!({
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -848,7 +854,7 @@ impl ScenarioReport {
         });
         match &mut self.nginx {
             Some(Ok(t)) => {
-                let (n, n_process) = run_json(t);
+                let (n, n_process) = run_json(t, chunks);
                 let mut r = ratios(&v, &n, stream, Some((&process, &n_process)));
                 r["rss_per_in_flight_request"] = ratio(
                     &process["rss_per_in_flight_request_kib"],
@@ -879,7 +885,7 @@ impl ScenarioReport {
                 .map(|vr| match &mut vr.outcome {
                     Err(why) => json!({"name": vr.variant.label(), "skipped": why}),
                     Ok(t) => {
-                        let (on, on_process) = run_json(t);
+                        let (on, on_process) = run_json(t, chunks);
                         let requests = on["requests_ok"].as_u64().unwrap_or(0).max(1);
                         let redis = t.redis_process.as_ref().map(|u| {
                             json!({
@@ -938,12 +944,14 @@ pub fn markdown(r: &Value) -> String {
     let process_line = |name: &str, p: &Value| {
         match p.as_object() {
         Some(p) => format!(
-            "\n{name}: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU ({} µs per request).\n",
+            "\n{name}: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU ({} µs per request{}).\n",
             p["rss_baseline_kib"],
             p["rss_peak_kib"],
             f(&p["rss_per_in_flight_request_kib"]),
             f(&p["cpu_seconds"]),
             f(&p["cpu_us_per_request"]),
+            p.get("cpu_us_per_chunk")
+                .map_or(String::new(), |c| format!(", {} µs per streamed chunk", f(c))),
         ),
         None => String::new(),
     }

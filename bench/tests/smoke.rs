@@ -38,6 +38,11 @@ async fn every_scenario_reports_sane_figures() {
         let p = &r["sluice_process"];
         assert!(p["rss_peak_kib"].as_u64().unwrap() > 1000, "{r}");
         assert!(p["cpu_seconds"].as_f64().unwrap() >= 0.0);
+        assert_eq!(
+            p["cpu_us_per_chunk"].as_f64().is_some(),
+            s.stream,
+            "CPU per streamed chunk for stream scenarios only: {r}"
+        );
         assert!(
             r["ratios_sluice_over_direct"]["throughput"]
                 .as_f64()
