@@ -154,16 +154,11 @@ fn pem_files(dir: &std::path::Path) -> (String, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_to_an_https_provider_multiplexes_streams() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        gap: std::time::Duration::from_millis(20),
-        ..Behaviour::default()
-    });
+/// A gateway whose one provider (`edge`, kind openai) is another sluice serving TLS with
+/// HTTP/2 in front of the mock `m`: (the certificates' directory, the provider, the gateway).
+fn behind_an_http2_provider(m: &MockProvider) -> (tempfile::TempDir, Gateway, Gateway) {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pem_files(dir.path());
-    // The "provider" is another sluice serving TLS with HTTP/2, in front of the mock.
     let provider = Gateway::start(&format!(
         "tls: {{ cert: {cert}, key: {key} }}\n{}",
         standard_config(&m.url())
@@ -182,6 +177,17 @@ upstream:
 "#,
         provider.port
     ));
+    (dir, provider, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_an_https_provider_multiplexes_streams() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        gap: std::time::Duration::from_millis(20),
+        ..Behaviour::default()
+    });
+    let (_dir, provider, gw) = behind_an_http2_provider(&m);
     // Warm up: Pingora opens one connection per request while no HTTP/2 connection to the
     // provider exists yet; once one does, concurrent requests share it.
     let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
@@ -251,26 +257,7 @@ async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
         gap: std::time::Duration::from_millis(20),
         ..Behaviour::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pem_files(dir.path());
-    let provider = Gateway::start(&format!(
-        "tls: {{ cert: {cert}, key: {key} }}\n{}",
-        standard_config(&m.url())
-    ));
-    let gw = Gateway::start(&format!(
-        r#"
-keys:
-  - {{ name: team-a, key: {KEY} }}
-providers:
-  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: {KEY} }}
-models:
-  gpt-4o-mini:
-    - {{ provider: edge, model: gpt-4o-mini }}
-upstream:
-  ca_file: {ca}
-"#,
-        provider.port
-    ));
+    let (_dir, provider, gw) = behind_an_http2_provider(&m);
     // Every client connection is made first, then the eight requests go at once.
     let body = raw_chat_request(&chat("gpt-4o-mini", true)).replacen(
         "host: x\r\n",
