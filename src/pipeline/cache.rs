@@ -11,7 +11,7 @@ use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::decode::Request;
-use super::relay::sse_header;
+use super::relay::send_whole;
 use crate::cache::assemble::Capture;
 use crate::cache::key::KeyParts;
 use crate::cache::{Cache, CacheKey};
@@ -20,7 +20,6 @@ use crate::ctx::Ctx;
 use crate::front::{Endpoint, Front};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::Key;
-use crate::pipeline::respond;
 use crate::providers::{openai, ProviderKind, Wire};
 
 /// The response header that tells the client what the cache did.
@@ -192,14 +191,7 @@ pub(super) async fn serve(
         }
     };
     // A hit costs no provider tokens.
-    ctx.usage = Some(Usage::default());
-    ctx.usage_final = true;
-    let h = if stream {
-        sse_header(ctx)
-    } else {
-        respond::header(200, "application/json", ctx)
-    };
-    respond::json(session, ctx, 200, body, h).await;
+    send_whole(session, ctx, body, Some(Usage::default()), stream).await;
     true
 }
 

@@ -35,6 +35,19 @@ pub(super) async fn whole(
     let (bytes, usage, stream) = whole_answer(plan, wire, body, ctx)
         .await
         .map_err(AttemptError::failed)?;
+    send_whole(session, ctx, bytes, usage, stream).await;
+    Ok(Answered::Complete)
+}
+
+/// Sends an answer held whole — JSON, or an event stream (`stream`) — with the usage it
+/// settles at.
+pub(super) async fn send_whole(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    body: Bytes,
+    usage: Option<Usage>,
+    stream: bool,
+) {
     ctx.usage = usage;
     ctx.usage_final = true;
     let h = if stream {
@@ -42,8 +55,7 @@ pub(super) async fn whole(
     } else {
         respond::header(200, "application/json", ctx)
     };
-    respond::json(session, ctx, 200, bytes, h).await;
-    Ok(Answered::Complete)
+    respond::json(session, ctx, 200, body, h).await;
 }
 
 /// A whole answer → what the client gets: the body, the usage, and whether it is an event
