@@ -16,12 +16,7 @@ pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>
     };
     let mut changed = false;
     let mut hidden = policy.hidden_filter();
-    for choice in v
-        .get_mut("choices")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for choice in choices_mut(&mut v) {
         let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else {
             continue;
         };
@@ -38,6 +33,14 @@ pub(crate) fn guard_completion(policy: &Policy, body: &[u8]) -> (Option<Vec<u8>>
     findings.extend(hidden.as_ref().and_then(HiddenFilter::finding));
     let out = changed.then(|| serde_json::to_vec(&v).expect("JSON values serialise"));
     (out, findings)
+}
+
+/// The choices of a chat completion.
+fn choices_mut(v: &mut Value) -> impl Iterator<Item = &mut Value> {
+    v.get_mut("choices")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
 }
 
 /// Checks every text of an answer's message (content, the [`TEXT_FIELDS`], function-call and
@@ -139,12 +142,7 @@ fn message_texts(msg: &mut Map<String, Value>) -> Vec<&mut String> {
 /// The texts of every choice's message of a chat completion, for the output webhooks.
 pub(crate) fn answer_texts(v: &mut Value) -> Vec<&mut String> {
     let mut out = Vec::new();
-    for choice in v
-        .get_mut("choices")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for choice in choices_mut(v) {
         if let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) {
             if let Some(c) = msg.get_mut("content") {
                 flatten_content(c);
@@ -157,12 +155,7 @@ pub(crate) fn answer_texts(v: &mut Value) -> Vec<&mut String> {
 
 /// Withholds every choice's message of a chat completion (`finish_reason: "content_filter"`).
 pub(crate) fn withhold_all(v: &mut Value) {
-    for choice in v
-        .get_mut("choices")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for choice in choices_mut(v) {
         if let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) {
             withhold_message(msg);
             choice["finish_reason"] = Value::from("content_filter");
