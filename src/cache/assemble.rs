@@ -31,6 +31,18 @@ impl Capture {
     }
 }
 
+/// The part of `parts` whose index (`index_of`) is `index`, made by `new` when it is new.
+fn slot<T>(parts: &mut Vec<T>, index: u64, index_of: fn(&T) -> u64, new: fn(u64) -> T) -> &mut T {
+    let pos = match parts.iter().position(|p| index_of(p) == index) {
+        Some(p) => p,
+        None => {
+            parts.push(new(index));
+            parts.len() - 1
+        }
+    };
+    &mut parts[pos]
+}
+
 /// One tool call being assembled.
 #[derive(Default)]
 struct ToolCall {
@@ -119,17 +131,15 @@ impl Assembler {
 
     fn choice(&mut self, c: &Map<String, Value>) -> Option<()> {
         let index = c.get("index").and_then(Value::as_u64)?;
-        let pos = match self.choices.iter().position(|x| x.index == index) {
-            Some(p) => p,
-            None => {
-                self.choices.push(Choice {
-                    index,
-                    ..Choice::default()
-                });
-                self.choices.len() - 1
-            }
-        };
-        let choice = &mut self.choices[pos];
+        let choice = slot(
+            &mut self.choices,
+            index,
+            |c| c.index,
+            |index| Choice {
+                index,
+                ..Choice::default()
+            },
+        );
         for (k, v) in c {
             match (k.as_str(), v) {
                 ("index", _) | ("logprobs", Value::Null) | ("finish_reason", Value::Null) => {}
@@ -191,17 +201,15 @@ fn delta(choice: &mut Choice, d: &Map<String, Value>) -> Option<()> {
 
 fn tool_call(choice: &mut Choice, call: &Map<String, Value>) -> Option<()> {
     let index = call.get("index").and_then(Value::as_u64)?;
-    let pos = match choice.tool_calls.iter().position(|t| t.index == index) {
-        Some(p) => p,
-        None => {
-            choice.tool_calls.push(ToolCall {
-                index,
-                ..ToolCall::default()
-            });
-            choice.tool_calls.len() - 1
-        }
-    };
-    let t = &mut choice.tool_calls[pos];
+    let t = slot(
+        &mut choice.tool_calls,
+        index,
+        |t| t.index,
+        |index| ToolCall {
+            index,
+            ..ToolCall::default()
+        },
+    );
     for (k, v) in call {
         match (k.as_str(), v) {
             ("index", _) | (_, Value::Null) => {}
