@@ -216,13 +216,6 @@ async fn a_blocked_stream_ends_cleanly_and_the_provider_connection_is_closed() {
     }
 }
 
-/// `s` spelled in Unicode tag characters (U+E0020–U+E007E), invisible when rendered.
-fn tags(s: &str) -> String {
-    s.chars()
-        .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_tag_characters_are_scanned_and_never_reach_the_provider() {
     let (oai, claude) = (mock().await, mock().await);

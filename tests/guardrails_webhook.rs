@@ -59,6 +59,16 @@ impl Classifier {
     }
 }
 
+/// A config with `guardrails` and `keys` (YAML list items) and one OpenAI-compatible mock
+/// at `upstream` serving `gpt-4o-mini`.
+fn config(guardrails: &str, keys: &str, upstream: &str) -> String {
+    format!(
+        "guardrails:\n{guardrails}\nkeys:\n{keys}\nproviders:\n  mock: {{ kind: openai_compatible, \
+         base_url: \"{upstream}/v1\", api_key: {PROVIDER_KEY} }}\nmodels:\n  gpt-4o-mini:\n    \
+         - {{ provider: mock, model: upstream-gpt }}\n"
+    )
+}
+
 fn ask(text: &str, stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": text}]})
 }
@@ -81,10 +91,9 @@ async fn webhook_verdicts_apply_to_input_and_output() {
     let svc = Classifier::start(&format!("Bearer {secret}")).await;
     let provider = mock().await;
     let url = svc.url();
-    let config = format!(
-        r#"
-guardrails:
-  - name: classifier
+    let config = config(
+        &format!(
+            r#"  - name: classifier
     type: webhook
     url: {url}
     headers: {{ authorization: "Bearer ${{CLASSIFIER_TOKEN}}" }}
@@ -97,17 +106,13 @@ guardrails:
     action: block
     apply_to: [output]
     window: 32
-    cache_ttl: 0s
-keys:
-  - {{ name: team-a, key: {KEY}, guardrails: [classifier] }}
-  - {{ name: out-only, key: {LIMITED_KEY}, guardrails: [answers] }}
-providers:
-  mock: {{ kind: openai_compatible, base_url: "{}/v1", api_key: {PROVIDER_KEY} }}
-models:
-  gpt-4o-mini:
-    - {{ provider: mock, model: upstream-gpt }}
-"#,
-        provider.url()
+    cache_ttl: 0s"#
+        ),
+        &format!(
+            r#"  - {{ name: team-a, key: {KEY}, guardrails: [classifier] }}
+  - {{ name: out-only, key: {LIMITED_KEY}, guardrails: [answers] }}"#
+        ),
+        &provider.url(),
     );
     let gw = Gateway::start_with_env(&config, &[("CLASSIFIER_TOKEN", &secret)]);
 
@@ -235,23 +240,18 @@ async fn a_webhook_without_a_verdict_fails_open_or_closed() {
     let svc = Classifier::start("").await;
     let provider = mock().await;
     let (url, dead) = (svc.url(), format!("http://127.0.0.1:{}/check", free_port()));
-    let config = format!(
-        r#"
-guardrails:
-  - {{ name: open, type: webhook, url: "{url}", action: block, on_error: fail_open, timeout: 500ms, cache_ttl: 0s, apply_to: [input] }}
+    let config = config(
+        &format!(
+            r#"  - {{ name: open, type: webhook, url: "{url}", action: block, on_error: fail_open, timeout: 500ms, cache_ttl: 0s, apply_to: [input] }}
   - {{ name: closed, type: webhook, url: "{url}", action: block, timeout: 500ms, cache_ttl: 0s, apply_to: [input] }}
-  - {{ name: gone, type: webhook, url: "{dead}", action: block, apply_to: [input] }}
-keys:
-  - {{ name: k-open, key: {KEY}, guardrails: [open] }}
+  - {{ name: gone, type: webhook, url: "{dead}", action: block, apply_to: [input] }}"#
+        ),
+        &format!(
+            r#"  - {{ name: k-open, key: {KEY}, guardrails: [open] }}
   - {{ name: k-closed, key: {LIMITED_KEY}, guardrails: [closed] }}
-  - {{ name: k-gone, key: sk-test-gone-key-dddd, guardrails: [gone] }}
-providers:
-  mock: {{ kind: openai_compatible, base_url: "{}/v1", api_key: {PROVIDER_KEY} }}
-models:
-  gpt-4o-mini:
-    - {{ provider: mock, model: upstream-gpt }}
-"#,
-        provider.url()
+  - {{ name: k-gone, key: sk-test-gone-key-dddd, guardrails: [gone] }}"#
+        ),
+        &provider.url(),
     );
     let gw = Gateway::start(&config);
     let q = ask("hello", false);
@@ -292,13 +292,6 @@ models:
     );
 }
 
-/// `s` spelled in Unicode tag characters.
-fn tags(s: &str) -> String {
-    s.chars()
-        .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_characters_in_answers_are_stripped_blocked_or_kept() {
     // Kept: the joiner in an emoji sequence, the non-joiner in Persian, one variation
@@ -317,23 +310,16 @@ async fn hidden_characters_in_answers_are_stripped_blocked_or_kept() {
     )
     .await
     .unwrap();
-    let config = format!(
-        r#"
-guardrails:
-  - {{ name: strip, type: secrets, action: redact, apply_to: [output] }}
-  - {{ name: refuse, type: secrets, action: redact, apply_to: [output], hidden_characters: block }}
-  - {{ name: keep, type: secrets, action: redact, apply_to: [output], hidden_characters: keep }}
-keys:
-  - {{ name: k-strip, key: {KEY}, guardrails: [strip] }}
+    let config = config(
+        r#"  - { name: strip, type: secrets, action: redact, apply_to: [output] }
+  - { name: refuse, type: secrets, action: redact, apply_to: [output], hidden_characters: block }
+  - { name: keep, type: secrets, action: redact, apply_to: [output], hidden_characters: keep }"#,
+        &format!(
+            r#"  - {{ name: k-strip, key: {KEY}, guardrails: [strip] }}
   - {{ name: k-block, key: {LIMITED_KEY}, guardrails: [refuse] }}
-  - {{ name: k-keep, key: sk-test-keep-key-eeee, guardrails: [keep] }}
-providers:
-  mock: {{ kind: openai_compatible, base_url: "{}/v1", api_key: {PROVIDER_KEY} }}
-models:
-  gpt-4o-mini:
-    - {{ provider: mock, model: upstream-gpt }}
-"#,
-        provider.url()
+  - {{ name: k-keep, key: sk-test-keep-key-eeee, guardrails: [keep] }}"#
+        ),
+        &provider.url(),
     );
     let gw = Gateway::start(&config);
 

@@ -594,3 +594,10 @@ pub async fn mock() -> MockProvider {
         .await
         .unwrap()
 }
+
+/// `s` spelled in Unicode tag characters (U+E0020–U+E007E), invisible when rendered.
+pub fn tags(s: &str) -> String {
+    s.chars()
+        .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+        .collect()
+}
