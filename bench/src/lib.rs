@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod postgres;
 pub mod process;
 mod soak;
+pub mod stream_soak;
 
 pub use soak::{idle_soak, soak_markdown};
 

@@ -99,6 +99,13 @@ impl Conn {
         })
     }
 
+    /// Whether the server has not closed this idle connection (nothing to read, no end of
+    /// file).
+    fn still_open(c: &Conn) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(c.sock.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     async fn fill(&mut self) -> Result<(), String> {
         match self.sock.read_buf(&mut self.buf).await {
             Ok(0) => Err("closed".into()),
@@ -301,7 +308,12 @@ pub async fn run(spec: &LoadSpec, progress: &(dyn Fn(u64, u64, usize) + Sync)) -
                     let scheduled = due;
                     shared.enter();
                     tasks.push(tokio::spawn(async move {
-                        let reused = pool.lock().unwrap().pop();
+                        // A pooled connection the server has closed since (its idle
+                        // timeout) is dropped, as an HTTP client's pool does.
+                        let reused = {
+                            let mut pool = pool.lock().unwrap();
+                            std::iter::from_fn(|| pool.pop()).find(Conn::still_open)
+                        };
                         let conn = match reused {
                             Some(c) => Ok(c),
                             None => Conn::open(spec.port).await,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde_json::Value;
 use sluice_bench::{
-    idle_soak, load::Mode, markdown, process, run_scenario, scenarios, soak_markdown,
+    idle_soak, load::Mode, markdown, process, run_scenario, scenarios, soak_markdown, stream_soak,
 };
 
 /// The idle-connection soak's name on the command line and in reports.
@@ -25,7 +25,8 @@ const SOAK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 )]
 struct Args {
     /// Scenarios to run (default: all): small, open-loop, streams-1k, streams-10k, failover,
-    /// translation, guardrails, limits, idle-soak.
+    /// translation, guardrails, cache, ledger, limits, idle-soak, and `soak` (60 minutes of
+    /// steady load, memory sampled; only when named).
     scenarios: Vec<String>,
     /// Shrink concurrency and duration by this factor (e.g. 0.1 for a quick look).
     #[arg(long, default_value_t = 1.0)]
@@ -43,11 +44,13 @@ async fn main() -> Result<(), String> {
     }
     let all = scenarios(args.scale);
     for name in &args.scenarios {
-        if name != SOAK && !all.iter().any(|s| s.name == name) {
+        if name != SOAK && name != stream_soak::NAME && !all.iter().any(|s| s.name == name) {
             return Err(format!("unknown scenario {name}"));
         }
     }
     let soak = args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == SOAK);
+    // An hour long at full scale: run only when asked for.
+    let long_soak = args.scenarios.iter().any(|n| n == stream_soak::NAME);
     let chosen: Vec<_> = all
         .into_iter()
         .filter(|s| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == s.name))
@@ -96,6 +99,15 @@ async fn main() -> Result<(), String> {
         println!("{}", soak_markdown(&r));
         reports.push(r);
     }
+    if long_soak {
+        println!(
+            "\n== {} — steady mixed load, memory sampled",
+            stream_soak::NAME
+        );
+        let r = stream_soak::stream_soak(args.scale).await?;
+        println!("{}", stream_soak::markdown(&r));
+        reports.push(r);
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let all = serde_json::json!({
         "date": humantime_now(),
@@ -115,6 +127,8 @@ async fn main() -> Result<(), String> {
         .map(|r| {
             if r["scenario"] == SOAK {
                 soak_markdown(r)
+            } else if r["scenario"] == stream_soak::NAME {
+                stream_soak::markdown(r)
             } else {
                 markdown(r)
             }
