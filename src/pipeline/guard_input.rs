@@ -97,7 +97,9 @@ async fn webhooks(
         key: ctx.key_name.as_deref().unwrap_or(""),
         request_id: &ctx.request_id,
     };
-    let verdict = policy.check_input_webhooks(body, api, meta).await;
+    // Boxed: the webhook client's state would otherwise be reserved in every request's
+    // future.
+    let verdict = Box::pin(policy.check_input_webhooks(body, api, meta)).await;
     ctx.guardrails
         .extend(verdict.findings.into_iter().map(|f| ("input", f)));
     if let Some((guardrail, kind)) = verdict.blocked {

@@ -42,9 +42,9 @@ pub(super) async fn whole(plan: &Plan, ctx: &mut Ctx, body: Bytes) -> Bytes {
     };
     let verdict = {
         let mut texts = super::guard_output::answer_texts(&mut v);
-        plan.guardrails
-            .check_output_webhooks(&mut texts, meta(ctx))
-            .await
+        // Boxed: the webhook client's state (connect, TLS, exchange) is several KiB that
+        // every request's future would otherwise reserve, webhooks or not.
+        Box::pin(plan.guardrails.check_output_webhooks(&mut texts, meta(ctx))).await
     };
     let stops = verdict.stops();
     let changed = verdict.changed;
@@ -95,7 +95,8 @@ impl Gate {
             if !self.window.due(end) {
                 return Ok(());
             }
-            let verdict = self.window.check(meta(ctx)).await;
+            // Boxed, as in `whole`: only a stream with webhooks pays for their state.
+            let verdict = Box::pin(self.window.check(meta(ctx))).await;
             if let Some(e) = self.refusal(verdict, ctx) {
                 self.held.clear();
                 return Err(e);

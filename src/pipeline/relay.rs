@@ -225,7 +225,7 @@ pub(super) async fn stream(
             tap,
             ctx.sampled_trace().is_some(),
         ),
-        out: BytesMut::with_capacity(4096),
+        out: BytesMut::with_capacity(1024),
         size: StreamSize {
             seen: 0,
             max: gw.cfg.limits.max_stream_bytes,
@@ -259,7 +259,9 @@ pub(super) async fn stream(
     let _active = ActiveStream::new(&gw.metrics);
     match pump(&mut relay, session, ctx).await {
         Pumped::ClientGone => Ok(Answered::Complete),
-        Pumped::Ended(failure) => Ok(finish(relay, session, ctx, failure, peer).await),
+        // Boxed: its state (the error event, draining and releasing the connection) would
+        // otherwise be reserved for the whole stream in the request's future.
+        Pumped::Ended(failure) => Ok(Box::pin(finish(relay, session, ctx, failure, peer)).await),
         Pumped::Blocked(e) => {
             record_stream(ctx, relay.translator.as_ref());
             // The provider's connection is dropped with the relay: it stops generating.

@@ -51,7 +51,15 @@ impl Dialer {
     }
 
     /// A connection to `peer`, from the pool when one is there (`true`).
+    ///
+    /// Pingora's connect and release futures are boxed here: dialing (TCP, TLS, HTTP/2
+    /// handshake) and pooling are several KiB of state that every request's future would
+    /// otherwise reserve for its whole life — a stream's too, long after it connected.
     pub async fn get(&self, peer: &HttpPeer) -> pingora::Result<(HttpSession, bool)> {
+        Box::pin(self.dial(peer)).await
+    }
+
+    async fn dial(&self, peer: &HttpPeer) -> pingora::Result<(HttpSession, bool)> {
         if !allows_h2(peer) {
             return self.connector.get_http_session(peer).await;
         }
@@ -78,8 +86,6 @@ impl Dialer {
 
     /// Gives a connection back to the pool (HTTP/1 kept alive for `idle`, HTTP/2 shared).
     pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
-        self.connector
-            .release_http_session(session, peer, idle)
-            .await;
+        Box::pin(self.connector.release_http_session(session, peer, idle)).await;
     }
 }
