@@ -38,10 +38,10 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::services::background::background_service;
 
-/// Read buffer per client connection. Pingora's default (64 KiB) is held by every open
-/// connection, idle ones included; requests are small JSON documents, and larger bodies are
-/// read past the buffer.
-const CLIENT_READ_BUFFER: usize = 4 << 10;
+/// Read buffer per client connection: none. Pingora's default (64 KiB) is held by every
+/// open connection, idle ones included, and would only double-buffer: the HTTP/1 session
+/// reads the header into a buffer of its own and the body into the body reader's.
+const CLIENT_READ_BUFFER: usize = 0;
 
 /// Process-level flags passed through to Pingora.
 #[derive(Debug, Default, Clone, Copy)]
