@@ -33,7 +33,7 @@ fn open_fds(pid: u32) -> Option<u64> {
 }
 
 /// Least-squares slope of `ys` over `xs` (units of y per unit of x).
-fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     let n = xs.len() as f64;
     if xs.len() < 2 {
         return 0.0;
@@ -68,7 +68,7 @@ async fn abandon(port: u16, request: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the soak for `FULL × scale`; returns the report.
+/// Runs the soak for `FULL × scale` (20 s at least); returns the report.
 pub async fn stream_soak(scale: f64) -> Result<Value, String> {
     let bin = sluice_binary()?;
     let s = scenarios(1.0)
@@ -84,7 +84,7 @@ pub async fn stream_soak(scale: f64) -> Result<Value, String> {
     );
     let mut gw = start_gateway(&bin, mock_port, &s, &extra).await?;
     let pid = gw.child.id().ok_or("sluice exited")?;
-    let duration = FULL.mul_f64(scale).max(Duration::from_secs(60));
+    let duration = FULL.mul_f64(scale).max(Duration::from_secs(20));
     let body = |stream: bool| {
         json!({
             "model": "gpt-4o-mini",
@@ -164,8 +164,8 @@ pub async fn stream_soak(scale: f64) -> Result<Value, String> {
     let (lo, hi) = rss
         .iter()
         .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-    // The curve, one point a minute (or ten points for a short run).
-    let step = (duration.as_secs_f64() / 60.0).clamp(6.0, 60.0);
+    // The curve, one point a minute (every sample for a short run).
+    let step = (duration.as_secs_f64() / 60.0).clamp(10.0, 60.0);
     let mut curve = Vec::new();
     let mut next = 0.0;
     for s in &samples {

@@ -193,3 +193,33 @@ fn check_nginx(s: &sluice_bench::Scenario, r: &serde_json::Value, md: &str) {
         "{md}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_samples_memory_through_a_steady_mixed_load() {
+    // The shortest soak (20 s): the load runs clean and the curve and trend are filled in.
+    let r = sluice_bench::stream_soak::stream_soak(0.001).await.unwrap();
+    assert_eq!(r["duration_s"], 20, "{r}");
+    for load in ["streams", "small"] {
+        assert!(r[load]["requests_ok"].as_u64().unwrap() > 100, "{r}");
+        assert_eq!(r[load]["errors"], 0, "{r}");
+    }
+    assert!(r["abandoned_streams"].as_u64().unwrap() > 10, "{r}");
+    let curve = r["curve"].as_array().unwrap();
+    assert!(curve.len() >= 2, "{r}");
+    assert!(
+        curve.iter().all(|p| p["rss_kib"].as_u64().unwrap() > 1000),
+        "{r}"
+    );
+    assert!(r["rss_slope_kib_per_hour"].as_f64().is_some(), "{r}");
+    let md = sluice_bench::stream_soak::markdown(&r);
+    assert!(md.contains("| t (s) | RSS (KiB) | fds |"), "{md}");
+}
+
+#[test]
+fn the_soak_trend_is_a_least_squares_slope() {
+    use sluice_bench::stream_soak::slope;
+    assert_eq!(slope(&[0.0, 1.0, 2.0], &[5.0, 7.0, 9.0]), 2.0);
+    assert_eq!(slope(&[0.0, 1.0, 2.0, 3.0], &[4.0, 4.0, 4.0, 4.0]), 0.0);
+    assert!((slope(&[0.0, 1.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]) - 0.8).abs() < 1e-9);
+    assert_eq!(slope(&[1.0], &[3.0]), 0.0);
+}
