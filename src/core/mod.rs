@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod finding;
+pub mod members;
 pub mod ndjson;
 pub mod redis;
 pub mod secret;
