@@ -7,10 +7,12 @@
 //! client did not ask for it.
 
 use bytes::{Bytes, BytesMut};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::ProviderKind;
 use super::{usage_chunk, Credential, Descriptor, ProviderWire};
+use crate::core::members;
 use crate::core::sse::write_event;
 use crate::core::sse::SseEvent;
 use crate::core::translate::bad_stream_event;
@@ -99,27 +101,67 @@ pub fn render(
     ))
 }
 
-/// Rewrites a complete (non-stream) success body: `model` becomes the public name.
+/// Rewrites a complete (non-stream) success body: `model` becomes the public name. The body
+/// is validated and its `model` replaced in place; the rest goes out as the provider wrote it
+/// (a body with `\u` escapes goes through a parse, which decodes them).
 pub fn rewrite_response(
     body: &[u8],
     public_model: &str,
 ) -> Result<(Bytes, Option<Usage>), ApiError> {
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_gateway(format!(
-            "The upstream provider returned a response that is not valid JSON ({e})."
-        ))
+    if members::has_unicode_escape(body) {
+        return rewrite_parsed(body, public_model);
+    }
+    let [model, usage] = members::pick(body, ["model", "usage"]).map_err(|e| match e {
+        members::NotAnObject::Invalid(e) => not_json(&e),
+        members::NotAnObject::Other => not_an_object(),
     })?;
-    let obj = v.as_object_mut().ok_or_else(|| {
-        ApiError::bad_gateway(
-            "The upstream provider returned a JSON response that is not an object.",
-        )
-    })?;
+    let usage = usage.and_then(raw_usage);
+    let Some(model) = model else {
+        return Ok((Bytes::copy_from_slice(body), usage));
+    };
+    let name = json_string(public_model);
+    let mut out = Vec::with_capacity(body.len() + name.len());
+    members::splice(
+        body,
+        &mut [(members::span(body, model), name.as_bytes())],
+        |s| out.extend_from_slice(s),
+    );
+    Ok((Bytes::from(out), usage))
+}
+
+/// [`rewrite_response`] through a parsed tree.
+fn rewrite_parsed(body: &[u8], public_model: &str) -> Result<(Bytes, Option<Usage>), ApiError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+    let obj = v.as_object_mut().ok_or_else(not_an_object)?;
     if obj.contains_key("model") {
         obj.insert("model".into(), Value::String(public_model.to_string()));
     }
     let usage = obj.get("usage").and_then(Usage::from_json);
     let bytes = serde_json::to_vec(&v).expect("JSON values serialise");
     Ok((Bytes::from(bytes), usage))
+}
+
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_gateway(format!(
+        "The upstream provider returned a response that is not valid JSON ({e})."
+    ))
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::bad_gateway("The upstream provider returned a JSON response that is not an object.")
+}
+
+/// The usage object `raw`, when it is one.
+fn raw_usage(raw: &RawValue) -> Option<Usage> {
+    if members::is_null(raw) {
+        return None;
+    }
+    Usage::from_json(&serde_json::from_str(raw.get()).ok()?)
+}
+
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
 }
 
 /// Turns a whole chat completion into the event stream the client asked for. Some
@@ -270,6 +312,8 @@ pub struct OpenAiStream {
     last_id: (String, u64),
     input: SseInput,
     public_model: String,
+    /// `public_model` as a JSON string.
+    public_json: String,
     client_wants_usage: bool,
     usage: Option<Usage>,
     done: bool,
@@ -282,6 +326,7 @@ impl OpenAiStream {
             last_id: (String::new(), 0),
             input: SseInput::new(),
             public_model: public_model.to_string(),
+            public_json: json_string(public_model),
             client_wants_usage,
             usage: None,
             done: false,
@@ -304,6 +349,9 @@ impl OpenAiStream {
             }
             self.done = true;
             crate::core::sse::write_done(out);
+            return Ok(());
+        }
+        if self.relay_in_place(data, out) {
             return Ok(());
         }
         let mut v: Value = serde_json::from_slice(data).map_err(|_| bad_stream_event())?;
@@ -351,6 +399,57 @@ impl OpenAiStream {
         }
         write_event(out, &v);
         Ok(())
+    }
+
+    /// The common chunk — an object without `error` or `x_groq`, on a single line, without
+    /// `\u` escapes (a parse decodes those, so they take the general path) — relayed
+    /// as the provider wrote it: `model` replaced, `usage` taken out when the client did not
+    /// ask for it, nothing else parsed or rebuilt. `false` leaves the event to [`Self::handle`]'s
+    /// general path (which also reports what is wrong with it).
+    fn relay_in_place(&mut self, data: &[u8], out: &mut BytesMut) -> bool {
+        if self.synthesize_usage_chunk
+            || data.iter().any(|&b| b == b'\n' || b == b'\r')
+            || members::has_unicode_escape(data)
+        {
+            return false;
+        }
+        let Ok([model, usage, choices, error, groq]) =
+            members::pick(data, ["model", "usage", "choices", "error", "x_groq"])
+        else {
+            return false;
+        };
+        if error.is_some() || groq.is_some() {
+            return false;
+        }
+        let reported = usage.filter(|u| !members::is_null(u));
+        if let Some(u) = reported {
+            let Some(u) = raw_usage(u) else {
+                return false;
+            };
+            self.usage = Some(u);
+        }
+        let name = self.public_json.as_bytes();
+        let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, b""), (0..0, b"")];
+        let mut n = 0;
+        if let (false, Some(u)) = (self.client_wants_usage, usage) {
+            if reported.is_some() && choices.is_some_and(members::is_empty_array) {
+                // The usage chunk the client did not ask for.
+                return true;
+            }
+            let Some(r) = members::member_span(data, "usage", u) else {
+                return false;
+            };
+            edits[n] = (r, b"");
+            n += 1;
+        }
+        if let Some(m) = model {
+            edits[n] = (members::span(data, m), name);
+            n += 1;
+        }
+        out.extend_from_slice(b"data: ");
+        members::splice(data, &mut edits[..n], |s| out.extend_from_slice(s));
+        out.extend_from_slice(b"\n\n");
+        true
     }
 }
 

@@ -303,3 +303,101 @@ fn groq_usage_arrives_in_x_groq() {
     assert_eq!(evs.last().unwrap(), "[DONE]");
     assert_eq!(t.usage().unwrap().completion_tokens, 1);
 }
+
+/// The same events, each written over two `data:` lines: the relay's general path (a parse)
+/// instead of the in-place one.
+fn split_over_two_lines(stream: &str) -> String {
+    stream
+        .split_inclusive("\n\n")
+        .map(|ev| match ev.strip_prefix("data: {") {
+            Some(rest) => format!("data: {{\ndata: {rest}"),
+            None => ev.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn chunks_relayed_in_place_equal_chunks_parsed() {
+    // Members in any order, spaced or not, `usage` first, last, absent, null or an object,
+    // `model` absent: the in-place relay gives what the parse gives.
+    let odd = concat!(
+        "data: {\"usage\": null, \"model\": \"m\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"a\\nb\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"model\":\"m\"}\n\n",
+        "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1,\"total_tokens\":3}}\n\n",
+        "data: { \"choices\" : [ ] , \"usage\" : {\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13} }\n\n",
+        "data: [DONE]\n\n",
+    );
+    for stream in [STREAM, odd] {
+        for wants_usage in [false, true] {
+            let (fast, r1, u1) = run(&[stream.as_bytes()], wants_usage);
+            let (parsed, r2, u2) = run(&[split_over_two_lines(stream).as_bytes()], wants_usage);
+            assert!(r1.is_ok() && r2.is_ok());
+            assert_eq!(events(&fast), events(&parsed), "{fast}\n{parsed}");
+            if stream == odd {
+                // Relayed in place: the provider's spacing is kept.
+                let first = if wants_usage {
+                    r#"data: {"usage": null, "model": "public-model", "choices": [{"index": 0"#
+                } else {
+                    r#"data: {"model": "public-model", "choices": [{"index": 0"#
+                };
+                assert!(fast.starts_with(first), "{fast}");
+            }
+            assert_eq!(u1, u2);
+            assert_eq!(u1.unwrap().prompt_tokens, 9);
+            for ev in events(&fast).iter().filter(|v| v.is_object()) {
+                if ev.get("model").is_some() {
+                    assert_eq!(ev["model"], "public-model", "{fast}");
+                }
+                if !wants_usage {
+                    assert!(ev.get("usage").is_none(), "{fast}");
+                }
+            }
+        }
+    }
+    // What is not valid JSON is refused on the in-place path as on the other.
+    for bad in [
+        &b"data: {\"model\":\"m\",\"choices\":[}\n\n"[..],
+        b"data: {\"model\":\"m\",\"x\":\"\xff\"}\n\n",
+        b"data: {\"model\":\"m\",\"x\":\"\\ud800\"}\n\n",
+        b"data: {\"model\":\"m\"} trailing\n\n",
+    ] {
+        let (_, r, _) = run(&[bad], false);
+        assert!(r.is_err(), "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn whole_responses_keep_the_providers_bytes_but_the_model() {
+    let body = br#"{"id": "x", "model": "up-model", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}"#;
+    let (out, usage) = rewrite_response(body, "pub\"lic").unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"id": "x", "model": "pub\"lic", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}"#
+    );
+    assert_eq!(usage.unwrap().total_tokens, 8);
+    // No model: the body as it came; `\u` escapes and lone surrogates as a parse has them.
+    let (out, _) = rewrite_response(br#"{"id":"x"}"#, "p").unwrap();
+    assert_eq!(&out[..], br#"{"id":"x"}"#);
+    let (out, _) = rewrite_response(br#"{"model":"m","c":"w\u00f6rld"}"#, "p").unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"model":"p","c":"wörld"}"#
+    );
+    assert_eq!(
+        rewrite_response(br#"{"model":"m","c":"\ud800"}"#, "p")
+            .unwrap_err()
+            .status,
+        502
+    );
+    assert_eq!(
+        rewrite_response(b"{\"c\":\"\xff\"}", "p")
+            .unwrap_err()
+            .status,
+        502
+    );
+    assert_eq!(
+        rewrite_response(b"{\"c\":1} x", "p").unwrap_err().status,
+        502
+    );
+}
