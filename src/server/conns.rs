@@ -254,9 +254,38 @@ impl pingora::services::background::BackgroundService for MemoryTrim {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Gives the allocator's free pages back to the system. jemalloc (the default build) returns
+/// unused pages on its own only as allocations go on, so after a burst closes and the
+/// process goes quiet they would stay resident: its arenas are purged here.
+#[cfg(feature = "jemalloc")]
 #[allow(unsafe_code)]
 fn trim() {
+    // `arena.<MALLCTL_ARENAS_ALL>.purge`: every arena's unused dirty and muzzy pages.
+    const PURGE_ALL: &[u8] = b"arena.4096.purge\0";
+    // SAFETY: a NUL-terminated control name that takes and returns no value, so every
+    // pointer is null and the length 0.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr().cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+    glibc_trim();
+}
+
+#[cfg(not(feature = "jemalloc"))]
+fn trim() {
+    glibc_trim();
+}
+
+/// Returns glibc's free heap memory (what it still allocates: the system allocator build,
+/// and C libraries).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn glibc_trim() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
     unsafe {
         libc::malloc_trim(0);
@@ -264,7 +293,7 @@ fn trim() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim() {}
+fn glibc_trim() {}
 
 /// Raises the soft open-file limit to the hard one: every client connection and every
 /// upstream connection is a descriptor, and a soft limit of 1,024 (the usual default outside
