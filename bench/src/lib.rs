@@ -828,6 +828,9 @@ fn run_json(t: &mut TargetResult, chunks: Option<usize>) -> (Value, Value) {
             "rss_per_in_flight_request_kib": (u.rss_peak_kib.saturating_sub(u.rss_baseline_kib)) as f64 / streams as f64,
             "cpu_seconds": u.cpu_seconds,
             "cpu_us_per_request": per_request,
+            "fds_baseline": u.fds_baseline,
+            "fds_peak": u.fds_peak,
+            "fds_per_in_flight_request": (u.fds_peak.saturating_sub(u.fds_baseline)) as f64 / streams as f64,
         });
         if let Some(n) = chunks {
             p["cpu_us_per_chunk"] = json!(per_request / n.max(1) as f64);
@@ -945,7 +948,7 @@ pub fn markdown(r: &Value) -> String {
     let process_line = |name: &str, p: &Value| {
         match p.as_object() {
         Some(p) => format!(
-            "\n{name}: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU ({} µs per request{}).\n",
+            "\n{name}: RSS {} KiB idle → {} KiB peak ({} KiB per in-flight request), {} s CPU ({} µs per request{}), {} → {} open descriptors ({} per in-flight request).\n",
             p["rss_baseline_kib"],
             p["rss_peak_kib"],
             f(&p["rss_per_in_flight_request_kib"]),
@@ -953,6 +956,9 @@ pub fn markdown(r: &Value) -> String {
             f(&p["cpu_us_per_request"]),
             p.get("cpu_us_per_chunk")
                 .map_or(String::new(), |c| format!(", {} µs per streamed chunk", f(c))),
+            p["fds_baseline"],
+            p["fds_peak"],
+            f(&p["fds_per_in_flight_request"]),
         ),
         None => String::new(),
     }

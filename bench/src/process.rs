@@ -11,6 +11,14 @@ pub struct Usage {
     pub rss_baseline_kib: u64,
     pub rss_peak_kib: u64,
     pub cpu_seconds: f64,
+    /// Open descriptors before the load and at most during it (sampled every 500 ms).
+    pub fds_baseline: u64,
+    pub fds_peak: u64,
+}
+
+/// Descriptors open in `pid` now.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 /// Resident memory of `pid` now, in KiB.
@@ -101,17 +109,29 @@ impl Sampler {
             let pids = group(pid, tree);
             let baseline = sum(&pids, rss_kib).unwrap_or(0);
             let cpu0 = sum(&pids, cpu_seconds).unwrap_or(0.0);
-            let mut peak = baseline;
+            let fds0 = sum(&pids, open_fds).unwrap_or(0);
+            let (mut peak, mut fds_peak) = (baseline, fds0);
+            let mut tick = 0u64;
             while !flag.load(Ordering::Relaxed) {
-                if let Some(r) = sum(&group(pid, tree), rss_kib) {
+                let pids = group(pid, tree);
+                if let Some(r) = sum(&pids, rss_kib) {
                     peak = peak.max(r);
                 }
+                // Listing tens of thousands of descriptors costs more than reading RSS.
+                if tick.is_multiple_of(5) {
+                    if let Some(n) = sum(&pids, open_fds) {
+                        fds_peak = fds_peak.max(n);
+                    }
+                }
+                tick += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Usage {
                 rss_baseline_kib: baseline,
                 rss_peak_kib: peak,
                 cpu_seconds: sum(&group(pid, tree), cpu_seconds).unwrap_or(cpu0) - cpu0,
+                fds_baseline: fds0,
+                fds_peak,
             }
         });
         Sampler { stop, task }

@@ -27,11 +27,6 @@ const ABORT_EVERY: Duration = Duration::from_millis(250);
 const FULL: Duration = Duration::from_secs(60 * 60);
 const WARM_UP_SHARE: f64 = 0.1;
 
-/// Descriptors open in `pid` now.
-fn open_fds(pid: u32) -> Option<u64> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
-}
-
 /// Least-squares slope of `ys` over `xs` (units of y per unit of x).
 pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     let n = xs.len() as f64;
@@ -137,7 +132,7 @@ pub async fn stream_soak(scale: f64) -> Result<Value, String> {
             if Instant::now() >= end {
                 break;
             }
-            if let (Some(rss), Some(fds)) = (process::rss_kib(pid), open_fds(pid)) {
+            if let (Some(rss), Some(fds)) = (process::rss_kib(pid), process::open_fds(pid)) {
                 samples.push((started.elapsed().as_secs_f64(), rss, fds));
             }
         }

@@ -37,6 +37,11 @@ async fn every_scenario_reports_sane_figures() {
         }
         let p = &r["sluice_process"];
         assert!(p["rss_peak_kib"].as_u64().unwrap() > 1000, "{r}");
+        // Each client holds a connection to sluice, and sluice one to the mock.
+        assert!(
+            p["fds_peak"].as_u64().unwrap() > p["fds_baseline"].as_u64().unwrap(),
+            "{r}"
+        );
         assert!(p["cpu_seconds"].as_f64().unwrap() >= 0.0);
         assert_eq!(
             p["cpu_us_per_chunk"].as_f64().is_some(),
