@@ -156,7 +156,12 @@ fn pem_files(dir: &std::path::Path) -> (String, String, String) {
 
 /// A gateway whose one provider (`edge`, kind openai) is another sluice serving TLS with
 /// HTTP/2 in front of the mock `m`: (the certificates' directory, the provider, the gateway).
+/// The mock streams with 20 ms between chunks, so that concurrent streams overlap.
 fn behind_an_http2_provider(m: &MockProvider) -> (tempfile::TempDir, Gateway, Gateway) {
+    m.set_behaviour(Behaviour {
+        gap: std::time::Duration::from_millis(20),
+        ..Behaviour::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pem_files(dir.path());
     let provider = Gateway::start(&format!(
@@ -180,13 +185,30 @@ upstream:
     (dir, provider, gw)
 }
 
+/// Waits for the provider's access log to hold `n` requests; returns its lines and the
+/// distinct client connections (address and port) they came on.
+async fn provider_connections(
+    provider: &Gateway,
+    n: usize,
+) -> (Vec<serde_json::Value>, std::collections::HashSet<String>) {
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || provider
+            .access_log()
+            .len()
+            == n)
+        .await
+    );
+    let lines = provider.access_log();
+    let connections = lines
+        .iter()
+        .map(|l| l["client"].as_str().unwrap().to_string())
+        .collect();
+    (lines, connections)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_to_an_https_provider_multiplexes_streams() {
     let m = mock().await;
-    m.set_behaviour(Behaviour {
-        gap: std::time::Duration::from_millis(20),
-        ..Behaviour::default()
-    });
     let (_dir, provider, gw) = behind_an_http2_provider(&m);
     // Warm up: Pingora opens one connection per request while no HTTP/2 connection to the
     // provider exists yet; once one does, concurrent requests share it.
@@ -225,22 +247,11 @@ async fn http2_to_an_https_provider_multiplexes_streams() {
         assert!(text.contains("Say hello"), "{text}");
     }
     assert_eq!(m.request_count(), 9);
-    assert!(
-        eventually(std::time::Duration::from_secs(3), || provider
-            .access_log()
-            .len()
-            == 9)
-        .await
-    );
-    let lines = provider.access_log();
+    let (lines, connections) = provider_connections(&provider, 9).await;
     assert!(
         lines.iter().all(|l| l["http"] == "2"),
         "the gateway spoke HTTP/2 to the provider: {lines:?}"
     );
-    let connections: std::collections::HashSet<String> = lines
-        .iter()
-        .map(|l| l["client"].as_str().unwrap().to_string())
-        .collect();
     assert!(
         connections.len() <= 2,
         "9 requests, 8 of them concurrent, used {} connection(s)",
@@ -253,10 +264,6 @@ async fn http2_to_an_https_provider_multiplexes_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
     let m = mock().await;
-    m.set_behaviour(Behaviour {
-        gap: std::time::Duration::from_millis(20),
-        ..Behaviour::default()
-    });
     let (_dir, provider, gw) = behind_an_http2_provider(&m);
     // Every client connection is made first, then the eight requests go at once.
     let body = raw_chat_request(&chat("gpt-4o-mini", true)).replacen(
@@ -293,18 +300,7 @@ async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("[DONE]"), "{answer}");
     }
-    assert!(
-        eventually(std::time::Duration::from_secs(3), || provider
-            .access_log()
-            .len()
-            == 8)
-        .await
-    );
-    let lines = provider.access_log();
-    let connections: std::collections::HashSet<String> = lines
-        .iter()
-        .map(|l| l["client"].as_str().unwrap().to_string())
-        .collect();
+    let (lines, connections) = provider_connections(&provider, 8).await;
     assert!(lines.iter().all(|l| l["http"] == "2"), "{lines:?}");
     assert_eq!(
         connections.len(),

@@ -1,5 +1,6 @@
 //! Reaching providers: one DNS cache shared by requests and health checks ([`Resolver`]),
-//! peers ([`peer`]), connections to them ([`Dialer`]: pooled, a cold HTTP/2 burst sharing one) and the request headers sluice sends ([`request_header`]).
+//! peers ([`peer`]), connections to them ([`Dialer`]: pooled, a cold HTTP/2 burst sharing
+//! one) and the request headers sluice sends ([`request_header`]).
 
 mod dial;
 pub mod health;
