@@ -809,7 +809,14 @@ fn ratios(a: &Value, b: &Value, stream: bool, procs: Option<(&Value, &Value)>) -
         r["ttft_p99"] = ratio(&a["ttft_ms"]["p99"], &b["ttft_ms"]["p99"]);
     }
     if let Some((pa, pb)) = procs {
-        r["cpu_per_request"] = ratio(&pa["cpu_us_per_request"], &pb["cpu_us_per_request"]);
+        // CPU time under one clock tick reads as 0: not measured, so no ratio (a 0x would
+        // claim a process did the work for free).
+        let measured = pa["cpu_us_per_request"].as_f64().is_some_and(|c| c > 0.0);
+        r["cpu_per_request"] = if measured {
+            ratio(&pa["cpu_us_per_request"], &pb["cpu_us_per_request"])
+        } else {
+            Value::Null
+        };
     }
     r
 }
