@@ -147,8 +147,15 @@ async fn same_request_hits_whatever_its_key_order_and_any_other_difference_misse
     }
 
     stored(&gw, 6).await;
-    let log = gw.access_log();
-    assert!(log.iter().any(|l| l["cache"] == "hit"), "{log:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .access_log()
+            .iter()
+            .any(|l| l["cache"] == "hit"))
+        .await,
+        "{:?}",
+        gw.access_log()
+    );
     let text = metrics_of(&gw).await;
     assert!(
         text.contains(r#"sluice_cache_lookups_total{result="hit"} 1"#),

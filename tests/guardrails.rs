@@ -162,7 +162,7 @@ async fn streamed_secrets_are_redacted_however_the_stream_is_split() {
         .await
     );
     assert!(
-        !gw.log().contains("FAKEfake"),
+        !gw.settled_log().await.contains("FAKEfake"),
         "the secret never reaches the logs"
     );
 }

@@ -225,7 +225,7 @@ async fn webhook_verdicts_apply_to_input_and_output() {
     );
     assert!(metrics.contains("sluice_guardrail_webhook_seconds_bucket"));
     assert!(!metrics.contains(&secret));
-    assert!(!gw.log().contains(&secret));
+    assert!(!gw.settled_log().await.contains(&secret));
 }
 
 /// The answer of a streamed request with `key`, as bytes.

@@ -160,7 +160,7 @@ async fn provider_errors_never_carry_the_provider_key() {
     });
     let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
     assert_eq!(r.header("retry-after"), Some("4"));
-    assert!(!gw.log().contains(PROVIDER_KEY));
+    assert!(!gw.settled_log().await.contains(PROVIDER_KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,7 +180,8 @@ async fn the_admin_api_creates_rotates_and_revokes_keys_in_force_at_once() {
     // The name can be used again after a revocation.
     let again = admin(&gw, "POST", "/keys", &json!({"name": "svc-a"})).await;
     assert_eq!(again.status, 201, "{}", again.text());
-    assert!(!gw.log().contains(&first) && !gw.log().contains(&third));
+    let log = gw.settled_log().await;
+    assert!(!log.contains(&first) && !log.contains(&third));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -233,6 +233,35 @@ impl Gateway {
         s
     }
 
+    /// Everything sluice wrote (as [`Self::log`]) once the access log holds every request
+    /// answered so far: its lines are written in batches after the responses. A marker
+    /// request (unauthenticated, refused) is made and its line awaited; the lines before it
+    /// are written by then. For tests that check what the logs must never contain.
+    pub async fn settled_log(&self) -> String {
+        static MARKERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MARKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("log-marker-{n}");
+        let r = request(
+            self.port,
+            "GET",
+            "/v1/models",
+            &[("x-request-id", &marker)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 401, "the marker request is refused");
+        assert!(
+            eventually(Duration::from_secs(10), || self
+                .access_log()
+                .iter()
+                .any(|l| l["request_id"] == marker.as_str()))
+            .await,
+            "the marker request was not logged:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
     /// The access log so far, one JSON object per request. Panics on a line that is not JSON.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
