@@ -358,7 +358,12 @@ fn main() -> ExitCode {
                 cfg.admin.listen
             );
             match server::build(cfg, &config, RunFlags { upgrade, daemon }) {
-                Ok(server) => server.run_forever(),
+                Ok(server) => {
+                    server.run(pingora::server::RunArgs::default());
+                    // The access log's last lines, queued while the server stopped.
+                    sluice::telemetry::access::flush();
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("sluice: {e}");
                     ExitCode::FAILURE

@@ -124,6 +124,10 @@ models:
         !text.contains("no-such-model"),
         "client input never becomes a label"
     );
+    assert!(
+        text.contains("\nsluice_access_log_dropped_total 0\n"),
+        "nothing dropped from the access log: {text}"
+    );
     assert!(sample(
         &text,
         "sluice_request_duration_seconds_count",
@@ -216,6 +220,34 @@ async fn metrics_require_the_admin_token_when_set() {
     let ok = get(gw.admin_port, "/metrics", "test-admin-token").await;
     assert_eq!(ok.status, 200);
     assert!(ok.text().contains("sluice_requests_total") || ok.text().contains("# HELP sluice_"));
+}
+
+/// The access log is written in batches off the request path; what is queued when the
+/// server stops is written before it exits — here the line of a stream that ended during
+/// the shutdown's drain, moments before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_queued_at_shutdown_are_written() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        reply: Some("tok ".repeat(10)),
+        gap: Duration::from_millis(30),
+        ..Behaviour::default()
+    });
+    let mut gw = Gateway::start(&standard_config(&m.url()));
+    for _ in 0..5 {
+        let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+        assert_eq!(r.status, 200);
+    }
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+    s.next_chunk().await.expect("stream started");
+    gw.signal("TERM");
+    let events = sse_data(&s.rest().await);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(eventually(Duration::from_secs(15), || gw.exited()).await);
+    let lines = gw.access_log();
+    assert_eq!(lines.len(), 6, "{}", gw.log());
+    assert!(lines.iter().all(|l| l["status"] == 200));
+    assert_eq!(lines[5]["stream"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,10 @@ pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Ser
     let metrics = Arc::new(Metrics::new());
     let limiter = Limiter::new(&cfg.rate_limits).map_err(|e| format!("limits: {e}"))?;
     metrics.register(Box::new(limiter.collector()));
-    for c in crate::guardrails::metrics::collectors() {
+    for c in crate::guardrails::metrics::collectors()
+        .into_iter()
+        .chain(crate::telemetry::access::collectors())
+    {
         metrics.register(c);
     }
     let models: Vec<String> = cfg.models.keys().cloned().collect();

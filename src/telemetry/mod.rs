@@ -2,11 +2,10 @@
 //! the request-level metrics. Both carry names from the config (key name, model, provider),
 //! statuses, timings and token counts — never bodies, keys or headers.
 
+pub mod access;
 pub mod audit;
 pub mod logger;
 pub mod metrics;
-
-use std::io::Write;
 
 use pingora::proxy::Session;
 use pingora::Error;
@@ -114,8 +113,7 @@ struct AccessLine<'a> {
     cache: Option<&'static str>,
 }
 
-/// Writes the access-log line of a finished request to stdout: serialised straight into one
-/// buffer, written with one call.
+/// Queues the access-log line of a finished request for stdout (see [`access`]).
 pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let req = session.req_header();
     let line = AccessLine {
@@ -151,6 +149,5 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
         return;
     }
     buf.push(b'\n');
-    // A closed stdout must not take the request path down with it.
-    let _ = std::io::stdout().lock().write_all(&buf);
+    access::push(&buf);
 }
