@@ -97,6 +97,9 @@ pub enum Fault {
     IgnoreStream,
     /// Send the whole stream including `[DONE]`, then keep the body open this long.
     HoldAfterDone(Duration),
+    /// Answer normally (keep-alive, as always), then close the connection: a server whose
+    /// idle timeout ends a kept-alive connection between two requests.
+    CloseAfterResponse,
 }
 
 /// One request as the mock received it.
@@ -220,7 +223,6 @@ impl MockProvider {
 
 /// Answers one request; returns whether the connection may carry another.
 async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Result<bool> {
-    let behaviour = st.behaviour.lock().unwrap().clone();
     let fault = st
         .faults
         .lock()
@@ -228,6 +230,20 @@ async fn respond(sock: &mut TcpStream, req: &Request, st: &State) -> std::io::Re
         .pop_front()
         .or_else(|| st.sticky.lock().unwrap().clone())
         .or_else(|| prompt_fault(&req.body));
+    if fault == Some(Fault::CloseAfterResponse) {
+        respond_to(sock, req, st, None).await?;
+        return Ok(false);
+    }
+    respond_to(sock, req, st, fault).await
+}
+
+async fn respond_to(
+    sock: &mut TcpStream,
+    req: &Request,
+    st: &State,
+    fault: Option<Fault>,
+) -> std::io::Result<bool> {
+    let behaviour = st.behaviour.lock().unwrap().clone();
 
     if let Some(key) = &behaviour.expected_key {
         let auth = req
