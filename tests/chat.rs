@@ -278,6 +278,38 @@ async fn upstream_connections_are_pooled() {
     );
 }
 
+/// A provider that ends kept-alive connections between requests (its idle timeout, a
+/// restart): a connection it closed is never used again — no request fails, none reaches it
+/// twice — and the open ones are reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_provider_closed_are_not_reused() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    for i in 0..10 {
+        if i % 2 == 0 {
+            m.push_fault(Fault::CloseAfterResponse);
+        }
+        if i % 4 < 2 {
+            let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        } else {
+            let mut s =
+                post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
+            assert_eq!(s.status, 200, "request {i}");
+            let events = sse_data(&s.rest().await);
+            assert_eq!(
+                events.last().map(String::as_str),
+                Some("[DONE]"),
+                "request {i}"
+            );
+        }
+    }
+    assert_eq!(m.request_count(), 10, "no request was sent twice");
+    // The first on one connection; then each closed connection is replaced once: every
+    // other request reuses the connection its predecessor left open.
+    assert_eq!(m.total_connections(), 6);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_ignoring_stream_still_gives_the_client_a_stream() {
     let m = mock().await;

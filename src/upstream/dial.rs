@@ -4,7 +4,8 @@
 //! makes N TLS handshakes and N connections. Here, while a peer has no connection known to
 //! work, one request dials and the others wait for it, then all go through the connector at
 //! once (finding the new HTTP/2 connection, or dialing HTTP/1 in parallel when the provider
-//! chose HTTP/1). A dial that fails lets the next waiter try.
+//! chose HTTP/1). A dial that fails lets the next waiter try. Idle HTTP/1 connections are
+//! kept by sluice ([`super::idle`]), not in Pingora's pool.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,10 @@ use std::time::Duration;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::upstreams::peer::{HttpPeer, Peer, ALPN};
+
+use super::idle::IdlePool;
 
 /// One peer's dial gate.
 #[derive(Default)]
@@ -29,6 +33,7 @@ struct Gate {
 pub struct Dialer {
     connector: Connector,
     gates: Mutex<HashMap<u64, Arc<Gate>>>,
+    idle: Arc<IdlePool>,
 }
 
 /// Whether the peer may speak HTTP/2 (ALPN offers h2).
@@ -40,6 +45,7 @@ fn allows_h2(peer: &HttpPeer) -> bool {
 impl Dialer {
     pub fn new(opts: ConnectorOptions) -> Dialer {
         Dialer {
+            idle: IdlePool::new(opts.keepalive_pool_size),
             connector: Connector::new(Some(opts)),
             gates: Mutex::new(HashMap::new()),
         }
@@ -56,6 +62,9 @@ impl Dialer {
     /// handshake) and pooling are several KiB of state that every request's future would
     /// otherwise reserve for its whole life — a stream's too, long after it connected.
     pub async fn get(&self, peer: &HttpPeer) -> pingora::Result<(HttpSession, bool)> {
+        if let Some(stream) = self.idle.take(peer.reuse_hash()) {
+            return Ok((HttpSession::H1(Http1::new_with_options(stream, peer)), true));
+        }
         Box::pin(self.dial(peer)).await
     }
 
@@ -86,6 +95,16 @@ impl Dialer {
 
     /// Gives a connection back to the pool (HTTP/1 kept alive for `idle`, HTTP/2 shared).
     pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
-        Box::pin(self.connector.release_http_session(session, peer, idle)).await;
+        match session {
+            HttpSession::H1(mut h1) => {
+                h1.respect_keepalive();
+                // Closes the connection when it cannot be reused (the provider said so, or
+                // its answer was not read to the end).
+                if let Some(stream) = Box::pin(h1.reuse()).await {
+                    self.idle.put(peer.reuse_hash(), stream, idle);
+                }
+            }
+            other => Box::pin(self.connector.release_http_session(other, peer, idle)).await,
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod dial;
 pub mod health;
+mod idle;
 mod peer;
 mod request;
 mod resolver;
