@@ -3,22 +3,29 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use pingora::proxy::Session;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::core::ApiError;
+use crate::core::{members, ApiError};
 use crate::ctx::Ctx;
-use crate::front::{passthrough_refusal, Endpoint, FrontDoor};
+use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::pipeline::body::{self, BodyHold};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::Key;
+use crate::providers::openai::{takes_raw_body, RawBody};
 use crate::routing::RouteState;
 
 /// A decoded request, ready for input guardrails and admission.
 pub(super) struct Request {
     pub endpoint: Endpoint,
-    /// The OpenAI chat (or embeddings) form: what limits and provider translators read.
+    /// The OpenAI chat (or embeddings) form: what limits and provider translators read. With
+    /// `raw`, only the members sluice reads itself ([`READ_MEMBERS`]).
     pub chat: Map<String, Value>,
+    /// The client's body as received, when it goes to every deployment without a parse
+    /// ([`decode_raw`]).
+    pub raw: Option<RawBody>,
     /// The body as the client sent it, for the other doors: native deployments get it, and
     /// input guardrails read it.
     pub client: Option<Map<String, Value>>,
@@ -66,20 +73,19 @@ pub(super) async fn decode(
         hold,
     )
     .await?;
+    if let Some(req) = decode_raw(gw, ctx, key, endpoint, &raw)? {
+        return Ok(req);
+    }
     let body = parse_object(&raw)?;
     let size = raw.len();
     drop(raw);
     let door = ctx.front.door();
     let native_only = natively_served(gw, key, door, endpoint, &body);
     let (chat, client) = door.decode(endpoint, body, native_only)?;
-    let (model, stream) = validate(endpoint, &chat)?;
+    let payload = Shape::of(chat.get(payload_name(endpoint)));
+    let (model, stream) = validate(endpoint, &chat, payload)?;
     ctx.stream = stream;
-    let route = gw
-        .router
-        .route(&model)
-        .filter(|_| key.allows(&model))
-        .ok_or_else(|| ApiError::model_not_found(&model))?
-        .clone();
+    let route = route(gw, key, &model)?;
     ctx.model = Some(model);
     let has_output = key.guardrails.has_output();
     if endpoint.passthrough_only()
@@ -94,12 +100,159 @@ pub(super) async fn decode(
     Ok(Request {
         endpoint,
         chat,
+        raw: None,
         client,
         native_only,
         stream,
         route,
         size,
     })
+}
+
+/// The members of an OpenAI body that sluice reads itself on the raw path: validation, the
+/// token estimate, whether a stream's client asked for usage.
+const READ_MEMBERS: [&str; 6] = [
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+];
+
+/// An OpenAI chat or embeddings request that nothing in sluice needs to read in full — no
+/// input guardrails, no response cache for it, every deployment takes the body as it is but
+/// for `model` and `stream_options` — is validated in full without building a tree: the
+/// members sluice reads are parsed, `messages` / `input` only looked at, and the body goes
+/// upstream as it came (see [`RawBody`]). A large prompt is then copied once, not parsed
+/// into thousands of nodes and written out again. `None`: the request takes the tree path
+/// (also to word the error of a body that is not valid JSON).
+fn decode_raw(
+    gw: &Gateway,
+    ctx: &mut Ctx,
+    key: &Key,
+    endpoint: Endpoint,
+    raw: &Bytes,
+) -> Result<Option<Request>, ApiError> {
+    if ctx.front != Front::OpenAi
+        || !matches!(endpoint, Endpoint::Chat | Endpoint::Embeddings)
+        || key.guardrails.has_input()
+        // A tree parse decodes escapes and refuses a lone surrogate: such bodies go that way,
+        // so that both paths accept and send the same.
+        || members::has_unicode_escape(raw)
+    {
+        return Ok(None);
+    }
+    let names = [
+        READ_MEMBERS[0],
+        READ_MEMBERS[1],
+        READ_MEMBERS[2],
+        READ_MEMBERS[3],
+        READ_MEMBERS[4],
+        READ_MEMBERS[5],
+        payload_name(endpoint),
+    ];
+    let Ok(picked) = members::pick(raw, names) else {
+        return Ok(None);
+    };
+    let mut chat = Map::new();
+    for (name, value) in READ_MEMBERS.iter().zip(&picked) {
+        if let Some(v) = value {
+            let Ok(v) = serde_json::from_str::<Value>(v.get()) else {
+                return Ok(None);
+            };
+            chat.insert((*name).to_string(), v);
+        }
+    }
+    let (model, stream) = validate(endpoint, &chat, Shape::of_raw(picked[6]))?;
+    let route = route(gw, key, &model)?;
+    let public = route.route.name.as_str();
+    let cached = gw.cache.as_ref().is_some_and(|c| c.covers(public)) && key.cache_scope.is_some();
+    let every_deployment = route
+        .route
+        .deployments
+        .iter()
+        .all(|d| takes_raw_body(d.provider.kind));
+    if cached || !every_deployment {
+        return Ok(None);
+    }
+    ctx.stream = stream;
+    ctx.model = Some(model);
+    let model = picked[0]
+        .map(|v| members::span(raw, v))
+        .expect("validated: present");
+    let stream_options = picked[2]
+        .map(|v| members::span(raw, v))
+        .zip(chat.get("stream_options").cloned());
+    Ok(Some(Request {
+        endpoint,
+        raw: Some(RawBody {
+            text: raw.clone(),
+            model,
+            stream_options,
+        }),
+        chat,
+        client: None,
+        native_only: false,
+        stream,
+        route,
+        size: raw.len(),
+    }))
+}
+
+/// The deployments of `model`, if the key may use it.
+fn route(gw: &Gateway, key: &Key, model: &str) -> Result<Arc<RouteState>, ApiError> {
+    gw.router
+        .route(model)
+        .filter(|_| key.allows(model))
+        .ok_or_else(|| ApiError::model_not_found(model))
+        .cloned()
+}
+
+/// The member that carries a request's content.
+fn payload_name(endpoint: Endpoint) -> &'static str {
+    if endpoint.is_chat() {
+        "messages"
+    } else {
+        "input"
+    }
+}
+
+/// What validation needs to know of `messages` / `input`: its JSON type.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Absent,
+    Null,
+    String,
+    EmptyArray,
+    Array,
+    Other,
+}
+
+impl Shape {
+    fn of(v: Option<&Value>) -> Shape {
+        match v {
+            None => Shape::Absent,
+            Some(Value::Null) => Shape::Null,
+            Some(Value::String(_)) => Shape::String,
+            Some(Value::Array(a)) if a.is_empty() => Shape::EmptyArray,
+            Some(Value::Array(_)) => Shape::Array,
+            Some(_) => Shape::Other,
+        }
+    }
+
+    fn of_raw(v: Option<&RawValue>) -> Shape {
+        let Some(v) = v else {
+            return Shape::Absent;
+        };
+        match v.get().as_bytes().first() {
+            _ if members::is_null(v) => Shape::Null,
+            Some(b'"') => Shape::String,
+            Some(b'[') if members::is_empty_array(v) => Shape::EmptyArray,
+            Some(b'[') => Shape::Array,
+            _ => Shape::Other,
+        }
+    }
 }
 
 fn parse_object(raw: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -133,9 +286,14 @@ fn natively_served(
     })
 }
 
-/// Checks the parameters sluice relies on (of the chat form of the request); the rest is the
-/// provider's business. The model and whether the answer is streamed.
-fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bool), ApiError> {
+/// Checks the parameters sluice relies on (of the chat form of the request, with the shape of
+/// its `messages` / `input`); the rest is the provider's business. The model and whether the
+/// answer is streamed.
+fn validate(
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+    payload: Shape,
+) -> Result<(String, bool), ApiError> {
     let model = match body.get("model") {
         None | Some(Value::Null) => return Err(ApiError::missing_param("model")),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -153,25 +311,25 @@ fn validate(endpoint: Endpoint, body: &Map<String, Value>) -> Result<(String, bo
         }
     };
     if !endpoint.is_chat() {
-        return match body.get("input") {
-            None | Some(Value::Null) => Err(ApiError::missing_param("input")),
-            Some(Value::String(_)) | Some(Value::Array(_)) => Ok((model, false)),
-            Some(_) => Err(ApiError::invalid_param(
+        return match payload {
+            Shape::Absent | Shape::Null => Err(ApiError::missing_param("input")),
+            Shape::String | Shape::EmptyArray | Shape::Array => Ok((model, false)),
+            Shape::Other => Err(ApiError::invalid_param(
                 "input",
                 "'input' must be a string or an array.",
             )),
         };
     }
-    match body.get("messages") {
-        None | Some(Value::Null) => return Err(ApiError::missing_param("messages")),
-        Some(Value::Array(a)) if a.is_empty() => {
+    match payload {
+        Shape::Absent | Shape::Null => return Err(ApiError::missing_param("messages")),
+        Shape::EmptyArray => {
             return Err(ApiError::invalid_param(
                 "messages",
                 "'messages' must contain at least one message.",
             ))
         }
-        Some(Value::Array(_)) => {}
-        Some(_) => {
+        Shape::Array => {}
+        Shape::String | Shape::Other => {
             return Err(ApiError::invalid_param(
                 "messages",
                 "'messages' must be an array of message objects.",

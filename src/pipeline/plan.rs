@@ -14,6 +14,7 @@ use crate::core::{ApiError, StreamTranslator};
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::guardrails::Policy;
 use crate::pipeline::keyring::Key;
+use crate::providers::openai::{takes_raw_body, RawBody};
 use crate::providers::Wire;
 use crate::routing::RouteState;
 
@@ -21,8 +22,11 @@ pub(super) struct Plan {
     pub endpoint: Endpoint,
     pub front: Front,
     pub route: Arc<RouteState>,
-    /// The chat form; rendered for each deployment that is tried.
+    /// The chat form; rendered for each deployment that is tried. With `raw`, only the members
+    /// sluice reads itself.
     pub body: Map<String, Value>,
+    /// The client's body as received, rendered without a parse (see `decode::decode_raw`).
+    pub raw: Option<RawBody>,
     pub stream: bool,
     pub client_wants_usage: bool,
     /// The key's guardrails; its output rules apply to the answer.
@@ -47,6 +51,7 @@ impl Request {
             front,
             route: self.route,
             body: self.chat,
+            raw: self.raw,
             stream: self.stream,
             client_wants_usage,
             guardrails: key.guardrails.clone(),
@@ -83,6 +88,16 @@ impl Plan {
         }
         if self.endpoint.passthrough_only() {
             return Err(passthrough_refusal());
+        }
+        if let Some(raw) = &self.raw {
+            if takes_raw_body(wire.kind) {
+                return Ok(raw.render(model, self.stream));
+            }
+            // Only deployments that take it are planned with a raw body; should another
+            // come, it gets the parsed body, as on the tree path.
+            self.body =
+                serde_json::from_slice(&raw.text).map_err(|e| ApiError::invalid_json(&e))?;
+            self.raw = None;
         }
         let embeddings = !self.endpoint.is_chat();
         wire.render(&mut self.body, model, self.stream, embeddings)

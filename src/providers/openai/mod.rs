@@ -19,6 +19,9 @@ use crate::core::translate::bad_stream_event;
 use crate::core::ApiError;
 use crate::core::{SseEvents, SseInput, StreamTranslator, Usage};
 
+mod raw;
+pub use raw::{takes_raw_body, RawBody};
+
 /// Builds the upstream request body: the client's body with `model` replaced and, for
 /// streams, `stream_options.include_usage` set. Returns whether the client asked for usage.
 pub fn prepare_request(body: &mut Map<String, Value>, upstream_model: &str, stream: bool) -> bool {

@@ -401,3 +401,58 @@ fn whole_responses_keep_the_providers_bytes_but_the_model() {
         502
     );
 }
+
+/// A raw body as the request path keeps it: `model` and `stream_options` located.
+fn raw_body(text: &str) -> RawBody {
+    let text = Bytes::copy_from_slice(text.as_bytes());
+    let [model, opts] = members::pick(&text, ["model", "stream_options"]).unwrap();
+    let model = members::span(&text, model.unwrap());
+    let stream_options = opts.map(|v| {
+        (
+            members::span(&text, v),
+            serde_json::from_str(v.get()).unwrap(),
+        )
+    });
+    RawBody {
+        text,
+        model,
+        stream_options,
+    }
+}
+
+#[test]
+fn a_raw_body_goes_upstream_as_the_parsed_one_would() {
+    let bodies = [
+        r#"{"model":"public","messages":[{"role":"user","content":"hi"}]}"#,
+        r#"{"messages":[{"role":"user","content":"hi"}],"model":"public"}"#,
+        "{ \"model\" : \"public\" ,\n \"messages\": [ {\"role\": \"user\", \"content\": \"a \\\"quote\\\"\\n\"} ] ,\"stream\":true }  \n",
+        r#"{"model":"public","stream":true,"stream_options":{"include_usage":false,"other":1},"messages":[]}"#,
+        r#"{"model":"public","stream_options":null,"messages":[],"temperature":0.5}"#,
+        r#"{"model":"public","stream_options":"odd","messages":[],"max_tokens":10}"#,
+        r#"{"model":"public","input":["a","b"],"encoding_format":"float"}"#,
+    ];
+    for text in bodies {
+        for stream in [false, true] {
+            let raw = raw_body(text).render("up/model \"x\"", stream);
+            let got: Value = serde_json::from_slice(&raw).unwrap_or_else(|e| {
+                panic!(
+                    "{text} (stream {stream}): {e}: {}",
+                    String::from_utf8_lossy(&raw)
+                )
+            });
+            let mut parsed: Map<String, Value> = serde_json::from_str(text).unwrap();
+            let want: Value = serde_json::from_slice(
+                &render(ProviderKind::OpenAi, &mut parsed, "up/model \"x\"", stream).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(got, want, "{text} (stream {stream})");
+        }
+    }
+    // Every byte but the edited values is the client's: the prompt is copied, not rewritten.
+    let text = "{\"model\":\"public\", \"messages\" : [ {\"content\":\"x  y\"} ] }";
+    let raw = raw_body(text).render("m", false);
+    assert_eq!(
+        std::str::from_utf8(&raw).unwrap(),
+        "{\"model\":\"m\", \"messages\" : [ {\"content\":\"x  y\"} ] }"
+    );
+}
