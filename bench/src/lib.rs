@@ -50,6 +50,9 @@ pub struct Scenario {
     /// Further runs through sluice with a feature on, each compared with the first run
     /// through sluice (the feature off) as well as with the direct run.
     pub variants: &'static [Variant],
+    /// About this many bytes of conversation as the prompt (a system message and turns of
+    /// prose); 0: one short user message.
+    pub prompt_bytes: usize,
 }
 
 /// A feature turned on in a further run through sluice.
@@ -183,6 +186,25 @@ pub fn prose(words: usize) -> String {
         .join(" ")
 }
 
+/// The messages of a request: one short user message, or a conversation of about `bytes`
+/// bytes (a system message, then user and assistant turns of prose, a user turn last).
+pub fn conversation(bytes: usize) -> Value {
+    if bytes == 0 {
+        return json!([{"role": "user", "content": "Say hello"}]);
+    }
+    let mut messages = vec![json!({"role": "system", "content": prose(60)})];
+    let mut size = 0;
+    let mut turn = 0;
+    while size < bytes || turn % 2 == 1 {
+        let role = if turn % 2 == 0 { "user" } else { "assistant" };
+        let text = prose(120 + turn * 7);
+        size += text.len() + 40;
+        messages.push(json!({"role": role, "content": text}));
+        turn += 1;
+    }
+    Value::Array(messages)
+}
+
 /// The scenarios, at full scale. `scale` in (0, 1] shrinks concurrency and duration.
 pub fn scenarios(scale: f64) -> Vec<Scenario> {
     let c = |n: usize| ((n as f64 * scale).round() as usize).max(2);
@@ -204,6 +226,7 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         prose: false,
         nginx: false,
         variants: &[],
+        prompt_bytes: 0,
     };
     let streams = Scenario {
         mode: Mode::Closed {
@@ -222,6 +245,14 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             name: "small",
             description: "small non-stream completions, 64 clients, closed loop (max throughput)",
             nginx: true,
+            ..small.clone()
+        },
+        Scenario {
+            name: "prompt-8k",
+            description: "small completions of an 8 KiB conversation (system message and \
+                turns of prose), 64 clients, closed loop",
+            nginx: true,
+            prompt_bytes: 8 << 10,
             ..small.clone()
         },
         Scenario {
@@ -634,7 +665,7 @@ pub async fn run_scenario(
     let body = json!({
         "model": "gpt-4o-mini",
         "stream": s.stream,
-        "messages": [{"role": "user", "content": "Say hello"}]
+        "messages": conversation(s.prompt_bytes)
     })
     .to_string();
     let spec = |port: u16, key: Option<&str>, label: &str| LoadSpec {
