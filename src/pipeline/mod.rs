@@ -13,7 +13,7 @@
 //! |----------------|------------------|-----------------------------------------------------|
 //! | route          | `front::route`   | the client's door and `Route`                       |
 //! | authenticate   | `auth.rs`        | the key (`Key`)                                    |
-//! | decode         | `decode.rs`      | a `decode::Request`: chat form, model, route        |
+//! | decode         | `decode.rs`      | a `decode::Request`: chat form (or raw body), route |
 //! | input guard    | `guard_input.rs` | the request, redacted, or a refusal                 |
 //! | admit          | `admit.rs`       | a limits permit and the token estimate              |
 //! | dispatch       | `dispatch.rs`    | the `plan::Plan` tried on deployments in turn       |
