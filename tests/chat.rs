@@ -241,6 +241,57 @@ async fn models_list_follows_the_key_allow_list() {
     assert_eq!(m.request_count(), 0, "models are answered locally");
 }
 
+/// A request nothing in sluice needs to read in full goes upstream as the client wrote it —
+/// spacing, number forms, member order — with only the model replaced and, for a stream,
+/// `include_usage` set; a body with `\u` escapes goes through a parse (which decodes them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_request_reaches_the_provider_as_written() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+    let auth = format!("Bearer {KEY}");
+    let sent = |body: &'static str| {
+        let auth = auth.clone();
+        async move {
+            let headers = [("authorization", auth.as_str())];
+            request(
+                gw.port,
+                "POST",
+                "/v1/chat/completions",
+                &headers,
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let r = sent("{ \"temperature\": 1e0,\"model\" : \"gpt-4o-mini\", \"messages\":[{\"role\":\"user\",\"content\":\"Say  hello\"}] }").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        std::str::from_utf8(&m.requests()[0].body).unwrap(),
+        "{ \"temperature\": 1e0,\"model\" : \"upstream-gpt\", \"messages\":[{\"role\":\"user\",\"content\":\"Say  hello\"}] }"
+    );
+
+    let r = sent("{\"model\":\"gpt-4o-mini\",\"stream\":true,\"stream_options\":{\"include_usage\":false,\"x\":1},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = sse_data(&r.body);
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\":{")),
+        "no usage chunk asked for: {events:?}"
+    );
+    assert_eq!(
+        std::str::from_utf8(&m.requests()[1].body).unwrap(),
+        "{\"model\":\"upstream-gpt\",\"stream\":true,\"stream_options\":{\"include_usage\":true,\"x\":1},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+    );
+
+    let r = sent(
+        "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\\u00e9\"}]}",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let up = m.requests()[2].json();
+    assert_eq!(up["messages"][0]["content"], "café");
+    assert_eq!(up["model"], "upstream-gpt");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_request_body_is_forwarded_intact() {
     let m = mock().await;

@@ -165,6 +165,7 @@ fn decode_raw(
         }
     }
     let (model, stream) = validate(endpoint, &chat, Shape::of_raw(picked[6]))?;
+    ctx.stream = stream;
     let route = route(gw, key, &model)?;
     let public = route.route.name.as_str();
     let cached = gw.cache.as_ref().is_some_and(|c| c.covers(public)) && key.cache_scope.is_some();
@@ -176,7 +177,6 @@ fn decode_raw(
     if cached || !every_deployment {
         return Ok(None);
     }
-    ctx.stream = stream;
     ctx.model = Some(model);
     let model = picked[0]
         .map(|v| members::span(raw, v))
