@@ -103,7 +103,7 @@ pub(super) async fn run(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    plan: &Plan,
+    plan: &mut Plan,
     deployment: &Deployment,
     body: Bytes,
     deadline: &Deadline,
@@ -136,6 +136,8 @@ pub(super) async fn run(
     .map_err(AttemptError::Final)?;
     traced::propagate(ctx, &mut header);
     let mut up = exchange_headers(gw, session, &peer, provider, &header, &body, deadline).await?;
+    // Sent: this attempt no longer needs it (the plan keeps it for another attempt).
+    drop(body);
     let Some(resp) = up.response_header() else {
         return Err(AttemptError::Final(ApiError::internal(
             "The upstream response header is missing.",

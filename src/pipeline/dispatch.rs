@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use pingora::proxy::Session;
 
 use super::attempt::{self, AttemptError, Deadline};
@@ -34,8 +33,6 @@ struct Tries {
     tried: Vec<usize>,
     /// The error of the last failed attempt.
     last: Option<ApiError>,
-    /// The body rendered for a wire and model, replayed on every attempt that uses them.
-    rendered: Option<(Wire, String, Bytes)>,
 }
 
 /// Sends the plan upstream and relays the answer. `Err` only while nothing was sent to the
@@ -53,14 +50,14 @@ pub(super) async fn dispatch(
     let mut tries = Tries {
         tried: Vec::with_capacity(max_attempts as usize),
         last: None,
-        rendered: None,
     };
     for attempt in 0..max_attempts {
         let Some(dep) = next(gw, session, ctx, &plan, &mut tries, attempt, &deadline).await? else {
             break;
         };
         let deployment = &dep.deployment;
-        let body = match render(&mut plan, &mut tries, &dep) {
+        let wire = Wire::of(deployment.provider.kind);
+        let body = match plan.body_for(wire, &deployment.model) {
             Ok(body) => body,
             // The request cannot be expressed for this deployment: try another one.
             Err(e) if tries.tried.len() < plan.route.deployments.len() => {
@@ -74,7 +71,7 @@ pub(super) async fn dispatch(
         ctx.upstream_model = Some(deployment.model.clone());
         let _in_flight = router.begin(&dep);
         let before = traced::begin(ctx, deployment);
-        let result = attempt::run(gw, session, ctx, &plan, deployment, body, &deadline).await;
+        let result = attempt::run(gw, session, ctx, &mut plan, deployment, body, &deadline).await;
         traced::end(ctx, before, &result);
         match record(gw, ctx, &dep, attempt, result) {
             None => return Ok(()),
@@ -141,20 +138,6 @@ async fn next(
     }
     tries.tried.push(idx);
     Ok(Some(dep))
-}
-
-/// The body for `dep`: translated once per wire format and model, replayed on every attempt.
-fn render(plan: &mut Plan, tries: &mut Tries, dep: &DeploymentState) -> Result<Bytes, ApiError> {
-    let deployment = &dep.deployment;
-    let wire = Wire::of(deployment.provider.kind);
-    if let Some((w, model, body)) = &tries.rendered {
-        if *w == wire && *model == deployment.model {
-            return Ok(body.clone());
-        }
-    }
-    let body = plan.render(wire, &deployment.model)?;
-    tries.rendered = Some((wire, deployment.model.clone(), body.clone()));
-    Ok(body)
 }
 
 /// Records how an attempt ended — metrics, the deployment's health — and hands a failure

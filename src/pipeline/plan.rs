@@ -36,6 +36,8 @@ pub(super) struct Plan {
     /// Where a complete answer in the chat form is left for the response cache (with the
     /// largest entry it takes); `None` when the answer is not to be stored.
     pub capture: Option<(Arc<Capture>, usize)>,
+    /// The body last rendered, for a wire and model: replayed on every attempt that uses them.
+    rendered: Option<(Wire, String, Bytes)>,
 }
 
 impl Request {
@@ -57,6 +59,7 @@ impl Request {
             guardrails: key.guardrails.clone(),
             native: self.client,
             capture,
+            rendered: None,
         }
     }
 }
@@ -80,8 +83,31 @@ impl Plan {
                 .native_for(self.endpoint, wire.kind, self.guardrails.has_output())
     }
 
+    /// The upstream body for `model` in the `wire` format: rendered once per wire and model,
+    /// replayed on every attempt that uses them.
+    pub fn body_for(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
+        if let Some((w, m, body)) = &self.rendered {
+            if *w == wire && m == model {
+                return Ok(body.clone());
+            }
+        }
+        let body = self.render(wire, model)?;
+        self.rendered = Some((wire, model.to_string(), body.clone()));
+        Ok(body)
+    }
+
+    /// Drops every form of the request — parsed, as received, rendered — once an answer has
+    /// reached the client and no other attempt can follow: a stream can last minutes, and a
+    /// prompt of tens of KiB is not kept that long for nothing.
+    pub fn forget_request(&mut self) {
+        self.body = Map::new();
+        self.raw = None;
+        self.native = None;
+        self.rendered = None;
+    }
+
     /// The upstream body for `model` in the `wire` format.
-    pub fn render(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
+    fn render(&mut self, wire: Wire, model: &str) -> Result<Bytes, ApiError> {
         if self.is_native(wire) {
             let native = self.native.as_ref().expect("is_native checked it");
             return Ok(crate::front::native::render(native, model));

@@ -209,7 +209,7 @@ pub(super) async fn stream(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    plan: &Plan,
+    plan: &mut Plan,
     provider: &Provider,
     (up, peer): (HttpSession, &HttpPeer),
     deadline: &Deadline,
@@ -256,6 +256,8 @@ pub(super) async fn stream(
         ctx.client_gone = true;
         return Ok(Answered::Complete);
     }
+    // The client has the stream: no other attempt can follow.
+    plan.forget_request();
     let _active = ActiveStream::new(&gw.metrics);
     match pump(&mut relay, session, ctx).await {
         Pumped::ClientGone => Ok(Answered::Complete),
