@@ -277,6 +277,19 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             ..streams.clone()
         },
         Scenario {
+            name: "streams-8k-prompt",
+            description: "1,000 concurrent streams as in streams-1k, each with an 8 KiB \
+                conversation as the prompt: what a stream holds of its request",
+            mode: Mode::Closed {
+                concurrency: c(1000),
+            },
+            gap: Duration::from_millis(50),
+            ramp: Duration::from_secs_f64(1.0 * scale),
+            nginx: true,
+            prompt_bytes: 8 << 10,
+            ..streams.clone()
+        },
+        Scenario {
             name: "streams-10k",
             description: "10,000 concurrent long-lived streams (slow tokens), memory per stream",
             mode: Mode::Closed {
