@@ -259,6 +259,47 @@ async fn connections_over_the_cap_are_refused() {
     assert!(served.is_ok(), "no slot came free");
 }
 
+/// A stream gives its request body's reservation back once it has started (no other
+/// attempt can follow, its forms are dropped): long streams do not keep new requests out of
+/// `max_inflight_body_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_stream_holds_no_body_budget() {
+    let m = mock().await;
+    m.set_behaviour(Behaviour {
+        reply: Some("tok ".repeat(40)),
+        gap: Duration::from_millis(100),
+        ..Behaviour::default()
+    });
+    let gw = Gateway::start(&limited(
+        &m.url(),
+        "  max_body_bytes: 1MiB\n  max_inflight_body_bytes: 1MiB",
+        "",
+    ));
+    let prompt = "lorem ipsum ".repeat(20_000);
+    let body = json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": prompt}]});
+    let mut s = post_stream(gw.port, "/v1/chat/completions", &body).await;
+    assert_eq!(s.status, 200);
+    s.next_chunk().await.expect("the stream started");
+    // The stream goes on for seconds; its 240 KB body is no longer counted.
+    let mut text = metrics(&gw).await;
+    for _ in 0..100 {
+        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = metrics(&gw).await;
+    }
+    assert_eq!(
+        metric(&text, "sluice_active_streams"),
+        1.0,
+        "still streaming"
+    );
+    assert_eq!(metric(&text, "sluice_request_body_bytes_in_flight"), 0.0);
+    let events = sse_data(&s.rest().await);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_cannot_pin_memory() {
     let m = mock().await;

@@ -96,7 +96,8 @@ async fn proxy(
     // The key's request rate and concurrency come before anything of the body is read: a
     // client over them costs no body read, parse or scan.
     let mut permit = admit::key(gw, session, ctx, key, endpoint).await?;
-    // Held until the request is answered: the body's parsed and translated forms live as long.
+    // Held as long as the body's parsed and translated forms: until the answer, or until a
+    // stream has started (see `Plan::forget_request`).
     let mut hold = gw.body_budget.hold();
     let req = decode::decode(gw, session, ctx, key, endpoint, &mut hold).await?;
     let req = guard_input::check(key, req, ctx).await?;
@@ -114,11 +115,11 @@ async fn proxy(
         .capture
         .clone()
         .zip(gw.cache.as_ref().map(|c| c.settings().max_entry_bytes));
-    let plan = req.into_plan(key, ctx.front, capture);
+    // The plan holds the request's forms and their body reservation: both go when a stream
+    // has started (no other attempt can follow) or with the plan, before the settlement's
+    // round trip.
+    let plan = req.into_plan(key, ctx.front, capture, hold);
     let result = dispatch::dispatch(gw, session, ctx, plan).await;
-    // The request's forms are gone with the plan: its body reservation goes back before the
-    // settlement's round trip.
-    drop(hold);
     cache::store(ctx, lookup, &result).await;
     settle::settle(gw, ctx, permit, &result, estimate).await;
     result

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::body::BodyHold;
 use super::decode::Request;
 use super::guard_output;
 use super::guard_webhook::Tap;
@@ -38,6 +39,9 @@ pub(super) struct Plan {
     pub capture: Option<(Arc<Capture>, usize)>,
     /// The body last rendered, for a wire and model: replayed on every attempt that uses them.
     rendered: Option<(Wire, String, Bytes)>,
+    /// The request body's share of `limits.max_inflight_body_bytes`, given back with the
+    /// forms.
+    hold: Option<BodyHold>,
 }
 
 impl Request {
@@ -46,6 +50,7 @@ impl Request {
         key: &Key,
         front: Front,
         capture: Option<(Arc<Capture>, usize)>,
+        hold: BodyHold,
     ) -> Plan {
         let client_wants_usage = super::cache::wants_usage(self.stream, &self.chat);
         Plan {
@@ -60,6 +65,7 @@ impl Request {
             native: self.client,
             capture,
             rendered: None,
+            hold: Some(hold),
         }
     }
 }
@@ -104,6 +110,7 @@ impl Plan {
         self.raw = None;
         self.native = None;
         self.rendered = None;
+        self.hold = None;
     }
 
     /// The upstream body for `model` in the `wire` format.
