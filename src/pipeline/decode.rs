@@ -21,7 +21,7 @@ use crate::routing::RouteState;
 pub(super) struct Request {
     pub endpoint: Endpoint,
     /// The OpenAI chat (or embeddings) form: what limits and provider translators read. With
-    /// `raw`, only the members sluice reads itself ([`READ_MEMBERS`]).
+    /// `raw`, only the members sluice reads itself (see [`PICKED`]).
     pub chat: Map<String, Value>,
     /// The client's body as received, when it goes to every deployment without a parse
     /// ([`decode_raw`]).
@@ -109,16 +109,21 @@ pub(super) async fn decode(
     })
 }
 
-/// The members of an OpenAI body that sluice reads itself on the raw path: validation, the
-/// token estimate, whether a stream's client asked for usage.
-const READ_MEMBERS: [&str; 6] = [
+/// The members of an OpenAI body that the raw path looks at: the first [`READ`] are parsed
+/// (validation, the token estimate, whether a stream's client asked for usage), the content
+/// — `messages` of a chat, `input` of embeddings — is only typed.
+const PICKED: [&str; 8] = [
     "model",
     "stream",
     "stream_options",
     "max_tokens",
     "max_completion_tokens",
     "n",
+    "messages",
+    "input",
 ];
+/// How many of [`PICKED`] are parsed.
+const READ: usize = 6;
 
 /// An OpenAI chat or embeddings request that nothing in sluice needs to read in full — no
 /// input guardrails, no response cache for it, every deployment takes the body as it is but
@@ -143,20 +148,11 @@ fn decode_raw(
     {
         return Ok(None);
     }
-    let names = [
-        READ_MEMBERS[0],
-        READ_MEMBERS[1],
-        READ_MEMBERS[2],
-        READ_MEMBERS[3],
-        READ_MEMBERS[4],
-        READ_MEMBERS[5],
-        payload_name(endpoint),
-    ];
-    let Ok(picked) = members::pick(raw, names) else {
+    let Ok(picked) = members::pick(raw, PICKED) else {
         return Ok(None);
     };
     let mut chat = Map::new();
-    for (name, value) in READ_MEMBERS.iter().zip(&picked) {
+    for (name, value) in PICKED[..READ].iter().zip(&picked) {
         if let Some(v) = value {
             let Ok(v) = serde_json::from_str::<Value>(v.get()) else {
                 return Ok(None);
@@ -164,7 +160,12 @@ fn decode_raw(
             chat.insert((*name).to_string(), v);
         }
     }
-    let (model, stream) = validate(endpoint, &chat, Shape::of_raw(picked[6]))?;
+    let content = if endpoint.is_chat() {
+        picked[6]
+    } else {
+        picked[7]
+    };
+    let (model, stream) = validate(endpoint, &chat, Shape::of_raw(content))?;
     ctx.stream = stream;
     let route = route(gw, key, &model)?;
     let public = route.route.name.as_str();
