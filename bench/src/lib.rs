@@ -240,6 +240,17 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
         ramp: Duration::from_secs_f64(0.5 * scale),
         ..small.clone()
     };
+    let streams_1k = Scenario {
+        name: "streams-1k",
+        description: "1,000 concurrent streams, 20 chunks 50 ms apart",
+        mode: Mode::Closed {
+            concurrency: c(1000),
+        },
+        gap: Duration::from_millis(50),
+        ramp: Duration::from_secs_f64(1.0 * scale),
+        nginx: true,
+        ..streams.clone()
+    };
     vec![
         Scenario {
             name: "small",
@@ -265,29 +276,13 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             nginx: true,
             ..small.clone()
         },
-        Scenario {
-            name: "streams-1k",
-            description: "1,000 concurrent streams, 20 chunks 50 ms apart",
-            mode: Mode::Closed {
-                concurrency: c(1000),
-            },
-            gap: Duration::from_millis(50),
-            ramp: Duration::from_secs_f64(1.0 * scale),
-            nginx: true,
-            ..streams.clone()
-        },
+        streams_1k.clone(),
         Scenario {
             name: "streams-8k-prompt",
             description: "1,000 concurrent streams as in streams-1k, each with an 8 KiB \
                 conversation as the prompt: what a stream holds of its request",
-            mode: Mode::Closed {
-                concurrency: c(1000),
-            },
-            gap: Duration::from_millis(50),
-            ramp: Duration::from_secs_f64(1.0 * scale),
-            nginx: true,
             prompt_bytes: 8 << 10,
-            ..streams.clone()
+            ..streams_1k
         },
         Scenario {
             name: "streams-10k",
