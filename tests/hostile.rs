@@ -264,12 +264,7 @@ async fn connections_over_the_cap_are_refused() {
 /// `max_inflight_body_bytes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_stream_holds_no_body_budget() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        reply: Some("tok ".repeat(40)),
-        gap: Duration::from_millis(100),
-        ..Behaviour::default()
-    });
+    let m = paced_mock("tok ".repeat(40), Duration::from_millis(100)).await;
     let gw = Gateway::start(&limited(
         &m.url(),
         "  max_body_bytes: 1MiB\n  max_inflight_body_bytes: 1MiB",

@@ -227,12 +227,7 @@ async fn metrics_require_the_admin_token_when_set() {
 /// the shutdown's drain, moments before the process exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_lines_queued_at_shutdown_are_written() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        reply: Some("tok ".repeat(10)),
-        gap: Duration::from_millis(30),
-        ..Behaviour::default()
-    });
+    let m = paced_mock("tok ".repeat(10), Duration::from_millis(30)).await;
     let mut gw = Gateway::start(&standard_config(&m.url()));
     for _ in 0..5 {
         let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;

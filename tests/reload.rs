@@ -35,12 +35,7 @@ async fn post_reload(gw: &Gateway) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_under_load_breaks_no_stream_and_new_requests_follow_the_new_config() {
-    let old = mock().await;
-    old.set_behaviour(Behaviour {
-        reply: Some("tok ".repeat(40)),
-        gap: Duration::from_millis(100),
-        ..Behaviour::default()
-    });
+    let old = paced_mock("tok ".repeat(40), Duration::from_millis(100)).await;
     let new = mock().await;
     new.set_behaviour(Behaviour {
         reply: Some("from the new deployment".into()),

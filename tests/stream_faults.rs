@@ -114,12 +114,7 @@ async fn error_event_and_garbage_inside_a_200_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_releases_the_upstream_connection() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        reply: Some("word ".repeat(200)),
-        gap: Duration::from_millis(20),
-        ..Behaviour::default()
-    });
+    let m = paced_mock("word ".repeat(200), Duration::from_millis(20)).await;
     let gw = Gateway::start(&standard_config(&m.url()));
     let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
     s.next_chunk().await.unwrap();

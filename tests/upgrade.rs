@@ -9,12 +9,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_with_open_streams_loses_none() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        reply: Some("tok ".repeat(30)),
-        gap: Duration::from_millis(60),
-        ..Behaviour::default()
-    });
+    let m = paced_mock("tok ".repeat(30), Duration::from_millis(60)).await;
     let ledger = tempfile::tempdir().unwrap();
     let db = ledger.path().join("usage.db");
     let cfg = format!(
@@ -75,12 +70,7 @@ async fn upgrade_with_open_streams_loses_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_open_streams_finish() {
-    let m = mock().await;
-    m.set_behaviour(Behaviour {
-        reply: Some("tok ".repeat(20)),
-        gap: Duration::from_millis(50),
-        ..Behaviour::default()
-    });
+    let m = paced_mock("tok ".repeat(20), Duration::from_millis(50)).await;
     let mut gw = Gateway::start(&standard_config(&m.url()));
     let mut s = post_stream(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", true)).await;
     let mut body = s.next_chunk().await.expect("stream started");

@@ -624,6 +624,17 @@ pub async fn mock() -> MockProvider {
         .unwrap()
 }
 
+/// A mock whose answers are `reply`, streamed a chunk every `gap`: a stream that stays open
+/// long enough to act on while it runs.
+pub async fn paced_mock(reply: String, gap: Duration) -> MockProvider {
+    let behaviour = Behaviour {
+        reply: Some(reply),
+        gap,
+        ..Behaviour::default()
+    };
+    MockProvider::start("127.0.0.1:0", behaviour).await.unwrap()
+}
+
 /// `s` spelled in Unicode tag characters (U+E0020–U+E007E), invisible when rendered.
 pub fn tags(s: &str) -> String {
     s.chars()
