@@ -288,3 +288,83 @@ async fn provider_rejecting_the_gateway_key_is_502_without_the_key() {
     );
     assert!(!log.contains(KEY), "the gateway key is never logged");
 }
+
+/// Sends `wire` on a new connection and returns what the gateway answered before closing.
+async fn answer_to(port: u16, wire: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    sock.write_all(wire).await.unwrap();
+    let mut got = Vec::new();
+    // Ends when the gateway closes the connection; the bound only keeps a broken build from
+    // hanging the test.
+    let read = tokio::time::timeout(Duration::from_secs(30), sock.read_to_end(&mut got)).await;
+    assert!(
+        read.is_ok(),
+        "the connection must be closed after the answer"
+    );
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_are_not_http_or_ask_for_a_tunnel_are_refused_and_closed() {
+    let m = mock().await;
+    let gw = Gateway::start(&standard_config(&m.url()));
+
+    let garbage = answer_to(gw.port, b"THIS IS NOT HTTP\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let tunnel = answer_to(
+        gw.port,
+        b"CONNECT api.openai.com:443 HTTP/1.1\r\nhost: api.openai.com:443\r\n\r\n",
+    )
+    .await;
+    assert!(tunnel.starts_with("HTTP/1.1 405"), "{tunnel}");
+    assert_eq!(m.requests().len(), 0, "nothing may reach the provider");
+
+    // Two requests on one kept-alive connection, one after the other: both answered.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for n in 1..=2 {
+        sock.write_all(raw_chat_request(&chat("gpt-4o-mini", false)).as_bytes())
+            .await
+            .unwrap();
+        while !whole_answers(&got, n) {
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut buf)).await;
+            let k = read.expect("an answer").unwrap();
+            assert!(k > 0, "closed after {} answers", n - 1);
+            got.extend_from_slice(&buf[..k]);
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
+    assert_eq!(m.requests().len(), 2);
+}
+
+/// Whether `wire` holds `n` whole responses (each framed by `content-length`).
+fn whole_answers(wire: &[u8], n: usize) -> bool {
+    let mut rest = wire;
+    for _ in 0..n {
+        let text = String::from_utf8_lossy(rest);
+        let Some(end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let len: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        if rest.len() < end + 4 + len {
+            return false;
+        }
+        rest = &rest[end + 4 + len..];
+    }
+    true
+}

@@ -1,18 +1,18 @@
 //! Client connections: how many may be open at once, how long a request header may take, and
 //! how much memory an idle one holds.
 //!
-//! [`ClientConns`] is the listener's application. It wraps Pingora's HTTP proxy and runs the
-//! HTTP/1.1 keep-alive loop itself — the same loop as Pingora's own `ServerApp` for HTTP
-//! apps (pingora-core 0.9 `apps/mod.rs`) — so that it can bound what Pingora leaves open:
+//! [`ClientConns`] is the listener's application. It runs the HTTP/1.1 keep-alive loop
+//! itself — the loop of Pingora's own `ServerApp` for HTTP apps and of its proxy's request
+//! handling (pingora-core/pingora-proxy 0.9 `process_new_http`, `handle_new_request`) without
+//! the proxy's phases sluice never uses (upstream, cache, modules, retries: their state was
+//! most of what an open stream held, and a tenth of a small request's CPU time) — so that it
+//! can bound what Pingora leaves open:
 //!
 //! * **A cap on connections** (`server.max_connections`): over it, a new connection is closed
 //!   as soon as it is accepted (counted in `sluice_client_connections_refused_total`).
 //! * **A total deadline per request header** (`timeouts.request_header`). Pingora's header
 //!   timeout applies to each `read()` on its own, so a client sending one byte every few
-//!   seconds would hold a connection forever. The proxy tells the loop that a header is
-//!   complete through the connection's user context, which Pingora hands to
-//!   [`ProxyHttp::on_connection_reuse`](pingora::proxy::ProxyHttp::on_connection_reuse) right
-//!   after parsing it ([`header_complete`]).
+//!   seconds would hold a connection forever; the loop bounds the whole header read.
 //! * **Idle keep-alive** (`timeouts.client_idle`): Pingora waits for the next request forever
 //!   once a client asked for keep-alive; here the wait is bounded, and while many connections
 //!   are open an idle one holds nothing but its socket and buffers.
@@ -25,19 +25,18 @@
 //! HTTP/2 connections go to Pingora's own handling (its idle timeout is set from
 //! `timeouts.client_idle`), under the same connection cap.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
-use pingora::protocols::http::ServerSession;
+use pingora::apps::{HttpPersistentSettings, ReusedHttpStream, ServerApp};
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::{HttpProxy, Session};
 use pingora::server::ShutdownWatch;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::server::proxy::ClientProxy;
+use crate::pipeline::gateway::Live;
+use crate::server::proxy::{ClientProxy, RequestCtx};
 use crate::telemetry::Metrics;
 
 /// Open connections above which a connection waits for its next request holding only its
@@ -46,7 +45,10 @@ const LIGHT_WAIT_ABOVE: i64 = 512;
 
 /// The client listener's application: the proxy, behind the connection cap and deadlines.
 pub struct ClientConns {
+    /// HTTP/2 connections' handling.
     proxy: Arc<HttpProxy<ClientProxy>>,
+    /// The generations HTTP/1.1 requests are served by.
+    live: Arc<Live>,
     slots: Arc<Semaphore>,
     /// A request header's deadline (`timeouts.request_header`).
     header_deadline: Duration,
@@ -58,6 +60,7 @@ pub struct ClientConns {
 impl ClientConns {
     pub fn new(
         proxy: HttpProxy<ClientProxy>,
+        live: Arc<Live>,
         max_connections: usize,
         request_header: Duration,
         client_idle: Duration,
@@ -65,6 +68,7 @@ impl ClientConns {
     ) -> Self {
         ClientConns {
             proxy: Arc::new(proxy),
+            live,
             slots: Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS))),
             header_deadline: request_header,
             idle: client_idle,
@@ -74,7 +78,7 @@ impl ClientConns {
 
     /// The HTTP/1.1 keep-alive loop. While more than [`LIGHT_WAIT_ABOVE`] connections are
     /// open, a connection between requests holds only its socket: the state of a request (a
-    /// few tens of KiB in Pingora's proxy) is made once the first byte of one has arrived,
+    /// request's state, its header and body buffers) is made once the first byte of one has arrived,
     /// and that wait is bounded by `request_header` on a new connection and by `client_idle`
     /// on a kept-alive one. The whole header is bounded by `request_header` from then (from
     /// the connection's start, on a new one); with fewer connections, the wait for the next
@@ -119,26 +123,49 @@ impl ClientConns {
                 (false, true) => self.header_deadline,
                 (false, false) => self.header_deadline + self.idle,
             };
-            let mut session = ServerSession::new_http1(stream);
+            let mut session = Session::new_h1(stream);
             match settings.take() {
-                Some(s) => HttpPersistentSettings::apply_to_session(s, &mut session),
+                Some(s) => HttpPersistentSettings::apply_to_session(s, session.as_downstream_mut()),
                 // Until the first header has been read, Pingora's per-read timeout applies
                 // too; the total deadline below is what bounds a slow header.
                 None => session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) }),
             }
-            let seen = Arc::new(HeaderSeen::default());
-            session.set_connection_user_context(Some(Box::new(seen.clone())));
-            let served = self.proxy.process_new_http(session, shutdown);
-            let reused = tokio::select! {
+            let mut stopping = shutdown.clone();
+            let read = tokio::select! {
                 biased;
-                r = served => r,
-                () = seen.expired(deadline) => {
+                r = session.as_downstream_mut().read_request() => r,
+                () = tokio::time::sleep(deadline) => {
                     self.metrics.client_header_timeouts.inc();
                     log::debug!("closing a client connection: request header not complete within {deadline:?}");
                     return None;
                 }
+                // A connection waiting for its next request when shutdown begins is closed.
+                () = shutting_down(&mut stopping) => return None,
             };
-            (stream, settings) = reused?.consume();
+            match read {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    refuse(&mut session, &e).await;
+                    return None;
+                }
+            }
+            if session.req_header().method == http::Method::CONNECT {
+                // Pingora's proxy answers CONNECT so; sluice tunnels nothing.
+                let _ = session.respond_error(405).await;
+                session.as_downstream_mut().shutdown().await;
+                return None;
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            let mut rc = RequestCtx::new(&self.live);
+            rc.serve(&mut session).await;
+            rc.log(&session, None);
+            drop(rc);
+            let kept = HttpPersistentSettings::for_session(session.as_downstream());
+            let reusable = session.downstream_session.finish().await.ok().flatten()?;
+            (stream, settings) = ReusedHttpStream::from_reusable_stream(reusable, kept).consume();
             first = false;
         }
     }
@@ -187,27 +214,17 @@ impl ServerApp for ClientConns {
     }
 }
 
-/// Set once the proxy has read a request header.
-#[derive(Default)]
-struct HeaderSeen(Notify);
-
-impl HeaderSeen {
-    /// Completes when `deadline` passes before the header was seen; never completes after.
-    async fn expired(&self, deadline: Duration) {
-        tokio::select! {
-            () = self.0.notified() => std::future::pending().await,
-            () = tokio::time::sleep(deadline) => {}
-        }
+/// Answers a request whose header could not be read: a malformed one gets Pingora's bare 400
+/// (the client did not speak HTTP, so no API error shape applies), a broken connection
+/// nothing. Either way the connection closes.
+async fn refuse(session: &mut Session, e: &pingora::Error) {
+    if matches!(e.etype(), pingora::ErrorType::InvalidHTTPHeader) {
+        log::debug!("closing a client connection: malformed request header: {e}");
+        let _ = session.respond_error(400).await;
+    } else {
+        log::debug!("client connection ended while reading a request header: {e}");
     }
-}
-
-/// Called by the proxy with the connection's user context once a request header has been
-/// parsed (see the module docs).
-pub fn header_complete(prev: Box<dyn Any + Send + Sync>) {
-    if let Ok(seen) = prev.downcast::<Arc<HeaderSeen>>() {
-        // `notify_one` keeps the wake-up if the deadline future has not been polled yet.
-        seen.0.notify_one();
-    }
+    session.as_downstream_mut().shutdown().await;
 }
 
 /// Bounds each read of a kept-alive HTTP/1.1 connection's next request by `idle`. Pingora

@@ -162,6 +162,7 @@ pub fn build(cfg: Config, path: &std::path::Path, flags: RunFlags) -> Result<Ser
     proxy.server_options = Some(options);
     let conns = ClientConns::new(
         proxy,
+        live.clone(),
         cfg.server.max_connections,
         cfg.timeouts.request_header,
         cfg.timeouts.client_idle,

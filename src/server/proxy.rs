@@ -1,16 +1,17 @@
-//! The client-facing service: sluice's `ProxyHttp` implementation.
+//! The client-facing service: what happens to a request once its header has been read.
 //!
 //! Connections reach it through [`crate::server::conns::ClientConns`] (connection cap, header
-//! deadline, idle keep-alive).
+//! deadline, idle keep-alive), which reads each HTTP/1.1 request header itself and runs
+//! [`RequestCtx::serve`] and [`RequestCtx::log`]; HTTP/2 streams go through Pingora's proxy,
+//! whose phases ([`ClientProxy`]) call the same two.
 //!
 //! ```text
-//!  client ─► early_request_filter   request id, keep-alive bound
-//!            request_filter         pipeline::handle — route, authenticate, admit, decode,
-//!                                   input guardrails, dispatch (pooled upstream exchange,
-//!                                   answer relayed/translated to the client), settle
-//!                                   ─► always answers here, so Pingora's own upstream phases
-//!                                   never run (see `pipeline::dispatch` for why)
-//!            logging                one access-log line, the usage record, the trace's spans
+//!  client ─► serve   request id, keep-alive bound, then pipeline::handle — route,
+//!                    authenticate, admit, decode, input guardrails, dispatch (pooled
+//!                    upstream exchange, answer relayed/translated to the client), settle
+//!                    ─► always answers, so Pingora's own upstream phases never run (see
+//!                    `pipeline::dispatch` for why)
+//!            log     one access-log line, the usage record, the trace's spans
 //! ```
 
 use async_trait::async_trait;
@@ -39,37 +40,23 @@ pub struct RequestCtx {
     ctx: Ctx,
 }
 
-#[async_trait]
-impl ProxyHttp for ClientProxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
+impl RequestCtx {
+    /// A request served by the generation current now.
+    pub fn new(live: &Live) -> Self {
         RequestCtx {
-            gw: self.live.current(),
+            gw: live.current(),
             ctx: Ctx::new(),
         }
     }
 
-    fn on_connection_reuse(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
-        prev: Box<dyn std::any::Any + Send + Sync>,
-    ) {
-        conns::header_complete(prev);
-    }
-
-    async fn early_request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<()> {
-        rc.ctx.request_id = pipeline::request_id(session);
-        if let Some(t) = &rc.gw.tracer {
-            rc.ctx.trace = Some(t.start(session.req_header(), &rc.ctx));
+    /// Answers the request whose header `session` has read, always (errors included).
+    pub async fn serve(&mut self, session: &mut Session) {
+        let RequestCtx { gw, ctx } = self;
+        ctx.request_id = pipeline::request_id(session);
+        if let Some(t) = &gw.tracer {
+            ctx.trace = Some(t.start(session.req_header(), ctx));
         }
-        conns::keep_alive_for(session, rc.gw.cfg.timeouts.client_idle);
-        Ok(())
-    }
-
-    async fn request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<bool> {
-        let RequestCtx { gw, ctx } = rc;
+        conns::keep_alive_for(session, gw.cfg.timeouts.client_idle);
         let _in_flight = gw.in_flight.enter();
         // A client that stops reading does not hold a stream (and its upstream) forever.
         session
@@ -78,6 +65,40 @@ impl ProxyHttp for ClientProxy {
         if let Err(e) = pipeline::handle(gw, session, ctx).await {
             respond::error(session, ctx, &e).await;
         }
+    }
+
+    /// Records the served request: metrics, usage ledger, trace, access log.
+    pub fn log(&mut self, session: &Session, e: Option<&Error>) {
+        let RequestCtx { gw, ctx } = self;
+        telemetry::record(&gw.metrics, ctx);
+        let status = telemetry::status(ctx);
+        if let Some(ledger) = &gw.ledger {
+            ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &gw.cfg));
+        }
+        if let Some(tracer) = &gw.tracer {
+            tracer.record(ctx, status);
+        }
+        if gw.cfg.access_log {
+            telemetry::access_log(session, e, ctx);
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for ClientProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(&self.live)
+    }
+
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {
+        // None: sluice compresses nothing (Pingora's default adds a disabled compression
+        // module that would still run on every request).
+    }
+
+    async fn request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<bool> {
+        rc.serve(session).await;
         Ok(true)
     }
 
@@ -133,17 +154,6 @@ impl ProxyHttp for ClientProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, rc: &mut RequestCtx) {
-        let RequestCtx { gw, ctx } = rc;
-        telemetry::record(&gw.metrics, ctx);
-        let status = telemetry::status(ctx);
-        if let Some(ledger) = &gw.ledger {
-            ledger.record(crate::ledger::UsageRecord::from_ctx(ctx, status, &gw.cfg));
-        }
-        if let Some(tracer) = &gw.tracer {
-            tracer.record(ctx, status);
-        }
-        if gw.cfg.access_log {
-            telemetry::access_log(session, e, ctx);
-        }
+        rc.log(session, e);
     }
 }
