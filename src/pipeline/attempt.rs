@@ -136,8 +136,9 @@ pub(super) async fn run(
     .map_err(AttemptError::Final)?;
     traced::propagate(ctx, &mut header);
     let mut up = exchange_headers(gw, session, &peer, provider, &header, &body, deadline).await?;
-    // Sent: this attempt no longer needs it (the plan keeps it for another attempt).
-    drop(body);
+    // Sent: this attempt no longer needs them (the plan keeps the body for another attempt),
+    // and a stream would hold them to its end.
+    drop((body, header, path));
     let Some(resp) = up.response_header() else {
         return Err(AttemptError::Final(ApiError::internal(
             "The upstream response header is missing.",

@@ -7,9 +7,19 @@ use pingora::proxy::Session;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 
+/// Headers a response may get besides `ctx.extra_headers`: content type, request id, then
+/// content length or the event stream's two, retry-after or www-authenticate, and
+/// Pingora's date, connection and transfer-encoding.
+const BASE_HEADERS: usize = 9;
+
 /// Starts a response: status, content type, request id.
+///
+/// Sized for every header it will get, so the map is never grown, and without a map of
+/// header names' case: sluice's names are lowercase, as written on the wire (a stream's
+/// header is held for the stream's whole life).
 pub fn header(status: u16, content_type: &str, ctx: &Ctx) -> ResponseHeader {
-    let mut h = ResponseHeader::build(status, Some(6)).expect("valid status");
+    let room = BASE_HEADERS + ctx.extra_headers.len();
+    let mut h = ResponseHeader::build_no_case(status, Some(room)).expect("valid status");
     h.insert_header("content-type", content_type)
         .expect("static header");
     h.insert_header("x-request-id", &ctx.request_id)
