@@ -48,6 +48,20 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
+/// The metrics once `sluice_request_body_bytes_in_flight` reads 0 (a reservation goes back
+/// just after the client has what it waited for), or after 5 s of trying.
+async fn body_gauge_settled(gw: &Gateway) -> String {
+    let mut text = metrics(gw).await;
+    for _ in 0..100 {
+        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = metrics(gw).await;
+    }
+    text
+}
+
 /// Waits until the peer closes `sock` (read returns 0 or fails); false after `limit`.
 async fn closed_within(sock: &mut TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 4096];
@@ -277,14 +291,7 @@ async fn a_started_stream_holds_no_body_budget() {
     assert_eq!(s.status, 200);
     s.next_chunk().await.expect("the stream started");
     // The stream goes on for seconds; its 240 KB body is no longer counted.
-    let mut text = metrics(&gw).await;
-    for _ in 0..100 {
-        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        text = metrics(&gw).await;
-    }
+    let text = body_gauge_settled(&gw).await;
     assert_eq!(
         metric(&text, "sluice_active_streams"),
         1.0,
@@ -340,15 +347,8 @@ async fn slow_uploads_cannot_pin_memory() {
     let r = post(gw.port, "/v1/chat/completions", &chat("gpt-4o-mini", false)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // A request's reservation is released when its handling ends, just after the client
-    // has its answer: read the gauge until it settles.
-    let mut text = metrics(&gw).await;
-    for _ in 0..100 {
-        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        text = metrics(&gw).await;
-    }
+    // has its answer.
+    let text = body_gauge_settled(&gw).await;
     assert_eq!(metric(&text, "sluice_request_body_bytes_in_flight"), 0.0);
     assert!(metric(&text, "sluice_request_body_budget_refused_total") >= 1.0);
 }
