@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
 use crate::core::sse::{SseEvent, SseParser, MAX_EVENT_BYTES};
+use crate::core::sync::lock;
 use crate::core::{StreamTranslator, Watch, Watched};
 
 /// The complete answer of one request, once known: the whole answer, or a stream made whole.
@@ -23,11 +24,11 @@ impl Capture {
     }
 
     pub fn set(&self, completion: Bytes) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(completion);
+        *lock(&self.0) = Some(completion);
     }
 
     pub fn take(&self) -> Option<Bytes> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.0).take()
     }
 }
 

@@ -27,6 +27,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, UsageStore};
+use crate::core::sync::lock;
 use crate::ledger::keys::{KeyStore, KeyStoreError};
 use crate::limits::LimitSet;
 use crate::pipeline::gateway::{Gateway, Live};
@@ -244,7 +245,7 @@ impl Control {
         };
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = lock(&conn);
             if guard.is_none() {
                 *guard =
                     Some(crate::ledger::keys::open_keys(&store).map_err(KeyStoreError::Backend)?);

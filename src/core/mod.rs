@@ -1,7 +1,7 @@
 //! The types every stage and feature shares, depending on none of them: the client-facing
 //! error ([`ApiError`]), configuration errors, secrets that never print, token [`Usage`],
 //! guardrail [`Finding`]s, W3C trace context, the one lazily made Redis connection, the stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
-//! writers), each written once.
+//! writers), poison-tolerant locks, each written once.
 
 pub mod error;
 pub mod finding;
@@ -10,6 +10,7 @@ pub mod ndjson;
 pub mod redis;
 pub mod secret;
 pub mod sse;
+pub mod sync;
 pub mod trace;
 pub mod translate;
 pub mod usage;

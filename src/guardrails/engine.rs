@@ -33,6 +33,7 @@ use regex_automata::{Anchored, Input};
 use super::detectors::{build_dfa, Detector};
 use super::normalize::{Profile, View};
 use super::Action;
+use crate::core::sync::lock;
 
 /// A detector as used by one engine: with the guardrail it belongs to.
 #[derive(Debug)]
@@ -208,10 +209,10 @@ impl Engine {
 
     /// Runs `f` with a scratch space from the pool (a new one when none is free).
     pub(crate) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = lock(&self.pool).pop();
         let mut sc = pooled.unwrap_or_else(|| self.scratch());
         let r = f(&mut sc);
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = lock(&self.pool);
         if pool.len() < POOL_MAX {
             pool.push(sc);
         }

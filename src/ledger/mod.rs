@@ -29,6 +29,7 @@ use prometheus::{IntCounter, Opts};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, UsageSettings, UsageStore};
+use crate::core::sync::lock;
 use crate::ctx::Ctx;
 use crate::front::Front;
 
@@ -250,12 +251,7 @@ impl Ledger {
 
     /// Starts the writer on a thread of its own; a second call does nothing.
     pub fn run_writer(&self) -> Result<(), String> {
-        let Some(rx) = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(rx) = lock(&self.pending).take() else {
             return Ok(());
         };
         let (done_tx, done_rx) = sync_channel(1);
@@ -268,7 +264,7 @@ impl Ledger {
                 let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start the ledger writer: {e}"))?;
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(done_rx);
+        *lock(&self.stopped) = Some(done_rx);
         Ok(())
     }
 
@@ -299,7 +295,7 @@ impl Ledger {
     }
 
     fn spill_one(&self, rec: UsageRecord) {
-        let path = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+        let path = lock(&self.spill);
         match writer::append(&path, &[rec]) {
             Ok(()) => {
                 self.stats.spilled.inc();
@@ -320,12 +316,7 @@ impl Ledger {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(done) = self
-            .stopped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(done) = lock(&self.stopped).take() else {
             return;
         };
         // The end marker waits for room behind what is queued, as long as the writer runs.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::store::{self, Store};
 use super::{LedgerStats, UsageRecord, BATCH, LINGER, QUEUE};
 use crate::config::{UsageSettings, UsageStore};
+use crate::core::sync::lock;
 
 /// How long the writer waits before opening a store that failed again.
 const REOPEN: Duration = Duration::from_secs(2);
@@ -140,7 +141,7 @@ impl Writer {
             Err(e) => {
                 self.stats.failed_batches.inc();
                 self.failed(&e);
-                let path = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+                let path = lock(&self.spill);
                 match append(&path, &batch) {
                     Ok(()) => self.stats.spilled.inc_by(batch.len() as u64),
                     Err(e) => log::error!(
@@ -158,7 +159,7 @@ impl Writer {
     /// replayed twice (after a failed attempt) is stored once.
     fn replay(&mut self) {
         let taken = {
-            let path = self.spill.lock().unwrap_or_else(|e| e.into_inner());
+            let path = lock(&self.spill);
             let taken = replay_path(&path);
             if !taken.exists() && std::fs::rename(&*path, &taken).is_err() {
                 return;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::decide::{charge_for, drained, max_level, Check, CheckKind};
 use super::time::{period_at, Clock, Period};
 use super::{Decision, Grant, LimitSet, LimitsConfig, Scope, Target};
+use crate::core::sync::lock;
 
 #[derive(Debug, Default)]
 struct Bucket {
@@ -64,12 +65,6 @@ struct State {
 }
 
 type Shared = Arc<Mutex<State>>;
-
-fn lock(s: &Shared) -> MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave the numbers inconsistent beyond one
-    // request; keep limiting rather than propagate the poison.
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 pub(crate) struct MemoryBackend {
     clock: Clock,

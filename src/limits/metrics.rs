@@ -14,6 +14,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use super::LimitCounters;
+use crate::core::sync::lock;
 
 /// Reads the limiter's counters at every scrape.
 pub struct LimitsCollector {
@@ -72,7 +73,7 @@ impl Collector for LimitsCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let _guard = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = lock(&self.sync);
         for (kind, scope, n) in self.counters.all_rejections() {
             let scope = scope.map_or("none", |s| s.as_str());
             catch_up(

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::guard_webhook::Tap;
 use crate::core::sse::{SseEvent, SseParser};
+use crate::core::sync::lock;
 use crate::core::ApiError;
 use crate::core::{StreamTranslator, Usage};
 use crate::guardrails::{Channel, Filtered, Finding, HiddenFilter, OutputScanner, Policy, Step};
@@ -229,7 +230,7 @@ impl GuardedStream {
             }
         };
         if let Some(tap) = &self.tap {
-            tap.lock().unwrap_or_else(|e| e.into_inner()).push_str(&t);
+            lock(tap).push_str(&t);
         }
         Some(t)
     }

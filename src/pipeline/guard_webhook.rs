@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use super::plan::Plan;
+use crate::core::sync::lock;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::guardrails::{Meta, StreamWindow, WebhookVerdict};
@@ -89,7 +90,7 @@ impl Gate {
         ctx: &mut Ctx,
     ) -> Result<(), ApiError> {
         self.held.unsplit(out.split());
-        let text = std::mem::take(&mut *self.tap.lock().unwrap_or_else(|e| e.into_inner()));
+        let text = std::mem::take(&mut *lock(&self.tap));
         self.window.push(&text);
         if self.window.unchecked() > 0 {
             if !self.window.due(end) {

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 pub use budget::RetryBudget;
 
 use crate::config::{Config, Deployment, HealthSettings, Provider, Route};
+use crate::core::sync::lock;
 
 /// Health of a provider as the active checks see it. The checks themselves — their schedule
 /// and the consecutive results that flip the state — are pingora-load-balancing's (see
@@ -39,22 +40,19 @@ impl ProviderHealth {
 
     /// Records why an active check failed, for the admin view.
     pub fn record_check_error(&self, error: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        *lock(&self.last_error) = Some(error);
     }
 
     /// The error of the last failed check since the provider was last found healthy.
     pub fn last_check_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.last_error).clone()
     }
 
     /// Takes the provider out of rotation or puts it back; back in rotation clears the last
     /// check error.
     pub fn set_healthy(&self, healthy: bool) {
         if healthy {
-            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *lock(&self.last_error) = None;
         }
         self.healthy.store(healthy, Ordering::Relaxed);
     }
@@ -207,7 +205,7 @@ impl Router {
         let router = Router::new(cfg);
         for (name, p) in &router.providers {
             if let Some(old) = prev.providers.get(name) {
-                *p.last_error.lock().unwrap_or_else(|e| e.into_inner()) = old.last_check_error();
+                *lock(&p.last_error) = old.last_check_error();
                 p.healthy.store(old.is_healthy(), Ordering::Relaxed);
             }
         }

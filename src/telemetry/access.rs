@@ -9,9 +9,10 @@
 //! rest is written when the server stops ([`flush`]).
 
 use std::io::Write;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::core::sync::lock;
 use prometheus::core::Collector;
 use prometheus::IntCounter;
 
@@ -30,10 +31,6 @@ struct Writer {
     writing: Mutex<()>,
     /// Lines dropped because [`MAX_PENDING`] bytes were waiting.
     dropped: IntCounter,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Writer {

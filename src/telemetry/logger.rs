@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::core::sync::lock;
 use log::{Log, Metadata, Record};
 
 /// Per-connection records shown per window.
@@ -77,7 +78,7 @@ fn is_health_flip_echo(record: &Record<'_>) -> bool {
 impl Limited {
     /// Whether a noisy record may be shown now; reports what the last window suppressed.
     fn admit(&self) -> bool {
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = lock(&self.window);
         let now = Instant::now();
         if now.duration_since(w.0) >= WINDOW {
             *w = (now, 0);

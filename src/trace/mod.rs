@@ -25,6 +25,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::sync::mpsc;
 
 use crate::config::{ProviderKind, TracingSettings};
+use crate::core::sync::lock;
 use crate::core::trace::{new_span_id, new_trace_id, parse_tracestate, RequestTrace, TraceParent};
 use crate::ctx::Ctx;
 pub use export::TraceExporter;
@@ -194,7 +195,7 @@ impl Tracer {
 
     /// The queue's receiving end, taken once by the exporter.
     fn take_queue(&self) -> Option<mpsc::Receiver<Vec<Span>>> {
-        self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.rx).take()
     }
 }
 

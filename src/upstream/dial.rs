@@ -19,6 +19,7 @@ use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::upstreams::peer::{HttpPeer, Peer, ALPN};
 
 use super::idle::IdlePool;
+use crate::core::sync::lock;
 
 /// One peer's dial gate.
 #[derive(Default)]
@@ -52,7 +53,7 @@ impl Dialer {
     }
 
     fn gate(&self, peer: &HttpPeer) -> Arc<Gate> {
-        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        let mut gates = lock(&self.gates);
         gates.entry(peer.reuse_hash()).or_default().clone()
     }
 

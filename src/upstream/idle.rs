@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::core::sync::lock;
 use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -58,17 +59,13 @@ impl IdlePool {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Peers> {
-        self.peers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The most recently released connection to `peer` that is still usable. Those found
     /// expired or closed on the way are closed.
     pub fn take(&self, peer: u64) -> Option<Stream> {
         let now = Instant::now();
         loop {
             let mut idle = {
-                let mut peers = self.lock();
+                let mut peers = lock(&self.peers);
                 let stack = peers.by_peer.get_mut(&peer)?;
                 let idle = stack.pop();
                 if stack.is_empty() {
@@ -89,7 +86,7 @@ impl IdlePool {
     pub fn put(self: &Arc<Self>, peer: u64, stream: Stream, idle: Option<Duration>) {
         let until = idle.map(|d| Instant::now() + d);
         {
-            let mut peers = self.lock();
+            let mut peers = lock(&self.peers);
             if peers.count >= self.cap {
                 drop(peers);
                 drop(stream);
@@ -113,7 +110,7 @@ impl IdlePool {
         let now = Instant::now();
         let mut closed = Vec::new();
         {
-            let mut peers = self.lock();
+            let mut peers = lock(&self.peers);
             for stack in peers.by_peer.values_mut() {
                 let mut i = 0;
                 while i < stack.len() {
@@ -134,7 +131,7 @@ impl IdlePool {
     /// Idle connections now (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().count
+        lock(&self.peers).count
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Provider};
+use crate::core::sync::{read, write};
 
 /// How long a resolved address list is used before it is refreshed.
 pub const DNS_TTL: Duration = Duration::from_secs(30);
@@ -75,15 +76,10 @@ impl Resolver {
     /// The cache entry of the provider's host, made on first use.
     fn host(&self, provider: &Provider) -> Arc<Host> {
         let key = (provider.base.host.clone(), provider.base.port);
-        if let Some(h) = self
-            .hosts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        if let Some(h) = read(&self.hosts).get(&key) {
             return h.clone();
         }
-        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        let mut hosts = write(&self.hosts);
         hosts
             .entry(key)
             .or_insert_with(|| Host::new(&provider.base.host, provider.base.port))
@@ -98,7 +94,7 @@ impl Resolver {
         }
         let now = Instant::now();
         {
-            let entry = host.entry.read().unwrap_or_else(|e| e.into_inner());
+            let entry = read(&host.entry);
             if let Some(at) = entry.resolved_at {
                 if now.duration_since(at) < DNS_TTL && !entry.addrs.is_empty() {
                     return Ok(pick(&entry.addrs, &host.next));
@@ -122,7 +118,7 @@ impl Resolver {
             Ok(Err(e)) => Err(format!("could not resolve {}: {e}", host.name)),
             Err(_) => Err(format!("resolving {} timed out", host.name)),
         };
-        let mut entry = host.entry.write().unwrap_or_else(|e| e.into_inner());
+        let mut entry = write(&host.entry);
         match fresh {
             Ok(addrs) => {
                 entry.addrs = addrs;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::Verdict;
+use crate::core::sync::lock;
 
 /// Most verdicts kept per guardrail. A verdict is small (a kind and at most
 /// [`super::MAX_FINDINGS`] spans), so this bounds the memory too.
@@ -45,7 +46,7 @@ impl Cache {
         if self.ttl.is_zero() {
             return None;
         }
-        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = lock(&self.entries);
         match m.get(key) {
             Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
             Some(_) => {
@@ -60,7 +61,7 @@ impl Cache {
         if self.ttl.is_zero() {
             return;
         }
-        let mut m = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = lock(&self.entries);
         if m.len() >= MAX_ENTRIES {
             let ttl = self.ttl;
             m.retain(|_, (at, _)| at.elapsed() < ttl);
