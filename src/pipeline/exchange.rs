@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::RequestHeader;
-use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -14,7 +13,7 @@ use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
 use crate::pipeline::gateway::Gateway;
-use crate::upstream::read_final_header;
+use crate::upstream::Upstream;
 
 /// Largest error body read from a provider.
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
@@ -41,12 +40,12 @@ pub(super) async fn exchange_headers(
     header: &RequestHeader,
     body: &Bytes,
     deadline: &Deadline,
-) -> Result<HttpSession, AttemptError> {
+) -> Result<Upstream, AttemptError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
         let (up, reused) = connect(gw, peer, provider, deadline).await?;
-        match send(gw, session, (up, peer), provider, (header, body), deadline).await? {
+        match send(gw, session, up, provider, (header, body), deadline).await? {
             Ok(up) => return Ok(up),
             Err(_) if reused && attempts <= STALE_RETRIES => {
                 log::debug!(
@@ -74,7 +73,7 @@ async fn connect(
     peer: &HttpPeer,
     provider: &Provider,
     deadline: &Deadline,
-) -> Result<(HttpSession, bool), AttemptError> {
+) -> Result<(Upstream, bool), AttemptError> {
     let (connect_t, _) = deadline.cap(gw.cfg.timeouts.connect);
     match tokio::time::timeout(connect_t, gw.connector.get(peer)).await {
         Ok(Ok(s)) => Ok(s),
@@ -99,22 +98,20 @@ async fn connect(
 async fn send(
     gw: &Gateway,
     session: &mut Session,
-    (mut up, peer): (HttpSession, &HttpPeer),
+    mut up: Upstream,
     provider: &Provider,
     (header, body): (&RequestHeader, &Bytes),
     deadline: &Deadline,
-) -> Result<pingora::Result<HttpSession>, AttemptError> {
+) -> Result<pingora::Result<Upstream>, AttemptError> {
     let first_byte = gw.cfg.timeouts.first_byte;
     let (write_t, _) = deadline.cap(first_byte);
-    up.set_write_timeout(Some(write_t));
-    up = match write_request(up, peer, header, body, write_t).await {
-        Ok(up) => up,
-        Err(e) => return Ok(Err(e)),
-    };
+    if let Err(e) = write_request(&mut up, header, body, write_t).await {
+        return Ok(Err(e));
+    }
     let (t, which) = deadline.cap(first_byte);
     let mut watch = true;
     let read = tokio::select! {
-        r = tokio::time::timeout(t, read_final_header(&mut up)) => r,
+        r = tokio::time::timeout(t, up.read_final_header()) => r,
         // Dropping the connection closes it: the provider stops working for a client that
         // is no longer there.
         _ = client_gone(session, &mut watch) => return Err(AttemptError::ClientGone),
@@ -134,52 +131,53 @@ async fn send(
     Ok(read.map(|()| up))
 }
 
-/// Largest body sent in the same write as the request header (copied behind it).
+/// Largest body sent in the same write as the request header (copied behind it); a larger
+/// one follows in a second write.
 const ONE_WRITE_BODY: usize = 64 << 10;
 
 /// Writes the request. Over HTTP/1 the header and a body of up to [`ONE_WRITE_BODY`] go out
-/// in one write: Pingora's session flushes the header on its own first, which costs a
-/// second segment, and a second wakeup of the provider, for every request. The session is
-/// rebuilt on the same connection as Pingora's connector builds it, so reading the answer and
-/// pooling the connection are unchanged. A `connection` header of the provider's config goes
-/// the session's way: its keep-alive decision reads the request it wrote.
+/// in one write: one segment and one wakeup of the provider. A `connection: close` in the
+/// provider's configured headers means the connection is not reused after the answer.
 async fn write_request(
-    mut up: HttpSession,
-    peer: &HttpPeer,
+    up: &mut Upstream,
     header: &RequestHeader,
     body: &Bytes,
     write_t: Duration,
-) -> pingora::Result<HttpSession> {
-    use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as H1};
+) -> pingora::Result<()> {
+    use pingora::protocols::http::v1::client::http_req_header_to_wire;
     use tokio::io::AsyncWriteExt;
 
-    let whole = matches!(up, HttpSession::H1(_))
-        && body.len() <= ONE_WRITE_BODY
-        && !header.headers.contains_key(http::header::CONNECTION);
-    let h1 = match up {
-        HttpSession::H1(h1) if whole => h1,
-        _ => {
-            up.write_request_header(Box::new(header.clone())).await?;
-            up.write_request_body(body.clone(), true).await?;
-            up.finish_request_body().await?;
-            return Ok(up);
+    let answer = match up {
+        Upstream::H1(answer) => answer,
+        Upstream::H2(h2) => {
+            h2.set_write_timeout(Some(write_t));
+            h2.write_request_header(Box::new(header.clone())).await?;
+            h2.write_request_body(body.clone(), true).await?;
+            return h2.finish_request_body().await;
         }
     };
+    answer.requested(header);
     let Some(mut wire) = http_req_header_to_wire(header) else {
         return pingora::Error::e_explain(
             pingora::ErrorType::InvalidHTTPHeader,
             "the request header cannot be written",
         );
     };
-    wire.extend_from_slice(body);
-    let mut stream = h1.into_inner();
+    let whole = body.len() <= ONE_WRITE_BODY;
+    if whole {
+        wire.extend_from_slice(body);
+    }
+    let stream = answer.stream_mut();
     let written = tokio::time::timeout(write_t, async {
         stream.write_all(&wire).await?;
+        if !whole {
+            stream.write_all(body).await?;
+        }
         stream.flush().await
     })
     .await;
     match written {
-        Ok(Ok(())) => Ok(HttpSession::H1(H1::new_with_options(stream, peer))),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(pingora::Error::because(
             pingora::ErrorType::WriteError,
             "while writing the request",
@@ -263,7 +261,7 @@ pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
 /// One read from the provider, bounded by `idle` and the deadline, abandoned if the client
 /// goes away.
 pub(super) async fn read_chunk(
-    up: &mut HttpSession,
+    up: &mut Upstream,
     session: &mut Session,
     watch: &mut bool,
     deadline: &Deadline,
@@ -272,7 +270,7 @@ pub(super) async fn read_chunk(
     let (t, which) = deadline.cap(idle);
     let which = if which.is_empty() { "idle" } else { which };
     tokio::select! {
-        r = tokio::time::timeout(t, up.read_response_body()) => match r {
+        r = tokio::time::timeout(t, up.read_body()) => match r {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => Err(ReadFail::Io(describe(&e))),
             Err(_) => Err(ReadFail::Timeout(which)),
@@ -283,7 +281,7 @@ pub(super) async fn read_chunk(
 
 /// Reads a whole response body of at most `limit` bytes.
 pub(super) async fn read_whole(
-    up: &mut HttpSession,
+    up: &mut Upstream,
     session: &mut Session,
     limit: usize,
     deadline: &Deadline,
@@ -303,8 +301,8 @@ pub(super) async fn read_whole(
 }
 
 /// Returns a connection whose exchange completed to the pool; others are closed.
-pub(super) async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
-    if up.response_done() {
+pub(super) async fn release(gw: &Gateway, mut up: Upstream, peer: &HttpPeer) {
+    if up.is_done() {
         gw.connector
             .release(up, peer, Some(gw.cfg.upstream.keepalive_idle))
             .await;
@@ -313,11 +311,11 @@ pub(super) async fn release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) 
 
 /// After the terminal event, reads what is left of the provider's body (briefly) so the
 /// connection can go back to the pool; a provider that keeps it open is cut off instead.
-pub(super) async fn drain_and_release(gw: &Gateway, mut up: HttpSession, peer: &HttpPeer) {
+pub(super) async fn drain_and_release(gw: &Gateway, mut up: Upstream, peer: &HttpPeer) {
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let mut left = MAX_ERROR_BODY;
-        while !up.response_done() {
-            match up.read_response_body().await {
+        while !up.is_done() {
+            match up.read_body().await {
                 Ok(Some(b)) if b.len() <= left => left -= b.len(),
                 Ok(None) => break,
                 _ => return false,

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -23,6 +22,7 @@ use crate::ctx::Ctx;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::respond;
 use crate::providers::Wire;
+use crate::upstream::Upstream;
 
 /// Sends a whole answer from a `wire` deployment.
 pub(super) async fn whole(
@@ -160,7 +160,7 @@ struct Relay<'a> {
     gw: &'a Gateway,
     provider: &'a Provider,
     deadline: &'a Deadline,
-    up: HttpSession,
+    up: Upstream,
     translator: Box<dyn StreamTranslator>,
     out: BytesMut,
     size: StreamSize,
@@ -211,7 +211,7 @@ pub(super) async fn stream(
     ctx: &mut Ctx,
     plan: &mut Plan,
     provider: &Provider,
-    (up, peer): (HttpSession, &HttpPeer),
+    (up, peer): (Upstream, &HttpPeer),
     deadline: &Deadline,
 ) -> Result<Answered, AttemptError> {
     let (gate, tap) = Gate::new(plan).unzip();

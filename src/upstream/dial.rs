@@ -5,21 +5,73 @@
 //! work, one request dials and the others wait for it, then all go through the connector at
 //! once (finding the new HTTP/2 connection, or dialing HTTP/1 in parallel when the provider
 //! chose HTTP/1). A dial that fails lets the next waiter try. Idle HTTP/1 connections are
-//! kept by sluice ([`super::idle`]), not in Pingora's pool.
+//! kept by sluice ([`super::idle`]), not in Pingora's pool, and their answers are read by
+//! sluice ([`super::h1`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
-use pingora::protocols::http::v1::client::HttpSession as Http1;
 use pingora::upstreams::peer::{HttpPeer, Peer, ALPN};
 
+use super::h1::Answer;
 use super::idle::IdlePool;
 use crate::core::sync::lock;
+
+/// A connection to a provider, for one exchange.
+pub enum Upstream {
+    /// HTTP/1.1: the connection, and once the request is written, its answer.
+    H1(Answer),
+    /// HTTP/2: a stream of Pingora's shared connection.
+    H2(Box<HttpSession>),
+}
+
+impl Upstream {
+    fn from_pingora(session: HttpSession) -> Upstream {
+        match session {
+            HttpSession::H1(h1) => Upstream::H1(Answer::new(h1.into_inner(), true)),
+            other => Upstream::H2(Box::new(other)),
+        }
+    }
+
+    /// Reads the header of the final answer, skipping informational (1xx) ones.
+    pub async fn read_final_header(&mut self) -> pingora::Result<()> {
+        match self {
+            Upstream::H1(a) => a.read_header().await,
+            Upstream::H2(s) => super::read_final_header(s).await,
+        }
+    }
+
+    /// The answer's header, once read.
+    pub fn response_header(&self) -> Option<&ResponseHeader> {
+        match self {
+            Upstream::H1(a) => a.header(),
+            Upstream::H2(s) => s.response_header(),
+        }
+    }
+
+    /// The next piece of the answer's body; `None` at its end.
+    pub async fn read_body(&mut self) -> pingora::Result<Option<Bytes>> {
+        match self {
+            Upstream::H1(a) => a.read_body().await,
+            Upstream::H2(s) => s.read_response_body().await,
+        }
+    }
+
+    /// Whether the answer's body has been read to its end.
+    pub fn is_done(&mut self) -> bool {
+        match self {
+            Upstream::H1(a) => a.is_done(),
+            Upstream::H2(s) => s.response_done(),
+        }
+    }
+}
 
 /// One peer's dial gate.
 #[derive(Default)]
@@ -62,11 +114,12 @@ impl Dialer {
     /// Pingora's connect and release futures are boxed here: dialing (TCP, TLS, HTTP/2
     /// handshake) and pooling are several KiB of state that every request's future would
     /// otherwise reserve for its whole life — a stream's too, long after it connected.
-    pub async fn get(&self, peer: &HttpPeer) -> pingora::Result<(HttpSession, bool)> {
+    pub async fn get(&self, peer: &HttpPeer) -> pingora::Result<(Upstream, bool)> {
         if let Some(stream) = self.idle.take(peer.reuse_hash()) {
-            return Ok((HttpSession::H1(Http1::new_with_options(stream, peer)), true));
+            return Ok((Upstream::H1(Answer::new(stream, true)), true));
         }
-        Box::pin(self.dial(peer)).await
+        let (session, reused) = Box::pin(self.dial(peer)).await?;
+        Ok((Upstream::from_pingora(session), reused))
     }
 
     async fn dial(&self, peer: &HttpPeer) -> pingora::Result<(HttpSession, bool)> {
@@ -95,17 +148,16 @@ impl Dialer {
     }
 
     /// Gives a connection back to the pool (HTTP/1 kept alive for `idle`, HTTP/2 shared).
-    pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
-        match session {
-            HttpSession::H1(mut h1) => {
-                h1.respect_keepalive();
-                // Closes the connection when it cannot be reused (the provider said so, or
-                // its answer was not read to the end).
-                if let Some(stream) = Box::pin(h1.reuse()).await {
+    pub async fn release(&self, up: Upstream, peer: &HttpPeer, idle: Option<Duration>) {
+        match up {
+            // Closes the connection when it cannot be reused (a side asked to close, or its
+            // answer was not read to the end).
+            Upstream::H1(answer) => {
+                if let Some(stream) = answer.reusable() {
                     self.idle.put(peer.reuse_hash(), stream, idle);
                 }
             }
-            other => Box::pin(self.connector.release_http_session(other, peer, idle)).await,
+            Upstream::H2(s) => Box::pin(self.connector.release_http_session(*s, peer, idle)).await,
         }
     }
 }

@@ -3,13 +3,14 @@
 //! one) and the request headers sluice sends ([`request_header`]).
 
 mod dial;
+mod h1;
 pub mod health;
 mod idle;
 mod peer;
 mod request;
 mod resolver;
 
-pub use dial::Dialer;
+pub use dial::{Dialer, Upstream};
 pub use peer::peer;
 pub use request::{read_final_header, request_header};
 pub use resolver::{Resolver, DNS_STALE, DNS_TTL};
