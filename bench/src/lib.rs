@@ -487,13 +487,35 @@ async fn start_gateway(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    wait_for_port(port).await?;
+    wait_for_answer(port).await?;
     Ok(Gateway {
         child,
         port,
         admin,
         _dir: dir,
     })
+}
+
+/// Waits until sluice answers on `port`. The probe asks sluice to close the connection after
+/// its answer, and reads to the end: once it returns, nothing of it is left open in sluice (a
+/// bare connect-and-drop may still be, when the descriptor baseline is taken).
+async fn wait_for_answer(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..200 {
+        if let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let probe = b"GET /bench-ready HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
+            let mut answer = Vec::new();
+            if sock.write_all(probe).await.is_ok() {
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer));
+                if matches!(read.await, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 ") {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(format!("sluice does not answer on port {port} after 5 s"))
 }
 
 pub(crate) async fn wait_for_port(port: u16) -> Result<(), String> {
@@ -619,6 +641,7 @@ async fn run_through_sluice(
 ) -> Result<TargetResult, String> {
     let mut gw = start_gateway(bin, mock_port, s, extra).await?;
     let pid = gw.child.id().ok_or("sluice exited")?;
+    process::Sampler::settled(pid).await;
     let sampler = process::Sampler::start(pid);
     let via_spec = spec(gw.port, Some(KEY), "sluice");
     let measured = load::run(&via_spec, &|d, f, i| progress(phase, d, f, i)).await;

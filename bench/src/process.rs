@@ -92,6 +92,21 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling `pid` every 100 ms.
+    /// Waits (up to a second) until `pid`'s open descriptors hold still for two readings
+    /// 50 ms apart, so that a baseline taken next counts no descriptor of its start-up (the
+    /// readiness probe's connection, a background service's first dial).
+    pub async fn settled(pid: u32) {
+        let mut last = open_fds(pid);
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = open_fds(pid);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
     pub fn start(pid: u32) -> Sampler {
         Sampler::sample(pid, false)
     }
