@@ -1,15 +1,7 @@
 use super::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
-/// A connected pair: sluice's side as a Pingora stream, and the provider's side.
-async fn pair() -> (Stream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
-    let ours: pingora::protocols::l4::stream::Stream = ours.unwrap().into();
-    (Box::new(ours), theirs.unwrap().0)
-}
+use crate::upstream::loopback_pair as pair;
 
 /// The provider writes `pieces` one by one (each its own write); sluice reads the whole
 /// answer. Returns the answer (for `reusable`) and its body.
