@@ -77,10 +77,10 @@ impl ClientConns {
     }
 
     /// The HTTP/1.1 keep-alive loop. While more than [`LIGHT_WAIT_ABOVE`] connections are
-    /// open, a connection between requests holds only its socket: the state of a request (a
-    /// request's state, its header and body buffers) is made once the first byte of one has arrived,
-    /// and that wait is bounded by `request_header` on a new connection and by `client_idle`
-    /// on a kept-alive one. The whole header is bounded by `request_header` from then (from
+    /// open, a connection between requests holds only its socket: a request's state and its
+    /// header and body buffers are made once the first byte of one has arrived, and that wait
+    /// is bounded by `request_header` on a new connection and by `client_idle` on a
+    /// kept-alive one. The whole header is bounded by `request_header` from then (from
     /// the connection's start, on a new one); with fewer connections, the wait for the next
     /// request is bounded by `client_idle` (per read, see [`keep_alive_for`]) plus
     /// `request_header` (in total).
