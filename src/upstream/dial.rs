@@ -35,7 +35,7 @@ pub enum Upstream {
 impl Upstream {
     fn from_pingora(session: HttpSession) -> Upstream {
         match session {
-            HttpSession::H1(h1) => Upstream::H1(Answer::new(h1.into_inner(), true)),
+            HttpSession::H1(h1) => Upstream::H1(Answer::new(h1.into_inner())),
             other => Upstream::H2(Box::new(other)),
         }
     }
@@ -116,7 +116,7 @@ impl Dialer {
     /// otherwise reserve for its whole life — a stream's too, long after it connected.
     pub async fn get(&self, peer: &HttpPeer) -> pingora::Result<(Upstream, bool)> {
         if let Some(stream) = self.idle.take(peer.reuse_hash()) {
-            return Ok((Upstream::H1(Answer::new(stream, true)), true));
+            return Ok((Upstream::H1(Answer::new(stream)), true));
         }
         let (session, reused) = Box::pin(self.dial(peer)).await?;
         Ok((Upstream::from_pingora(session), reused))

@@ -80,15 +80,15 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 impl Answer {
-    /// An answer to come on `stream`. `keep_alive` is false when the request asked to close
-    /// the connection.
-    pub fn new(stream: Stream, keep_alive: bool) -> Self {
+    /// An answer to come on `stream` (see [`Answer::requested`] for what the request asks of
+    /// the connection).
+    pub fn new(stream: Stream) -> Self {
         Answer {
             stream,
             buf: BytesMut::new(),
             header: None,
             body: Body::Header,
-            keep_alive,
+            keep_alive: true,
             read_size: READ_SIZE,
         }
     }

@@ -21,7 +21,7 @@ async fn answer(pieces: &[&[u8]], close_after: bool) -> (Answer, Result<Vec<u8>>
             Some(theirs)
         }
     });
-    let mut a = Answer::new(ours, true);
+    let mut a = Answer::new(ours);
     let body = async {
         a.read_header().await?;
         let mut body = Vec::new();
@@ -174,7 +174,7 @@ async fn connections_asked_to_close_or_with_bytes_left_are_not_reused() {
         .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
         .await
         .unwrap();
-    let mut a = Answer::new(ours, true);
+    let mut a = Answer::new(ours);
     let mut req = pingora::http::RequestHeader::build("POST", b"/v1/x", None).unwrap();
     req.insert_header("connection", "Close").unwrap();
     a.requested(&req);
@@ -196,7 +196,7 @@ async fn a_header_without_end_is_refused_at_the_bound() {
         }
         theirs
     });
-    let mut a = Answer::new(ours, true);
+    let mut a = Answer::new(ours);
     let e = a.read_header().await.expect_err("too large");
     assert_eq!(e.etype(), &ErrorType::InvalidHTTPHeader);
     drop(writer.await);
