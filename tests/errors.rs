@@ -323,48 +323,17 @@ async fn requests_that_are_not_http_or_ask_for_a_tunnel_are_refused_and_closed()
     assert_eq!(m.requests().len(), 0, "nothing may reach the provider");
 
     // Two requests on one kept-alive connection, one after the other: both answered.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
         .await
         .unwrap();
-    let mut got = Vec::new();
-    for n in 1..=2 {
-        sock.write_all(raw_chat_request(&chat("gpt-4o-mini", false)).as_bytes())
-            .await
-            .unwrap();
-        while !whole_answers(&got, n) {
-            let mut buf = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut buf)).await;
-            let k = read.expect("an answer").unwrap();
-            assert!(k > 0, "closed after {} answers", n - 1);
-            got.extend_from_slice(&buf[..k]);
-        }
+    for _ in 0..2 {
+        let r;
+        (r, sock) = exchange_on(
+            sock,
+            raw_chat_request(&chat("gpt-4o-mini", false)).as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
-    let got = String::from_utf8_lossy(&got);
-    assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
     assert_eq!(m.requests().len(), 2);
-}
-
-/// Whether `wire` holds `n` whole responses (each framed by `content-length`).
-fn whole_answers(wire: &[u8], n: usize) -> bool {
-    let mut rest = wire;
-    for _ in 0..n {
-        let text = String::from_utf8_lossy(rest);
-        let Some(end) = text.find("\r\n\r\n") else {
-            return false;
-        };
-        let len: usize = text[..end]
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .expect("a content-length");
-        if rest.len() < end + 4 + len {
-            return false;
-        }
-        rest = &rest[end + 4 + len..];
-    }
-    true
 }

@@ -526,6 +526,22 @@ pub async fn request(
     read_all(send(port, method, path, headers, body).await).await
 }
 
+/// Sends `wire` on an open connection and reads the whole response; the connection comes
+/// back for the next request (keep-alive).
+pub async fn exchange_on(mut sock: TcpStream, wire: &[u8]) -> (Response, TcpStream) {
+    sock.write_all(wire).await.unwrap();
+    let mut s = read_head(sock).await;
+    let body = tokio::time::timeout(Duration::from_secs(30), s.rest())
+        .await
+        .expect("response body within 30s");
+    let r = Response {
+        status: s.status,
+        headers: std::mem::take(&mut s.headers),
+        body,
+    };
+    (r, s.sock)
+}
+
 /// Reads the rest of a response.
 pub async fn read_all(mut s: Streaming) -> Response {
     let body = tokio::time::timeout(Duration::from_secs(30), s.rest())
