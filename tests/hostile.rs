@@ -48,18 +48,35 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
+/// The metrics once the unlabelled metric `name` satisfies `ok`, or the last reading after
+/// `limit` of trying.
+async fn metrics_once(
+    gw: &Gateway,
+    name: &str,
+    ok: impl Fn(f64) -> bool,
+    limit: Duration,
+) -> String {
+    let end = Instant::now() + limit;
+    loop {
+        let text = metrics(gw).await;
+        if ok(metric(&text, name)) || Instant::now() > end {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The metrics once `sluice_request_body_bytes_in_flight` reads 0 (a reservation goes back
 /// just after the client has what it waited for), or after 5 s of trying.
 async fn body_gauge_settled(gw: &Gateway) -> String {
-    let mut text = metrics(gw).await;
-    for _ in 0..100 {
-        if metric(&text, "sluice_request_body_bytes_in_flight") == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        text = metrics(gw).await;
-    }
-    text
+    let zero = |v: f64| v == 0.0;
+    metrics_once(
+        gw,
+        "sluice_request_body_bytes_in_flight",
+        zero,
+        Duration::from_secs(5),
+    )
+    .await
 }
 
 /// Waits until the peer closes `sock` (read returns 0 or fails); false after `limit`.
@@ -222,22 +239,26 @@ async fn slow_headers_and_idle_connections_are_closed() {
 async fn connections_over_the_cap_are_refused() {
     let m = mock().await;
     let gw = Gateway::start_with_server(&standard_config(&m.url()), "  max_connections: 4\n");
+    // The harness's readiness probe (a bare connect) may not have been seen leaving yet, and
+    // a slot it held would refuse one of the four. A complete exchange is accepted after it
+    // (connections are accepted in order); once the gauge then reads 0, every slot is free.
+    let close = raw_chat_request(&chat("gpt-4o-mini", false)).replacen(
+        "host: x\r\n",
+        "host: x\r\nconnection: close\r\n",
+        1,
+    );
+    let sock = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    assert_eq!(exchange_on(sock, close.as_bytes()).await.0.status, 200);
+    let conns = "sluice_client_connections";
+    let idle = metrics_once(&gw, conns, |v| v == 0.0, Duration::from_secs(30)).await;
+    assert_eq!(metric(&idle, conns), 0.0);
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap());
     }
     // Let the gateway accept all four before the fifth arrives (generous: a loaded machine
-    // can take its time to schedule the accepts).
-    let text = {
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            let t = metrics(&gw).await;
-            if metric(&t, "sluice_client_connections") >= 4.0 || Instant::now() > end {
-                break t;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    // can take its time to schedule the accepts; well within the 30 s header deadline).
+    let text = metrics_once(&gw, conns, |v| v >= 4.0, Duration::from_secs(20)).await;
     assert_eq!(metric(&text, "sluice_client_connections"), 4.0);
     let mut fifth = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
     assert!(closed_within(&mut fifth, Duration::from_secs(10)).await);
