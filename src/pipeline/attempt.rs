@@ -158,7 +158,7 @@ pub(super) async fn run(
     if !(200..300).contains(&status) {
         let idle = gw.cfg.timeouts.idle;
         let read = read_whole(&mut up, session, MAX_ERROR_BODY, deadline, idle).await;
-        release(gw, up, &peer).await;
+        release(gw, up, &peer);
         let body = read.map_err(|fail| fail.into_error(provider))?;
         let wait = retry_after.as_deref().and_then(routing::parse_retry_after);
         let e = wire.error(status, &body, &provider.name, retry_after);
@@ -170,6 +170,6 @@ pub(super) async fn run(
     let (limit, idle) = (gw.cfg.limits.max_response_bytes, gw.cfg.timeouts.idle);
     let read = read_whole(&mut up, session, limit, deadline, idle).await;
     let body = read.map_err(|fail| fail.into_error(provider))?;
-    release(gw, up, &peer).await;
+    release(gw, up, &peer);
     relay::whole(session, ctx, plan, wire, &body).await
 }

@@ -9,8 +9,9 @@
 //! buffer, which holds at most 64 KiB (`BODY_BUF_LIMIT` in pingora-core 0.9): a larger body —
 //! an image, a long conversation — would never be sent and the request would hang. Owning the
 //! exchange also lets a stream that fails half-way end with an error event the client can see,
-//! instead of a silently truncated answer. Connections still come from Pingora's pooled
-//! connector, and responses go out through Pingora's downstream session.
+//! instead of a silently truncated answer. Connections come from [`crate::upstream::Dialer`]
+//! (made by Pingora's transport connector, pooled and shared by sluice), and responses go out
+//! through Pingora's downstream session.
 
 use std::sync::Arc;
 use std::time::Duration;

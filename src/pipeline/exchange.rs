@@ -150,6 +150,7 @@ async fn write_request(
     let answer = match up {
         Upstream::H1(answer) => answer,
         Upstream::H2(h2) => {
+            let h2 = &mut h2.session;
             h2.set_write_timeout(Some(write_t));
             h2.write_request_header(Box::new(header.clone())).await?;
             h2.write_request_body(body.clone(), true).await?;
@@ -301,12 +302,9 @@ pub(super) async fn read_whole(
 }
 
 /// Returns a connection whose exchange completed to the pool; others are closed.
-pub(super) async fn release(gw: &Gateway, mut up: Upstream, peer: &HttpPeer) {
-    if up.is_done() {
-        gw.connector
-            .release(up, peer, Some(gw.cfg.upstream.keepalive_idle))
-            .await;
-    }
+pub(super) fn release(gw: &Gateway, up: Upstream, peer: &HttpPeer) {
+    let idle = Some(gw.cfg.upstream.keepalive_idle);
+    gw.connector.release(up, peer, idle);
 }
 
 /// After the terminal event, reads what is left of the provider's body (briefly) so the
@@ -325,6 +323,6 @@ pub(super) async fn drain_and_release(gw: &Gateway, mut up: Upstream, peer: &Htt
     })
     .await;
     if drained == Ok(true) {
-        release(gw, up, peer).await;
+        release(gw, up, peer);
     }
 }

@@ -47,7 +47,7 @@ pub(super) struct IdlePool {
     peers: Mutex<Peers>,
     /// At most this many idle connections in all.
     cap: usize,
-    sweeping: AtomicBool,
+    sweeper: Sweeper,
 }
 
 impl IdlePool {
@@ -55,7 +55,7 @@ impl IdlePool {
         Arc::new(IdlePool {
             peers: Mutex::new(Peers::default()),
             cap,
-            sweeping: AtomicBool::new(false),
+            sweeper: Sweeper::default(),
         })
     }
 
@@ -99,12 +99,17 @@ impl IdlePool {
                 .or_default()
                 .push(Idle { stream, until });
         }
-        if !self.sweeping.swap(true, Ordering::AcqRel) {
-            let pool = Arc::downgrade(self);
-            tokio::spawn(sweep_while_alive(pool));
-        }
+        self.sweeper.start(self);
     }
 
+    /// Idle connections now (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        lock(&self.peers).count
+    }
+}
+
+impl Sweep for IdlePool {
     /// Closes what expired or what the provider closed.
     fn sweep(&self) {
         let now = Instant::now();
@@ -127,15 +132,27 @@ impl IdlePool {
         // Closing sockets outside the lock.
         drop(closed);
     }
+}
 
-    /// Idle connections now (for tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        lock(&self.peers).count
+/// A pool of connections looked over once a second ([`SWEEP`]).
+pub(super) trait Sweep: Send + Sync + 'static {
+    fn sweep(&self);
+}
+
+/// Starts a pool's sweeping task, once, when its first connection arrives; the task ends
+/// with the pool.
+#[derive(Default)]
+pub(super) struct Sweeper(AtomicBool);
+
+impl Sweeper {
+    pub fn start<T: Sweep>(&self, pool: &Arc<T>) {
+        if !self.0.load(Ordering::Relaxed) && !self.0.swap(true, Ordering::AcqRel) {
+            tokio::spawn(sweep_while_alive(Arc::downgrade(pool)));
+        }
     }
 }
 
-async fn sweep_while_alive(pool: Weak<IdlePool>) {
+async fn sweep_while_alive<T: Sweep>(pool: Weak<T>) {
     loop {
         tokio::time::sleep(SWEEP).await;
         match pool.upgrade() {

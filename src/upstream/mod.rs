@@ -1,6 +1,6 @@
 //! Reaching providers: one DNS cache shared by requests and health checks ([`Resolver`]),
-//! peers ([`peer`]), connections to them ([`Dialer`]: pooled, a cold HTTP/2 burst sharing
-//! one) and the request headers sluice sends ([`request_header`]).
+//! peers ([`peer`]), connections to them ([`Dialer`]: pooled, HTTP/2 shared, a cold burst
+//! sharing one) and the request headers sluice sends ([`request_header`]).
 
 mod dial;
 mod h1;
@@ -9,6 +9,7 @@ mod idle;
 mod peer;
 mod request;
 mod resolver;
+mod shared;
 
 pub use dial::{Dialer, Upstream};
 pub use peer::peer;
