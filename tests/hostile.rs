@@ -242,11 +242,7 @@ async fn connections_over_the_cap_are_refused() {
     // The harness's readiness probe (a bare connect) may not have been seen leaving yet, and
     // a slot it held would refuse one of the four. A complete exchange is accepted after it
     // (connections are accepted in order); once the gauge then reads 0, every slot is free.
-    let close = raw_chat_request(&chat("gpt-4o-mini", false)).replacen(
-        "host: x\r\n",
-        "host: x\r\nconnection: close\r\n",
-        1,
-    );
+    let close = closing(&raw_chat_request(&chat("gpt-4o-mini", false)));
     let sock = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
     assert_eq!(exchange_on(sock, close.as_bytes()).await.0.status, 200);
     let conns = "sluice_client_connections";

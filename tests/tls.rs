@@ -266,11 +266,7 @@ async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
     let m = mock().await;
     let (_dir, provider, gw) = behind_an_http2_provider(&m);
     // Every client connection is made first, then the eight requests go at once.
-    let body = raw_chat_request(&chat("gpt-4o-mini", true)).replacen(
-        "host: x\r\n",
-        "host: x\r\nconnection: close\r\n",
-        1,
-    );
+    let body = closing(&raw_chat_request(&chat("gpt-4o-mini", true)));
     let mut conns = Vec::new();
     for _ in 0..8 {
         conns.push(

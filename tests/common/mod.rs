@@ -591,6 +591,12 @@ pub fn raw_chat_request(body: &serde_json::Value) -> String {
     )
 }
 
+/// A raw request from [`raw_chat_request`] that asks for the connection to be closed after
+/// its answer.
+pub fn closing(wire: &str) -> String {
+    wire.replacen("host: x\r\n", "host: x\r\nconnection: close\r\n", 1)
+}
+
 /// POSTs JSON with the standard key and returns the response as it streams.
 pub async fn post_stream(port: u16, path: &str, body: &serde_json::Value) -> Streaming {
     let auth = format!("Bearer {KEY}");
