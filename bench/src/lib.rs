@@ -500,35 +500,48 @@ async fn start_gateway(
 /// its answer, and reads to the end: once it returns, nothing of it is left open in sluice (a
 /// bare connect-and-drop may still be, when the descriptor baseline is taken).
 async fn wait_for_answer(port: u16) -> Result<(), String> {
+    let what = format!("sluice does not answer on port {port}");
+    retry_for_5s(&what, || answers(port)).await
+}
+
+/// Whether an HTTP request on `port` gets an HTTP/1.1 answer and the connection closed.
+async fn answers(port: u16) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    for _ in 0..200 {
-        if let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            let probe = b"GET /bench-ready HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
-            let mut answer = Vec::new();
-            if sock.write_all(probe).await.is_ok() {
-                let read =
-                    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer));
-                if matches!(read.await, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 ") {
-                    return Ok(());
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    let Ok(mut sock) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let probe = b"GET /bench-ready HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
+    let mut answer = Vec::new();
+    if sock.write_all(probe).await.is_err() {
+        return false;
     }
-    Err(format!("sluice does not answer on port {port} after 5 s"))
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut answer));
+    matches!(read.await, Ok(Ok(_))) && answer.starts_with(b"HTTP/1.1 ")
 }
 
 pub(crate) async fn wait_for_port(port: u16) -> Result<(), String> {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let what = format!("nothing listens on port {port}");
+    retry_for_5s(&what, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
-        {
+    })
+    .await
+}
+
+/// Tries `ready` every 25 ms until it holds; `Err` naming `what` after 5 s.
+async fn retry_for_5s<F, Fut>(what: &str, ready: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if ready().await {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Err(format!("nothing listens on port {port} after 5 s"))
+    Err(format!("{what} after 5 s"))
 }
 
 /// sluice's counters that tell whether a feature did something during a run.
