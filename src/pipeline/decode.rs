@@ -125,6 +125,12 @@ const PICKED: [&str; 8] = [
 /// How many of [`PICKED`] are parsed.
 const READ: usize = 6;
 
+/// What [`members::pick`] found of the member `name` of [`PICKED`].
+fn picked<'a>(picked: &[Option<&'a RawValue>], name: &str) -> Option<&'a RawValue> {
+    let at = PICKED.iter().position(|n| *n == name);
+    picked[at.expect("a member of PICKED")]
+}
+
 /// An OpenAI chat or embeddings request that nothing in sluice needs to read in full — no
 /// input guardrails, no response cache for it, every deployment takes the body as it is but
 /// for `model` and `stream_options` — is validated in full without building a tree: the
@@ -160,11 +166,7 @@ fn decode_raw(
             chat.insert((*name).to_string(), v);
         }
     }
-    let content = if endpoint.is_chat() {
-        picked[6]
-    } else {
-        picked[7]
-    };
+    let content = self::picked(&picked, payload_name(endpoint));
     let (model, stream) = validate(endpoint, &chat, Shape::of_raw(content))?;
     ctx.stream = stream;
     let route = route(gw, key, &model)?;
@@ -179,10 +181,10 @@ fn decode_raw(
         return Ok(None);
     }
     ctx.model = Some(model);
-    let model = picked[0]
+    let model = self::picked(&picked, "model")
         .map(|v| members::span(raw, v))
         .expect("validated: present");
-    let stream_options = picked[2]
+    let stream_options = self::picked(&picked, "stream_options")
         .map(|v| members::span(raw, v))
         .zip(chat.get("stream_options").cloned());
     Ok(Some(Request {
