@@ -1,12 +1,15 @@
 //! The types every stage and feature shares, depending on none of them: the client-facing
 //! error ([`ApiError`]), configuration errors, secrets that never print, token [`Usage`],
-//! guardrail [`Finding`]s, W3C trace context, the one lazily made Redis connection, the stream-translator contract and its chaining, and the SSE / NDJSON framing (parsers and
-//! writers), poison-tolerant locks, each written once.
+//! guardrail [`Finding`]s, W3C trace context, the one lazily made Redis connection, the
+//! stream-translator contract and its chaining, the SSE / NDJSON framing (parsers and
+//! writers), poison-tolerant locks and the small HTTP/1.1 client for sluice's own calls out
+//! ([`post`]), each written once.
 
 pub mod error;
 pub mod finding;
 pub mod members;
 pub mod ndjson;
+pub mod post;
 pub mod redis;
 pub mod secret;
 pub mod sse;

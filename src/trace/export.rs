@@ -1,16 +1,15 @@
-//! The exporter: a background service that takes what the queue holds every
-//! [`LINGER`], encodes it in batches of at most [`BATCH`] spans and POSTs each to
-//! `<otlp_endpoint>/v1/traces` (HTTP/1.1, protobuf; https through rustls). One connection
-//! per export, bounded by `tracing.timeout`. A failed export is dropped and counted (no
-//! retry: the queue behind it keeps moving), and logged at most once per [`LOG_EVERY`].
+//! The exporter: a background service that takes what the queue holds every [`LINGER`],
+//! encodes it in batches of at most [`BATCH`] spans and POSTs each to
+//! `<otlp_endpoint>/v1/traces` (protobuf, with sluice's small HTTP/1.1 client
+//! [`crate::core::post`]). One connection per export, bounded by `tracing.timeout`. A failed
+//! export is dropped and counted (no retry: the queue behind it keeps moving), and logged at
+//! most once per [`LOG_EVERY`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use super::{proto, Span, Tracer};
+use crate::core::post::{post, Dest};
 
 /// How long the exporter waits between rounds.
 const LINGER: Duration = Duration::from_millis(200);
@@ -55,27 +54,16 @@ impl pingora::services::background::BackgroundService for TraceExporter {
     }
 }
 
-/// What an export needs besides the spans.
+/// Where exports go.
 struct Client {
-    tls: Option<tokio_rustls::TlsConnector>,
-    head: String,
+    /// `<otlp_endpoint's path>/v1/traces`.
+    path: String,
 }
 
 impl Client {
     fn new(tracer: &Tracer) -> Client {
-        let s = &tracer.settings;
-        let tls = s.endpoint.tls.then(connector);
-        let mut head = format!(
-            "POST {}/v1/traces HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\n\
-             user-agent: sluice/{}\r\nconnection: close\r\n",
-            s.endpoint.path,
-            s.endpoint.authority,
-            env!("CARGO_PKG_VERSION")
-        );
-        for (name, value) in &s.headers {
-            head.push_str(&format!("{name}: {}\r\n", value.expose()));
-        }
-        Client { tls, head }
+        let path = format!("{}/v1/traces", tracer.settings.endpoint.path);
+        Client { path }
     }
 
     /// Sends one batch; counts what became of it.
@@ -105,27 +93,17 @@ impl Client {
 
     /// POSTs `body`; the collector's status.
     async fn post(&self, tracer: &Tracer, body: &[u8]) -> Result<u16, String> {
-        let ep = &tracer.settings.endpoint;
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|e| format!("cannot connect: {}", e.kind()))?;
-        let _ = tcp.set_nodelay(true);
-        let mut request = Vec::with_capacity(self.head.len() + 32 + body.len());
-        request.extend_from_slice(self.head.as_bytes());
-        request.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-        request.extend_from_slice(body);
-        match &self.tls {
-            None => exchange(tcp, &request).await,
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(ep.host.clone())
-                    .map_err(|_| "invalid host name for TLS".to_string())?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                exchange(stream, &request).await
-            }
-        }
+        let (s, ep) = (&tracer.settings, &tracer.settings.endpoint);
+        let to = Dest {
+            tls: ep.tls,
+            host: &ep.host,
+            port: ep.port,
+            authority: &ep.authority,
+            path: &self.path,
+        };
+        let protobuf = "application/x-protobuf";
+        let answer = post(&to, protobuf, &s.headers, body, MAX_ANSWER).await;
+        answer.map(|(status, _)| status)
     }
 }
 
@@ -146,74 +124,4 @@ fn fail(tracer: &Tracer, spans: u64, why: &str, last_log: &mut Option<Instant>) 
             tracer.settings.endpoint.authority
         );
     }
-}
-
-/// Writes the request and reads the answer's status line (and its body, bounded).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    request: &[u8],
-) -> Result<u16, String> {
-    s.write_all(request)
-        .await
-        .map_err(|e| format!("write failed: {}", e.kind()))?;
-    s.flush()
-        .await
-        .map_err(|e| format!("write failed: {}", e.kind()))?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_ANSWER {
-            return Err("answer header too large".into());
-        }
-        let n = s
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read failed: {}", e.kind()))?;
-        if n == 0 {
-            return Err("the collector closed the connection without answering".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .filter(|_| head.starts_with("HTTP/1."))
-        .ok_or_else(|| "the answer is not HTTP".to_string())?;
-    // Read the rest of a small body so the collector sees a clean close.
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0)
-        .min(MAX_ANSWER);
-    let mut have = buf.len() - head_end;
-    while have < length {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => have += n,
-        }
-    }
-    Ok(status)
-}
-
-/// A TLS connector verifying the collector against the system's roots.
-fn connector() -> tokio_rustls::TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
