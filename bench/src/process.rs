@@ -91,7 +91,6 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `pid` every 100 ms.
     /// Waits (up to a second) until `pid`'s open descriptors hold still for two readings
     /// 50 ms apart, so that a baseline taken next counts no descriptor of its start-up (the
     /// readiness probe's connection, a background service's first dial).
@@ -107,6 +106,7 @@ impl Sampler {
         }
     }
 
+    /// Starts sampling `pid` every 100 ms.
     pub fn start(pid: u32) -> Sampler {
         Sampler::sample(pid, false)
     }
