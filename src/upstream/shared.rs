@@ -56,6 +56,12 @@ struct Used {
 }
 
 impl Conn {
+    fn new(conn: ConnectionRef, idle: Option<Duration>) -> Conn {
+        let at = Instant::now();
+        let used = Mutex::new(Used { at, idle });
+        Conn { conn, used }
+    }
+
     fn touch(&self, idle: Option<Duration>) {
         *lock(&self.used) = Used {
             at: Instant::now(),
@@ -167,13 +173,7 @@ impl Shared {
         if !h2 {
             return Ok((Upstream::H1(Answer::new(stream)), false));
         }
-        let conn = Arc::new(Conn {
-            conn: handshake(stream, settings(peer)).await?,
-            used: Mutex::new(Used {
-                at: Instant::now(),
-                idle,
-            }),
-        });
+        let conn = Arc::new(Conn::new(handshake(stream, settings(peer)).await?, idle));
         let s = conn.conn.spawn_stream().await?.or_err(
             pingora::ErrorType::H2Error,
             "a new HTTP/2 connection has no free stream (the provider may have sent GOAWAY)",
