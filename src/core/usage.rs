@@ -1,7 +1,10 @@
 //! Token usage, in OpenAI's terms: what providers report and what limits, logs and the
 //! ledger read.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::core::members;
 
 /// Token usage reported by a provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,5 +66,79 @@ impl Usage {
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
         })
+    }
+
+    /// Reads an OpenAI `usage` object from its text, as [`Usage::from_json`] reads its tree
+    /// (a member that is not an unsigned integer counts as absent) without building one.
+    pub fn from_raw(raw: &RawValue) -> Option<Usage> {
+        let [prompt, completion, total, prompt_details, completion_details] = members::pick(
+            raw.get().as_bytes(),
+            [
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "prompt_tokens_details",
+                "completion_tokens_details",
+            ],
+        )
+        .ok()?;
+        let prompt_tokens = number(prompt).unwrap_or(0);
+        let completion_tokens = number(completion).unwrap_or(0);
+        let detail = |details: Option<&RawValue>, name: &str| {
+            let [n] = members::pick(details?.get().as_bytes(), [name]).ok()?;
+            number(n)
+        };
+        Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: number(total).unwrap_or(prompt_tokens + completion_tokens),
+            cached_tokens: detail(prompt_details, "cached_tokens").unwrap_or(0),
+            reasoning_tokens: detail(completion_details, "reasoning_tokens").unwrap_or(0),
+        })
+    }
+}
+
+/// A member's value when it is an unsigned integer.
+fn number(value: Option<&RawValue>) -> Option<u64> {
+    serde_json::from_str(value?.get()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_reader_agrees_with_the_tree_reader() {
+        let cases = [
+            r#"{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42}"#,
+            r#"{"prompt_tokens":12,"completion_tokens":30}"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":"7","total_tokens":-3}"#,
+            r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":20,
+                "prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},
+                "completion_tokens_details":{"reasoning_tokens":5}}"#,
+            r#"{"prompt_tokens_details":null,"completion_tokens_details":[1,2]}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":18446744073709551615}"#,
+            r#"{"prompt_tokens":18446744073709551616,"completion_tokens":1e3}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":{"n":1}}}"#,
+            r#"{}"#,
+            r#"[1,2]"#,
+            r#""usage""#,
+            r#"7"#,
+        ];
+        for text in cases {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let tree: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                Usage::from_raw(&raw),
+                Usage::from_json(&tree),
+                "usage text {text}"
+            );
+        }
+        let raw: Box<RawValue> = serde_json::from_str(cases[3]).unwrap();
+        let u = Usage::from_raw(&raw).unwrap();
+        assert_eq!(
+            (u.cached_tokens, u.reasoning_tokens, u.total_tokens),
+            (4, 5, 20)
+        );
     }
 }

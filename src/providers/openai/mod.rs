@@ -7,7 +7,6 @@
 //! client did not ask for it.
 
 use bytes::{Bytes, BytesMut};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::ProviderKind;
@@ -118,7 +117,7 @@ pub fn rewrite_response(
         members::NotAnObject::Invalid(e) => not_json(&e),
         members::NotAnObject::Other => not_an_object(),
     })?;
-    let usage = usage.and_then(raw_usage);
+    let usage = usage.and_then(Usage::from_raw);
     let Some(model) = model else {
         return Ok((Bytes::copy_from_slice(body), usage));
     };
@@ -152,14 +151,6 @@ fn not_json(e: &serde_json::Error) -> ApiError {
 
 fn not_an_object() -> ApiError {
     ApiError::bad_gateway("The upstream provider returned a JSON response that is not an object.")
-}
-
-/// The usage object `raw`, when it is one.
-fn raw_usage(raw: &RawValue) -> Option<Usage> {
-    if members::is_null(raw) {
-        return None;
-    }
-    Usage::from_json(&serde_json::from_str(raw.get()).ok()?)
 }
 
 /// `s` as a JSON string.
@@ -426,7 +417,7 @@ impl OpenAiStream {
         }
         let reported = usage.filter(|u| !members::is_null(u));
         if let Some(u) = reported {
-            let Some(u) = raw_usage(u) else {
+            let Some(u) = Usage::from_raw(u) else {
                 return false;
             };
             self.usage = Some(u);
