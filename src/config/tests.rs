@@ -205,6 +205,14 @@ fn globs() {
     assert!(glob_match("a*b*c", "aXXbYYc"));
     assert!(glob_match("exact", "exact"));
     assert!(!glob_match("exact", "exactly"));
+    // `?` is one character, however many bytes it takes; `*` any run of them.
+    assert!(glob_match("modèle-?", "modèle-é"));
+    assert!(glob_match("m?dèle-*", "médèle-ü"));
+    assert!(!glob_match("modèle-?", "modèle-éé"));
+    assert!(glob_match("*è*", "modèle"));
+    assert!(!glob_match("*é*", "modèle"));
+    assert!(glob_match("gpt-?o", "gpt-4o"));
+    assert!(!glob_match("gpt-?o", "gpt-4xo"));
 }
 
 #[test]
