@@ -22,8 +22,8 @@ pub fn request_id(session: &Session) -> String {
     match given {
         Some(s) => s.to_string(),
         None => {
-            let n: u128 = rand::random();
-            format!("{n:032x}")
+            // 32 lowercase hex digits.
+            hex::encode(rand::random::<u128>().to_be_bytes())
         }
     }
 }
