@@ -4,15 +4,21 @@
 
 pub mod access;
 pub mod audit;
+mod line;
 pub mod logger;
 pub mod metrics;
 
+use std::cell::RefCell;
+use std::io::Write;
+
+use pingora::protocols::l4::socket::SocketAddr;
 use pingora::proxy::Session;
 use pingora::Error;
 use serde_json::json;
 
 use crate::core::error::clip;
 use crate::ctx::Ctx;
+use line::Line;
 pub use metrics::Metrics;
 
 /// Records a finished request in the metrics.
@@ -86,68 +92,64 @@ const MAX_LOGGED_PATH: usize = 256;
 /// The longest request method written to the access log, in bytes.
 const MAX_LOGGED_METHOD: usize = 16;
 
-/// One access-log line, in the order its fields are written.
-#[derive(serde::Serialize)]
-struct AccessLine<'a> {
-    ts: String,
-    request_id: &'a str,
-    method: std::borrow::Cow<'a, str>,
-    http: &'static str,
-    client: Option<String>,
-    path: std::borrow::Cow<'a, str>,
-    status: u16,
-    key: Option<&'a str>,
-    model: Option<&'a str>,
-    provider: Option<&'a str>,
-    upstream_model: Option<&'a str>,
-    upstream_status: Option<u16>,
-    attempts: u32,
-    stream: bool,
-    error: Option<&'static str>,
-    client_gone: bool,
-    ttfb_ms: Option<u64>,
-    duration_ms: u64,
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    guardrails: Option<serde_json::Value>,
-    cache: Option<&'static str>,
+/// Queues the access-log line of a finished request for stdout (see [`access`]): one JSON
+/// object, its members in this order.
+pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        write_access_line(buf, session, e, ctx);
+        buf.push(b'\n');
+        access::push(buf);
+        if buf.capacity() > 4096 {
+            *buf = Vec::new();
+        }
+    });
 }
 
-/// Queues the access-log line of a finished request for stdout (see [`access`]).
-pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
+fn write_access_line(buf: &mut Vec<u8>, session: &Session, e: Option<&Error>, ctx: &Ctx) {
     let req = session.req_header();
-    let line = AccessLine {
-        ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        request_id: &ctx.request_id,
-        method: clip(req.method.as_str(), MAX_LOGGED_METHOD),
-        http: if session.as_downstream().is_http2() {
-            "2"
-        } else {
-            "1.1"
-        },
-        client: session.client_addr().map(|a| a.to_string()),
-        path: clip(req.uri.path(), MAX_LOGGED_PATH),
-        status: status(ctx),
-        key: ctx.key_name.as_deref(),
-        model: ctx.model.as_deref(),
-        provider: ctx.provider.as_deref(),
-        upstream_model: ctx.upstream_model.as_deref(),
-        upstream_status: ctx.upstream_status,
-        attempts: ctx.attempts,
-        stream: ctx.stream,
-        error: ctx.error.or(e.map(|_| "internal")),
-        client_gone: ctx.client_gone,
-        ttfb_ms: ctx.ttfb.map(|d| d.as_millis() as u64),
-        duration_ms: ctx.start.elapsed().as_millis() as u64,
-        prompt_tokens: ctx.usage.map(|u| u.prompt_tokens),
-        completion_tokens: ctx.usage.map(|u| u.completion_tokens),
-        guardrails: guardrail_log(ctx),
-        cache: ctx.cache,
+    let mut line = Line::new(buf);
+    line::timestamp(line.member("ts"), std::time::SystemTime::now());
+    line.str("request_id", &ctx.request_id);
+    line.str("method", &clip(req.method.as_str(), MAX_LOGGED_METHOD));
+    let http = if session.as_downstream().is_http2() {
+        "2"
+    } else {
+        "1.1"
     };
-    let mut buf = Vec::with_capacity(512);
-    if serde_json::to_writer(&mut buf, &line).is_err() {
-        return;
+    line.str("http", http);
+    match session.client_addr() {
+        Some(SocketAddr::Inet(a)) => {
+            // An address and port: nothing to escape.
+            let out = line.member("client");
+            let _ = write!(out, "\"{a}\"");
+        }
+        Some(other) => line.str("client", &other.to_string()),
+        None => line.opt_str("client", None),
     }
-    buf.push(b'\n');
-    access::push(&buf);
+    line.str("path", &clip(req.uri.path(), MAX_LOGGED_PATH));
+    line.num("status", status(ctx).into());
+    line.opt_str("key", ctx.key_name.as_deref());
+    line.opt_str("model", ctx.model.as_deref());
+    line.opt_str("provider", ctx.provider.as_deref());
+    line.opt_str("upstream_model", ctx.upstream_model.as_deref());
+    line.opt_num("upstream_status", ctx.upstream_status.map(u64::from));
+    line.num("attempts", ctx.attempts.into());
+    line.bool("stream", ctx.stream);
+    line.opt_str("error", ctx.error.or(e.map(|_| "internal")));
+    line.bool("client_gone", ctx.client_gone);
+    line.opt_num("ttfb_ms", ctx.ttfb.map(|d| d.as_millis() as u64));
+    line.num("duration_ms", ctx.start.elapsed().as_millis() as u64);
+    line.opt_num("prompt_tokens", ctx.usage.map(|u| u.prompt_tokens));
+    line.opt_num("completion_tokens", ctx.usage.map(|u| u.completion_tokens));
+    let guardrails = line.member("guardrails");
+    match guardrail_log(ctx) {
+        Some(g) => serde_json::to_writer(guardrails, &g).expect("a value serialises into memory"),
+        None => guardrails.extend_from_slice(b"null"),
+    }
+    line.opt_str("cache", ctx.cache);
+    line.end();
 }
