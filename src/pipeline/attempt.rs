@@ -125,20 +125,20 @@ pub(super) async fn run(
         provider.api_root,
         plan.path(wire, &deployment.model)
     );
-    let mut header = upstream::request_header(
+    let mut req = upstream::Outgoing::new(
         provider,
         "POST",
-        &path,
+        path,
         Some(body.len()),
         plan.stream,
         &ctx.request_id,
     )
     .map_err(AttemptError::Final)?;
-    traced::propagate(ctx, &mut header);
-    let mut up = exchange_headers(gw, session, &peer, provider, &header, &body, deadline).await?;
+    traced::propagate(ctx, &mut req);
+    let mut up = exchange_headers(gw, session, &peer, provider, &req, &body, deadline).await?;
     // Sent: this attempt no longer needs them (the plan keeps the body for another attempt),
     // and a stream would hold them to its end.
-    drop((body, header, path));
+    drop((body, req));
     let Some(resp) = up.response_header() else {
         return Err(AttemptError::Final(ApiError::internal(
             "The upstream response header is missing.",

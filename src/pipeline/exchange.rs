@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -13,7 +12,7 @@ use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
 use crate::pipeline::gateway::Gateway;
-use crate::upstream::Upstream;
+use crate::upstream::{Outgoing, Upstream};
 
 /// Largest error body read from a provider.
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
@@ -37,7 +36,7 @@ pub(super) async fn exchange_headers(
     session: &mut Session,
     peer: &HttpPeer,
     provider: &Provider,
-    header: &RequestHeader,
+    req: &Outgoing<'_>,
     body: &Bytes,
     deadline: &Deadline,
 ) -> Result<Upstream, AttemptError> {
@@ -45,7 +44,7 @@ pub(super) async fn exchange_headers(
     loop {
         attempts += 1;
         let (up, reused) = connect(gw, peer, provider, deadline).await?;
-        match send(gw, session, up, provider, (header, body), deadline).await? {
+        match send(gw, session, up, provider, (req, body), deadline).await? {
             Ok(up) => return Ok(up),
             Err(_) if reused && attempts <= STALE_RETRIES => {
                 log::debug!(
@@ -100,12 +99,12 @@ async fn send(
     session: &mut Session,
     mut up: Upstream,
     provider: &Provider,
-    (header, body): (&RequestHeader, &Bytes),
+    (req, body): (&Outgoing<'_>, &Bytes),
     deadline: &Deadline,
 ) -> Result<pingora::Result<Upstream>, AttemptError> {
     let first_byte = gw.cfg.timeouts.first_byte;
     let (write_t, _) = deadline.cap(first_byte);
-    if let Err(e) = write_request(&mut up, header, body, write_t).await {
+    if let Err(e) = write_request(&mut up, req, body, write_t).await {
         return Ok(Err(e));
     }
     let (t, which) = deadline.cap(first_byte);
@@ -140,11 +139,10 @@ const ONE_WRITE_BODY: usize = 64 << 10;
 /// provider's configured headers means the connection is not reused after the answer.
 async fn write_request(
     up: &mut Upstream,
-    header: &RequestHeader,
+    req: &Outgoing<'_>,
     body: &Bytes,
     write_t: Duration,
 ) -> pingora::Result<()> {
-    use pingora::protocols::http::v1::client::http_req_header_to_wire;
     use tokio::io::AsyncWriteExt;
 
     let answer = match up {
@@ -152,22 +150,14 @@ async fn write_request(
         Upstream::H2(h2) => {
             let h2 = &mut h2.session;
             h2.set_write_timeout(Some(write_t));
-            h2.write_request_header(Box::new(header.clone())).await?;
+            h2.write_request_header(Box::new(req.header()?)).await?;
             h2.write_request_body(body.clone(), true).await?;
             return h2.finish_request_body().await;
         }
     };
-    answer.requested(header);
-    let Some(mut wire) = http_req_header_to_wire(header) else {
-        return pingora::Error::e_explain(
-            pingora::ErrorType::InvalidHTTPHeader,
-            "the request header cannot be written",
-        );
-    };
+    answer.requested(req.closes());
     let whole = body.len() <= ONE_WRITE_BODY;
-    if whole {
-        wire.extend_from_slice(body);
-    }
+    let wire = req.to_h1(if whole { body } else { &[] });
     let stream = answer.stream_mut();
     let written = tokio::time::timeout(write_t, async {
         stream.write_all(&wire).await?;

@@ -3,7 +3,7 @@
 //! finish reasons. Only ids, timings, statuses and labels; the spans are built when the
 //! request ends (`crate::trace`).
 
-use pingora::http::RequestHeader;
+use crate::upstream::Outgoing;
 
 use super::attempt::{Answered, AttemptError};
 use crate::config::Deployment;
@@ -67,16 +67,16 @@ pub(super) fn end(ctx: &mut Ctx, before: Option<u16>, result: &Result<Answered, 
 
 /// Adds `traceparent` (and the client's `tracestate`) for the attempt's span when tracing is
 /// on, sampled or not: the provider continues the same trace, or learns it is not recorded.
-pub(super) fn propagate(ctx: &Ctx, header: &mut RequestHeader) {
+pub(super) fn propagate<'a>(ctx: &'a Ctx, req: &mut Outgoing<'a>) {
     let Some(t) = &ctx.trace else { return };
     let span = t
         .attempts
         .last()
         .filter(|a| a.outcome == "pending")
         .map_or_else(new_span_id, |a| a.span_id);
-    let _ = header.insert_header("traceparent", t.traceparent_for(&span));
+    req.insert("traceparent", t.traceparent_for(&span));
     if let Some(state) = &t.tracestate {
-        let _ = header.insert_header("tracestate", state.as_str());
+        req.insert("tracestate", state.as_str());
     }
 }
 

@@ -54,11 +54,11 @@ pub enum Credential {
 }
 
 impl Credential {
-    /// The header name and value that carry `key`.
-    pub fn header(self, key: &str) -> (&'static str, String) {
+    /// The header that carries the key, and what its value has before the key.
+    pub fn header(self) -> (&'static str, &'static str) {
         match self {
-            Credential::Bearer => ("authorization", format!("Bearer {key}")),
-            Credential::Header(name) => (name, key.to_string()),
+            Credential::Bearer => ("authorization", "Bearer "),
+            Credential::Header(name) => (name, ""),
         }
     }
 }

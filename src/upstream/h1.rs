@@ -73,7 +73,7 @@ fn closed(during: &'static str) -> Box<Error> {
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
@@ -222,14 +222,9 @@ impl Answer {
         &mut self.stream
     }
 
-    /// Notes what the request asked of the connection: a `connection: close` means it is
-    /// not reused after this answer.
-    pub fn requested(&mut self, req: &pingora::http::RequestHeader) {
-        let closing = req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
+    /// Notes what the request asked of the connection: `closing` (a `connection: close`)
+    /// means it is not reused after this answer.
+    pub fn requested(&mut self, closing: bool) {
         self.keep_alive &= !closing;
     }
 

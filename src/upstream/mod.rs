@@ -1,6 +1,6 @@
 //! Reaching providers: one DNS cache shared by requests and health checks ([`Resolver`]),
 //! peers ([`peer`]), connections to them ([`Dialer`]: pooled, HTTP/2 shared, a cold burst
-//! sharing one) and the request headers sluice sends ([`request_header`]).
+//! sharing one) and the requests sluice sends ([`Outgoing`]).
 
 mod dial;
 mod h1;
@@ -13,7 +13,7 @@ mod shared;
 
 pub use dial::{Dialer, Upstream};
 pub use peer::peer;
-pub use request::{read_final_header, request_header};
+pub use request::{read_final_header, request_header, Outgoing};
 pub use resolver::{Resolver, DNS_STALE, DNS_TTL};
 
 /// A connected loopback pair for unit tests: sluice's side as a Pingora stream, and the
