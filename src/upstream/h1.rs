@@ -16,8 +16,9 @@ use pingora::protocols::Stream;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::AsyncReadExt;
 
-/// Bytes asked of the socket by a first read: a stream's events are a few hundred bytes.
-const READ_SIZE: usize = 4 << 10;
+/// Bytes asked of the socket by a first read: a stream's events, and a small answer with its
+/// header, are a few hundred bytes. Every open stream holds this much.
+const READ_SIZE: usize = 1 << 10;
 /// Largest read: an answer that keeps filling its reads gets larger ones, up to this.
 const MAX_READ_SIZE: usize = 64 << 10;
 /// Largest response header (status line and fields) accepted.
