@@ -3,13 +3,12 @@
 //! finish reasons. Only ids, timings, statuses and labels; the spans are built when the
 //! request ends (`crate::trace`).
 
-use crate::upstream::Outgoing;
-
 use super::attempt::{Answered, AttemptError};
 use crate::config::Deployment;
 use crate::core::trace::{new_span_id, AttemptTrace};
 use crate::core::{ApiError, StreamTranslator, Watch, Watched};
 use crate::ctx::Ctx;
+use crate::upstream::Outgoing;
 
 /// Starts an attempt: its span when the trace is sampled. Returns the upstream status known
 /// so far, put back by [`end`] if this attempt gets none.

@@ -36,29 +36,29 @@ struct Field<'a> {
 }
 
 /// A header field's value, borrowed or owned.
-pub trait Value<'a> {
+pub trait FieldValue<'a> {
     fn bytes(self) -> Cow<'a, [u8]>;
 }
 
-impl<'a> Value<'a> for &'a str {
+impl<'a> FieldValue<'a> for &'a str {
     fn bytes(self) -> Cow<'a, [u8]> {
         Cow::Borrowed(self.as_bytes())
     }
 }
 
-impl<'a> Value<'a> for &'a [u8] {
+impl<'a> FieldValue<'a> for &'a [u8] {
     fn bytes(self) -> Cow<'a, [u8]> {
         Cow::Borrowed(self)
     }
 }
 
-impl<'a> Value<'a> for Vec<u8> {
+impl<'a> FieldValue<'a> for Vec<u8> {
     fn bytes(self) -> Cow<'a, [u8]> {
         Cow::Owned(self)
     }
 }
 
-impl<'a> Value<'a> for String {
+impl<'a> FieldValue<'a> for String {
     fn bytes(self) -> Cow<'a, [u8]> {
         Cow::Owned(self.into_bytes())
     }
@@ -131,7 +131,7 @@ impl<'a> Outgoing<'a> {
 
     /// Sets the field `name` (lowercase): a field of that name already there takes the
     /// value in its place. `false` (and nothing set) if the value cannot be a header value.
-    pub fn insert(&mut self, name: &'a str, value: impl Value<'a>) -> bool {
+    pub fn insert(&mut self, name: &'a str, value: impl FieldValue<'a>) -> bool {
         self.put(Field {
             name,
             prefix: "",
