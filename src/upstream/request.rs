@@ -77,12 +77,7 @@ impl<'a> Outgoing<'a> {
         stream: bool,
         request_id: &'a str,
     ) -> Result<Self, ApiError> {
-        let invalid = || {
-            ApiError::internal(format!(
-                "Could not build the request for provider '{}'.",
-                provider.name
-            ))
-        };
+        let invalid = || unbuildable(provider);
         let path = PathAndQuery::from_maybe_shared(Bytes::from(path)).map_err(|_| invalid())?;
         if !path.as_str().starts_with('/') {
             return Err(invalid());
@@ -218,12 +213,16 @@ pub fn request_header(
         stream,
         request_id,
     )?;
-    req.header().map_err(|_| {
-        ApiError::internal(format!(
-            "Could not build the request for provider '{}'.",
-            provider.name
-        ))
-    })
+    req.header().map_err(|_| unbuildable(provider))
+}
+
+/// A request to `provider` that cannot be written: its configured values are not valid in
+/// a header (never quoted: one of them may be its key).
+fn unbuildable(provider: &Provider) -> ApiError {
+    ApiError::internal(format!(
+        "Could not build the request for provider '{}'.",
+        provider.name
+    ))
 }
 
 /// Reads response headers, skipping informational (1xx) ones.
