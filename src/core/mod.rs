@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod finding;
+pub mod framing;
 pub mod members;
 pub mod ndjson;
 pub mod post;

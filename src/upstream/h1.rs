@@ -11,10 +11,11 @@
 //! to the end with nothing after it, and neither side asked to close it.
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use crate::core::framing::{self, Framing, Step};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType, Result};
-use tokio::io::AsyncReadExt;
 
 /// Bytes asked of the socket by a first read: a stream's events, and a small answer with its
 /// header, are a few hundred bytes. Every open stream holds this much.
@@ -25,41 +26,30 @@ const MAX_READ_SIZE: usize = 64 << 10;
 const MAX_HEADER: usize = 64 << 10;
 /// Most header fields accepted.
 const MAX_FIELDS: usize = 256;
-/// Largest chunk-size line (with extensions) or trailer section accepted.
-const MAX_LINE: usize = 8 << 10;
-
-/// Where the body stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    /// No header read yet.
-    Header,
-    /// `content-length`: bytes still to come.
-    Length(u64),
-    /// Chunked: a chunk-size line is next.
-    ChunkSize,
-    /// Chunked: bytes of the current chunk still to come.
-    ChunkData(u64),
-    /// Chunked: the CRLF after a chunk's data is next.
-    ChunkEnd,
-    /// Chunked: the trailer section (ended by an empty line) is next.
-    Trailers,
-    /// Up to the connection's close.
-    Close,
-    /// Read to the end.
-    Done,
-}
-
 /// One exchange's answer on an HTTP/1.1 connection to a provider.
 pub struct Answer {
     stream: Stream,
     /// Read from the socket, not yet handed out.
     buf: BytesMut,
     header: Option<Box<ResponseHeader>>,
-    body: Body,
+    /// The body's framing; `None` until a (final) header has been read.
+    body: Option<Framing>,
     /// The connection may carry another request once the answer has been read.
     keep_alive: bool,
     /// Room asked for before the next read.
     read_size: usize,
+}
+
+/// Reads more from `stream` into `buf`; `Ok(false)` at its end.
+///
+/// Pieces handed out leave the front of the buffer; once they are dropped, `reserve` takes
+/// the room back from the start, so a stream's reads keep landing in the same first page
+/// rather than walking through the buffer.
+async fn fill(stream: &mut Stream, buf: &mut BytesMut, read_size: &mut usize) -> Result<bool> {
+    let n = framing::fill(stream, buf, read_size, MAX_READ_SIZE)
+        .await
+        .map_err(|e| Error::because(ErrorType::ReadError, "while reading the answer", e))?;
+    Ok(n > 0)
 }
 
 fn invalid(why: impl Into<String>) -> Box<Error> {
@@ -73,13 +63,6 @@ fn closed(during: &'static str) -> Box<Error> {
     )
 }
 
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 impl Answer {
     /// An answer to come on `stream` (see [`Answer::requested`] for what the request asks of
     /// the connection).
@@ -88,31 +71,15 @@ impl Answer {
             stream,
             buf: BytesMut::new(),
             header: None,
-            body: Body::Header,
+            body: None,
             keep_alive: true,
             read_size: READ_SIZE,
         }
     }
 
     /// Reads more from the socket; `Ok(false)` at its end.
-    ///
-    /// Pieces handed out leave the front of the buffer; once they are dropped, `reserve`
-    /// takes the room back from the start, so a stream's reads keep landing in the same
-    /// first page rather than walking through the buffer.
     async fn fill(&mut self) -> Result<bool> {
-        if self.buf.capacity() - self.buf.len() < self.read_size {
-            self.buf.reserve(self.read_size);
-        }
-        let room = self.buf.capacity() - self.buf.len();
-        let n = self
-            .stream
-            .read_buf(&mut self.buf)
-            .await
-            .map_err(|e| Error::because(ErrorType::ReadError, "while reading the answer", e))?;
-        if n == room {
-            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
-        }
-        Ok(n > 0)
+        fill(&mut self.stream, &mut self.buf, &mut self.read_size).await
     }
 
     /// Reads the header of the final answer, skipping informational (1xx) ones.
@@ -122,7 +89,7 @@ impl Answer {
             if !self.header().is_some_and(|h| h.status.is_informational()) {
                 return Ok(());
             }
-            self.body = Body::Header;
+            self.body = None;
         }
         Err(invalid("too many informational responses"))
     }
@@ -176,23 +143,18 @@ impl Answer {
             let value = http::HeaderValue::from_bytes(f.value)
                 .map_err(|_| invalid("invalid header value"))?;
             if name == http::header::CONTENT_LENGTH {
-                let n = std::str::from_utf8(f.value)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
+                let n = framing::content_length(f.value)
                     .ok_or_else(|| invalid("invalid content-length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(invalid("conflicting content-length values"));
                 }
                 length = Some(n);
             } else if name == http::header::TRANSFER_ENCODING {
-                let last = f.value.rsplit(|b| *b == b',').next().unwrap_or_default();
-                chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                chunked = framing::ends_chunked(f.value);
                 coded = true;
             } else if name == http::header::CONNECTION {
-                close |= has_token(f.value, b"close");
-                keep |= has_token(f.value, b"keep-alive");
+                close |= framing::has_token(f.value, b"close");
+                keep |= framing::has_token(f.value, b"keep-alive");
             }
             h.append_header(name, value)
                 .map_err(|_| invalid("invalid header"))?;
@@ -200,18 +162,14 @@ impl Answer {
         self.buf.advance(len);
         self.keep_alive &= !close && (!http10 || keep);
         self.body = match code {
-            100..=199 => Body::Header,
-            204 | 304 => Body::Done,
-            _ if coded && chunked => Body::ChunkSize,
+            100..=199 => None,
+            204 | 304 => Some(Framing::Done),
+            _ if coded && chunked => Some(Framing::ChunkSize),
             // A transfer coding that does not end in chunked: the close ends the body.
-            _ if coded => Body::Close,
-            _ => match length {
-                Some(0) => Body::Done,
-                Some(n) => Body::Length(n),
-                None => Body::Close,
-            },
+            _ if coded => Some(Framing::Close),
+            _ => Some(length.map_or(Framing::Close, Framing::length)),
         };
-        if self.body == Body::Close {
+        if self.body == Some(Framing::Close) {
             self.keep_alive = false;
         }
         self.header = Some(Box::new(h));
@@ -236,96 +194,26 @@ impl Answer {
 
     /// The next piece of the body; `None` once it has all been read.
     pub async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        let Some(body) = &mut self.body else {
+            return Err(invalid("the body was read before the header"));
+        };
         loop {
-            match self.body {
-                Body::Header => return Err(invalid("the body was read before the header")),
-                Body::Done => return Ok(None),
-                Body::Length(left) | Body::ChunkData(left) if !self.buf.is_empty() => {
-                    let n = self
-                        .buf
-                        .len()
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let rest = left - n as u64;
-                    self.body = match (self.body, rest) {
-                        (Body::Length(_), 0) => Body::Done,
-                        (Body::Length(_), _) => Body::Length(rest),
-                        (_, 0) => Body::ChunkEnd,
-                        _ => Body::ChunkData(rest),
-                    };
-                    return Ok(Some(self.buf.split_to(n).freeze()));
-                }
-                Body::Close if !self.buf.is_empty() => return Ok(Some(self.buf.split().freeze())),
-                Body::ChunkSize => {
-                    if let Some(size) = self.chunk_size()? {
-                        self.body = if size == 0 {
-                            Body::Trailers
-                        } else {
-                            Body::ChunkData(size)
-                        };
-                        continue;
-                    }
-                }
-                Body::ChunkEnd if self.buf.len() >= 2 => {
-                    if &self.buf[..2] != b"\r\n" {
-                        return Err(invalid("a chunk does not end with CRLF"));
-                    }
-                    self.buf.advance(2);
-                    self.body = Body::ChunkSize;
-                    continue;
-                }
-                Body::Trailers => {
-                    if let Some(end) = self.trailers_end()? {
-                        self.buf.advance(end);
-                        self.body = Body::Done;
-                        continue;
-                    }
-                }
-                _ => {}
+            match body.take(&mut self.buf).map_err(invalid)? {
+                Step::Piece(p) => return Ok(Some(p)),
+                Step::Done => return Ok(None),
+                Step::More => {}
             }
-            if !self.fill().await? {
-                if self.body == Body::Close {
-                    self.body = Body::Done;
-                    continue;
-                }
+            if !fill(&mut self.stream, &mut self.buf, &mut self.read_size).await?
+                && !body.at_close()
+            {
                 return Err(closed("before the end of its answer"));
             }
         }
     }
 
-    /// Parses a chunk-size line at the start of the buffer (and consumes it).
-    fn chunk_size(&mut self) -> Result<Option<u64>> {
-        match httparse::parse_chunk_size(&self.buf) {
-            Ok(httparse::Status::Complete((len, size))) => {
-                self.buf.advance(len);
-                Ok(Some(size))
-            }
-            Ok(httparse::Status::Partial) if self.buf.len() > MAX_LINE => {
-                Err(invalid("chunk-size line too long"))
-            }
-            Ok(httparse::Status::Partial) => Ok(None),
-            Err(_) => Err(invalid("invalid chunk size")),
-        }
-    }
-
-    /// The length of the trailer section at the start of the buffer, up to and including the
-    /// empty line that ends it; `None` while it is incomplete.
-    fn trailers_end(&self) -> Result<Option<usize>> {
-        let mut at = 0;
-        while let Some(eol) = self.buf[at..].windows(2).position(|w| w == b"\r\n") {
-            if eol == 0 {
-                return Ok(Some(at + 2));
-            }
-            at += eol + 2;
-        }
-        if self.buf.len() > MAX_LINE {
-            return Err(invalid("trailer section too long"));
-        }
-        Ok(None)
-    }
-
     /// Whether the body has been read to its end.
     pub fn is_done(&self) -> bool {
-        self.body == Body::Done
+        self.body.is_some_and(|b| b.is_done())
     }
 
     /// The connection, when it can carry another request: the answer read to its end,

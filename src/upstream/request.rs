@@ -14,9 +14,9 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 
 use crate::config::Provider;
+use crate::core::framing::has_token;
 use crate::core::ApiError;
 use crate::providers::Wire;
-use crate::upstream::h1::has_token;
 
 /// A request to a provider: method, path and header fields in the order they go out.
 pub struct Outgoing<'a> {
