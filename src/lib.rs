@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod ctx;
+pub mod downstream;
 pub mod front;
 pub mod guardrails;
 pub mod ledger;

@@ -2,12 +2,12 @@
 //! then its tokens and budgets and the model's limits once the request is known ([`rest`]).
 //! The permit is settled after the answer (see `settle`).
 
-use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::decode::Request;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::front::{Endpoint, FrontDoor};
 use crate::limits::{Admission, Permit, Rejection};
 use crate::pipeline::gateway::Gateway;
@@ -17,7 +17,7 @@ use crate::pipeline::keyring::Key;
 /// the request is not metered.
 pub(super) async fn key(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     key: &Key,
     endpoint: Endpoint,
@@ -28,7 +28,7 @@ pub(super) async fn key(
     match gw.limiter.admit_key(&key.name).await {
         Ok(p) => Ok(Some(p)),
         Err(r) => {
-            session.set_keepalive(None);
+            session.close_after();
             Err(rejected(&r, ctx))
         }
     }

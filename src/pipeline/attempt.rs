@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pingora::proxy::Session;
 
 use super::exchange::{exchange_headers, read_whole, release, MAX_ERROR_BODY};
 use super::plan::Plan;
@@ -14,6 +13,7 @@ use super::traced;
 use crate::config::Deployment;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
 use crate::providers::Wire;
 use crate::routing::{self, Failure};
@@ -101,7 +101,7 @@ impl Deadline {
 
 pub(super) async fn run(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     plan: &mut Plan,
     deployment: &Deployment,

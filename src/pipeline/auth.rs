@@ -1,13 +1,12 @@
 //! Who is asking: the request id, and the gateway key that authenticates the request.
 
-use pingora::proxy::Session;
-
 use crate::core::ApiError;
+use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::{Found, Key};
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
-pub fn request_id(session: &Session) -> String {
+pub fn request_id(session: &Session<'_>) -> String {
     let given = session
         .req_header()
         .headers
@@ -29,7 +28,10 @@ pub fn request_id(session: &Session) -> String {
 }
 
 /// `Authorization: Bearer <key>` or `x-api-key: <key>`.
-pub(super) fn authenticate<'a>(gw: &'a Gateway, session: &Session) -> Result<&'a Key, ApiError> {
+pub(super) fn authenticate<'a>(
+    gw: &'a Gateway,
+    session: &Session<'_>,
+) -> Result<&'a Key, ApiError> {
     let headers = &session.req_header().headers;
     let presented = match headers.get("authorization") {
         Some(v) => {

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 
 use crate::core::ApiError;
+use crate::downstream::Session;
 use crate::telemetry::Metrics;
 
 /// The longest wait for one piece of a body (bounded further by the whole body's deadline).
@@ -116,20 +116,20 @@ fn unreadable(what: &str) -> ApiError {
 /// Reads the whole request body: at most `limit` bytes, within `deadline`, held in `hold`.
 /// Any failure leaves the body partly unread, so the connection is not kept alive.
 pub async fn read(
-    session: &mut Session,
+    session: &mut Session<'_>,
     limit: usize,
     deadline: Duration,
     hold: &mut BodyHold,
 ) -> Result<Bytes, ApiError> {
     let result = read_inner(session, limit, deadline, hold).await;
     if result.is_err() {
-        session.set_keepalive(None);
+        session.close_after();
     }
     result
 }
 
 async fn read_inner(
-    session: &mut Session,
+    session: &mut Session<'_>,
     limit: usize,
     deadline: Duration,
     hold: &mut BodyHold,
@@ -153,7 +153,6 @@ async fn read_inner(
     if expects_continue {
         // curl and others wait for this before sending a body larger than 1 KiB.
         session
-            .as_downstream_mut()
             .write_continue_response()
             .await
             .map_err(|_| unreadable("the client connection failed"))?;

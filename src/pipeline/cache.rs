@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 use serde_json::{Map, Value};
 
 use super::decode::Request;
@@ -17,6 +16,7 @@ use crate::cache::key::KeyParts;
 use crate::cache::{Cache, CacheKey};
 use crate::core::{ApiError, Usage};
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::front::{Endpoint, Front};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::Key;
@@ -37,7 +37,7 @@ pub(super) struct Lookup {
 }
 
 /// What the client's `Cache-Control` asks: (no lookup, no storing).
-fn client_directives(session: &Session) -> (bool, bool) {
+fn client_directives(session: &Session<'_>) -> (bool, bool) {
     let mut no_cache = false;
     let mut no_store = false;
     for v in session.req_header().headers.get_all("cache-control") {
@@ -82,7 +82,7 @@ fn api_name(f: Front) -> &'static str {
 /// model's settings, the client's `no-cache` and a failing backend make it a `bypass`.
 pub(super) async fn lookup(
     gw: &Gateway,
-    session: &Session,
+    session: &Session<'_>,
     ctx: &mut Ctx,
     key: &Key,
     req: &Request,
@@ -166,7 +166,7 @@ pub(super) fn render(
 /// cannot be rendered — written by another version of sluice, say — and the provider is to
 /// answer instead.
 pub(super) async fn serve(
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     req: &Request,
     entry: Bytes,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pingora::proxy::Session;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::core::{members, ApiError};
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
 use crate::pipeline::body::{self, BodyHold};
 use crate::pipeline::gateway::Gateway;
@@ -38,7 +38,7 @@ pub(super) struct Request {
 }
 
 /// Refuses a compressed body (sluice reads JSON as sent).
-pub(super) fn check_encoding(session: &mut Session) -> Result<(), ApiError> {
+pub(super) fn check_encoding(session: &mut Session<'_>) -> Result<(), ApiError> {
     let encoding = session
         .req_header()
         .headers
@@ -47,7 +47,7 @@ pub(super) fn check_encoding(session: &mut Session) -> Result<(), ApiError> {
     let Some(enc) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) else {
         return Ok(());
     };
-    session.set_keepalive(None);
+    session.close_after();
     let mut e = ApiError::invalid_request(format!(
         "Content-Encoding '{}' is not supported; send the JSON body uncompressed.",
         crate::core::error::echo(&enc)
@@ -59,7 +59,7 @@ pub(super) fn check_encoding(session: &mut Session) -> Result<(), ApiError> {
 
 pub(super) async fn decode(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     key: &Key,
     endpoint: Endpoint,

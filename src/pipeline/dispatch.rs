@@ -11,12 +11,10 @@
 //! exchange also lets a stream that fails half-way end with an error event the client can see,
 //! instead of a silently truncated answer. Connections come from [`crate::upstream::Dialer`]
 //! (made by Pingora's transport connector, pooled and shared by sluice), and responses go out
-//! through Pingora's downstream session.
+//! through the client's [`crate::downstream::Session`].
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use pingora::proxy::Session;
 
 use super::attempt::{self, AttemptError, Deadline};
 use super::exchange::{client_closed, client_gone};
@@ -24,6 +22,7 @@ use super::plan::Plan;
 use super::traced;
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
 use crate::providers::Wire;
 use crate::routing::{self, DeploymentState, Reason, Router};
@@ -40,7 +39,7 @@ struct Tries {
 /// client.
 pub(super) async fn dispatch(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     mut plan: Plan,
 ) -> Result<(), ApiError> {
@@ -90,7 +89,7 @@ pub(super) async fn dispatch(
 /// the retry budget allows no retry.
 async fn next(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     plan: &Plan,
     tries: &mut Tries,

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
 use crate::core::ApiError;
+use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
 use crate::upstream::{Outgoing, Upstream};
 
@@ -33,7 +33,7 @@ pub(super) enum ReadFail {
 /// provider never saw a complete request on it.
 pub(super) async fn exchange_headers(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     peer: &HttpPeer,
     provider: &Provider,
     req: &Outgoing<'_>,
@@ -96,7 +96,7 @@ async fn connect(
 /// that failed before the provider answered (on a pooled connection: possibly stale).
 async fn send(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     mut up: Upstream,
     provider: &Provider,
     (req, body): (&Outgoing<'_>, &Bytes),
@@ -228,16 +228,16 @@ pub(super) fn client_closed() -> ApiError {
 
 /// Watches the client connection while waiting on the provider. Resolves when the client has
 /// gone away; stays pending otherwise.
-pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
+pub(super) async fn client_gone(session: &mut Session<'_>, watch: &mut bool) {
     if !*watch {
         return std::future::pending().await;
     }
-    match session.downstream_session.read_body_or_idle(true).await {
-        // Bytes after the request while it is served (a pipelined request): Pingora has
-        // read one of them, so the connection cannot carry another request. This one is
+    match session.read_body_or_idle(true).await {
+        // Bytes after the request while it is served (a pipelined request): one of them
+        // has been read, so the connection cannot carry another request. This one is
         // answered in full, then the connection closes (see `conns`).
         Err(e) if *e.etype() == pingora::ErrorType::ConnectError => {
-            session.set_keepalive(None);
+            session.close_after();
             *watch = false;
             std::future::pending::<()>().await
         }
@@ -253,7 +253,7 @@ pub(super) async fn client_gone(session: &mut Session, watch: &mut bool) {
 /// goes away.
 pub(super) async fn read_chunk(
     up: &mut Upstream,
-    session: &mut Session,
+    session: &mut Session<'_>,
     watch: &mut bool,
     deadline: &Deadline,
     idle: Duration,
@@ -273,7 +273,7 @@ pub(super) async fn read_chunk(
 /// Reads a whole response body of at most `limit` bytes.
 pub(super) async fn read_whole(
     up: &mut Upstream,
-    session: &mut Session,
+    session: &mut Session<'_>,
     limit: usize,
     deadline: &Deadline,
     idle: Duration,

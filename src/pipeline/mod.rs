@@ -51,16 +51,19 @@ mod traced;
 
 pub use auth::request_id;
 
-use pingora::proxy::Session;
-
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::front::{self, Endpoint, Route};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::Key;
 
 /// Serves one request.
-pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(), ApiError> {
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session<'_>,
+    ctx: &mut Ctx,
+) -> Result<(), ApiError> {
     let req = session.req_header();
     let (front, route) = front::route(req.method.as_str(), req.uri.path());
     ctx.front = front;
@@ -80,7 +83,7 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Resul
 /// A request for a provider, stage by stage.
 async fn proxy(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     key: &Key,
     endpoint: Endpoint,

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::{Answered, AttemptError, Deadline};
@@ -19,6 +18,7 @@ use super::traced;
 use crate::config::Provider;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::respond;
 use crate::providers::Wire;
@@ -26,7 +26,7 @@ use crate::upstream::Upstream;
 
 /// Sends a whole answer from a `wire` deployment.
 pub(super) async fn whole(
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     plan: &Plan,
     wire: Wire,
@@ -42,7 +42,7 @@ pub(super) async fn whole(
 /// Sends an answer held whole — JSON, or an event stream (`stream`) — with the usage it
 /// settles at.
 pub(super) async fn send_whole(
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     body: Bytes,
     usage: Option<Usage>,
@@ -173,7 +173,7 @@ struct Relay<'a> {
 impl Relay<'_> {
     /// Reads one chunk from the provider and translates it into `out`. `Ok(false)` when the
     /// client left.
-    async fn step(&mut self, session: &mut Session, ctx: &mut Ctx) -> Result<bool, ApiError> {
+    async fn step(&mut self, session: &mut Session<'_>, ctx: &mut Ctx) -> Result<bool, ApiError> {
         let idle = self.gw.cfg.timeouts.idle;
         match read_chunk(&mut self.up, session, &mut self.watch, self.deadline, idle).await {
             Ok(Some(chunk)) => {
@@ -207,7 +207,7 @@ impl Relay<'_> {
 /// followed by `[DONE]`.
 pub(super) async fn stream(
     gw: &Gateway,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     plan: &mut Plan,
     provider: &Provider,
@@ -243,7 +243,7 @@ pub(super) async fn stream(
         relay.gate(ctx).await.map_err(AttemptError::Final)?;
     }
     let mut h = sse_header(ctx);
-    if !session.as_downstream().is_http2() {
+    if !session.is_http2() {
         h.insert_header("transfer-encoding", "chunked")
             .expect("static header");
     }
@@ -291,7 +291,7 @@ enum Pumped {
 }
 
 /// Sends what is translated and reads on, until the answer is complete or fails.
-async fn pump(relay: &mut Relay<'_>, session: &mut Session, ctx: &mut Ctx) -> Pumped {
+async fn pump(relay: &mut Relay<'_>, session: &mut Session<'_>, ctx: &mut Ctx) -> Pumped {
     let gaps = relay
         .gw
         .metrics
@@ -330,7 +330,7 @@ async fn pump(relay: &mut Relay<'_>, session: &mut Session, ctx: &mut Ctx) -> Pu
                 record_stream(ctx, relay.translator.as_ref());
                 // A client that only half-closed may still read: it learns the answer was
                 // cut, never a clean end. The connection is not reused.
-                session.set_keepalive(None);
+                session.close_after();
                 let event = relay.translator.error_event(&client_closed());
                 let _ = session.write_response_body(Some(event), true).await;
                 return Pumped::ClientGone;
@@ -344,7 +344,7 @@ async fn pump(relay: &mut Relay<'_>, session: &mut Session, ctx: &mut Ctx) -> Pu
 /// provider's connection returned to the pool, or closed when the answer was cut short.
 async fn finish(
     mut relay: Relay<'_>,
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     failure: Option<ApiError>,
     peer: &HttpPeer,

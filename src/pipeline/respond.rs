@@ -2,14 +2,14 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 
 /// Headers a response may get besides `ctx.extra_headers`: content type, request id, then
 /// content length or the event stream's two, retry-after or www-authenticate, and
-/// Pingora's date, connection and transfer-encoding.
+/// the session's date, connection and transfer-encoding.
 const BASE_HEADERS: usize = 9;
 
 /// Starts a response: status, content type, request id.
@@ -34,7 +34,7 @@ pub fn header(status: u16, content_type: &str, ctx: &Ctx) -> ResponseHeader {
 
 /// Sends a whole JSON body. Records a failed write as a client that went away.
 pub async fn json(
-    session: &mut Session,
+    session: &mut Session<'_>,
     ctx: &mut Ctx,
     status: u16,
     body: Bytes,
@@ -53,7 +53,7 @@ pub async fn json(
 }
 
 /// Sends `err` in the OpenAI error shape.
-pub async fn error(session: &mut Session, ctx: &mut Ctx, err: &ApiError) {
+pub async fn error(session: &mut Session<'_>, ctx: &mut Ctx, err: &ApiError) {
     ctx.error = Some(err.origin.as_str());
     let mut h = header(err.status, "application/json", ctx);
     if let Some(ra) = &err.retry_after {

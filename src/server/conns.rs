@@ -2,20 +2,17 @@
 //! how much memory an idle one holds.
 //!
 //! [`ClientConns`] is the listener's application. It runs the HTTP/1.1 keep-alive loop
-//! itself — the loop of Pingora's own `ServerApp` for HTTP apps and of its proxy's request
-//! handling (pingora-core/pingora-proxy 0.9 `process_new_http`, `handle_new_request`) without
-//! the proxy's phases sluice never uses (upstream, cache, modules, retries: their state was
-//! most of what an open stream held, and a tenth of a small request's CPU time) — so that it
-//! can bound what Pingora leaves open:
+//! itself, each request read and answered by sluice's own session
+//! ([`crate::downstream::h1`]) — not by Pingora's proxy, whose per-request state (upstream
+//! phases, cache, modules, retries) sluice never used — so that it can bound what a
+//! connection holds and how long it may take:
 //!
 //! * **A cap on connections** (`server.max_connections`): over it, a new connection is closed
 //!   as soon as it is accepted (counted in `sluice_client_connections_refused_total`).
-//! * **A total deadline per request header** (`timeouts.request_header`). Pingora's header
-//!   timeout applies to each `read()` on its own, so a client sending one byte every few
-//!   seconds would hold a connection forever; the loop bounds the whole header read.
-//! * **Idle keep-alive** (`timeouts.client_idle`): Pingora waits for the next request forever
-//!   once a client asked for keep-alive; here the wait is bounded, and while many connections
-//!   are open an idle one holds nothing but its socket and buffers.
+//! * **A total deadline per request header** (`timeouts.request_header`): a client sending
+//!   one byte every few seconds cannot hold a connection; the whole header read is bounded.
+//! * **Idle keep-alive** (`timeouts.client_idle`): the wait for a next request is bounded,
+//!   and while many connections are open an idle one holds nothing but its socket.
 //!
 //! Each connection is served on a task of its own ([`ClientConns::process_new`] returns at
 //! once): Pingora's accepting task reserves room for a TLS handshake (~8.6 KiB) that an open
@@ -33,12 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, ReusedHttpStream, ServerApp};
+use pingora::apps::ServerApp;
 use pingora::protocols::{Stream, ALPN};
-use pingora::proxy::{HttpProxy, Session};
+use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::sync::Semaphore;
 
+use crate::downstream::{self, h1};
 use crate::pipeline::gateway::Live;
 use crate::server::proxy::{ClientProxy, RequestCtx};
 use crate::telemetry::Metrics;
@@ -90,14 +88,11 @@ impl ClientConns {
 
     /// The HTTP/1.1 keep-alive loop. While more than [`LIGHT_WAIT_ABOVE`] connections are
     /// open, a connection between requests holds only its socket: a request's state and its
-    /// header and body buffers are made once the first byte of one has arrived, and that wait
-    /// is bounded by `request_header` on a new connection and by `client_idle` on a
-    /// kept-alive one. The whole header is bounded by `request_header` from then (from
-    /// the connection's start, on a new one); with fewer connections, the wait for the next
-    /// request is bounded by `client_idle` (per read, see [`keep_alive_for`]) plus
-    /// `request_header` (in total).
+    /// buffers are made once the first byte of one has arrived. The wait for a request's
+    /// first bytes is bounded by `request_header` on a new connection and by `client_idle` on
+    /// a kept-alive one; the whole header by `request_header` from then (from the
+    /// connection's start, on a new one).
     async fn serve_h1(&self, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let mut settings = None;
         let mut first = true;
         loop {
             let started = tokio::time::Instant::now();
@@ -109,43 +104,32 @@ impl ClientConns {
             // A TLS stream cannot be peeked: it proceeds at once, under the header deadline.
             // A connection waiting here when shutdown begins is closed.
             let light = self.metrics.client_connections.get() > LIGHT_WAIT_ABOVE;
-            let peeked = if !light {
-                // Few connections: memory is no concern, and waiting inside the proxy saves
-                // the peek (about a tenth of a small request's CPU time).
-                Ok(Ok(true))
-            } else {
+            if light {
                 let mut stopping = shutdown.clone();
                 let mut probe = [0u8; 1];
-                tokio::select! {
+                let peeked = tokio::select! {
                     r = tokio::time::timeout(wait, stream.try_peek(&mut probe)) => r,
                     () = shutting_down(&mut stopping) => return None,
+                };
+                match peeked {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return None,
+                    Err(_) if first => {
+                        self.metrics.client_header_timeouts.inc();
+                        return None;
+                    }
+                    Err(_) => return None,
                 }
-            };
-            match peeked {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return None,
-                Err(_) if first => {
-                    self.metrics.client_header_timeouts.inc();
-                    return None;
-                }
-                Err(_) => return None,
             }
             let deadline = match (first, light) {
                 (true, _) => self.header_deadline.saturating_sub(started.elapsed()),
                 (false, true) => self.header_deadline,
                 (false, false) => self.header_deadline + self.idle,
             };
-            let mut session = Session::new_h1(stream);
-            match settings.take() {
-                Some(s) => HttpPersistentSettings::apply_to_session(s, session.as_downstream_mut()),
-                // Until the first header has been read, Pingora's per-read timeout applies
-                // too; the total deadline below is what bounds a slow header.
-                None => session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) }),
-            }
             let mut stopping = shutdown.clone();
             let read = tokio::select! {
                 biased;
-                r = session.as_downstream_mut().read_request() => r,
+                r = h1::read_request(&mut stream, wait) => r,
                 () = tokio::time::sleep(deadline) => {
                     self.metrics.client_header_timeouts.inc();
                     log::debug!("closing a client connection: request header not complete within {deadline:?}");
@@ -154,30 +138,34 @@ impl ClientConns {
                 // A connection waiting for its next request when shutdown begins is closed.
                 () = shutting_down(&mut stopping) => return None,
             };
-            match read {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => {
-                    refuse(&mut session, &e).await;
+            let session = match read {
+                Ok(h1::Read::Request(session)) => session,
+                Ok(h1::Read::Closed) if first && started.elapsed() >= wait => {
+                    self.metrics.client_header_timeouts.inc();
                     return None;
                 }
-            }
+                Ok(h1::Read::Closed) => return None,
+                Err(e) => {
+                    refuse(stream, &e).await;
+                    return None;
+                }
+            };
+            let mut session = session.attach(stream);
             if session.req_header().method == http::Method::CONNECT {
                 // Pingora's proxy answers CONNECT so; sluice tunnels nothing.
                 let _ = session.respond_error(405).await;
-                session.as_downstream_mut().shutdown().await;
+                let _ = session.finish().await;
                 return None;
             }
             if *shutdown.borrow() {
-                session.set_keepalive(None);
+                session.close_after();
             }
             let mut rc = RequestCtx::new(&self.live);
-            rc.serve(&mut session).await;
-            rc.log(&session, None);
+            let mut client = downstream::Session::H1(&mut session);
+            rc.serve(&mut client).await;
+            rc.log(&client, None);
             drop(rc);
-            let kept = HttpPersistentSettings::for_session(session.as_downstream());
-            let reusable = session.downstream_session.finish().await.ok().flatten()?;
-            (stream, settings) = ReusedHttpStream::from_reusable_stream(reusable, kept).consume();
+            stream = session.finish().await?;
             first = false;
         }
     }
@@ -236,27 +224,19 @@ impl ServerApp for ClientConns {
     }
 }
 
-/// Answers a request whose header could not be read: a malformed one gets Pingora's bare 400
-/// (the client did not speak HTTP, so no API error shape applies), a broken connection
-/// nothing. Either way the connection closes.
-async fn refuse(session: &mut Session, e: &pingora::Error) {
+/// Answers a request whose header could not be read: a malformed one gets a bare 400 (the
+/// client did not speak HTTP, so no API error shape applies), a broken connection nothing.
+/// Either way the connection closes.
+async fn refuse(mut stream: Stream, e: &pingora::Error) {
+    use tokio::io::AsyncWriteExt;
     if matches!(e.etype(), pingora::ErrorType::InvalidHTTPHeader) {
         log::debug!("closing a client connection: malformed request header: {e}");
-        let _ = session.respond_error(400).await;
+        let _ = stream.write_all(h1::BAD_REQUEST).await;
+        let _ = stream.flush().await;
     } else {
         log::debug!("client connection ended while reading a request header: {e}");
     }
-    session.as_downstream_mut().shutdown().await;
-}
-
-/// Bounds each read of a kept-alive HTTP/1.1 connection's next request by `idle`. Pingora
-/// leaves it unbounded once a client asks for keep-alive (keep-alive `Some(0)`); the loop in
-/// [`ClientConns`] bounds the whole wait, this each read within it. A connection that will
-/// not be kept alive (`None`) stays so.
-pub fn keep_alive_for(session: &mut Session, idle: Duration) {
-    if session.get_keepalive() == Some(0) {
-        session.set_keepalive(Some(idle.as_secs().max(1)));
-    }
+    let _ = stream.shutdown().await;
 }
 
 /// Gives memory back to the system after a burst of connections has closed.

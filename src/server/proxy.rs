@@ -1,12 +1,12 @@
 //! The client-facing service: what happens to a request once its header has been read.
 //!
 //! Connections reach it through [`crate::server::conns::ClientConns`] (connection cap, header
-//! deadline, idle keep-alive), which reads each HTTP/1.1 request header itself and runs
-//! [`RequestCtx::serve`] and [`RequestCtx::log`]; HTTP/2 streams go through Pingora's proxy,
-//! whose phases ([`ClientProxy`]) call the same two.
+//! deadline, idle keep-alive), which reads each HTTP/1.1 request with sluice's own session
+//! ([`crate::downstream::h1`]) and runs [`RequestCtx::serve`] and [`RequestCtx::log`]; HTTP/2
+//! streams go through Pingora's proxy, whose phases ([`ClientProxy`]) call the same two.
 //!
 //! ```text
-//!  client ─► serve   request id, keep-alive bound, then pipeline::handle — route,
+//!  client ─► serve   request id, write timeout, then pipeline::handle — route,
 //!                    authenticate, admit, decode, input guardrails, dispatch (pooled
 //!                    upstream exchange, answer relayed/translated to the client), settle
 //!                    ─► always answers, so Pingora's own upstream phases never run (see
@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use crate::core::ApiError;
 use crate::ctx::Ctx;
+use crate::downstream;
 use crate::pipeline::gateway::{Gateway, Live};
 use crate::pipeline::{self, respond};
-use crate::server::conns;
 use crate::telemetry;
 
 /// The client-facing service: each request is served by the generation that was current
@@ -50,25 +50,22 @@ impl RequestCtx {
     }
 
     /// Answers the request whose header `session` has read, always (errors included).
-    pub async fn serve(&mut self, session: &mut Session) {
+    pub async fn serve(&mut self, session: &mut downstream::Session<'_>) {
         let RequestCtx { gw, ctx } = self;
         ctx.request_id = pipeline::request_id(session);
         if let Some(t) = &gw.tracer {
             ctx.trace = Some(t.start(session.req_header(), ctx));
         }
-        conns::keep_alive_for(session, gw.cfg.timeouts.client_idle);
         let _in_flight = gw.in_flight.enter();
         // A client that stops reading does not hold a stream (and its upstream) forever.
-        session
-            .as_downstream_mut()
-            .set_write_timeout(Some(gw.cfg.timeouts.idle));
+        session.set_write_timeout(Some(gw.cfg.timeouts.idle));
         if let Err(e) = pipeline::handle(gw, session, ctx).await {
             respond::error(session, ctx, &e).await;
         }
     }
 
     /// Records the served request: metrics, usage ledger, trace, access log.
-    pub fn log(&mut self, session: &Session, e: Option<&Error>) {
+    pub fn log(&mut self, session: &downstream::Session<'_>, e: Option<&Error>) {
         let RequestCtx { gw, ctx } = self;
         telemetry::record(&gw.metrics, ctx);
         let status = telemetry::status(ctx);
@@ -98,7 +95,7 @@ impl ProxyHttp for ClientProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, rc: &mut RequestCtx) -> Result<bool> {
-        rc.serve(session).await;
+        rc.serve(&mut downstream::Session::H2(session)).await;
         Ok(true)
     }
 
@@ -138,7 +135,7 @@ impl ProxyHttp for ClientProxy {
                 ApiError::internal("The gateway failed to handle the request.")
             };
             if ctx.request_id.is_empty() {
-                ctx.request_id = pipeline::request_id(session);
+                ctx.request_id = pipeline::request_id(&downstream::Session::H2(session));
             }
             let h = respond::header(code, "application/json", ctx);
             let mut h = h;
@@ -154,6 +151,6 @@ impl ProxyHttp for ClientProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, rc: &mut RequestCtx) {
-        rc.log(session, e);
+        rc.log(&downstream::Session::H2(session), e);
     }
 }

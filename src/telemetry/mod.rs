@@ -12,12 +12,12 @@ use std::cell::RefCell;
 use std::io::Write;
 
 use pingora::protocols::l4::socket::SocketAddr;
-use pingora::proxy::Session;
 use pingora::Error;
 use serde_json::json;
 
 use crate::core::error::clip;
 use crate::ctx::Ctx;
+use crate::downstream::Session;
 use line::Line;
 pub use metrics::Metrics;
 
@@ -94,7 +94,7 @@ const MAX_LOGGED_METHOD: usize = 16;
 
 /// Queues the access-log line of a finished request for stdout (see [`access`]): one JSON
 /// object, its members in this order.
-pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
+pub fn access_log(session: &Session<'_>, e: Option<&Error>, ctx: &Ctx) {
     thread_local! {
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
@@ -109,17 +109,13 @@ pub fn access_log(session: &Session, e: Option<&Error>, ctx: &Ctx) {
     });
 }
 
-fn write_access_line(buf: &mut Vec<u8>, session: &Session, e: Option<&Error>, ctx: &Ctx) {
+fn write_access_line(buf: &mut Vec<u8>, session: &Session<'_>, e: Option<&Error>, ctx: &Ctx) {
     let req = session.req_header();
     let mut line = Line::new(buf);
     line::timestamp(line.member("ts"), std::time::SystemTime::now());
     line.str("request_id", &ctx.request_id);
     line.str("method", &clip(req.method.as_str(), MAX_LOGGED_METHOD));
-    let http = if session.as_downstream().is_http2() {
-        "2"
-    } else {
-        "1.1"
-    };
+    let http = if session.is_http2() { "2" } else { "1.1" };
     line.str("http", http);
     match session.client_addr() {
         Some(SocketAddr::Inet(a)) => {

@@ -19,7 +19,7 @@ pub use resolver::{Resolver, DNS_STALE, DNS_TTL};
 /// A connected loopback pair for unit tests: sluice's side as a Pingora stream, and the
 /// provider's side.
 #[cfg(test)]
-async fn loopback_pair() -> (pingora::protocols::Stream, tokio::net::TcpStream) {
+pub(crate) async fn loopback_pair() -> (pingora::protocols::Stream, tokio::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (ours, theirs) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());

@@ -1,0 +1,103 @@
+//! The client's side of a request: its header, its body and the answer written back.
+//!
+//! HTTP/1.1 requests are read and answered by sluice's own session ([`h1`]); HTTP/2 streams
+//! by Pingora's. [`Session`] is either, and is what the request pipeline works with.
+
+pub mod h1;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::l4::socket::SocketAddr;
+use pingora::Result;
+
+/// A request's client session.
+pub enum Session<'a> {
+    H1(&'a mut h1::Session),
+    /// An HTTP/2 stream, served through Pingora's proxy.
+    H2(&'a mut pingora::proxy::Session),
+}
+
+impl Session<'_> {
+    pub fn req_header(&self) -> &RequestHeader {
+        match self {
+            Session::H1(s) => s.req_header(),
+            Session::H2(s) => s.req_header(),
+        }
+    }
+
+    pub fn is_http2(&self) -> bool {
+        matches!(self, Session::H2(_))
+    }
+
+    /// The connection is not reused after this answer (an HTTP/2 stream ends on its own).
+    pub fn close_after(&mut self) {
+        match self {
+            Session::H1(s) => s.close_after(),
+            Session::H2(s) => s.set_keepalive(None),
+        }
+    }
+
+    /// Bounds each write of the answer: a client that stops reading does not hold it.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        match self {
+            Session::H1(s) => s.set_write_timeout(timeout),
+            Session::H2(s) => s.as_downstream_mut().set_write_timeout(timeout),
+        }
+    }
+
+    pub fn client_addr(&self) -> Option<&SocketAddr> {
+        match self {
+            Session::H1(s) => s.client_addr(),
+            Session::H2(s) => s.client_addr(),
+        }
+    }
+
+    pub async fn read_request_body(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            Session::H1(s) => s.read_request_body().await,
+            Session::H2(s) => s.read_request_body().await,
+        }
+    }
+
+    /// See [`h1::Session::read_body_or_idle`].
+    pub async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
+        match self {
+            Session::H1(s) => s.read_body_or_idle(no_body_expected).await,
+            Session::H2(s) => {
+                s.downstream_session
+                    .read_body_or_idle(no_body_expected)
+                    .await
+            }
+        }
+    }
+
+    pub async fn write_continue_response(&mut self) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_continue_response().await,
+            Session::H2(s) => s.as_downstream_mut().write_continue_response().await,
+        }
+    }
+
+    /// Writes the answer's header; `end` when it has no body.
+    pub async fn write_response_header(&mut self, h: Box<ResponseHeader>, end: bool) -> Result<()> {
+        match self {
+            Session::H1(s) => {
+                s.write_response_header(&h).await?;
+                if end {
+                    s.write_response_body(None, true).await?;
+                }
+                Ok(())
+            }
+            Session::H2(s) => s.write_response_header(h, end).await,
+        }
+    }
+
+    pub async fn write_response_body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+        match self {
+            Session::H1(s) => s.write_response_body(data, end).await,
+            Session::H2(s) => s.write_response_body(data, end).await,
+        }
+    }
+}
