@@ -136,6 +136,43 @@ fn trailers_end(buf: &[u8]) -> Result<Option<usize>, &'static str> {
     Ok(None)
 }
 
+/// What a message's header fields say about its body's framing and its connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fields {
+    /// `content-length` (a list of equal values, or repeated equal values, counts as one).
+    pub length: Option<u64>,
+    /// A `transfer-encoding` was given.
+    pub coded: bool,
+    /// ... and its last coding is `chunked`.
+    pub chunked: bool,
+    /// `connection` lists `close`.
+    pub close: bool,
+    /// `connection` lists `keep-alive`.
+    pub keep_alive: bool,
+}
+
+impl Fields {
+    /// Notes one field; an invalid or conflicting `content-length` is an error.
+    pub fn note(&mut self, name: &http::HeaderName, value: &[u8]) -> Result<(), &'static str> {
+        if name == http::header::CONTENT_LENGTH {
+            for v in value.split(|b| *b == b',') {
+                let n = content_length(v).ok_or("invalid content-length")?;
+                if self.length.is_some_and(|l| l != n) {
+                    return Err("conflicting content-length values");
+                }
+                self.length = Some(n);
+            }
+        } else if name == http::header::TRANSFER_ENCODING {
+            self.chunked = ends_chunked(value);
+            self.coded = true;
+        } else if name == http::header::CONNECTION {
+            self.close |= has_token(value, b"close");
+            self.keep_alive |= has_token(value, b"keep-alive");
+        }
+        Ok(())
+    }
+}
+
 /// Reads once from `r` into `buf`, asking for at least `*size` bytes of room; a read that
 /// fills its room doubles the next one's, up to `max`. Returns the bytes read (0 at the end).
 pub async fn fill<R: AsyncRead + Unpin>(
@@ -236,5 +273,19 @@ mod tests {
         assert!(ends_chunked(b"gzip, Chunked"));
         assert!(!ends_chunked(b"chunked, gzip"));
         assert!(has_token(b"keep-alive, Close", b"close"));
+    }
+
+    #[test]
+    fn fields_tell_the_framing_and_the_connection() {
+        let mut f = Fields::default();
+        f.note(&http::header::CONTENT_LENGTH, b"5, 5").unwrap();
+        f.note(&http::header::CONTENT_LENGTH, b"5").unwrap();
+        assert_eq!(f.length, Some(5));
+        assert!(f.note(&http::header::CONTENT_LENGTH, b"6").is_err());
+        assert!(f.note(&http::header::CONTENT_LENGTH, b"x").is_err());
+        f.note(&http::header::TRANSFER_ENCODING, b"gzip, chunked")
+            .unwrap();
+        f.note(&http::header::CONNECTION, b"Keep-Alive").unwrap();
+        assert!(f.coded && f.chunked && f.keep_alive && !f.close);
     }
 }

@@ -18,6 +18,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::l4::socket::SocketAddr;
@@ -27,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use pingora::protocols::http::date;
 
-use crate::core::framing::{self, Framing, Step};
+use crate::core::framing::{self, Fields, Framing, Step};
 
 /// Room asked for by a first read: most requests' header and body fit.
 const READ_SIZE: usize = 1 << 10;
@@ -50,31 +52,41 @@ fn invalid(why: impl Into<String>) -> Box<Error> {
 pub enum Read {
     /// A complete, valid header.
     Request(Box<Session>),
-    /// The connection ended (or failed) before a byte of a request: nothing is owed.
+    /// The connection ended, failed or stayed silent before a byte of a request: nothing is
+    /// owed.
     Closed,
+    /// The header was not complete by its deadline.
+    Late,
 }
 
-/// Reads a request header from `stream`. `first` bounds the wait for its first bytes
-/// (a connection silent that long is [`Read::Closed`]); the caller bounds the whole.
-/// A malformed header is an `InvalidHTTPHeader` error (answered with a 400 by the caller);
-/// a connection that ends within a header, a `ConnectionClosed` one.
-pub async fn read_request(stream: &mut Stream, first: Duration) -> Result<Read> {
+/// Reads a request header from `stream`: its first bytes by `first`, the whole header by
+/// `whole` (one timer for both). A malformed header is an `InvalidHTTPHeader` error
+/// (answered with a 400 by the caller); a connection that ends within a header, a
+/// `ConnectionClosed` one.
+pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -> Result<Read> {
     let mut buf = BytesMut::new();
     let mut size = READ_SIZE;
     // Where the search for the header's end resumes: a header trickled in byte by byte is
     // parsed once it can be complete, not after every read.
     let mut scanned = 0usize;
+    let timer = tokio::time::sleep_until(first);
+    tokio::pin!(timer);
     loop {
-        let read = framing::fill(stream, &mut buf, &mut size, MAX_READ_SIZE);
-        let n = if scanned == 0 {
-            match tokio::time::timeout(first, read).await {
-                Ok(Ok(n)) => n,
-                Err(_) | Ok(Err(_)) => return Ok(Read::Closed),
+        let read = tokio::select! {
+            biased;
+            n = framing::fill(stream, &mut buf, &mut size, MAX_READ_SIZE) => n,
+            () = &mut timer => return Ok(if scanned == 0 { Read::Closed } else { Read::Late }),
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(_) if scanned == 0 => return Ok(Read::Closed),
+            Err(e) => {
+                return Err(Error::because(
+                    ErrorType::ReadError,
+                    "while reading a request header",
+                    e,
+                ))
             }
-        } else {
-            read.await.map_err(|e| {
-                Error::because(ErrorType::ReadError, "while reading a request header", e)
-            })?
         };
         if n == 0 {
             if buf.is_empty() {
@@ -84,6 +96,9 @@ pub async fn read_request(stream: &mut Stream, first: Duration) -> Result<Read> 
                 ErrorType::ConnectionClosed,
                 "the client closed the connection within a request header",
             ));
+        }
+        if scanned == 0 {
+            timer.as_mut().reset(whole);
         }
         let from = scanned.saturating_sub(3);
         scanned = buf.len();
@@ -160,8 +175,8 @@ impl Session {
             .map_or(len, |f| f.name.as_ptr() as usize - buf.as_ptr() as usize);
         let fields_bytes = Bytes::copy_from_slice(&buf[start..len]);
         let base = buf.as_ptr() as usize + start;
-        let (mut length, mut coded, mut chunked) = (None::<u64>, false, false);
-        let (mut close, mut keep_alive, mut hosts) = (false, false, 0);
+        let mut framing = Fields::default();
+        let mut hosts = 0;
         for f in req.headers.iter() {
             let name = http::HeaderName::from_bytes(f.name.as_bytes())
                 .map_err(|_| invalid("invalid header name"))?;
@@ -174,28 +189,18 @@ impl Session {
                 _ => http::HeaderValue::from_bytes(f.value),
             }
             .map_err(|_| invalid("invalid header value"))?;
-            if name == http::header::CONTENT_LENGTH {
-                // A list of equal values counts as one (RFC 9110 §8.6).
-                for v in f.value.split(|b| *b == b',') {
-                    let n = framing::content_length(v)
-                        .ok_or_else(|| invalid("invalid content-length"))?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(invalid("conflicting content-length values"));
-                    }
-                    length = Some(n);
-                }
-            } else if name == http::header::TRANSFER_ENCODING {
-                chunked = framing::ends_chunked(f.value);
-                coded = true;
-            } else if name == http::header::CONNECTION {
-                close |= framing::has_token(f.value, b"close");
-                keep_alive |= framing::has_token(f.value, b"keep-alive");
-            } else if name == http::header::HOST {
-                hosts += 1;
-            }
+            framing.note(&name, f.value).map_err(invalid)?;
+            hosts += usize::from(name == http::header::HOST);
             h.append_header(name, value)
                 .map_err(|_| invalid("invalid header"))?;
         }
+        let Fields {
+            length,
+            coded,
+            chunked,
+            close,
+            keep_alive,
+        } = framing;
         if hosts > 1 {
             return Err(invalid("more than one host header"));
         }

@@ -126,20 +126,25 @@ impl ClientConns {
                 (false, true) => self.header_deadline,
                 (false, false) => self.header_deadline + self.idle,
             };
+            let now = tokio::time::Instant::now();
+            // The first bytes by `wait` (less what a peek took), the whole header by the deadline.
+            let first_by = started + wait;
             let mut stopping = shutdown.clone();
             let read = tokio::select! {
+                // A request that has arrived is served (its answer closes the connection
+                // once shutdown has begun).
                 biased;
-                r = h1::read_request(&mut stream, wait) => r,
-                () = tokio::time::sleep(deadline) => {
-                    self.metrics.client_header_timeouts.inc();
-                    log::debug!("closing a client connection: request header not complete within {deadline:?}");
-                    return None;
-                }
+                r = h1::read_request(&mut stream, first_by.max(now), now + deadline) => r,
                 // A connection waiting for its next request when shutdown begins is closed.
                 () = shutting_down(&mut stopping) => return None,
             };
             let session = match read {
                 Ok(h1::Read::Request(session)) => session,
+                Ok(h1::Read::Late) => {
+                    self.metrics.client_header_timeouts.inc();
+                    log::debug!("closing a client connection: request header not complete within {deadline:?}");
+                    return None;
+                }
                 Ok(h1::Read::Closed) if first && started.elapsed() >= wait => {
                     self.metrics.client_header_timeouts.inc();
                     return None;

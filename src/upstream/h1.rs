@@ -12,7 +12,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::core::framing::{self, Framing, Step};
+use crate::core::framing::{self, Fields, Framing, Step};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType, Result};
@@ -135,30 +135,23 @@ impl Answer {
         if http10 {
             h.set_version(http::Version::HTTP_10);
         }
-        let (mut length, mut chunked, mut coded) = (None::<u64>, false, false);
-        let (mut close, mut keep) = (false, false);
+        let mut framing = Fields::default();
         for f in resp.headers.iter() {
             let name = http::HeaderName::from_bytes(f.name.as_bytes())
                 .map_err(|_| invalid("invalid header name"))?;
             let value = http::HeaderValue::from_bytes(f.value)
                 .map_err(|_| invalid("invalid header value"))?;
-            if name == http::header::CONTENT_LENGTH {
-                let n = framing::content_length(f.value)
-                    .ok_or_else(|| invalid("invalid content-length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(invalid("conflicting content-length values"));
-                }
-                length = Some(n);
-            } else if name == http::header::TRANSFER_ENCODING {
-                chunked = framing::ends_chunked(f.value);
-                coded = true;
-            } else if name == http::header::CONNECTION {
-                close |= framing::has_token(f.value, b"close");
-                keep |= framing::has_token(f.value, b"keep-alive");
-            }
+            framing.note(&name, f.value).map_err(invalid)?;
             h.append_header(name, value)
                 .map_err(|_| invalid("invalid header"))?;
         }
+        let Fields {
+            length,
+            coded,
+            chunked,
+            close,
+            keep_alive: keep,
+        } = framing;
         self.buf.advance(len);
         self.keep_alive &= !close && (!http10 || keep);
         self.body = match code {

@@ -3,7 +3,10 @@ use tokio::io::AsyncWriteExt;
 
 use crate::upstream::loopback_pair as pair;
 
-const FIRST: Duration = Duration::from_secs(10);
+/// A deadline no test reaches.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
 
 /// The client writes `wire` in pieces cut at `cut`; sluice reads one request from it.
 async fn request(wire: &[u8], cut: usize) -> (Result<Read>, tokio::net::TcpStream, Stream) {
@@ -17,7 +20,7 @@ async fn request(wire: &[u8], cut: usize) -> (Result<Read>, tokio::net::TcpStrea
         theirs.write_all(&b).await.unwrap();
         theirs
     });
-    let read = read_request(&mut ours, FIRST).await;
+    let read = read_request(&mut ours, far(), far()).await;
     (read, writer.await.unwrap(), ours)
 }
 
@@ -25,7 +28,7 @@ async fn session(wire: &[u8], cut: usize) -> (Box<Session>, tokio::net::TcpStrea
     let (read, theirs, ours) = request(wire, cut).await;
     match read {
         Ok(Read::Request(s)) => (s.attach(ours), theirs),
-        Ok(Read::Closed) => panic!("closed"),
+        Ok(Read::Closed | Read::Late) => panic!("no request"),
         Err(e) => panic!("{e}"),
     }
 }
@@ -130,18 +133,28 @@ async fn a_connection_that_ends_is_closed_or_cut() {
     drop(theirs);
     let mut ours = ours;
     assert!(matches!(
-        read_request(&mut ours, FIRST).await,
+        read_request(&mut ours, far(), far()).await,
         Ok(Read::Closed)
     ));
     // Silent past the first wait: closed.
     let (mut ours, _theirs) = pair().await;
-    let r = read_request(&mut ours, Duration::from_millis(20)).await;
+    let soon = Instant::now() + Duration::from_millis(20);
+    let r = read_request(&mut ours, soon, far()).await;
     assert!(matches!(r, Ok(Read::Closed)));
+    // Started, not complete by the deadline: late.
+    let (mut ours, mut theirs) = pair().await;
+    theirs.write_all(b"GET / HT").await.unwrap();
+    let soon = Instant::now() + Duration::from_millis(50);
+    let r = read_request(&mut ours, far(), soon).await;
+    assert!(matches!(r, Ok(Read::Late)));
     // Ended within a header: an error.
     let (mut ours, mut theirs) = pair().await;
     theirs.write_all(b"GET / HTT").await.unwrap();
     drop(theirs);
-    let e = read_request(&mut ours, FIRST).await.err().expect("cut");
+    let e = read_request(&mut ours, far(), far())
+        .await
+        .err()
+        .expect("cut");
     assert_eq!(*e.etype(), ErrorType::ConnectionClosed);
 }
 
@@ -207,22 +220,15 @@ async fn a_stream_is_chunked_and_sent_piece_by_piece() {
 
 #[tokio::test]
 async fn what_closes_the_connection_after_the_answer() {
-    // HTTP/1.0 without keep-alive.
-    let (mut s, mut theirs) = session(b"GET / HTTP/1.0\r\n\r\n", 100).await;
-    s.write_response_header(&json_header(0)).await.unwrap();
-    s.write_response_body(None, true).await.unwrap();
-    assert!(s.finish().await.is_none());
-    assert!(received(&mut theirs, usize::MAX)
-        .await
-        .contains("Connection: close\r\n"));
-    // An answer before the body was read.
-    let (mut s, mut theirs) = session(POST, 20).await;
-    s.write_response_header(&json_header(0)).await.unwrap();
-    s.write_response_body(None, true).await.unwrap();
-    assert!(s.finish().await.is_none());
-    assert!(received(&mut theirs, usize::MAX)
-        .await
-        .contains("Connection: close\r\n"));
+    // HTTP/1.0 without keep-alive; an answer before the body was read.
+    for (wire, cut) in [(&b"GET / HTTP/1.0\r\n\r\n"[..], 100), (POST, 20)] {
+        let (mut s, mut theirs) = session(wire, cut).await;
+        s.write_response_header(&json_header(0)).await.unwrap();
+        s.write_response_body(None, true).await.unwrap();
+        assert!(s.finish().await.is_none());
+        let got = received(&mut theirs, usize::MAX).await;
+        assert!(got.contains("Connection: close\r\n"), "{got}");
+    }
     // An answer without a length or chunks runs to the close.
     let (mut s, _theirs) = session(b"GET / HTTP/1.1\r\n\r\n", 100).await;
     let h = ResponseHeader::build_no_case(200, None).unwrap();
