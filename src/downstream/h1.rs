@@ -52,9 +52,10 @@ fn invalid(why: impl Into<String>) -> Box<Error> {
 pub enum Read {
     /// A complete, valid header.
     Request(Box<Session>),
-    /// The connection ended, failed or stayed silent before a byte of a request: nothing is
-    /// owed.
+    /// The connection ended or failed before a byte of a request: nothing is owed.
     Closed,
+    /// No byte of a request by its first deadline: nothing is owed.
+    Silent,
     /// The header was not complete by its deadline.
     Late,
 }
@@ -69,13 +70,15 @@ pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -
     // Where the search for the header's end resumes: a header trickled in byte by byte is
     // parsed once it can be complete, not after every read.
     let mut scanned = 0usize;
-    let timer = tokio::time::sleep_until(first);
+    // Pingora's timer: armed only if the read waits, shared with others ending in the same
+    // 10 ms, no lock shared between threads.
+    let timer = pingora::time::sleep(first.saturating_duration_since(Instant::now()));
     tokio::pin!(timer);
     loop {
         let read = tokio::select! {
             biased;
             n = framing::fill(stream, &mut buf, &mut size, MAX_READ_SIZE) => n,
-            () = &mut timer => return Ok(if scanned == 0 { Read::Closed } else { Read::Late }),
+            () = &mut timer => return Ok(if scanned == 0 { Read::Silent } else { Read::Late }),
         };
         let n = match read {
             Ok(n) => n,
@@ -98,7 +101,9 @@ pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -
             ));
         }
         if scanned == 0 {
-            timer.as_mut().reset(whole);
+            timer.set(pingora::time::sleep(
+                whole.saturating_duration_since(Instant::now()),
+            ));
         }
         let from = scanned.saturating_sub(3);
         scanned = buf.len();
@@ -537,7 +542,7 @@ async fn timed(
     io: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> Result<()> {
     let done = match timeout {
-        Some(t) => match tokio::time::timeout(t, io).await {
+        Some(t) => match pingora::time::timeout(t, io).await {
             Ok(r) => r,
             Err(_) => {
                 return Err(Error::explain(

@@ -108,7 +108,7 @@ impl ClientConns {
                 let mut stopping = shutdown.clone();
                 let mut probe = [0u8; 1];
                 let peeked = tokio::select! {
-                    r = tokio::time::timeout(wait, stream.try_peek(&mut probe)) => r,
+                    r = pingora::time::timeout(wait, stream.try_peek(&mut probe)) => r,
                     () = shutting_down(&mut stopping) => return None,
                 };
                 match peeked {
@@ -121,12 +121,16 @@ impl ClientConns {
                     Err(_) => return None,
                 }
             }
+            let now = if light {
+                tokio::time::Instant::now()
+            } else {
+                started
+            };
             let deadline = match (first, light) {
-                (true, _) => self.header_deadline.saturating_sub(started.elapsed()),
+                (true, _) => self.header_deadline.saturating_sub(now - started),
                 (false, true) => self.header_deadline,
                 (false, false) => self.header_deadline + self.idle,
             };
-            let now = tokio::time::Instant::now();
             // The first bytes by `wait` (less what a peek took), the whole header by the deadline.
             let first_by = started + wait;
             let mut stopping = shutdown.clone();
@@ -145,11 +149,11 @@ impl ClientConns {
                     log::debug!("closing a client connection: request header not complete within {deadline:?}");
                     return None;
                 }
-                Ok(h1::Read::Closed) if first && started.elapsed() >= wait => {
+                Ok(h1::Read::Silent) if first => {
                     self.metrics.client_header_timeouts.inc();
                     return None;
                 }
-                Ok(h1::Read::Closed) => return None,
+                Ok(h1::Read::Closed | h1::Read::Silent) => return None,
                 Err(e) => {
                     refuse(stream, &e).await;
                     return None;
