@@ -171,6 +171,22 @@ impl Fields {
         }
         Ok(())
     }
+
+    /// Whether the connection may carry another message after this one: HTTP/1.1 unless
+    /// `connection: close`; HTTP/1.0 only with `connection: keep-alive`.
+    pub fn keeps(&self, http10: bool) -> bool {
+        !self.close && (!http10 || self.keep_alive)
+    }
+}
+
+/// Whether the header in `buf` can have ended: an empty line (`\n\n` or `\n\r`) since the
+/// search last stopped at `*scanned`, which moves to the end of `buf`. A header trickled in
+/// byte by byte is then parsed once it can be complete, not after every read.
+pub fn header_may_end(buf: &[u8], scanned: &mut usize) -> bool {
+    // Two bytes back: the blank line may straddle the previous read's end.
+    let from = scanned.saturating_sub(2).min(buf.len());
+    *scanned = buf.len();
+    buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r")
 }
 
 /// Reads once from `r` into `buf`, asking for at least `*size` bytes of room; a read that
@@ -287,5 +303,32 @@ mod tests {
             .unwrap();
         f.note(&http::header::CONNECTION, b"Keep-Alive").unwrap();
         assert!(f.coded && f.chunked && f.keep_alive && !f.close);
+        assert!(f.keeps(true) && f.keeps(false));
+        assert!(Fields::default().keeps(false) && !Fields::default().keeps(true));
+        f.note(&http::header::CONNECTION, b"close").unwrap();
+        assert!(!f.keeps(false) && !f.keeps(true));
+    }
+
+    #[test]
+    fn a_header_end_is_found_across_reads() {
+        let wire = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+        // Read in pieces of every size: the end is never missed, nor suspected before its
+        // blank line has begun (`\n\r` is enough to try a parse).
+        for piece in 1..wire.len() {
+            let mut scanned = 0;
+            let mut found = None;
+            for end in (piece..wire.len() + piece).step_by(piece) {
+                let end = end.min(wire.len());
+                if header_may_end(&wire[..end], &mut scanned) {
+                    found = Some(end);
+                    break;
+                }
+            }
+            let found = found.unwrap_or_else(|| panic!("missed in pieces of {piece}"));
+            assert!(found >= wire.len() - 1, "pieces of {piece}: at {found}");
+        }
+        let mut scanned = 0;
+        assert!(header_may_end(b"HTTP/1.0 200 OK\n\n", &mut scanned));
+        assert_eq!(scanned, 17);
     }
 }

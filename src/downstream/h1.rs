@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use pingora::protocols::http::date;
 
-use crate::core::framing::{self, Fields, Framing, Step};
+use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
 
 /// Room asked for by a first read: most requests' header and body fit.
 const READ_SIZE: usize = 1 << 10;
@@ -105,10 +105,7 @@ pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -
                 whole.saturating_duration_since(Instant::now()),
             ));
         }
-        let from = scanned.saturating_sub(3);
-        scanned = buf.len();
-        let ends = buf[from..].windows(2).any(|w| w == b"\n\n" || w == b"\n\r");
-        if ends {
+        if header_may_end(&buf, &mut scanned) {
             if let Some(session) = Session::parse(&mut buf)? {
                 return Ok(Read::Request(session));
             }
@@ -199,29 +196,22 @@ impl Session {
             h.append_header(name, value)
                 .map_err(|_| invalid("invalid header"))?;
         }
-        let Fields {
-            length,
-            coded,
-            chunked,
-            close,
-            keep_alive,
-        } = framing;
         if hosts > 1 {
             return Err(invalid("more than one host header"));
         }
-        let body = if coded {
+        let body = if framing.coded {
             if http10 {
                 return Err(invalid("an HTTP/1.0 request with a transfer-encoding"));
             }
-            if !chunked {
+            if !framing.chunked {
                 return Err(invalid("a transfer-encoding that does not end in chunked"));
             }
             Framing::ChunkSize
         } else {
-            Framing::length(length.unwrap_or(0))
+            Framing::length(framing.length.unwrap_or(0))
         };
-        let mut keep = !close && (!http10 || keep_alive);
-        if coded && length.is_some() {
+        let mut keep = framing.keeps(http10);
+        if framing.coded && framing.length.is_some() {
             // Both framings: the chunked one is read, the length dropped, and the connection
             // is not reused (RFC 9112 §6.1).
             h.remove_header(&http::header::CONTENT_LENGTH);

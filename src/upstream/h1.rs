@@ -12,7 +12,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::core::framing::{self, Fields, Framing, Step};
+use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType, Result};
@@ -95,16 +95,9 @@ impl Answer {
     }
 
     async fn read_one_header(&mut self) -> Result<()> {
-        // Where the search for the header's end resumes: a header trickled in byte by byte
-        // is parsed once it can be complete, not after every read.
         let mut scanned = 0usize;
         loop {
-            let from = scanned.saturating_sub(2);
-            scanned = self.buf.len();
-            let ends = self.buf[from..]
-                .windows(2)
-                .any(|w| w == b"\n\n" || w == b"\n\r");
-            if ends && self.parse_header()? {
+            if header_may_end(&self.buf, &mut scanned) && self.parse_header()? {
                 return Ok(());
             }
             if self.buf.len() > MAX_HEADER {
@@ -145,22 +138,15 @@ impl Answer {
             h.append_header(name, value)
                 .map_err(|_| invalid("invalid header"))?;
         }
-        let Fields {
-            length,
-            coded,
-            chunked,
-            close,
-            keep_alive: keep,
-        } = framing;
         self.buf.advance(len);
-        self.keep_alive &= !close && (!http10 || keep);
+        self.keep_alive &= framing.keeps(http10);
         self.body = match code {
             100..=199 => None,
             204 | 304 => Some(Framing::Done),
-            _ if coded && chunked => Some(Framing::ChunkSize),
+            _ if framing.coded && framing.chunked => Some(Framing::ChunkSize),
             // A transfer coding that does not end in chunked: the close ends the body.
-            _ if coded => Some(Framing::Close),
-            _ => Some(length.map_or(Framing::Close, Framing::length)),
+            _ if framing.coded => Some(Framing::Close),
+            _ => Some(framing.length.map_or(Framing::Close, Framing::length)),
         };
         if self.body == Some(Framing::Close) {
             self.keep_alive = false;
