@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::protocols::{SocketDigest, Stream};
 use pingora::{Error, ErrorType, Result};
@@ -30,6 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use pingora::protocols::http::date;
 
 use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
+
+use super::Head;
 
 /// Room asked for by a first read: most requests' header and body fit.
 const READ_SIZE: usize = 1 << 10;
@@ -334,7 +336,7 @@ impl Session {
     /// Writes the answer's header, adding `date` and `connection`; the body follows by its
     /// `content-length`, chunked when it says `transfer-encoding: chunked`, else up to the
     /// connection's close. A second header is ignored.
-    pub async fn write_response_header(&mut self, h: &ResponseHeader) -> Result<()> {
+    pub async fn write_response_header(&mut self, h: &Head) -> Result<()> {
         if self.out != Out::Nothing {
             log::debug!("a second response header was not sent");
             return Ok(());
@@ -343,11 +345,8 @@ impl Session {
             // The client may still be sending a body nobody reads.
             self.keep = false;
         }
-        let status = h.status.as_u16();
-        let length = h
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| framing::content_length(v.as_bytes()));
+        let status = h.status;
+        let length = h.content_length();
         self.out = if self.head || status == 204 || status == 304 {
             Out::Done
         } else if let Some(n) = length {
@@ -356,11 +355,7 @@ impl Session {
             } else {
                 Out::Length(n)
             }
-        } else if h
-            .headers
-            .get(http::header::TRANSFER_ENCODING)
-            .is_some_and(|v| framing::ends_chunked(v.as_bytes()))
-        {
+        } else if h.chunked() {
             Out::Chunked
         } else {
             self.keep = false;
@@ -371,14 +366,7 @@ impl Session {
         let flush = length.is_none();
         self.write(
             |w| {
-                w.extend_from_slice(b"HTTP/1.1 ");
-                w.extend_from_slice(h.status.as_str().as_bytes());
-                w.push(b' ');
-                if let Some(reason) = h.get_reason_phrase() {
-                    w.extend_from_slice(reason.as_bytes());
-                }
-                w.extend_from_slice(b"\r\n");
-                h.header_to_h1_wire(w);
+                h.write_h1(w);
                 w.extend_from_slice(b"Date: ");
                 w.extend_from_slice(date::get_cached_date().as_bytes());
                 w.extend_from_slice(if keep {
@@ -484,9 +472,9 @@ impl Session {
     /// Answers with a bare `code` (no body) and closes the connection after it.
     pub async fn respond_error(&mut self, code: u16) -> Result<()> {
         self.keep = false;
-        let mut h = ResponseHeader::build_no_case(code, Some(2))?;
-        h.insert_header("content-length", "0")?;
-        h.insert_header("cache-control", "private, no-store")?;
+        let mut h = Head::new(code, 2);
+        h.insert("content-length", "0");
+        h.insert("cache-control", "private, no-store");
         self.write_response_header(&h).await?;
         self.write_response_body(None, true).await
     }

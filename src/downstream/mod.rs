@@ -4,11 +4,14 @@
 //! by Pingora's. [`Session`] is either, and is what the request pipeline works with.
 
 pub mod h1;
+mod head;
+
+pub use head::{Head, Value};
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::Result;
 
@@ -81,16 +84,19 @@ impl Session<'_> {
     }
 
     /// Writes the answer's header; `end` when it has no body.
-    pub async fn write_response_header(&mut self, h: Box<ResponseHeader>, end: bool) -> Result<()> {
+    pub async fn write_response_header(&mut self, h: &Head, end: bool) -> Result<()> {
         match self {
             Session::H1(s) => {
-                s.write_response_header(&h).await?;
+                s.write_response_header(h).await?;
                 if end {
                     s.write_response_body(None, true).await?;
                 }
                 Ok(())
             }
-            Session::H2(s) => s.write_response_header(h, end).await,
+            Session::H2(s) => {
+                s.write_response_header(Box::new(h.to_pingora()?), end)
+                    .await
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use super::traced;
 use crate::config::Provider;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
-use crate::downstream::Session;
+use crate::downstream::{Head, Session};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::respond;
 use crate::providers::Wire;
@@ -146,12 +146,10 @@ impl StreamSize {
 }
 
 /// Response header for an event stream.
-pub(super) fn sse_header(ctx: &Ctx) -> pingora::http::ResponseHeader {
+pub(super) fn sse_header(ctx: &Ctx) -> Head {
     let mut h = respond::header(200, "text/event-stream; charset=utf-8", ctx);
-    h.insert_header("cache-control", "no-cache")
-        .expect("static header");
-    h.insert_header("x-accel-buffering", "no")
-        .expect("static header");
+    h.insert("cache-control", "no-cache");
+    h.insert("x-accel-buffering", "no");
     h
 }
 
@@ -244,15 +242,10 @@ pub(super) async fn stream(
     }
     let mut h = sse_header(ctx);
     if !session.is_http2() {
-        h.insert_header("transfer-encoding", "chunked")
-            .expect("static header");
+        h.insert("transfer-encoding", "chunked");
     }
     ctx.status = 200;
-    if session
-        .write_response_header(Box::new(h), false)
-        .await
-        .is_err()
-    {
+    if session.write_response_header(&h, false).await.is_err() {
         ctx.client_gone = true;
         return Ok(Answered::Complete);
     }

@@ -137,11 +137,12 @@ impl ProxyHttp for ClientProxy {
             if ctx.request_id.is_empty() {
                 ctx.request_id = pipeline::request_id(&downstream::Session::H2(session));
             }
-            let h = respond::header(code, "application/json", ctx);
-            let mut h = h;
+            let mut h = respond::header(code, "application/json", ctx);
             let body: Bytes = err.body();
-            let _ = h.insert_header("content-length", body.len());
-            let _ = session.write_response_header(Box::new(h), false).await;
+            h.insert("content-length", body.len());
+            if let Ok(h) = h.to_pingora() {
+                let _ = session.write_response_header(Box::new(h), false).await;
+            }
             let _ = session.write_response_body(Some(body), true).await;
         }
         FailToProxy {
