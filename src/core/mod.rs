@@ -2,8 +2,8 @@
 //! error ([`ApiError`]), configuration errors, secrets that never print, token [`Usage`],
 //! guardrail [`Finding`]s, W3C trace context, the one lazily made Redis connection, the
 //! stream-translator contract and its chaining, the SSE / NDJSON framing (parsers and
-//! writers), poison-tolerant locks and the small HTTP/1.1 client for sluice's own calls out
-//! ([`post`]), each written once.
+//! writers), poison-tolerant locks, a bounded wait that makes no timer when none is needed
+//! and the small HTTP/1.1 client for sluice's own calls out ([`post`]), each written once.
 
 pub mod error;
 pub mod finding;
@@ -15,6 +15,7 @@ pub mod redis;
 pub mod secret;
 pub mod sse;
 pub mod sync;
+pub mod time;
 pub mod trace;
 pub mod translate;
 pub mod usage;

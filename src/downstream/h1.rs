@@ -520,7 +520,7 @@ async fn timed(
     io: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> Result<()> {
     let done = match timeout {
-        Some(t) => match pingora::time::timeout(t, io).await {
+        Some(t) => match crate::core::time::timeout(t, io).await {
             Ok(r) => r,
             Err(_) => {
                 return Err(Error::explain(

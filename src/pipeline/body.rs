@@ -162,7 +162,7 @@ async fn read_inner(
     loop {
         let left = end.saturating_duration_since(Instant::now());
         let wait = left.min(PIECE_TIMEOUT);
-        let piece = match pingora::time::timeout(wait, session.read_request_body()).await {
+        let piece = match crate::core::time::timeout(wait, session.read_request_body()).await {
             Ok(Ok(piece)) => piece,
             Ok(Err(e)) => return Err(unreadable(e.etype().as_str())),
             Err(_) => {

@@ -74,7 +74,7 @@ async fn connect(
     deadline: &Deadline,
 ) -> Result<(Upstream, bool), AttemptError> {
     let (connect_t, _) = deadline.cap(gw.cfg.timeouts.connect);
-    match pingora::time::timeout(connect_t, gw.connector.get(peer)).await {
+    match crate::core::time::timeout(connect_t, gw.connector.get(peer)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(AttemptError::failed(
             ApiError::bad_gateway(format!(
@@ -110,7 +110,7 @@ async fn send(
     let (t, which) = deadline.cap(first_byte);
     let mut watch = true;
     let read = tokio::select! {
-        r = pingora::time::timeout(t, up.read_final_header()) => r,
+        r = crate::core::time::timeout(t, up.read_final_header()) => r,
         // Dropping the connection closes it: the provider stops working for a client that
         // is no longer there.
         _ = client_gone(session, &mut watch) => return Err(AttemptError::ClientGone),
@@ -159,7 +159,7 @@ async fn write_request(
     let whole = body.len() <= ONE_WRITE_BODY;
     let wire = req.to_h1(if whole { body } else { &[] });
     let stream = answer.stream_mut();
-    let written = pingora::time::timeout(write_t, async {
+    let written = crate::core::time::timeout(write_t, async {
         stream.write_all(&wire).await?;
         if !whole {
             stream.write_all(body).await?;
@@ -261,7 +261,7 @@ pub(super) async fn read_chunk(
     let (t, which) = deadline.cap(idle);
     let which = if which.is_empty() { "idle" } else { which };
     tokio::select! {
-        r = pingora::time::timeout(t, up.read_body()) => match r {
+        r = crate::core::time::timeout(t, up.read_body()) => match r {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) => Err(ReadFail::Io(describe(&e))),
             Err(_) => Err(ReadFail::Timeout(which)),
@@ -300,7 +300,7 @@ pub(super) fn release(gw: &Gateway, up: Upstream, peer: &HttpPeer) {
 /// After the terminal event, reads what is left of the provider's body (briefly) so the
 /// connection can go back to the pool; a provider that keeps it open is cut off instead.
 pub(super) async fn drain_and_release(gw: &Gateway, mut up: Upstream, peer: &HttpPeer) {
-    let drained = pingora::time::timeout(DRAIN_TIMEOUT, async {
+    let drained = crate::core::time::timeout(DRAIN_TIMEOUT, async {
         let mut left = MAX_ERROR_BODY;
         while !up.is_done() {
             match up.read_body().await {

@@ -108,7 +108,7 @@ impl ClientConns {
                 let mut stopping = shutdown.clone();
                 let mut probe = [0u8; 1];
                 let peeked = tokio::select! {
-                    r = pingora::time::timeout(wait, stream.try_peek(&mut probe)) => r,
+                    r = crate::core::time::timeout(wait, stream.try_peek(&mut probe)) => r,
                     () = shutting_down(&mut stopping) => return None,
                 };
                 match peeked {
