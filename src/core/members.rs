@@ -9,6 +9,18 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+mod scan;
+
+/// A member's value as written in the text: valid JSON, without the whitespace around it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Raw<'a>(&'a str);
+
+impl<'a> Raw<'a> {
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+}
+
 /// Why a text is not an object whose members can be read.
 #[derive(Debug)]
 pub enum NotAnObject {
@@ -30,13 +42,25 @@ pub fn has_unicode_escape(text: &[u8]) -> bool {
 pub fn pick<'a, const N: usize>(
     text: &'a [u8],
     names: [&str; N],
-) -> Result<[Option<&'a RawValue>; N], NotAnObject> {
+) -> Result<[Option<Raw<'a>>; N], NotAnObject> {
     let Ok(text) = std::str::from_utf8(text) else {
         // The parser's own words for where the text stops being UTF-8.
         let e = serde_json::from_slice::<serde_json::Value>(text)
             .expect_err("a text that is not UTF-8 is not JSON");
         return Err(NotAnObject::Invalid(e));
     };
+    match scan::pick(text, &names) {
+        Some(found) => Ok(found),
+        None => pick_with_serde(text, names),
+    }
+}
+
+/// [`pick`] by `serde_json`: the authority for what the scanner steps aside from, and the
+/// words of every error.
+fn pick_with_serde<'a, const N: usize>(
+    text: &'a str,
+    names: [&str; N],
+) -> Result<[Option<Raw<'a>>; N], NotAnObject> {
     let starts_as_object = text.trim_ascii_start().starts_with('{');
     let mut de = serde_json::Deserializer::from_str(text);
     let picked = Pick(&names).deserialize(&mut de).and_then(|v| {
@@ -44,7 +68,7 @@ pub fn pick<'a, const N: usize>(
         Ok(v)
     });
     match picked {
-        Ok(v) => Ok(v),
+        Ok(v) => Ok(v.map(|v| v.map(|v| Raw(v.get())))),
         Err(e) if starts_as_object => Err(NotAnObject::Invalid(e)),
         // Valid JSON of another kind, or not JSON: the error says which.
         Err(_) => match serde_json::from_str::<IgnoredAny>(text) {
@@ -55,19 +79,19 @@ pub fn pick<'a, const N: usize>(
 }
 
 /// Where `value` (borrowed from `text`) lies in it.
-pub fn span(text: &[u8], value: &RawValue) -> Range<usize> {
+pub fn span(text: &[u8], value: Raw<'_>) -> Range<usize> {
     let start = value.get().as_ptr() as usize - text.as_ptr() as usize;
     debug_assert!(start + value.get().len() <= text.len());
     start..start + value.get().len()
 }
 
 /// Whether `value` is JSON `null`.
-pub fn is_null(value: &RawValue) -> bool {
+pub fn is_null(value: Raw<'_>) -> bool {
     value.get() == "null"
 }
 
 /// Whether `value` is an empty array.
-pub fn is_empty_array(value: &RawValue) -> bool {
+pub fn is_empty_array(value: Raw<'_>) -> bool {
     value
         .get()
         .bytes()
@@ -79,7 +103,7 @@ pub fn is_empty_array(value: &RawValue) -> bool {
 /// name, the colon, the value and one comma beside it — so that removing it leaves a valid
 /// object. `None` when the name is not written plainly (`"name"`, no escapes) just before the
 /// value.
-pub fn member_span(text: &[u8], name: &str, value: &RawValue) -> Option<Range<usize>> {
+pub fn member_span(text: &[u8], name: &str, value: Raw<'_>) -> Option<Range<usize>> {
     let v = span(text, value);
     let before = |mut i: usize| {
         while i > 0 && text[i - 1].is_ascii_whitespace() {

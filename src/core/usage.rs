@@ -1,7 +1,6 @@
 //! Token usage, in OpenAI's terms: what providers report and what limits, logs and the
 //! ledger read.
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::members;
@@ -70,7 +69,7 @@ impl Usage {
 
     /// Reads an OpenAI `usage` object from its text, as [`Usage::from_json`] reads its tree
     /// (a member that is not an unsigned integer counts as absent) without building one.
-    pub fn from_raw(raw: &RawValue) -> Option<Usage> {
+    pub fn from_raw(raw: members::Raw<'_>) -> Option<Usage> {
         let [prompt, completion, total, prompt_details, completion_details] = members::pick(
             raw.get().as_bytes(),
             [
@@ -84,7 +83,7 @@ impl Usage {
         .ok()?;
         let prompt_tokens = number(prompt).unwrap_or(0);
         let completion_tokens = number(completion).unwrap_or(0);
-        let detail = |details: Option<&RawValue>, name: &str| {
+        let detail = |details: Option<members::Raw<'_>>, name: &str| {
             let [n] = members::pick(details?.get().as_bytes(), [name]).ok()?;
             number(n)
         };
@@ -99,7 +98,7 @@ impl Usage {
 }
 
 /// A member's value when it is an unsigned integer.
-fn number(value: Option<&RawValue>) -> Option<u64> {
+fn number(value: Option<members::Raw<'_>>) -> Option<u64> {
     serde_json::from_str(value?.get()).ok()
 }
 
@@ -125,17 +124,21 @@ mod tests {
             r#""usage""#,
             r#"7"#,
         ];
+        // The text as a member's value, as callers find it.
+        let raw = |text: &str| format!(r#"{{"usage": {text}}}"#);
         for text in cases {
-            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let wrapped = raw(text);
+            let [u] = members::pick(wrapped.as_bytes(), ["usage"]).unwrap();
             let tree: Value = serde_json::from_str(text).unwrap();
             assert_eq!(
-                Usage::from_raw(&raw),
+                Usage::from_raw(u.unwrap()),
                 Usage::from_json(&tree),
                 "usage text {text}"
             );
         }
-        let raw: Box<RawValue> = serde_json::from_str(cases[3]).unwrap();
-        let u = Usage::from_raw(&raw).unwrap();
+        let wrapped = raw(cases[3]);
+        let [u] = members::pick(wrapped.as_bytes(), ["usage"]).unwrap();
+        let u = Usage::from_raw(u.unwrap()).unwrap();
         assert_eq!(
             (u.cached_tokens, u.reasoning_tokens, u.total_tokens),
             (4, 5, 20)

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::core::{members, ApiError};
+use crate::core::members::{self, Raw};
+use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::downstream::Session;
 use crate::front::{passthrough_refusal, Endpoint, Front, FrontDoor};
@@ -126,7 +126,7 @@ const PICKED: [&str; 8] = [
 const READ: usize = 6;
 
 /// What [`members::pick`] found of the member `name` of [`PICKED`].
-fn picked<'a>(picked: &[Option<&'a RawValue>], name: &str) -> Option<&'a RawValue> {
+fn picked<'a>(picked: &[Option<Raw<'a>>], name: &str) -> Option<Raw<'a>> {
     let at = PICKED.iter().position(|n| *n == name);
     picked[at.expect("a member of PICKED")]
 }
@@ -244,7 +244,7 @@ impl Shape {
         }
     }
 
-    fn of_raw(v: Option<&RawValue>) -> Shape {
+    fn of_raw(v: Option<Raw<'_>>) -> Shape {
         let Some(v) = v else {
             return Shape::Absent;
         };

@@ -415,7 +415,7 @@ impl OpenAiStream {
         if error.is_some() || groq.is_some() {
             return false;
         }
-        let reported = usage.filter(|u| !members::is_null(u));
+        let reported = usage.filter(|u| !members::is_null(*u));
         if let Some(u) = reported {
             let Some(u) = Usage::from_raw(u) else {
                 return false;
