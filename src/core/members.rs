@@ -33,7 +33,7 @@ pub enum NotAnObject {
 /// Whether `text` has a `\uXXXX` escape. A parser into a tree decodes those (and refuses a
 /// lone surrogate); callers that must give the same answer as one leave such texts to it.
 pub fn has_unicode_escape(text: &[u8]) -> bool {
-    text.windows(2).any(|w| w == b"\\u")
+    memchr::memchr_iter(b'\\', text).any(|i| text.get(i + 1) == Some(&b'u'))
 }
 
 /// The values of the members `names` of the JSON object `text` (the last of a repeated

@@ -52,7 +52,7 @@ impl SseParser {
                 input = rest;
             }
         }
-        while let Some(pos) = input.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', input) {
             let (head, tail) = input.split_at(pos);
             self.line.extend_from_slice(head);
             self.check_size()?;

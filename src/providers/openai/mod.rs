@@ -402,7 +402,7 @@ impl OpenAiStream {
     /// general path (which also reports what is wrong with it).
     fn relay_in_place(&mut self, data: &[u8], out: &mut BytesMut) -> bool {
         if self.synthesize_usage_chunk
-            || data.iter().any(|&b| b == b'\n' || b == b'\r')
+            || memchr::memchr2(b'\n', b'\r', data).is_some()
             || members::has_unicode_escape(data)
         {
             return false;
