@@ -415,7 +415,7 @@ impl Session {
         let flush = end || !matches!(out, Out::Length(_));
         if data.is_empty() && !(chunked && end) {
             return if flush {
-                self.write(|_| {}, true).await
+                self.write_body(&[], false, false, true).await
             } else {
                 Ok(())
             };

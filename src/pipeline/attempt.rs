@@ -120,11 +120,10 @@ pub(super) async fn run(
     })?;
     let peer = upstream::peer(provider, addr, &gw.cfg);
     let wire = Wire::of(provider.kind);
-    let path = format!(
-        "{}{}",
-        provider.api_root,
-        plan.path(wire, &deployment.model)
-    );
+    let tail = plan.path(wire, &deployment.model);
+    let mut path = String::with_capacity(provider.api_root.len() + tail.len());
+    path.push_str(&provider.api_root);
+    path.push_str(&tail);
     let mut req = upstream::Outgoing::new(
         provider,
         "POST",

@@ -21,8 +21,11 @@ pub fn request_id(session: &Session<'_>) -> String {
     match given {
         Some(s) => s.to_string(),
         None => {
-            // 32 lowercase hex digits.
-            hex::encode(rand::random::<u128>().to_be_bytes())
+            // 32 lowercase hex digits, written by table (`hex::encode` pushes char by char).
+            let mut id = [0u8; 32];
+            let random = rand::random::<u128>().to_be_bytes();
+            hex::encode_to_slice(random, &mut id).expect("32 digits for 16 bytes");
+            String::from_utf8_lossy(&id).into_owned()
         }
     }
 }

@@ -9,7 +9,6 @@ pub mod logger;
 pub mod metrics;
 
 use std::cell::RefCell;
-use std::io::Write;
 
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::Error;
@@ -118,11 +117,7 @@ fn write_access_line(buf: &mut Vec<u8>, session: &Session<'_>, e: Option<&Error>
     let http = if session.is_http2() { "2" } else { "1.1" };
     line.str("http", http);
     match session.client_addr() {
-        Some(SocketAddr::Inet(a)) => {
-            // An address and port: nothing to escape.
-            let out = line.member("client");
-            let _ = write!(out, "\"{a}\"");
-        }
+        Some(SocketAddr::Inet(a)) => line.addr("client", a),
         Some(other) => line.str("client", &other.to_string()),
         None => line.opt_str("client", None),
     }
