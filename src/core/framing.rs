@@ -154,7 +154,12 @@ pub struct Fields {
 impl Fields {
     /// Notes one field; an invalid or conflicting `content-length` is an error.
     pub fn note(&mut self, name: &http::HeaderName, value: &[u8]) -> Result<(), &'static str> {
-        if name == http::header::CONTENT_LENGTH {
+        self.note_named(name.as_str().as_bytes(), value)
+    }
+
+    /// [`Fields::note`] for a name as it was written (any case).
+    pub fn note_named(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        if name.eq_ignore_ascii_case(b"content-length") {
             for v in value.split(|b| *b == b',') {
                 let n = content_length(v).ok_or("invalid content-length")?;
                 if self.length.is_some_and(|l| l != n) {
@@ -162,10 +167,10 @@ impl Fields {
                 }
                 self.length = Some(n);
             }
-        } else if name == http::header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             self.chunked = ends_chunked(value);
             self.coded = true;
-        } else if name == http::header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             self.close |= has_token(value, b"close");
             self.keep_alive |= has_token(value, b"keep-alive");
         }

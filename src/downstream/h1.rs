@@ -4,7 +4,8 @@
 //! values pointed into (held for as long as a stream lasted), a header map with a map of
 //! names' case, a body reader and writer built for proxying, and a timer per read and per
 //! write. Here the header is parsed from the connection's read buffer and copied once into
-//! an allocation of its own size; the buffer is let go once the body has been read.
+//! an allocation of its own size, where its fields are looked up ([`super::fields`]; no
+//! header map); the buffer is let go once the body has been read.
 //!
 //! What it does as Pingora's did (RFC 9112): `transfer-encoding` ending in `chunked` wins over
 //! `content-length` (and the connection closes after the answer), any other final coding or
@@ -31,7 +32,7 @@ use pingora::protocols::http::date;
 
 use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
 
-use super::Head;
+use super::{fields, Head};
 
 /// Room asked for by a first read: most requests' header and body fit.
 const READ_SIZE: usize = 1 << 10;
@@ -139,7 +140,9 @@ pub struct Session {
     /// Read from the socket past the header, not yet taken.
     buf: BytesMut,
     read_size: usize,
-    req: RequestHeader,
+    /// The method and target (Pingora's header, without fields).
+    line: RequestHeader,
+    fields: fields::Fields,
     body: Framing,
     /// The connection may carry another request after this one.
     keep: bool,
@@ -156,47 +159,44 @@ impl Session {
     /// moves into it); `Ok(None)` when the header is not complete.
     fn parse(buf: &mut BytesMut) -> Result<Option<Box<Session>>> {
         // Left uninitialised: filling 256 empty fields per request costs more than parsing.
-        let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, &mut fields) {
+        let len = match req.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(invalid(format!("invalid request header: {e}"))),
         };
         let method = req.method.unwrap_or_default();
         let path = req.path.unwrap_or_default();
-        let mut h = RequestHeader::build_no_case(method, path.as_bytes(), Some(req.headers.len()))
+        // Pingora's request line: the method and target checked and parsed as it does. The
+        // fields are not put in its header map (see `fields`).
+        let mut line = RequestHeader::build_no_case(method, path.as_bytes(), Some(0))
             .map_err(|_| invalid("invalid request line"))?;
         let http10 = req.version == Some(0);
         if http10 {
-            h.set_version(http::Version::HTTP_10);
+            line.set_version(http::Version::HTTP_10);
         }
-        // The fields' bytes, copied once into an allocation of their own size; every value
-        // points into it.
-        let start = req
-            .headers
-            .first()
-            .map_or(len, |f| f.name.as_ptr() as usize - buf.as_ptr() as usize);
-        let fields_bytes = Bytes::copy_from_slice(&buf[start..len]);
-        let base = buf.as_ptr() as usize + start;
+        let header = &buf[..len];
+        let at = |s: &str| s.as_ptr() as usize - header.as_ptr() as usize;
+        let mut fields = fields::Builder::new(req.headers.len());
         let mut framing = Fields::default();
         let mut hosts = 0;
         for f in req.headers.iter() {
-            let name = http::HeaderName::from_bytes(f.name.as_bytes())
-                .map_err(|_| invalid("invalid header name"))?;
+            let name = at(f.name)..at(f.name) + f.name.len();
             // An empty value need not point into the buffer.
-            let at = (f.value.as_ptr() as usize).wrapping_sub(base);
-            let value = match fields_bytes.get(at..at.wrapping_add(f.value.len())) {
-                Some(_) if !f.value.is_empty() => {
-                    http::HeaderValue::from_maybe_shared(fields_bytes.slice(at..at + f.value.len()))
-                }
-                _ => http::HeaderValue::from_bytes(f.value),
+            let value = if f.value.is_empty() {
+                name.end..name.end
+            } else {
+                let v = (f.value.as_ptr() as usize).wrapping_sub(header.as_ptr() as usize);
+                v..v + f.value.len()
+            };
+            if value.end > header.len() || !fields.push(header, name, value) {
+                return Err(invalid("invalid header value"));
             }
-            .map_err(|_| invalid("invalid header value"))?;
-            framing.note(&name, f.value).map_err(invalid)?;
-            hosts += usize::from(name == http::header::HOST);
-            h.append_header(name, value)
-                .map_err(|_| invalid("invalid header"))?;
+            framing
+                .note_named(f.name.as_bytes(), f.value)
+                .map_err(invalid)?;
+            hosts += usize::from(f.name.eq_ignore_ascii_case("host"));
         }
         if hosts > 1 {
             return Err(invalid("more than one host header"));
@@ -216,16 +216,18 @@ impl Session {
         if framing.coded && framing.length.is_some() {
             // Both framings: the chunked one is read, the length dropped, and the connection
             // is not reused (RFC 9112 §6.1).
-            h.remove_header(&http::header::CONTENT_LENGTH);
+            fields.remove(header, "content-length");
             keep = false;
         }
-        let head = h.method == http::Method::HEAD;
+        let fields = fields.finish(header);
+        let head = line.method == http::Method::HEAD;
         let _ = buf.split_to(len);
         Ok(Some(Box::new(Session {
             stream: None,
             buf: std::mem::take(buf),
             read_size: READ_SIZE,
-            req: h,
+            line,
+            fields,
             body,
             keep,
             out: Out::Nothing,
@@ -242,8 +244,17 @@ impl Session {
         self
     }
 
-    pub fn req_header(&self) -> &RequestHeader {
-        &self.req
+    pub fn method(&self) -> &http::Method {
+        &self.line.method
+    }
+
+    pub fn uri(&self) -> &http::Uri {
+        &self.line.uri
+    }
+
+    /// The header's fields (names in lowercase).
+    pub fn fields(&self) -> &fields::Fields {
+        &self.fields
     }
 
     /// The connection closes after this answer.

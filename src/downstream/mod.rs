@@ -3,6 +3,7 @@
 //! HTTP/1.1 requests are read and answered by sluice's own session ([`h1`]); HTTP/2 streams
 //! by Pingora's. [`Session`] is either, and is what the request pipeline works with.
 
+pub mod fields;
 pub mod h1;
 mod head;
 
@@ -11,7 +12,6 @@ pub use head::{Head, Value};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::http::RequestHeader;
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::Result;
 
@@ -23,10 +23,33 @@ pub enum Session<'a> {
 }
 
 impl Session<'_> {
-    pub fn req_header(&self) -> &RequestHeader {
+    pub fn method(&self) -> &http::Method {
         match self {
-            Session::H1(s) => s.req_header(),
-            Session::H2(s) => s.req_header(),
+            Session::H1(s) => s.method(),
+            Session::H2(s) => &s.req_header().method,
+        }
+    }
+
+    pub fn uri(&self) -> &http::Uri {
+        match self {
+            Session::H1(s) => s.uri(),
+            Session::H2(s) => &s.req_header().uri,
+        }
+    }
+
+    /// The first value of the request's header field `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match self {
+            Session::H1(s) => s.fields().get(name),
+            Session::H2(s) => s.req_header().headers.get(name).map(|v| v.as_bytes()),
+        }
+    }
+
+    /// Every value of the request's header field `name` (lowercase), in order.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> HeaderValues<'s> {
+        match self {
+            Session::H1(s) => HeaderValues::H1(s.fields(), name, 0),
+            Session::H2(s) => HeaderValues::H2(s.req_header().headers.get_all(name).iter()),
         }
     }
 
@@ -105,5 +128,40 @@ impl Session<'_> {
             Session::H1(s) => s.write_response_body(data, end).await,
             Session::H2(s) => s.write_response_body(data, end).await,
         }
+    }
+}
+
+/// The values of one request header field; see [`Session::header_values`].
+pub enum HeaderValues<'a> {
+    /// The fields, the name, where to look from.
+    H1(&'a fields::Fields, &'a str, usize),
+    H2(http::header::ValueIter<'a, http::HeaderValue>),
+}
+
+impl<'a> Iterator for HeaderValues<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            HeaderValues::H1(fields, name, from) => {
+                let (i, value) = fields.find(name, *from)?;
+                *from = i + 1;
+                Some(value)
+            }
+            HeaderValues::H2(values) => values.next().map(|v| v.as_bytes()),
+        }
+    }
+}
+
+/// A header value as text when it is visible ASCII (tabs allowed), as
+/// `http::HeaderValue::to_str` reads it.
+pub fn text(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }

@@ -1,17 +1,15 @@
 //! Who is asking: the request id, and the gateway key that authenticates the request.
 
 use crate::core::ApiError;
-use crate::downstream::Session;
+use crate::downstream::{self, Session};
 use crate::pipeline::gateway::Gateway;
 use crate::pipeline::keyring::{Found, Key};
 
 /// Sets the request id: the client's `x-request-id` when it is sane, otherwise a new one.
 pub fn request_id(session: &Session<'_>) -> String {
     let given = session
-        .req_header()
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
+        .header("x-request-id")
+        .and_then(downstream::text)
         .filter(|s| {
             !s.is_empty()
                 && s.len() <= 128
@@ -35,10 +33,9 @@ pub(super) fn authenticate<'a>(
     gw: &'a Gateway,
     session: &Session<'_>,
 ) -> Result<&'a Key, ApiError> {
-    let headers = &session.req_header().headers;
-    let presented = match headers.get("authorization") {
+    let presented = match session.header("authorization") {
         Some(v) => {
-            let v = v.to_str().map_err(|_| {
+            let v = downstream::text(v).ok_or_else(|| {
                 ApiError::unauthorized("The Authorization header is not valid text.")
             })?;
             let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
@@ -49,10 +46,9 @@ pub(super) fn authenticate<'a>(
             }
             token.trim()
         }
-        None => match headers.get("x-api-key") {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| ApiError::unauthorized("The x-api-key header is not valid text."))?
+        None => match session.header("x-api-key") {
+            Some(v) => downstream::text(v)
+                .ok_or_else(|| ApiError::unauthorized("The x-api-key header is not valid text."))?
                 .trim(),
             None => {
                 return Err(ApiError::unauthorized(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::core::ApiError;
-use crate::downstream::Session;
+use crate::downstream::{self, Session};
 use crate::telemetry::Metrics;
 
 /// The longest wait for one piece of a body (bounded further by the whole body's deadline).
@@ -135,10 +135,8 @@ async fn read_inner(
     hold: &mut BodyHold,
 ) -> Result<Bytes, ApiError> {
     let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
+        .header("content-length")
+        .and_then(downstream::text)
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
@@ -146,10 +144,8 @@ async fn read_inner(
     let declared = declared.map(|n| n as usize);
     hold.grow(declared.unwrap_or(0))?;
     let expects_continue = session
-        .req_header()
-        .headers
-        .get("expect")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
     if expects_continue {
         // curl and others wait for this before sending a body larger than 1 KiB.
         session

@@ -40,8 +40,8 @@ pub(super) struct Lookup {
 fn client_directives(session: &Session<'_>) -> (bool, bool) {
     let mut no_cache = false;
     let mut no_store = false;
-    for v in session.req_header().headers.get_all("cache-control") {
-        for d in String::from_utf8_lossy(v.as_bytes()).split(',') {
+    for v in session.header_values("cache-control") {
+        for d in String::from_utf8_lossy(v).split(',') {
             let d = d.trim();
             no_cache |= d.eq_ignore_ascii_case("no-cache");
             no_store |= d.eq_ignore_ascii_case("no-store");

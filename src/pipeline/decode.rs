@@ -40,10 +40,8 @@ pub(super) struct Request {
 /// Refuses a compressed body (sluice reads JSON as sent).
 pub(super) fn check_encoding(session: &mut Session<'_>) -> Result<(), ApiError> {
     let encoding = session
-        .req_header()
-        .headers
-        .get("content-encoding")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        .header("content-encoding")
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     let Some(enc) = encoding.filter(|e| !e.trim().eq_ignore_ascii_case("identity")) else {
         return Ok(());
     };

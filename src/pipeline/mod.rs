@@ -64,8 +64,7 @@ pub async fn handle(
     session: &mut Session<'_>,
     ctx: &mut Ctx,
 ) -> Result<(), ApiError> {
-    let req = session.req_header();
-    let (front, route) = front::route(req.method.as_str(), req.uri.path());
+    let (front, route) = front::route(session.method().as_str(), session.uri().path());
     ctx.front = front;
     let key = auth::authenticate(gw, session)?;
     ctx.key_name = Some(key.name.clone());

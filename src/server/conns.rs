@@ -160,7 +160,7 @@ impl ClientConns {
                 }
             };
             let mut session = session.attach(stream);
-            if session.req_header().method == http::Method::CONNECT {
+            if session.method() == http::Method::CONNECT {
                 // Pingora's proxy answers CONNECT so; sluice tunnels nothing.
                 let _ = session.respond_error(405).await;
                 let _ = session.finish().await;

@@ -54,7 +54,14 @@ impl RequestCtx {
         let RequestCtx { gw, ctx } = self;
         ctx.request_id = pipeline::request_id(session);
         if let Some(t) = &gw.tracer {
-            ctx.trace = Some(t.start(session.req_header(), ctx));
+            // Several values of a field are ambiguous: none is taken.
+            let single = |name: &'static str| {
+                let mut values = session.header_values(name);
+                let first = values.next().and_then(downstream::text);
+                first.filter(|_| values.next().is_none())
+            };
+            let (parent, state) = (single("traceparent"), single("tracestate"));
+            ctx.trace = Some(t.start(parent, state, session.method().as_str(), ctx));
         }
         let _in_flight = gw.in_flight.enter();
         // A client that stops reading does not hold a stream (and its upstream) forever.

@@ -109,11 +109,13 @@ pub fn access_log(session: &Session<'_>, e: Option<&Error>, ctx: &Ctx) {
 }
 
 fn write_access_line(buf: &mut Vec<u8>, session: &Session<'_>, e: Option<&Error>, ctx: &Ctx) {
-    let req = session.req_header();
     let mut line = Line::new(buf);
     line::timestamp(line.member("ts"), std::time::SystemTime::now());
     line.str("request_id", &ctx.request_id);
-    line.str("method", &clip(req.method.as_str(), MAX_LOGGED_METHOD));
+    line.str(
+        "method",
+        &clip(session.method().as_str(), MAX_LOGGED_METHOD),
+    );
     let http = if session.is_http2() { "2" } else { "1.1" };
     line.str("http", http);
     match session.client_addr() {
@@ -121,7 +123,7 @@ fn write_access_line(buf: &mut Vec<u8>, session: &Session<'_>, e: Option<&Error>
         Some(other) => line.str("client", &other.to_string()),
         None => line.opt_str("client", None),
     }
-    line.str("path", &clip(req.uri.path(), MAX_LOGGED_PATH));
+    line.str("path", &clip(session.uri().path(), MAX_LOGGED_PATH));
     line.num("status", status(ctx).into());
     line.opt_str("key", ctx.key_name.as_deref());
     line.opt_str("model", ctx.model.as_deref());

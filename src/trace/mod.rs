@@ -20,7 +20,6 @@ mod spans;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use pingora::http::RequestHeader;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::sync::mpsc;
 
@@ -146,14 +145,14 @@ impl Tracer {
 
     /// The trace of a request that starts now: the client's trace when its `traceparent`
     /// is valid (sampled as the client says), else a new one sampled by `sample_ratio`.
-    pub fn start(&self, req: &RequestHeader, ctx: &Ctx) -> RequestTrace {
-        let header = |name: &str| {
-            let mut values = req.headers.get_all(name).iter();
-            let first = values.next().and_then(|v| v.to_str().ok());
-            // Several traceparent headers are ambiguous: a new trace.
-            first.filter(|_| values.next().is_none())
-        };
-        let parent = header("traceparent").and_then(TraceParent::parse);
+    pub fn start(
+        &self,
+        traceparent: Option<&str>,
+        tracestate: Option<&str>,
+        method: &str,
+        ctx: &Ctx,
+    ) -> RequestTrace {
+        let parent = traceparent.and_then(TraceParent::parse);
         let (trace_id, sampled) = match parent {
             Some(p) => (p.trace_id, p.sampled),
             None => {
@@ -165,12 +164,12 @@ impl Tracer {
             trace_id,
             span_id: new_span_id(),
             parent: parent.map(|p| p.span_id),
-            tracestate: parent.and(header("tracestate")).and_then(parse_tracestate),
+            tracestate: parent.and(tracestate).and_then(parse_tracestate),
             sampled,
             start: SystemTime::now()
                 .checked_sub(ctx.start.elapsed())
                 .unwrap_or_else(SystemTime::now),
-            method: crate::core::error::clip(req.method.as_str(), 16).to_string(),
+            method: crate::core::error::clip(method, 16).to_string(),
             operation: None,
             attempts: Vec::new(),
             finish_reasons: Vec::new(),

@@ -20,13 +20,10 @@ fn settings(ratio: f64) -> TracingSettings {
     }
 }
 
-fn request(traceparent: Option<&str>) -> RequestHeader {
-    let mut req = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
-    if let Some(tp) = traceparent {
-        req.insert_header("traceparent", tp).unwrap();
-        req.insert_header("tracestate", "vendor=1").unwrap();
-    }
-    req
+/// A request's trace fields: a `traceparent` and, with it, a `tracestate`.
+fn start(tracer: &Tracer, traceparent: Option<&str>, ctx: &Ctx) -> RequestTrace {
+    let state = traceparent.map(|_| "vendor=1");
+    tracer.start(traceparent, state, "POST", ctx)
 }
 
 #[test]
@@ -34,7 +31,7 @@ fn a_clients_traceparent_decides_the_trace_and_sampling() {
     let tracer = Tracer::new(&settings(0.0));
     let ctx = Ctx::new();
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let t = tracer.start(&request(Some(tp)), &ctx);
+    let t = start(&tracer, Some(tp), &ctx);
     assert!(t.sampled, "the client's sampled flag wins over the ratio");
     assert_eq!(hex::encode(t.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(
@@ -43,9 +40,9 @@ fn a_clients_traceparent_decides_the_trace_and_sampling() {
     );
     assert_eq!(t.tracestate.as_deref(), Some("vendor=1"));
     // No (or a malformed) traceparent: a new trace, sampled by the ratio.
-    let t = tracer.start(&request(Some("00-zz-00f067aa0ba902b7-01")), &ctx);
+    let t = start(&tracer, Some("00-zz-00f067aa0ba902b7-01"), &ctx);
     assert!(!t.sampled && t.parent.is_none() && t.tracestate.is_none());
-    let t = Tracer::new(&settings(1.0)).start(&request(None), &ctx);
+    let t = start(&Tracer::new(&settings(1.0)), None, &ctx);
     assert!(t.sampled && t.parent.is_none());
 }
 
@@ -62,7 +59,7 @@ fn ratio_sampling_keeps_about_the_ratio() {
 fn spans_carry_genai_attributes_and_no_text() {
     let tracer = Tracer::new(&settings(1.0));
     let mut ctx = Ctx::new();
-    let mut t = tracer.start(&request(None), &ctx);
+    let mut t = start(&tracer, None, &ctx);
     t.operation = Some("chat");
     t.finish_reasons = vec!["stop".into()];
     t.attempts.push(AttemptTrace {

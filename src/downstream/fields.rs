@@ -1,0 +1,115 @@
+//! A request's header fields as read from an HTTP/1.1 client: the header's bytes copied once,
+//! names lowercased in the copy, each field two ranges into it. A lookup compares a few short names;
+//! nothing is parsed, hashed or allocated per field (an `http::HeaderMap` does all three).
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+/// The fields of one request, in the order they came.
+#[derive(Default)]
+pub struct Fields {
+    bytes: Bytes,
+    /// Name and value of each field, in `bytes`.
+    spans: Vec<(Range<u32>, Range<u32>)>,
+}
+
+/// Collects the fields of a header being parsed, by where they lie in it.
+pub struct Builder {
+    spans: Vec<(Range<u32>, Range<u32>)>,
+}
+
+impl Builder {
+    pub fn new(fields: usize) -> Builder {
+        Builder {
+            spans: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds the field whose name and value are at these places of `header`. `false`: the
+    /// value has a byte no header value may have (a control character other than tab, or
+    /// DEL), as `http::HeaderValue` would refuse it.
+    pub fn push(&mut self, header: &[u8], name: Range<usize>, value: Range<usize>) -> bool {
+        if !header[value.clone()]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            return false;
+        }
+        let span = |r: Range<usize>| r.start as u32..r.end as u32;
+        self.spans.push((span(name), span(value)));
+        true
+    }
+
+    /// Leaves out every field named `name` (any case).
+    pub fn remove(&mut self, header: &[u8], name: &str) {
+        self.spans.retain(|(n, _)| {
+            !header[n.start as usize..n.end as usize].eq_ignore_ascii_case(name.as_bytes())
+        });
+    }
+
+    /// The fields, with a copy of `header` whose names are lowercased.
+    pub fn finish(self, header: &[u8]) -> Fields {
+        let mut bytes = BytesMut::from(header);
+        for (n, _) in &self.spans {
+            bytes[n.start as usize..n.end as usize].make_ascii_lowercase();
+        }
+        Fields {
+            bytes: bytes.freeze(),
+            spans: self.spans,
+        }
+    }
+}
+
+impl Fields {
+    /// The first field named `name` (lowercase) at or after the `from`th: its place and value.
+    pub fn find(&self, name: &str, from: usize) -> Option<(usize, &[u8])> {
+        let spans = self.spans.get(from..)?;
+        let i = spans
+            .iter()
+            .position(|(n, _)| self.at(n) == name.as_bytes())?;
+        Some((from + i, self.at(&spans[i].1)))
+    }
+
+    /// The first value of the field `name` (lowercase).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.find(name, 0).map(|(_, v)| v)
+    }
+
+    /// How many fields there are (for tests).
+    #[cfg(test)]
+    pub fn count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The bytes at `r` of the header.
+    fn at(&self, r: &Range<u32>) -> &[u8] {
+        &self.bytes[r.start as usize..r.end as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lowercased_and_every_value_is_kept_in_order() {
+        let header = b"X-A: 1\r\nx-a: 2\r\nHost: h\r\nContent-Length: 3\r\n";
+        let mut b = Builder::new(4);
+        assert!(b.push(header, 0..3, 5..6));
+        assert!(b.push(header, 8..11, 13..14));
+        assert!(b.push(header, 16..20, 22..23));
+        assert!(b.push(header, 25..39, 41..42));
+        b.remove(header, "content-length");
+        let f = b.finish(header);
+        assert_eq!(f.find("x-a", 0), Some((0, &b"1"[..])));
+        assert_eq!(f.find("x-a", 1), Some((1, &b"2"[..])));
+        assert_eq!(f.find("x-a", 2), None);
+        assert_eq!(f.get("host"), Some(&b"h"[..]));
+        assert_eq!(f.get("Host"), None, "names are asked for in lowercase");
+        assert_eq!(f.get("content-length"), None, "removed");
+        assert_eq!(f.count(), 3);
+        assert!(!Builder::new(1).push(b"a: x\x01y", 0..1, 3..6));
+        assert!(Builder::new(1).push(b"a: x\ty\xff", 0..1, 3..7));
+    }
+}
