@@ -6,6 +6,7 @@
 //! and the small HTTP/1.1 client for sluice's own calls out ([`post`]), each written once.
 
 pub mod error;
+pub mod fields;
 pub mod finding;
 pub mod framing;
 pub mod members;

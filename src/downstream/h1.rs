@@ -4,7 +4,7 @@
 //! values pointed into (held for as long as a stream lasted), a header map with a map of
 //! names' case, a body reader and writer built for proxying, and a timer per read and per
 //! write. Here the header is parsed from the connection's read buffer and copied once into
-//! an allocation of its own size, where its fields are looked up ([`super::fields`]; no
+//! an allocation of its own size, where its fields are looked up ([`fields`]; no
 //! header map); the buffer is let go once the body has been read.
 //!
 //! What it does as Pingora's did (RFC 9112): `transfer-encoding` ending in `chunked` wins over
@@ -32,7 +32,8 @@ use pingora::protocols::http::date;
 
 use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
 
-use super::{fields, Head};
+use super::Head;
+use crate::core::fields::{self, HeaderFields};
 
 /// Room asked for by a first read: most requests' header and body fit.
 const READ_SIZE: usize = 1 << 10;
@@ -142,7 +143,7 @@ pub struct Session {
     read_size: usize,
     /// The method and target (Pingora's header, without fields).
     line: RequestHeader,
-    fields: fields::Fields,
+    fields: HeaderFields,
     body: Framing,
     /// The connection may carry another request after this one.
     keep: bool,
@@ -253,7 +254,7 @@ impl Session {
     }
 
     /// The header's fields (names in lowercase).
-    pub fn fields(&self) -> &fields::Fields {
+    pub fn fields(&self) -> &HeaderFields {
         &self.fields
     }
 

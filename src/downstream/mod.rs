@@ -3,7 +3,6 @@
 //! HTTP/1.1 requests are read and answered by sluice's own session ([`h1`]); HTTP/2 streams
 //! by Pingora's. [`Session`] is either, and is what the request pipeline works with.
 
-pub mod fields;
 pub mod h1;
 mod head;
 
@@ -11,6 +10,8 @@ pub use head::{Head, Value};
 
 use std::time::Duration;
 
+pub use crate::core::fields::text;
+use crate::core::fields::HeaderFields;
 use bytes::Bytes;
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::Result;
@@ -134,7 +135,7 @@ impl Session<'_> {
 /// The values of one request header field; see [`Session::header_values`].
 pub enum HeaderValues<'a> {
     /// The fields, the name, where to look from.
-    H1(&'a fields::Fields, &'a str, usize),
+    H1(&'a HeaderFields, &'a str, usize),
     H2(http::header::ValueIter<'a, http::HeaderValue>),
 }
 
@@ -150,18 +151,5 @@ impl<'a> Iterator for HeaderValues<'a> {
             }
             HeaderValues::H2(values) => values.next().map(|v| v.as_bytes()),
         }
-    }
-}
-
-/// A header value as text when it is visible ASCII (tabs allowed), as
-/// `http::HeaderValue::to_str` reads it.
-pub fn text(value: &[u8]) -> Option<&str> {
-    if value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-    {
-        std::str::from_utf8(value).ok()
-    } else {
-        None
     }
 }

@@ -11,7 +11,7 @@ use super::plan::Plan;
 use super::relay;
 use super::traced;
 use crate::config::Deployment;
-use crate::core::ApiError;
+use crate::core::{fields, ApiError};
 use crate::ctx::Ctx;
 use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
@@ -138,19 +138,13 @@ pub(super) async fn run(
     // Sent: this attempt no longer needs them (the plan keeps the body for another attempt),
     // and a stream would hold them to its end.
     drop((body, req));
-    let Some(resp) = up.response_header() else {
+    let Some(status) = up.status() else {
         return Err(AttemptError::Final(ApiError::internal(
             "The upstream response header is missing.",
         )));
     };
-    let status = resp.status.as_u16();
     ctx.upstream_status = Some(status);
-    let header_str = |name: &str| {
-        resp.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header_str = |name: &str| up.header(name).and_then(fields::text).map(str::to_string);
     let retry_after = header_str("retry-after");
     let is_stream = header_str("content-type").is_some_and(|ct| wire.is_stream(&ct));
 

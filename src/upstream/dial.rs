@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
-use pingora::http::ResponseHeader;
 use pingora::upstreams::peer::{HttpPeer, Peer, ALPN};
 
 use super::h1::Answer;
@@ -32,11 +31,24 @@ impl Upstream {
         }
     }
 
-    /// The answer's header, once read.
-    pub fn response_header(&self) -> Option<&ResponseHeader> {
+    /// The answer's status, once its header is read.
+    pub fn status(&self) -> Option<u16> {
         match self {
-            Upstream::H1(a) => a.header(),
-            Upstream::H2(s) => s.session.response_header(),
+            Upstream::H1(a) => a.status(),
+            Upstream::H2(s) => s.session.response_header().map(|h| h.status.as_u16()),
+        }
+    }
+
+    /// The first value of the answer's header field `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        match self {
+            Upstream::H1(a) => a.fields().get(name),
+            Upstream::H2(s) => s
+                .session
+                .response_header()?
+                .headers
+                .get(name)
+                .map(|v| v.as_bytes()),
         }
     }
 

@@ -12,8 +12,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::core::fields::{self, HeaderFields};
 use crate::core::framing::{self, header_may_end, Fields, Framing, Step};
-use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType, Result};
 
@@ -31,7 +31,10 @@ pub struct Answer {
     stream: Stream,
     /// Read from the socket, not yet handed out.
     buf: BytesMut,
-    header: Option<Box<ResponseHeader>>,
+    /// The status of the answer's header, once read.
+    status: Option<u16>,
+    /// Its fields.
+    fields: HeaderFields,
     /// The body's framing; `None` until a (final) header has been read.
     body: Option<Framing>,
     /// The connection may carry another request once the answer has been read.
@@ -70,7 +73,8 @@ impl Answer {
         Answer {
             stream,
             buf: BytesMut::new(),
-            header: None,
+            status: None,
+            fields: HeaderFields::default(),
             body: None,
             keep_alive: true,
             read_size: READ_SIZE,
@@ -86,7 +90,7 @@ impl Answer {
     pub async fn read_header(&mut self) -> Result<()> {
         for _ in 0..4 {
             self.read_one_header().await?;
-            if !self.header().is_some_and(|h| h.status.is_informational()) {
+            if !self.status.is_some_and(|s| (100..200).contains(&s)) {
                 return Ok(());
             }
             self.body = None;
@@ -122,22 +126,30 @@ impl Answer {
             Err(e) => return Err(invalid(format!("invalid response header: {e}"))),
         };
         let code = resp.code.unwrap_or(0);
-        let mut h = ResponseHeader::build_no_case(code, Some(resp.headers.len()))
-            .map_err(|_| invalid(format!("invalid status {code}")))?;
-        let http10 = resp.version == Some(0);
-        if http10 {
-            h.set_version(http::Version::HTTP_10);
+        if !(100..1000).contains(&code) {
+            return Err(invalid(format!("invalid status {code}")));
         }
+        let http10 = resp.version == Some(0);
+        let header = &self.buf[..len];
+        let at = |s: &[u8]| s.as_ptr() as usize - header.as_ptr() as usize;
+        let mut fields = fields::Builder::new(resp.headers.len());
         let mut framing = Fields::default();
         for f in resp.headers.iter() {
-            let name = http::HeaderName::from_bytes(f.name.as_bytes())
-                .map_err(|_| invalid("invalid header name"))?;
-            let value = http::HeaderValue::from_bytes(f.value)
-                .map_err(|_| invalid("invalid header value"))?;
-            framing.note(&name, f.value).map_err(invalid)?;
-            h.append_header(name, value)
-                .map_err(|_| invalid("invalid header"))?;
+            let name = at(f.name.as_bytes())..at(f.name.as_bytes()) + f.name.len();
+            // An empty value need not point into the buffer.
+            let value = if f.value.is_empty() {
+                name.end..name.end
+            } else {
+                at(f.value)..at(f.value) + f.value.len()
+            };
+            if value.end > header.len() || !fields.push(header, name, value) {
+                return Err(invalid("invalid header value"));
+            }
+            framing
+                .note_named(f.name.as_bytes(), f.value)
+                .map_err(invalid)?;
         }
+        self.fields = fields.finish(header);
         self.buf.advance(len);
         self.keep_alive &= framing.keeps(http10);
         self.body = match code {
@@ -151,7 +163,7 @@ impl Answer {
         if self.body == Some(Framing::Close) {
             self.keep_alive = false;
         }
-        self.header = Some(Box::new(h));
+        self.status = Some(code);
         Ok(true)
     }
 
@@ -166,9 +178,14 @@ impl Answer {
         self.keep_alive &= !closing;
     }
 
-    /// The answer's header, once read.
-    pub fn header(&self) -> Option<&ResponseHeader> {
-        self.header.as_deref()
+    /// The answer's status, once its header is read.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The answer's header fields (names in lowercase).
+    pub fn fields(&self) -> &HeaderFields {
+        &self.fields
     }
 
     /// The next piece of the body; `None` once it has all been read.

@@ -77,7 +77,7 @@ async fn exchange(up: &mut Upstream) -> Vec<u8> {
         .unwrap();
     s.session.finish_request_body().await.unwrap();
     up.read_final_header().await.unwrap();
-    assert_eq!(up.response_header().unwrap().status, 200);
+    assert_eq!(up.status(), Some(200));
     let mut body = Vec::new();
     while let Some(b) = up.read_body().await.unwrap() {
         body.extend_from_slice(&b);

@@ -1,14 +1,15 @@
-//! A request's header fields as read from an HTTP/1.1 client: the header's bytes copied once,
-//! names lowercased in the copy, each field two ranges into it. A lookup compares a few short names;
-//! nothing is parsed, hashed or allocated per field (an `http::HeaderMap` does all three).
+//! A message's header fields as read from an HTTP/1.1 peer (a client's request, a provider's
+//! answer): the header's bytes copied once, names lowercased in the copy, each field two
+//! ranges into it. A lookup compares a few short names; nothing is parsed, hashed or
+//! allocated per field (an `http::HeaderMap` does all three).
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
-/// The fields of one request, in the order they came.
+/// The fields of one header, in the order they came.
 #[derive(Default)]
-pub struct Fields {
+pub struct HeaderFields {
     bytes: Bytes,
     /// Name and value of each field, in `bytes`.
     spans: Vec<(Range<u32>, Range<u32>)>,
@@ -49,19 +50,19 @@ impl Builder {
     }
 
     /// The fields, with a copy of `header` whose names are lowercased.
-    pub fn finish(self, header: &[u8]) -> Fields {
+    pub fn finish(self, header: &[u8]) -> HeaderFields {
         let mut bytes = BytesMut::from(header);
         for (n, _) in &self.spans {
             bytes[n.start as usize..n.end as usize].make_ascii_lowercase();
         }
-        Fields {
+        HeaderFields {
             bytes: bytes.freeze(),
             spans: self.spans,
         }
     }
 }
 
-impl Fields {
+impl HeaderFields {
     /// The first field named `name` (lowercase) at or after the `from`th: its place and value.
     pub fn find(&self, name: &str, from: usize) -> Option<(usize, &[u8])> {
         let spans = self.spans.get(from..)?;
@@ -85,6 +86,19 @@ impl Fields {
     /// The bytes at `r` of the header.
     fn at(&self, r: &Range<u32>) -> &[u8] {
         &self.bytes[r.start as usize..r.end as usize]
+    }
+}
+
+/// A header value as text when it is visible ASCII (tabs allowed), as
+/// `http::HeaderValue::to_str` reads it.
+pub fn text(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }
 
