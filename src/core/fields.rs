@@ -27,13 +27,23 @@ impl Builder {
         }
     }
 
-    /// Adds the field whose name and value are at these places of `header`. `false`: the
-    /// value has a byte no header value may have (a control character other than tab, or
-    /// DEL), as `http::HeaderValue` would refuse it.
-    pub fn push(&mut self, header: &[u8], name: Range<usize>, value: Range<usize>) -> bool {
-        if !header[value.clone()]
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    /// Adds a field whose name and value a parser found in `header` (slices of it; an empty
+    /// value may lie elsewhere). `false`: the field is not in `header`, or its value has a
+    /// byte no header value may have (a control character other than tab, or DEL), as
+    /// `http::HeaderValue` would refuse it.
+    pub fn push(&mut self, header: &[u8], name: &[u8], value: &[u8]) -> bool {
+        let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(header.as_ptr() as usize);
+        let name = at(name)..at(name).wrapping_add(name.len());
+        let value = if value.is_empty() {
+            name.end..name.end
+        } else {
+            at(value)..at(value).wrapping_add(value.len())
+        };
+        if name.end > header.len()
+            || value.end > header.len()
+            || !header[value.clone()]
+                .iter()
+                .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
         {
             return false;
         }
@@ -110,10 +120,10 @@ mod tests {
     fn names_are_lowercased_and_every_value_is_kept_in_order() {
         let header = b"X-A: 1\r\nx-a: 2\r\nHost: h\r\nContent-Length: 3\r\n";
         let mut b = Builder::new(4);
-        assert!(b.push(header, 0..3, 5..6));
-        assert!(b.push(header, 8..11, 13..14));
-        assert!(b.push(header, 16..20, 22..23));
-        assert!(b.push(header, 25..39, 41..42));
+        assert!(b.push(header, &header[0..3], &header[5..6]));
+        assert!(b.push(header, &header[8..11], &header[13..14]));
+        assert!(b.push(header, &header[16..20], &header[22..23]));
+        assert!(b.push(header, &header[25..39], &header[41..42]));
         b.remove(header, "content-length");
         let f = b.finish(header);
         assert_eq!(f.find("x-a", 0), Some((0, &b"1"[..])));
@@ -123,7 +133,13 @@ mod tests {
         assert_eq!(f.get("Host"), None, "names are asked for in lowercase");
         assert_eq!(f.get("content-length"), None, "removed");
         assert_eq!(f.count(), 3);
-        assert!(!Builder::new(1).push(b"a: x\x01y", 0..1, 3..6));
-        assert!(Builder::new(1).push(b"a: x\ty\xff", 0..1, 3..7));
+        let bad = b"a: x\x01y";
+        assert!(!Builder::new(1).push(bad, &bad[0..1], &bad[3..6]));
+        let odd = b"a: x\ty\xff";
+        assert!(Builder::new(1).push(odd, &odd[0..1], &odd[3..7]));
+        assert!(
+            !Builder::new(1).push(odd, b"a", b"x"),
+            "a field that is not in the header"
+        );
     }
 }

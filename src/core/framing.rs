@@ -152,13 +152,9 @@ pub struct Fields {
 }
 
 impl Fields {
-    /// Notes one field; an invalid or conflicting `content-length` is an error.
-    pub fn note(&mut self, name: &http::HeaderName, value: &[u8]) -> Result<(), &'static str> {
-        self.note_named(name.as_str().as_bytes(), value)
-    }
-
-    /// [`Fields::note`] for a name as it was written (any case).
-    pub fn note_named(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+    /// Notes one field (its name as written, any case); an invalid or conflicting
+    /// `content-length` is an error.
+    pub fn note(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
         if name.eq_ignore_ascii_case(b"content-length") {
             for v in value.split(|b| *b == b',') {
                 let n = content_length(v).ok_or("invalid content-length")?;
@@ -299,18 +295,17 @@ mod tests {
     #[test]
     fn fields_tell_the_framing_and_the_connection() {
         let mut f = Fields::default();
-        f.note(&http::header::CONTENT_LENGTH, b"5, 5").unwrap();
-        f.note(&http::header::CONTENT_LENGTH, b"5").unwrap();
+        f.note(b"content-length", b"5, 5").unwrap();
+        f.note(b"content-length", b"5").unwrap();
         assert_eq!(f.length, Some(5));
-        assert!(f.note(&http::header::CONTENT_LENGTH, b"6").is_err());
-        assert!(f.note(&http::header::CONTENT_LENGTH, b"x").is_err());
-        f.note(&http::header::TRANSFER_ENCODING, b"gzip, chunked")
-            .unwrap();
-        f.note(&http::header::CONNECTION, b"Keep-Alive").unwrap();
+        assert!(f.note(b"content-length", b"6").is_err());
+        assert!(f.note(b"content-length", b"x").is_err());
+        f.note(b"transfer-encoding", b"gzip, chunked").unwrap();
+        f.note(b"Connection", b"Keep-Alive").unwrap();
         assert!(f.coded && f.chunked && f.keep_alive && !f.close);
         assert!(f.keeps(true) && f.keeps(false));
         assert!(Fields::default().keeps(false) && !Fields::default().keeps(true));
-        f.note(&http::header::CONNECTION, b"close").unwrap();
+        f.note(b"connection", b"close").unwrap();
         assert!(!f.keeps(false) && !f.keeps(true));
     }
 
