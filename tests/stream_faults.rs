@@ -90,6 +90,26 @@ async fn stall_mid_stream_hits_the_idle_timeout() {
     assert!(last["error"]["message"].as_str().unwrap().contains("idle"));
 }
 
+/// A stream still flowing when the request's whole time is up ends there, with an error
+/// that names the total limit (not the idle one, which was not reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_mid_stream_past_the_total_limit() {
+    let m = mock().await;
+    let gw = Gateway::start(&format!(
+        "{}timeouts:\n  idle: 20s\n  total: 1500ms\n",
+        standard_config(&m.url())
+    ));
+    m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
+    let started = Instant::now();
+    let (events, last) = failing_stream(&gw).await;
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(events.len(), 3);
+    assert_eq!(last["error"]["code"], "upstream_timeout");
+    let message = last["error"]["message"].as_str().unwrap();
+    assert!(message.contains("total"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_event_and_garbage_inside_a_200_stream() {
     let m = mock().await;

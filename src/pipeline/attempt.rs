@@ -84,6 +84,11 @@ impl Deadline {
         Deadline { end }
     }
 
+    /// When the request's time is up.
+    pub fn end(&self) -> Instant {
+        self.end
+    }
+
     pub fn left(&self) -> Duration {
         self.end.saturating_duration_since(Instant::now())
     }

@@ -2,13 +2,14 @@
 //! (a stale pooled connection is replaced), bounded reads that give up when the client leaves,
 //! and returning connections to the pool.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora::upstreams::peer::HttpPeer;
 
 use super::attempt::{AttemptError, Deadline};
 use crate::config::Provider;
+use crate::core::time::{Lapse, Watchdog};
 use crate::core::ApiError;
 use crate::downstream::Session;
 use crate::pipeline::gateway::Gateway;
@@ -249,23 +250,22 @@ pub(super) async fn client_gone(session: &mut Session<'_>, watch: &mut bool) {
     }
 }
 
-/// One read from the provider, bounded by `idle` and the deadline, abandoned if the client
-/// goes away.
+/// One read from the provider, bounded by `dog` (its idle limit from now, and the
+/// request's end), abandoned if the client goes away.
 pub(super) async fn read_chunk(
     up: &mut Upstream,
     session: &mut Session<'_>,
     watch: &mut bool,
-    deadline: &Deadline,
-    idle: Duration,
+    dog: &mut Watchdog,
 ) -> Result<Option<Bytes>, ReadFail> {
-    let (t, which) = deadline.cap(idle);
-    let which = if which.is_empty() { "idle" } else { which };
+    dog.fed(Instant::now());
     tokio::select! {
-        r = crate::core::time::timeout(t, up.read_body()) => match r {
-            Ok(Ok(b)) => Ok(b),
-            Ok(Err(e)) => Err(ReadFail::Io(describe(&e))),
-            Err(_) => Err(ReadFail::Timeout(which)),
-        },
+        biased;
+        r = up.read_body() => r.map_err(|e| ReadFail::Io(describe(&e))),
+        lapse = dog.expired() => Err(ReadFail::Timeout(match lapse {
+            Lapse::Idle => "idle",
+            Lapse::Total => "total",
+        })),
         _ = client_gone(session, watch) => Err(ReadFail::ClientGone),
     }
 }
@@ -280,7 +280,8 @@ pub(super) async fn read_whole(
 ) -> Result<Bytes, ReadFail> {
     let mut buf = BytesMut::new();
     let mut watch = true;
-    while let Some(chunk) = read_chunk(up, session, &mut watch, deadline, idle).await? {
+    let mut dog = Watchdog::new(idle, deadline.end());
+    while let Some(chunk) = read_chunk(up, session, &mut watch, &mut dog).await? {
         if buf.len() + chunk.len() > limit {
             return Err(ReadFail::Io(format!(
                 "the response is larger than {limit} bytes"

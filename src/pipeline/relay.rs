@@ -16,6 +16,7 @@ use super::plan::Plan;
 use super::settle::record_stream;
 use super::traced;
 use crate::config::Provider;
+use crate::core::time::Watchdog;
 use crate::core::{ApiError, StreamTranslator, Usage};
 use crate::ctx::Ctx;
 use crate::downstream::{Head, Session};
@@ -157,7 +158,8 @@ pub(super) fn sse_header(ctx: &Ctx) -> Head {
 struct Relay<'a> {
     gw: &'a Gateway,
     provider: &'a Provider,
-    deadline: &'a Deadline,
+    /// Bounds each read: the idle limit, and the request's end.
+    dog: Watchdog,
     up: Upstream,
     translator: Box<dyn StreamTranslator>,
     out: BytesMut,
@@ -172,8 +174,7 @@ impl Relay<'_> {
     /// Reads one chunk from the provider and translates it into `out`. `Ok(false)` when the
     /// client left.
     async fn step(&mut self, session: &mut Session<'_>, ctx: &mut Ctx) -> Result<bool, ApiError> {
-        let idle = self.gw.cfg.timeouts.idle;
-        match read_chunk(&mut self.up, session, &mut self.watch, self.deadline, idle).await {
+        match read_chunk(&mut self.up, session, &mut self.watch, &mut self.dog).await {
             Ok(Some(chunk)) => {
                 ctx.ttfb.get_or_insert_with(|| ctx.start.elapsed());
                 self.size.add(chunk.len(), self.provider)?;
@@ -216,7 +217,7 @@ pub(super) async fn stream(
     let mut relay = Relay {
         gw,
         provider,
-        deadline,
+        dog: Watchdog::new(gw.cfg.timeouts.idle, deadline.end()),
         up,
         translator: plan.stream_translator(
             Wire::of(provider.kind),
