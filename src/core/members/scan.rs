@@ -65,6 +65,32 @@ pub(super) fn pick<'a, const N: usize>(
     (s.i == s.b.len()).then_some(out)
 }
 
+/// How many bytes of `rest` come before its first quote, backslash or control character
+/// (all of them if none does): eight at a time, then one by one.
+fn plain(rest: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut n = 0;
+    while let Some(word) = rest.get(n..n + 8) {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        // The high bit of each byte below `b` (for bytes under 0x80; the others are never
+        // below): exact from the lowest byte up to the first that is, which is all that is
+        // read of it.
+        let below = |w: u64, b: u8| w.wrapping_sub(ONES * u64::from(b)) & !w & HIGHS;
+        let stops = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if stops != 0 {
+            return n + (stops.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + rest[n..]
+        .iter()
+        .position(|&b| STOPS[usize::from(b)])
+        .unwrap_or(rest.len() - n)
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
@@ -168,10 +194,7 @@ impl<'a> Scan<'a> {
     /// How many bytes of plain string content follow (up to a quote, a backslash, a
     /// control character or the end).
     fn plain(&self) -> usize {
-        let rest = &self.b[self.i.min(self.b.len())..];
-        rest.iter()
-            .position(|&b| STOPS[usize::from(b)])
-            .unwrap_or(rest.len())
+        plain(&self.b[self.i.min(self.b.len())..])
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -329,6 +352,31 @@ mod tests {
             }
         }
         String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// Eight bytes at a time finds the first stop where one at a time does, wherever it
+    /// lies and whatever surrounds it (bytes next to the stops, and above 0x7f, included).
+    #[test]
+    fn plain_runs_end_at_the_first_stop() {
+        let alphabet = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, b'[', b'\\', b']', b'a', 0x7f, 0x80, 0xa2,
+            0xdc, 0xff,
+        ];
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let mut text: Vec<u8> = (0..len).map(|_| b'a').collect();
+            for _ in 0..rng.random_range(0..4) {
+                if len > 0 {
+                    text[rng.random_range(0..len)] = alphabet[rng.random_range(0..alphabet.len())];
+                }
+            }
+            let want = text
+                .iter()
+                .position(|&b| super::STOPS[usize::from(b)])
+                .unwrap_or(len);
+            assert_eq!(super::plain(&text), want, "{text:?}");
+        }
     }
 
     /// Wherever the scanner answers, `serde_json` gives the same answer: the same members,
