@@ -305,3 +305,53 @@ async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
         connections.len()
     );
 }
+
+/// A provider that answers before it has read the whole request — here it refuses the key
+/// from the header alone — and resets the rest of the stream with NO_ERROR, as HTTP/2
+/// allows (RFC 9113 §8.1): the client gets the provider's answer, not a connection error,
+/// and the gateway does not try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_provider_that_answers_before_reading_the_body() {
+    let m = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pem_files(dir.path());
+    let provider = Gateway::start(&format!(
+        "tls: {{ cert: {cert}, key: {key} }}\n{}",
+        standard_config(&m.url())
+    ));
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  - {{ name: team-a, key: {KEY} }}
+providers:
+  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: sk-test-not-the-edge-key }}
+models:
+  gpt-4o-mini:
+    - {{ provider: edge, model: gpt-4o-mini }}
+upstream:
+  ca_file: {ca}
+"#,
+        provider.port
+    ));
+    // Larger than HTTP/2's initial window (64 KiB): the gateway is still sending the body
+    // when the provider's answer and reset arrive.
+    let mut body = chat("gpt-4o-mini", false);
+    body["messages"][0]["content"] = "word ".repeat(60_000).into();
+    for _ in 0..3 {
+        let r = post(gw.port, "/v1/chat/completions", &body).await;
+        // The provider's refusal of the gateway's own key, as such (not a failed connection).
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "upstream_auth_failed",
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(m.request_count(), 0, "the provider refused every request");
+    let (lines, _) = provider_connections(&provider, 3).await;
+    assert!(
+        lines.iter().all(|l| l["status"] == 401 && l["http"] == "2"),
+        "one HTTP/2 attempt per request, each refused: {lines:?}"
+    );
+}

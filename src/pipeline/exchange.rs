@@ -105,8 +105,10 @@ async fn send(
 ) -> Result<pingora::Result<Upstream>, AttemptError> {
     let first_byte = gw.cfg.timeouts.first_byte;
     let (write_t, _) = deadline.cap(first_byte);
-    if let Err(e) = write_request(&mut up, req, body, write_t).await {
-        return Ok(Err(e));
+    match write_request(&mut up, req, body, write_t).await {
+        Ok(false) => {}
+        Ok(true) => return Ok(Ok(up)),
+        Err(e) => return Ok(Err(e)),
     }
     let (t, which) = deadline.cap(first_byte);
     let mut watch = true;
@@ -138,12 +140,16 @@ const ONE_WRITE_BODY: usize = 64 << 10;
 /// Writes the request. Over HTTP/1 the header and a body of up to [`ONE_WRITE_BODY`] go out
 /// in one write: one segment and one wakeup of the provider. A `connection: close` in the
 /// provider's configured headers means the connection is not reused after the answer.
+///
+/// `true`: the provider answered before it took the whole request — over HTTP/2 a server
+/// may answer early and reset the rest of the stream with NO_ERROR (RFC 9113 §8.1), which
+/// fails the body's write — and its answer's header is read; that answer stands.
 async fn write_request(
     up: &mut Upstream,
     req: &Outgoing<'_>,
     body: &Bytes,
     write_t: Duration,
-) -> pingora::Result<()> {
+) -> pingora::Result<bool> {
     use tokio::io::AsyncWriteExt;
 
     let answer = match up {
@@ -152,8 +158,15 @@ async fn write_request(
             let h2 = &mut h2.session;
             h2.set_write_timeout(Some(write_t));
             h2.write_request_header(Box::new(req.header()?)).await?;
-            h2.write_request_body(body.clone(), true).await?;
-            return h2.finish_request_body().await;
+            let sent = match h2.write_request_body(body.clone(), true).await {
+                Ok(()) => h2.finish_request_body().await,
+                Err(e) => Err(e),
+            };
+            return match sent {
+                Ok(()) => Ok(false),
+                Err(_) if answered(h2).await => Ok(true),
+                Err(e) => Err(e),
+            };
         }
     };
     answer.requested(req.closes());
@@ -169,7 +182,7 @@ async fn write_request(
     })
     .await;
     match written {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(false),
         Ok(Err(e)) => Err(pingora::Error::because(
             pingora::ErrorType::WriteError,
             "while writing the request",
@@ -180,6 +193,15 @@ async fn write_request(
             "while writing the request (timeout)",
         ),
     }
+}
+
+/// Whether the answer's final header is already here (then it is read), without waiting.
+async fn answered(h2: &mut pingora::protocols::http::client::HttpSession) -> bool {
+    use std::future::Future;
+    use std::task::Poll;
+    let mut read = std::pin::pin!(crate::upstream::read_final_header(h2));
+    let now = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    matches!(now, Poll::Ready(Ok(())))
 }
 
 fn describe(e: &pingora::Error) -> String {
