@@ -76,15 +76,8 @@ async fn truncated_stream_without_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_mid_stream_hits_the_idle_timeout() {
-    let m = mock().await;
-    let gw = Gateway::start(&format!(
-        "{}timeouts:\n  idle: 600ms\n",
-        standard_config(&m.url())
-    ));
-    m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
-    let started = Instant::now();
-    let (events, last) = failing_stream(&gw).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let (took, events, last) = stalled_stream("timeouts:\n  idle: 600ms\n").await;
+    assert!(took < Duration::from_secs(5));
     assert_eq!(events.len(), 3);
     assert_eq!(last["error"]["code"], "upstream_timeout");
     assert!(last["error"]["message"].as_str().unwrap().contains("idle"));
@@ -94,20 +87,24 @@ async fn stall_mid_stream_hits_the_idle_timeout() {
 /// that names the total limit (not the idle one, which was not reached).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_mid_stream_past_the_total_limit() {
-    let m = mock().await;
-    let gw = Gateway::start(&format!(
-        "{}timeouts:\n  idle: 20s\n  total: 1500ms\n",
-        standard_config(&m.url())
-    ));
-    m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
-    let started = Instant::now();
-    let (events, last) = failing_stream(&gw).await;
-    assert!(started.elapsed() >= Duration::from_millis(1500));
-    assert!(started.elapsed() < Duration::from_secs(15));
+    let (took, events, last) = stalled_stream("timeouts:\n  idle: 20s\n  total: 1500ms\n").await;
+    assert!(took >= Duration::from_millis(1500));
+    assert!(took < Duration::from_secs(15));
     assert_eq!(events.len(), 3);
     assert_eq!(last["error"]["code"], "upstream_timeout");
     let message = last["error"]["message"].as_str().unwrap();
     assert!(message.contains("total"), "{message}");
+}
+
+/// A stream through a gateway with the `timeouts` block given whose provider stalls for
+/// 30 s after two chunks: how long it took, its events and the last one.
+async fn stalled_stream(timeouts: &str) -> (Duration, Vec<String>, Value) {
+    let m = mock().await;
+    let gw = Gateway::start(&format!("{}{timeouts}", standard_config(&m.url())));
+    m.push_fault(Fault::StallAfterChunks(2, Duration::from_secs(30)));
+    let started = Instant::now();
+    let (events, last) = failing_stream(&gw).await;
+    (started.elapsed(), events, last)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
