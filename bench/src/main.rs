@@ -39,6 +39,30 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Args::parse();
+    // Stopped by a signal, the run is dropped: the servers it started (mock, sluice, nginx,
+    // Redis, PostgreSQL) are stopped by their guards instead of outliving the bench.
+    tokio::select! {
+        done = run(args) => done,
+        signal = stopped() => Err(format!("stopped by {signal}; the servers it started are stopped")),
+    }
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM.
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
     if !(args.scale > 0.0 && args.scale <= 1.0) {
         return Err("--scale must be in (0, 1]".into());
     }

@@ -79,7 +79,9 @@ impl Nginx {
                 .arg(dir.0.join("error.log"))
                 .arg("-c")
                 .arg(&conf)
-                .args(["-g", "daemon off;"]),
+                .args(["-g", "daemon off;"])
+                // A group of its own, so that its workers can be stopped with it (see `Drop`).
+                .process_group(0),
         )?;
         let mut nginx = Nginx {
             child,
@@ -119,6 +121,22 @@ impl Nginx {
         }
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for Nginx {
+    /// An nginx not [`Nginx::stop`]ped (the bench stopped by a signal, or failing): its
+    /// master and workers are killed as a group; killing the master alone would leave the
+    /// workers serving.
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+            // involved.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
     }
 }
 
