@@ -289,6 +289,56 @@ async fn provider_rejecting_the_gateway_key_is_502_without_the_key() {
     assert!(!log.contains(KEY), "the gateway key is never logged");
 }
 
+/// A provider (or the proxy in front of it) that refuses a request from its header alone —
+/// here a body too large — answers and closes the connection without reading the rest, so
+/// the gateway's write of the body fails: the client gets that answer (not "closed without
+/// answering"), and the request is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answering_before_it_reads_the_body_is_heard() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"error":{"message":"Request too large.","type":"invalid_request_error","param":null,"code":"request_too_large"}}"#;
+                let answer = format!(
+                    "HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\n\
+                     connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(answer.as_bytes()).await;
+                // Closed with the body unread: the kernel resets the connection.
+            });
+        }
+    });
+    let gw = Gateway::start(&standard_config(&format!("http://127.0.0.1:{port}")));
+    // Larger than what the sockets' buffers hold between the two: the write cannot finish.
+    let mut big = chat("gpt-4o-mini", false);
+    big["messages"][0]["content"] = "x".repeat(6 << 20).into();
+    let r = post(gw.port, "/v1/chat/completions", &big).await;
+    let v = r.assert_error(413, "request_too_large");
+    assert_eq!(v["error"]["message"], "Request too large.", "{v}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "sent once, not retried");
+    // The connection is not reused: the next request opens another.
+    let r = post(gw.port, "/v1/chat/completions", &big).await;
+    r.assert_error(413, "request_too_large");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
 /// Sends `wire` on a new connection and returns what the gateway answered before closing.
 async fn answer_to(port: u16, wire: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

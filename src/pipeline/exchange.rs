@@ -133,6 +133,10 @@ async fn send(
     Ok(read.map(|()| up))
 }
 
+/// How long an HTTP/1.1 provider that failed the request's write is given to show the
+/// answer it sent before it stopped reading (it is normally there already).
+const EARLY_ANSWER: Duration = Duration::from_secs(1);
+
 /// Largest body sent in the same write as the request header (copied behind it); a larger
 /// one follows in a second write.
 const ONE_WRITE_BODY: usize = 64 << 10;
@@ -141,9 +145,11 @@ const ONE_WRITE_BODY: usize = 64 << 10;
 /// in one write: one segment and one wakeup of the provider. A `connection: close` in the
 /// provider's configured headers means the connection is not reused after the answer.
 ///
-/// `true`: the provider answered before it took the whole request — over HTTP/2 a server
-/// may answer early and reset the rest of the stream with NO_ERROR (RFC 9113 §8.1), which
-/// fails the body's write — and its answer's header is read; that answer stands.
+/// `true`: the provider answered before it took the whole request, and its answer's header
+/// is read; that answer stands. A server may refuse a request from its header alone (a body
+/// too large, a key refused) and stop reading: over HTTP/1.1 it closes the connection, over
+/// HTTP/2 it resets the rest of the stream with NO_ERROR (RFC 9113 §8.1); either way the
+/// body's write fails, with the answer already sent.
 async fn write_request(
     up: &mut Upstream,
     req: &Outgoing<'_>,
@@ -183,11 +189,21 @@ async fn write_request(
     .await;
     match written {
         Ok(Ok(())) => Ok(false),
-        Ok(Err(e)) => Err(pingora::Error::because(
-            pingora::ErrorType::WriteError,
-            "while writing the request",
-            e,
-        )),
+        Ok(Err(e)) => {
+            // The request was cut: the connection is not reused, whatever comes.
+            answer.requested(true);
+            // A connection that was merely dead (a stale one from the pool) ends at once.
+            let wait = EARLY_ANSWER.min(write_t);
+            let early = crate::core::time::timeout(wait, answer.read_header()).await;
+            if let Ok(Ok(())) = early {
+                return Ok(true);
+            }
+            Err(pingora::Error::because(
+                pingora::ErrorType::WriteError,
+                "while writing the request",
+                e,
+            ))
+        }
         Err(_) => pingora::Error::e_explain(
             pingora::ErrorType::WriteTimedout,
             "while writing the request (timeout)",
