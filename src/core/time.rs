@@ -1,9 +1,10 @@
 //! A bounded wait that costs nothing when what it waits for is ready at once.
 //!
-//! [`pingora::time::timeout`] arms its timer lazily but reads the clock (its timer thread's
-//! watchdog) each time one is made — about ten times per proxied request. Most of those
-//! waits are ready on the first poll (a header already read, a write that fits the buffer);
-//! [`timeout`] polls once before making one.
+//! Most waits of a proxied request are ready on the first poll (a header already read, a
+//! write that fits the buffer); [`timeout`] polls once before making a timer. The timers
+//! are tokio's, kept by the runtime's own driver: one of Pingora's (`pingora::time`) costs
+//! a clock read, a lock and a waiter list — about 1.5 % more instructions per small
+//! request (bench/RESULTS.md).
 //!
 //! A stream waits on its provider once per chunk, hundreds of times; a timer made for each
 //! of those waits costs a registration and a lock each. [`Watchdog`] bounds them all with
@@ -16,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use tokio::time::Sleep;
 
-pub use pingora::time::Elapsed;
+pub use tokio::time::error::Elapsed;
 
-/// `fut`, given up after `limit` (Pingora's lazy timer). Polled once first: ready then, it
-/// made no timer and read no clock.
+/// `fut`, given up after `limit`. Polled once first: ready then, it made no timer and read
+/// no clock.
 pub async fn timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
     let mut fut = pin!(fut);
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(out) => Ok(out),
-        Poll::Pending => pingora::time::timeout(limit, fut).await,
+        Poll::Pending => tokio::time::timeout(limit, fut).await,
     }
 }
 

@@ -74,9 +74,8 @@ pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -
     // Where the search for the header's end resumes: a header trickled in byte by byte is
     // parsed once it can be complete, not after every read.
     let mut scanned = 0usize;
-    // Pingora's timer: armed only if the read waits, shared with others ending in the same
-    // 10 ms, no lock shared between threads.
-    let timer = pingora::time::sleep(first.saturating_duration_since(Instant::now()));
+    // Registered with the runtime's timer only if the read waits.
+    let timer = tokio::time::sleep_until(first);
     tokio::pin!(timer);
     loop {
         let read = tokio::select! {
@@ -105,9 +104,7 @@ pub async fn read_request(stream: &mut Stream, first: Instant, whole: Instant) -
             ));
         }
         if scanned == 0 {
-            timer.set(pingora::time::sleep(
-                whole.saturating_duration_since(Instant::now()),
-            ));
+            timer.set(tokio::time::sleep_until(whole));
         }
         if header_may_end(&buf, &mut scanned) {
             if let Some(session) = Session::parse(&mut buf)? {
