@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 
 mod scan;
 
+pub(crate) use scan::plain;
+
 /// A member's value as written in the text: valid JSON, without the whitespace around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Raw<'a>(&'a str);

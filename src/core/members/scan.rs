@@ -66,8 +66,9 @@ pub(super) fn pick<'a, const N: usize>(
 }
 
 /// How many bytes of `rest` come before its first quote, backslash or control character
-/// (all of them if none does): eight at a time, then one by one.
-fn plain(rest: &[u8]) -> usize {
+/// (all of them if none does): eight at a time, then one by one. What comes before is
+/// written in a JSON string as it is.
+pub(crate) fn plain(rest: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let mut n = 0;
