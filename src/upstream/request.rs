@@ -14,6 +14,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 
 use crate::config::Provider;
+use crate::core::fields::is_value;
 use crate::core::framing::has_token;
 use crate::core::ApiError;
 use crate::providers::Wire;
@@ -136,8 +137,7 @@ impl<'a> Outgoing<'a> {
     }
 
     fn put(&mut self, field: Field<'a>) -> bool {
-        let valid = |b: &[u8]| b.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
-        if !valid(field.prefix.as_bytes()) || !valid(&field.value) {
+        if !is_value(field.prefix.as_bytes()) || !is_value(&field.value) {
             return false;
         }
         match self.fields.iter_mut().find(|f| f.name == field.name) {
