@@ -96,7 +96,8 @@ impl Permit {
                         m.settle(g, actual, cost);
                     }
                 }
-                Grant::Redis(g) => g.settle(actual, cost).await,
+                // Boxed: see `Limiter::admit_stage`.
+                Grant::Redis(g) => Box::pin(g.settle(actual, cost)).await,
             }
         }
     }
