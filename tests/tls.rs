@@ -162,6 +162,12 @@ fn behind_an_http2_provider(m: &MockProvider) -> (tempfile::TempDir, Gateway, Ga
         gap: std::time::Duration::from_millis(20),
         ..Behaviour::default()
     });
+    http2_edge(m, KEY)
+}
+
+/// As [`behind_an_http2_provider`], the gateway sending `edge_key` to the provider (which
+/// accepts only [`KEY`]), with the mock as it is.
+fn http2_edge(m: &MockProvider, edge_key: &str) -> (tempfile::TempDir, Gateway, Gateway) {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pem_files(dir.path());
     let provider = Gateway::start(&format!(
@@ -173,7 +179,7 @@ fn behind_an_http2_provider(m: &MockProvider) -> (tempfile::TempDir, Gateway, Ga
 keys:
   - {{ name: team-a, key: {KEY} }}
 providers:
-  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: {KEY} }}
+  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: {edge_key} }}
 models:
   gpt-4o-mini:
     - {{ provider: edge, model: gpt-4o-mini }}
@@ -313,26 +319,7 @@ async fn a_cold_burst_to_an_http2_provider_opens_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_provider_that_answers_before_reading_the_body() {
     let m = mock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pem_files(dir.path());
-    let provider = Gateway::start(&format!(
-        "tls: {{ cert: {cert}, key: {key} }}\n{}",
-        standard_config(&m.url())
-    ));
-    let gw = Gateway::start(&format!(
-        r#"
-keys:
-  - {{ name: team-a, key: {KEY} }}
-providers:
-  edge: {{ kind: openai, base_url: "https://127.0.0.1:{}/v1", api_key: sk-test-not-the-edge-key }}
-models:
-  gpt-4o-mini:
-    - {{ provider: edge, model: gpt-4o-mini }}
-upstream:
-  ca_file: {ca}
-"#,
-        provider.port
-    ));
+    let (_dir, provider, gw) = http2_edge(&m, "sk-test-not-the-edge-key");
     // Larger than HTTP/2's initial window (64 KiB): the gateway is still sending the body
     // when the provider's answer and reset arrive.
     let mut body = chat("gpt-4o-mini", false);
