@@ -167,11 +167,7 @@ impl Cache {
     pub async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, ()> {
         match &self.store {
             Store::Memory(m) => Ok(m.get(key)),
-            // Boxed: a Redis exchange's state is kilobytes, which every request's future
-            // would otherwise carry and copy, cached or not.
-            Store::Redis(r) => Box::pin(r.get(key))
-                .await
-                .map_err(|e| self.failed("lookup", &e)),
+            Store::Redis(r) => r.get(key).await.map_err(|e| self.failed("lookup", &e)),
         }
     }
 
@@ -185,7 +181,7 @@ impl Cache {
                 self.metrics.bytes.set(m.weighted_size() as i64);
             }
             Store::Redis(r) => {
-                if let Err(e) = Box::pin(r.put(&key, &value)).await {
+                if let Err(e) = r.put(&key, &value).await {
                     self.failed("store", &e);
                     return;
                 }

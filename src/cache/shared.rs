@@ -32,7 +32,8 @@ impl RedisCache {
                 .await
                 .map_err(|e| describe(&e))
         };
-        match tokio::time::timeout(self.redis.timeout(), op).await {
+        // Boxed: see `limits::redis::RedisBackend::call`.
+        match tokio::time::timeout(self.redis.timeout(), Box::pin(op)).await {
             Ok(r) => r,
             Err(_) => Err("timeout".into()),
         }

@@ -517,9 +517,7 @@ impl Limiter {
         }
         let outcome = match &inner.backend {
             Backend::Memory(m) => Ok(m.admit(&targets, req.estimated_tokens)),
-            // Boxed: a Redis exchange's state is kilobytes, which every request's future
-            // would otherwise carry and copy, Redis or not.
-            Backend::Redis(r) => Box::pin(r.admit(&targets, req.estimated_tokens)).await,
+            Backend::Redis(r) => r.admit(&targets, req.estimated_tokens).await,
         };
         let result = match outcome {
             Ok(Decision::Admit(grant, checks)) => {

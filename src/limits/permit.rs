@@ -96,8 +96,7 @@ impl Permit {
                         m.settle(g, actual, cost);
                     }
                 }
-                // Boxed: see `Limiter::admit_stage`.
-                Grant::Redis(g) => Box::pin(g.settle(actual, cost)).await,
+                Grant::Redis(g) => g.settle(actual, cost).await,
             }
         }
     }

@@ -238,7 +238,9 @@ impl RedisBackend {
                 .await
                 .map_err(|e| describe(&e))
         };
-        let result = match tokio::time::timeout(self.timeout, run).await {
+        // Boxed: a Redis exchange's state is kilobytes, which every request's future would
+        // otherwise carry (and copy at each await above it), Redis configured or not.
+        let result = match tokio::time::timeout(self.timeout, Box::pin(run)).await {
             Ok(r) => r,
             Err(_) => Err("timeout".to_string()),
         };
