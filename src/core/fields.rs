@@ -7,6 +7,8 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::core::words;
+
 /// The fields of one header, in the order they came.
 #[derive(Default)]
 pub struct HeaderFields {
@@ -99,19 +101,15 @@ impl HeaderFields {
 /// DEL (what `http::HeaderValue` refuses). Eight bytes at a time; a word holding a tab or
 /// one of those is looked at byte by byte.
 pub fn is_value(value: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let byte_ok = |b: &u8| *b == b'\t' || (*b >= 0x20 && *b != 0x7f);
-    let mut words = value.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        // Whether some byte is below `b`: exact for the word as a whole.
-        let below = |w: u64, b: u8| w.wrapping_sub(ONES * u64::from(b)) & !w & HIGHS;
-        if below(w, 0x20) | below(w ^ (ONES * 0x7f), 1) != 0 && !word.iter().all(byte_ok) {
+    let mut chunks = value.chunks_exact(8);
+    for word in &mut chunks {
+        let w = words::load(word.try_into().unwrap_or(&[0; 8]));
+        if words::below(w, 0x20) | words::equal(w, 0x7f) != 0 && !word.iter().all(byte_ok) {
             return false;
         }
     }
-    words.remainder().iter().all(byte_ok)
+    chunks.remainder().iter().all(byte_ok)
 }
 
 /// A header value as text when it is visible ASCII (tabs allowed), as

@@ -20,6 +20,7 @@ pub mod time;
 pub mod trace;
 pub mod translate;
 pub mod usage;
+pub mod words;
 
 pub use error::{ApiError, ConfigError, ConfigErrors, ErrorCollector, Origin};
 pub use finding::Finding;

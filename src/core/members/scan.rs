@@ -8,6 +8,7 @@
 //! answer (and words for an error) stand.
 
 use super::Raw;
+use crate::core::words;
 
 /// Deeper than this is left to `serde_json` (whose own limit is 128).
 const MAX_DEPTH: u32 = 100;
@@ -69,18 +70,11 @@ pub(super) fn pick<'a, const N: usize>(
 /// (all of them if none does): eight at a time, then one by one. What comes before is
 /// written in a JSON string as it is.
 pub(crate) fn plain(rest: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let mut n = 0;
-    while let Some(word) = rest.get(n..n + 8) {
-        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        // The high bit of each byte below `b` (for bytes under 0x80; the others are never
-        // below): exact from the lowest byte up to the first that is, which is all that is
-        // read of it.
-        let below = |w: u64, b: u8| w.wrapping_sub(ONES * u64::from(b)) & !w & HIGHS;
-        let stops = below(w ^ (ONES * u64::from(b'"')), 1)
-            | below(w ^ (ONES * u64::from(b'\\')), 1)
-            | below(w, 0x20);
+    while let Some(word) = rest.get(n..n + 8).and_then(|w| w.try_into().ok()) {
+        let w = words::load(word);
+        // Exact up to the first stop, which is all that is read of it.
+        let stops = words::equal(w, b'"') | words::equal(w, b'\\') | words::below(w, 0x20);
         if stops != 0 {
             return n + (stops.trailing_zeros() / 8) as usize;
         }
