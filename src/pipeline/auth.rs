@@ -23,7 +23,9 @@ pub fn request_id(session: &Session<'_>) -> String {
             let mut id = [0u8; 32];
             let random = rand::random::<u128>().to_be_bytes();
             hex::encode_to_slice(random, &mut id).expect("32 digits for 16 bytes");
-            String::from_utf8_lossy(&id).into_owned()
+            std::str::from_utf8(&id)
+                .expect("hex digits are ASCII")
+                .to_owned()
         }
     }
 }

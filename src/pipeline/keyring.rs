@@ -2,10 +2,9 @@
 //! managed keys from the usage store — each with its guardrail policy compiled. The config
 //! holds only what was written (names, digests, allow-lists); what runs lives here.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::{glob_match, Config};
 use crate::guardrails::Policy;
@@ -92,6 +91,39 @@ impl<'a> Found<'a> {
 #[derive(Debug, Default)]
 pub struct KeyRing {
     keys: Vec<Key>,
+    /// Each key's place in `keys`, by the SHA-256 digest of its secret.
+    by_digest: HashMap<[u8; 32], usize, BuildHasherDefault<DigestHasher>>,
+}
+
+/// Hashes a SHA-256 digest by its first eight bytes. A digest is already uniform, and the
+/// map holds only the ring's own keys: what a client presents is looked up, never inserted,
+/// so no input of theirs can crowd a bucket.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+
+    fn write_usize(&mut self, _: usize) {
+        // The length prefix of a `[u8; 32]`: always 32, nothing to mix in.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The SHA-256 digest of a presented secret. `ring`'s assembly (SHA extensions where the
+/// CPU has them, else SIMD) takes a fraction of a portable implementation's time, and it
+/// runs once per request.
+pub fn digest(secret: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    d.as_ref().try_into().expect("a SHA-256 digest is 32 bytes")
 }
 
 /// Unix time in milliseconds.
@@ -124,8 +156,9 @@ impl KeyRing {
                     .then(|| scope(&k.name, &k.sha256, k.cache_scope.as_ref())),
             })
             .collect();
+        let config_names: HashSet<String> = keys.iter().map(|k| k.name.clone()).collect();
         for m in managed {
-            if keys.iter().any(|k| k.name == m.name) {
+            if config_names.contains(&m.name) {
                 log::warn!(
                     "managed key '{}' has the name of a key in the config file: not used",
                     m.name
@@ -166,19 +199,24 @@ impl KeyRing {
             }
             keys.push(key);
         }
-        KeyRing { keys }
+        // Two entries with one digest (a secret given to two keys): the later one answers.
+        let by_digest = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.sha256, i))
+            .collect();
+        KeyRing { keys, by_digest }
     }
 
-    /// Looks a presented key up. Every key's hash is compared in constant time, so the time
-    /// taken says nothing about which key (if any) came close.
+    /// Looks a presented key up by the digest of its secret, in constant time in the number
+    /// of keys. What the lookup's timing could tell is about digests, and a digest close to
+    /// a key's says nothing about that key's secret (SHA-256 is preimage-resistant): the
+    /// secrets themselves are never compared.
     pub fn find(&self, presented: &str) -> Found<'_> {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = None;
-        for k in &self.keys {
-            if bool::from(k.sha256.ct_eq(&digest)) {
-                found = Some(k);
-            }
-        }
+        let found = self
+            .by_digest
+            .get(&digest(presented))
+            .map(|&i| &self.keys[i]);
         match found {
             None => Found::Unknown,
             Some(k) if k.valid_until_ms.is_some_and(|t| now_ms() >= t) => {
@@ -195,5 +233,90 @@ impl KeyRing {
     /// Whether a key of this name exists (config or managed).
     pub fn has(&self, name: &str) -> bool {
         self.keys.iter().any(|k| k.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "listen: 127.0.0.1:0\nallow_inline_secrets: true\n\
+        keys: [ { name: team-a, key: sk-fake-config-key } ]\n\
+        providers:\n  openai: { kind: openai, api_key: sk-fake-provider-key }\n\
+        models:\n  gpt-4o: [ { provider: openai, model: gpt-4o } ]\n";
+
+    fn managed(name: &str, secret: &str) -> ManagedKey {
+        ManagedKey {
+            name: name.into(),
+            sha256: digest(secret),
+            previous: None,
+            expires_ms: None,
+            models: vec![],
+            guardrails: None,
+            team: None,
+            cache: true,
+            cache_scope: None,
+        }
+    }
+
+    fn ring(managed: &[ManagedKey]) -> KeyRing {
+        let cfg = crate::config::parse(CONFIG).expect("valid config");
+        KeyRing::new(&cfg, managed)
+    }
+
+    fn name(ring: &KeyRing, secret: &str) -> Option<String> {
+        ring.find(secret).key().map(|k| k.name.clone())
+    }
+
+    #[test]
+    fn the_digest_is_sha256() {
+        use sha2::{Digest, Sha256};
+        let secret = "sk-fake-digest-check";
+        assert_eq!(digest(secret), <[u8; 32]>::from(Sha256::digest(secret)));
+    }
+
+    #[test]
+    fn every_one_of_many_keys_is_found_and_nothing_else() {
+        let keys: Vec<ManagedKey> = (0..5_000)
+            .map(|i| managed(&format!("k{i}"), &format!("sk-fake-managed-{i}")))
+            .collect();
+        let ring = ring(&keys);
+        for i in (0..5_000).step_by(7) {
+            assert_eq!(
+                name(&ring, &format!("sk-fake-managed-{i}")),
+                Some(format!("k{i}"))
+            );
+        }
+        assert_eq!(name(&ring, "sk-fake-config-key").as_deref(), Some("team-a"));
+        assert_eq!(name(&ring, "sk-fake-managed-5000"), None);
+        assert_eq!(name(&ring, "sk-fake-managed-1 "), None);
+        assert_eq!(name(&ring, ""), None);
+        assert!(ring.has("k4999") && ring.has("team-a") && !ring.has("k5000"));
+    }
+
+    #[test]
+    fn a_rotated_secret_works_until_its_grace_ends_and_names_are_not_taken_twice() {
+        let mut rotated = managed("rotated", "sk-fake-new-secret");
+        rotated.previous = Some((digest("sk-fake-old-secret"), now_ms() + 60_000));
+        let mut lapsed = managed("lapsed", "sk-fake-lapsed-new");
+        lapsed.previous = Some((digest("sk-fake-lapsed-old"), now_ms() - 1));
+        let mut expired = managed("expired", "sk-fake-expired");
+        expired.expires_ms = Some(now_ms() - 1);
+        let shadow = managed("team-a", "sk-fake-shadowing");
+        let ring = ring(&[rotated, lapsed, expired, shadow]);
+        assert_eq!(
+            name(&ring, "sk-fake-new-secret").as_deref(),
+            Some("rotated")
+        );
+        assert_eq!(
+            name(&ring, "sk-fake-old-secret").as_deref(),
+            Some("rotated")
+        );
+        assert_eq!(name(&ring, "sk-fake-lapsed-new").as_deref(), Some("lapsed"));
+        assert!(matches!(ring.find("sk-fake-lapsed-old"), Found::Unknown));
+        assert!(matches!(ring.find("sk-fake-expired"), Found::Expired));
+        // A managed key cannot take a config key's name.
+        assert_eq!(name(&ring, "sk-fake-shadowing"), None);
+        assert_eq!(name(&ring, "sk-fake-config-key").as_deref(), Some("team-a"));
     }
 }
