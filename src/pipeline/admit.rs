@@ -2,9 +2,9 @@
 //! then its tokens and budgets and the model's limits once the request is known ([`rest`]).
 //! The permit is settled after the answer (see `settle`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::decode::Request;
+use super::decode::{Members, Request};
 use crate::core::ApiError;
 use crate::ctx::Ctx;
 use crate::downstream::Session;
@@ -44,7 +44,7 @@ pub(super) async fn rest(
     permit: Option<&mut Permit>,
 ) -> Result<u64, ApiError> {
     let ceiling = gw.cfg.limits.max_completion_tokens;
-    let estimate = estimate_tokens(ctx.front.door(), &req.chat, req.size, ceiling)?;
+    let estimate = estimate_tokens(ctx.front.door(), req.members(), req.size, ceiling)?;
     if let Some(p) = permit {
         let admission = Admission {
             key: &key.name,
@@ -67,7 +67,7 @@ pub(super) async fn rest(
 /// exhaust a budget or a token bucket by itself.
 fn estimate_tokens(
     door: &dyn FrontDoor,
-    body: &Map<String, Value>,
+    body: &dyn Members,
     body_len: usize,
     ceiling: u64,
 ) -> Result<u64, ApiError> {
@@ -75,7 +75,7 @@ fn estimate_tokens(
     let client_param = |chat: &'static str| door.param_name(chat);
     let mut completion = None;
     for name in ["max_completion_tokens", "max_tokens"] {
-        let v = match body.get(name) {
+        let v = match body.member(name) {
             None | Some(Value::Null) => continue,
             Some(v) => v,
         };
@@ -99,7 +99,7 @@ fn estimate_tokens(
         completion = Some(completion.map_or(n, |c: u64| c.max(n)));
     }
     let choices = body
-        .get("n")
+        .member("n")
         .and_then(Value::as_u64)
         .unwrap_or(1)
         .clamp(1, MAX_CHOICES);

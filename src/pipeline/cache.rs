@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use super::decode::Request;
+use super::decode::{Members, Request};
 use super::relay::send_whole;
 use crate::cache::assemble::Capture;
 use crate::cache::key::KeyParts;
@@ -127,10 +127,10 @@ pub(super) async fn lookup(
 }
 
 /// Whether the client asked for usage in a stream (`stream_options.include_usage`).
-pub(super) fn wants_usage(stream: bool, chat: &Map<String, Value>) -> bool {
+pub(super) fn wants_usage(stream: bool, chat: &dyn Members) -> bool {
     stream
         && chat
-            .get("stream_options")
+            .member("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false)
@@ -172,7 +172,7 @@ pub(super) async fn serve(
     entry: Bytes,
 ) -> bool {
     let public = req.route.route.name.as_str();
-    let wants = wants_usage(req.stream, &req.chat);
+    let wants = wants_usage(req.stream, req.members());
     let (body, _, stream) = match render(ctx.front, public, (req.stream, wants), entry) {
         Ok(r) => r,
         Err(e) => {

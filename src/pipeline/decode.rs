@@ -20,12 +20,14 @@ use crate::routing::RouteState;
 /// A decoded request, ready for input guardrails and admission.
 pub(super) struct Request {
     pub endpoint: Endpoint,
-    /// The OpenAI chat (or embeddings) form: what limits and provider translators read. With
-    /// `raw`, only the members sluice reads itself (see [`PICKED`]).
+    /// The OpenAI chat (or embeddings) form: what limits and provider translators read.
+    /// Empty with `raw`: what sluice reads itself is then in `picked`.
     pub chat: Map<String, Value>,
     /// The client's body as received, when it goes to every deployment without a parse
     /// ([`decode_raw`]).
     pub raw: Option<RawBody>,
+    /// With `raw`: the members of the body sluice reads itself (see [`PICKED`]).
+    pub picked: Option<Box<Picked>>,
     /// The body as the client sent it, for the other doors: native deployments get it, and
     /// input guardrails read it.
     pub client: Option<Map<String, Value>>,
@@ -35,6 +37,39 @@ pub(super) struct Request {
     pub route: Arc<RouteState>,
     /// Size of the body as received.
     pub size: usize,
+}
+
+/// The top-level members of a request's chat form that sluice reads itself — validation,
+/// the token estimate, whether a stream's client asked for usage — by name.
+pub(super) trait Members {
+    fn member(&self, name: &str) -> Option<&Value>;
+}
+
+impl Members for Map<String, Value> {
+    fn member(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// The members of [`PICKED`] that the raw path parsed, in its order. A handful of values
+/// looked up by position: no map, no hashing, no copies of the names.
+pub(super) struct Picked([Option<Value>; READ]);
+
+impl Members for Picked {
+    fn member(&self, name: &str) -> Option<&Value> {
+        let at = PICKED[..READ].iter().position(|n| *n == name)?;
+        self.0[at].as_ref()
+    }
+}
+
+impl Request {
+    /// What sluice reads of the request: the picked members on the raw path, else the tree.
+    pub fn members(&self) -> &dyn Members {
+        match &self.picked {
+            Some(p) => &**p,
+            None => &self.chat,
+        }
+    }
 }
 
 /// Refuses a compressed body (sluice reads JSON as sent).
@@ -99,6 +134,7 @@ pub(super) async fn decode(
         endpoint,
         chat,
         raw: None,
+        picked: None,
         client,
         native_only,
         stream,
@@ -155,17 +191,17 @@ fn decode_raw(
     let Ok(picked) = members::pick(raw, PICKED) else {
         return Ok(None);
     };
-    let mut chat = Map::new();
-    for (name, value) in PICKED[..READ].iter().zip(&picked) {
+    let mut read = Picked(Default::default());
+    for (slot, value) in read.0.iter_mut().zip(&picked) {
         if let Some(v) = value {
             let Ok(v) = serde_json::from_str::<Value>(v.get()) else {
                 return Ok(None);
             };
-            chat.insert((*name).to_string(), v);
+            *slot = Some(v);
         }
     }
     let content = self::picked(&picked, payload_name(endpoint));
-    let (model, stream) = validate(endpoint, &chat, Shape::of_raw(content))?;
+    let (model, stream) = validate(endpoint, &read, Shape::of_raw(content))?;
     ctx.stream = stream;
     let route = route(gw, key, &model)?;
     let public = route.route.name.as_str();
@@ -184,7 +220,7 @@ fn decode_raw(
         .expect("validated: present");
     let stream_options = self::picked(&picked, "stream_options")
         .map(|v| members::span(raw, v))
-        .zip(chat.get("stream_options").cloned());
+        .zip(read.member("stream_options").cloned());
     Ok(Some(Request {
         endpoint,
         raw: Some(RawBody {
@@ -192,7 +228,8 @@ fn decode_raw(
             model,
             stream_options,
         }),
-        chat,
+        chat: Map::new(),
+        picked: Some(Box::new(read)),
         client: None,
         native_only: false,
         stream,
@@ -292,10 +329,10 @@ fn natively_served(
 /// answer is streamed.
 fn validate(
     endpoint: Endpoint,
-    body: &Map<String, Value>,
+    body: &dyn Members,
     payload: Shape,
 ) -> Result<(String, bool), ApiError> {
-    let model = match body.get("model") {
+    let model = match body.member("model") {
         None | Some(Value::Null) => return Err(ApiError::missing_param("model")),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::String(_)) => {
@@ -337,7 +374,7 @@ fn validate(
             ))
         }
     }
-    let stream = match body.get("stream") {
+    let stream = match body.member("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {

@@ -52,7 +52,7 @@ impl Request {
         capture: Option<(Arc<Capture>, usize)>,
         hold: BodyHold,
     ) -> Plan {
-        let client_wants_usage = super::cache::wants_usage(self.stream, &self.chat);
+        let client_wants_usage = super::cache::wants_usage(self.stream, self.members());
         Plan {
             endpoint: self.endpoint,
             front,
