@@ -2,8 +2,6 @@
 
 use std::collections::HashSet;
 
-use sha2::{Digest, Sha256};
-
 use super::raw::RawKey;
 use super::secrets::Ctx;
 use super::{ConfigError, ConfigErrors, ErrorCollector, GatewayKey};
@@ -156,8 +154,7 @@ fn key_digest(
     match (key, key_sha256) {
         (Some(key), None) => {
             let secret = ctx.secret(&format!("{path}.key"), &key)?;
-            Ok((!secret.is_placeholder())
-                .then(|| Sha256::digest(secret.expose().as_bytes()).into()))
+            Ok((!secret.is_placeholder()).then(|| crate::core::secret::digest(secret.expose())))
         }
         (None, Some(hex_hash)) => {
             let bytes = hex::decode(hex_hash.trim()).ok().filter(|b| b.len() == 32);

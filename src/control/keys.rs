@@ -8,7 +8,6 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::ledger::keys::StoredKey;
@@ -156,8 +155,10 @@ pub fn new_secret() -> String {
 
 /// The digest stored for `secret`, and the prefix shown in lists.
 pub fn digest(secret: &str) -> ([u8; 32], String) {
-    let sha: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    (sha, secret.chars().take(SHOWN_PREFIX_CHARS).collect())
+    (
+        crate::core::secret::digest(secret),
+        secret.chars().take(SHOWN_PREFIX_CHARS).collect(),
+    )
 }
 
 /// Whether `name` can name a key: 1–64 letters, digits, `.`, `_`, `-`.

@@ -57,8 +57,7 @@ pub(super) struct Picked([Option<Value>; READ]);
 
 impl Members for Picked {
     fn member(&self, name: &str) -> Option<&Value> {
-        let at = PICKED[..READ].iter().position(|n| *n == name)?;
-        self.0[at].as_ref()
+        self.0.get(place(name)?)?.as_ref()
     }
 }
 
@@ -159,10 +158,14 @@ const PICKED: [&str; 8] = [
 /// How many of [`PICKED`] are parsed.
 const READ: usize = 6;
 
+/// The place of the member `name` in [`PICKED`].
+fn place(name: &str) -> Option<usize> {
+    PICKED.iter().position(|n| *n == name)
+}
+
 /// What [`members::pick`] found of the member `name` of [`PICKED`].
 fn picked<'a>(picked: &[Option<Raw<'a>>], name: &str) -> Option<Raw<'a>> {
-    let at = PICKED.iter().position(|n| *n == name);
-    picked[at.expect("a member of PICKED")]
+    picked[place(name).expect("a member of PICKED")]
 }
 
 /// An OpenAI chat or embeddings request that nothing in sluice needs to read in full — no

@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::config::{glob_match, Config};
+use crate::core::secret::digest;
 use crate::guardrails::Policy;
 
 /// An authenticated client's key.
@@ -116,14 +117,6 @@ impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-}
-
-/// The SHA-256 digest of a presented secret. `ring`'s assembly (SHA extensions where the
-/// CPU has them, else SIMD) takes a fraction of a portable implementation's time, and it
-/// runs once per request.
-pub fn digest(secret: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    d.as_ref().try_into().expect("a SHA-256 digest is 32 bytes")
 }
 
 /// Unix time in milliseconds.
@@ -266,13 +259,6 @@ mod tests {
 
     fn name(ring: &KeyRing, secret: &str) -> Option<String> {
         ring.find(secret).key().map(|k| k.name.clone())
-    }
-
-    #[test]
-    fn the_digest_is_sha256() {
-        use sha2::{Digest, Sha256};
-        let secret = "sk-fake-digest-check";
-        assert_eq!(digest(secret), <[u8; 32]>::from(Sha256::digest(secret)));
     }
 
     #[test]
