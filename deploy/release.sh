@@ -26,13 +26,14 @@ else
   cargo deny check
 fi
 
-# Its own target directory: the dependency list is embedded at compile time, so these
-# artifacts must not be mixed with (or replaced by) an ordinary build's.
-cargo auditable build --release --locked --bin sluice --target-dir target/release-audited
+# The README's setup builds the same way, so after it this step only checks that the build is
+# fresh. After a plain `cargo build --release`, only the workspace's own crates are built again
+# (cargo auditable wraps rustc for workspace members alone): dependencies are reused.
+cargo auditable build --release --locked --bin sluice
 cargo cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --override-filename sluice.cdx --no-build-deps --quiet
 
 mkdir -p "$out"
-cp target/release-audited/release/sluice "$out/sluice"
+cp target/release/sluice "$out/sluice"
 mv sluice.cdx.json "$out/sluice.cdx.json"
 rm -f bench/sluice.cdx.json crates/sluice-mock/sluice.cdx.json
 version=$("$out/sluice" --version)

@@ -155,7 +155,16 @@ fn release_build_embeds_its_dependencies_and_ships_an_sbom() {
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let out = tempfile::tempdir().unwrap();
-    let text = run(Command::new(format!("{root}/deploy/release.sh"))
+    // The environment a user's shell gives the script, not the one `cargo test` gives this
+    // test: with that one the nested cargo would not find the setup's build fresh.
+    let mut release = Command::new(format!("{root}/deploy/release.sh"));
+    release.env_clear();
+    for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(name) {
+            release.env(name, v);
+        }
+    }
+    let text = run(release
         .arg(out.path())
         .env("SLUICE_RELEASE_SKIP_ADVISORIES", "1"));
     assert!(text.contains("advisories NOT checked"), "{text}");
