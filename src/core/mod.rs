@@ -12,6 +12,7 @@ pub mod framing;
 pub mod members;
 pub mod ndjson;
 pub mod post;
+pub mod prehashed;
 pub mod redis;
 pub mod secret;
 pub mod sse;

@@ -97,9 +97,14 @@ impl Usage {
     }
 }
 
-/// A member's value when it is an unsigned integer.
+/// A member's value when it is an unsigned integer that fits in 64 bits: digits only, as the
+/// tree reader's `as_u64` takes them (`-0`, `1.0` and `1e3` are not).
 fn number(value: Option<members::Raw<'_>>) -> Option<u64> {
-    serde_json::from_str(value?.get()).ok()
+    let text = value?.get();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 #[cfg(test)]
@@ -118,6 +123,8 @@ mod tests {
             r#"{"prompt_tokens_details":null,"completion_tokens_details":[1,2]}"#,
             r#"{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":18446744073709551615}"#,
             r#"{"prompt_tokens":18446744073709551616,"completion_tokens":1e3}"#,
+            r#"{"prompt_tokens":-0,"completion_tokens":0,"total_tokens":1E2}"#,
+            r#"{"prompt_tokens":0.0,"completion_tokens":-1,"total_tokens":true}"#,
             r#"{"prompt_tokens_details":{"cached_tokens":{"n":1}}}"#,
             r#"{}"#,
             r#"[1,2]"#,

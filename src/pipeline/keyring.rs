@@ -2,11 +2,11 @@
 //! managed keys from the usage store — each with its guardrail policy compiled. The config
 //! holds only what was written (names, digests, allow-lists); what runs lives here.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::{glob_match, Config};
+use crate::core::prehashed::PrehashedMap;
 use crate::core::secret::digest;
 use crate::guardrails::Policy;
 
@@ -93,30 +93,7 @@ impl<'a> Found<'a> {
 pub struct KeyRing {
     keys: Vec<Key>,
     /// Each key's place in `keys`, by the SHA-256 digest of its secret.
-    by_digest: HashMap<[u8; 32], usize, BuildHasherDefault<DigestHasher>>,
-}
-
-/// Hashes a SHA-256 digest by its first eight bytes. A digest is already uniform, and the
-/// map holds only the ring's own keys: what a client presents is looked up, never inserted,
-/// so no input of theirs can crowd a bucket.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut first = [0u8; 8];
-        let n = bytes.len().min(8);
-        first[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(first);
-    }
-
-    fn write_usize(&mut self, _: usize) {
-        // The length prefix of a `[u8; 32]`: always 32, nothing to mix in.
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    by_digest: PrehashedMap<[u8; 32], usize>,
 }
 
 /// Unix time in milliseconds.

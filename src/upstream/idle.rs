@@ -9,7 +9,6 @@
 //! system call unless the socket has something to say (the provider closed it, or sent bytes
 //! nobody asked for — either way it is not reused).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::core::prehashed::PrehashedMap;
 use crate::core::sync::lock;
 use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -36,9 +36,11 @@ impl Idle {
     }
 }
 
+/// A peer's stack stays when it empties (a connection taken for a request usually comes back
+/// after it), until a sweep finds it empty.
 #[derive(Default)]
 struct Peers {
-    by_peer: HashMap<u64, Vec<Idle>>,
+    by_peer: PrehashedMap<u64, Vec<Idle>>,
     count: usize,
 }
 
@@ -66,12 +68,7 @@ impl IdlePool {
         loop {
             let mut idle = {
                 let mut peers = lock(&self.peers);
-                let stack = peers.by_peer.get_mut(&peer)?;
-                let idle = stack.pop();
-                if stack.is_empty() {
-                    peers.by_peer.remove(&peer);
-                }
-                let idle = idle?;
+                let idle = peers.by_peer.get_mut(&peer)?.pop()?;
                 peers.count -= 1;
                 idle
             };
