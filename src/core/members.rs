@@ -51,10 +51,40 @@ pub fn pick<'a, const N: usize>(
             .expect_err("a text that is not UTF-8 is not JSON");
         return Err(NotAnObject::Invalid(e));
     };
-    match scan::pick(text, &names) {
+    match scan::pick::<N, true, true>(text, &names) {
         Some(found) => Ok(found),
         None => pick_with_serde(text, names),
     }
+}
+
+/// [`pick`] for a text that is to go on as it is unless it has `\u` escapes (which a parse
+/// into a tree decodes, and where it refuses a lone surrogate): `Ok(None)` when it has one,
+/// valid or not, for the caller to take the tree's path. One pass over the text where
+/// [`has_unicode_escape`] and then [`pick`] would make two.
+pub fn pick_unescaped<'a, const N: usize>(
+    text: &'a [u8],
+    names: [&str; N],
+) -> Result<Option<[Option<Raw<'a>>; N]>, NotAnObject> {
+    if let Ok(s) = std::str::from_utf8(text) {
+        if let Some(found) = scan::pick::<N, true, false>(s, &names) {
+            return Ok(Some(found));
+        }
+    }
+    if has_unicode_escape(text) {
+        return Ok(None);
+    }
+    pick(text, names).map(Some)
+}
+
+/// [`pick`] for a stream event to be relayed as it is, on one line: the members when the
+/// text is an object without line breaks and without `\u` escapes that the fast scanner
+/// takes. `None` leaves the event to a parse into a tree, which also says what is wrong with
+/// it.
+pub fn pick_line<'a, const N: usize>(
+    text: &'a [u8],
+    names: [&str; N],
+) -> Option<[Option<Raw<'a>>; N]> {
+    scan::pick::<N, false, false>(std::str::from_utf8(text).ok()?, &names)
 }
 
 /// [`pick`] by `serde_json`: the authority for what the scanner steps aside from, and the

@@ -185,13 +185,12 @@ fn decode_raw(
     if ctx.front != Front::OpenAi
         || !matches!(endpoint, Endpoint::Chat | Endpoint::Embeddings)
         || key.guardrails.has_input()
-        // A tree parse decodes escapes and refuses a lone surrogate: such bodies go that way,
-        // so that both paths accept and send the same.
-        || members::has_unicode_escape(raw)
     {
         return Ok(None);
     }
-    let Ok(picked) = members::pick(raw, PICKED) else {
+    // A tree parse decodes escapes and refuses a lone surrogate: such bodies go that way, so
+    // that both paths accept and send the same.
+    let Ok(Some(picked)) = members::pick_unescaped(raw, PICKED) else {
         return Ok(None);
     };
     let mut read = Picked(Default::default());

@@ -1,20 +1,28 @@
 //! The fast path of [`super::pick`]: one pass over the bytes that validates JSON's grammar
 //! and notes where the asked-for top-level members lie, without a deserialiser's machinery
-//! per value (several times cheaper on the answers and chunks sluice relays).
+//! per value (several times cheaper on the answers and chunks sluice relays). It is a loop,
+//! not a descent: the open containers are bits of one integer, so a value costs a byte's
+//! dispatch and runs of string content are skipped sixteen bytes at a time.
 //!
 //! It answers only when it is sure to agree with `serde_json`: anything it does not take
 //! plainly — an error of any kind, a member name written with escapes, nesting deeper than
 //! [`MAX_DEPTH`] — makes it step aside (`None`), and the caller asks `serde_json`, whose
-//! answer (and words for an error) stand.
+//! answer (and words for an error) stand. Callers that relay a text as it is can also have it
+//! step aside from line breaks between tokens (`BREAKS` false: an event relayed on one line)
+//! and from `\u` escapes (`U_ESCAPES` false: a parser decodes those, and refuses a lone
+//! surrogate), so that the text is scanned once.
 
 use super::Raw;
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 use crate::core::words;
 
-/// Deeper than this is left to `serde_json` (whose own limit is 128).
+/// Deeper than this is left to `serde_json` (whose own limit is 128); the open containers
+/// must fit the bits of a `u128`.
 const MAX_DEPTH: u32 = 100;
 
 /// Bytes that end a run of plain string content: the quote, the backslash and the control
 /// characters (which JSON does not allow unescaped).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 static STOPS: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -28,48 +36,239 @@ static STOPS: [bool; 256] = {
 };
 
 /// The values of the top-level members `names` of the object `text` (the last of a
-/// repeated name), or `None` to leave the text to `serde_json`.
-pub(super) fn pick<'a, const N: usize>(
+/// repeated name), or `None` to leave the text to `serde_json` — or, where `BREAKS` or
+/// `U_ESCAPES` is false, to a caller that does not take line breaks between tokens or `\u`
+/// escapes as they are.
+pub(super) fn pick<'a, const N: usize, const BREAKS: bool, const U_ESCAPES: bool>(
     text: &'a str,
     names: &[&str; N],
 ) -> Option<[Option<Raw<'a>>; N]> {
-    let mut s = Scan {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let b = text.as_bytes();
+    let i = ws::<BREAKS>(b, 0);
+    b.get(i).filter(|&&c| c == b'{')?;
+    let i = ws::<BREAKS>(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (ws::<BREAKS>(b, i + 1) == b.len()).then_some([None; N]);
+    }
+    members::<N, BREAKS, U_ESCAPES>(text, names, i)
+}
+
+/// [`pick`] from the first member's name at `i`, in an object that is not empty.
+#[inline(always)]
+fn members<'a, const N: usize, const BREAKS: bool, const U_ESCAPES: bool>(
+    text: &'a str,
+    names: &[&str; N],
+    mut i: usize,
+) -> Option<[Option<Raw<'a>>; N]> {
+    let b = text.as_bytes();
     let mut out = [None; N];
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.b.get(s.i) == Some(&b'}') {
-        s.i += 1;
-    } else {
-        loop {
-            let name = s.name()?;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            let start = s.i;
-            s.value(1)?;
-            if let Some(k) = names.iter().position(|n| n.as_bytes() == name) {
-                out[k] = Some(Raw(&text[start..s.i]));
+    // One bit per open container, the innermost lowest: 1 for an object, 0 for an array.
+    let (mut kinds, mut depth): (u128, u32) = (1, 1);
+    // The asked-for top-level member whose value is being read, and where that value starts.
+    let (mut member, mut start) = (None, 0);
+    'name: loop {
+        b.get(i).filter(|&&c| c == b'"')?;
+        let (end, escaped) = string::<U_ESCAPES>(b, i + 1)?;
+        if depth == 1 {
+            if escaped {
+                return None;
             }
-            s.ws();
-            match s.next()? {
-                b',' => s.ws(),
-                b'}' => break,
+            let name = &b[i + 1..end - 1];
+            member = names.iter().position(|n| n.as_bytes() == name);
+        }
+        i = colon::<BREAKS>(b, end)?;
+        if depth == 1 {
+            start = i;
+        }
+        'value: loop {
+            match *b.get(i)? {
+                b'"' => i = string::<U_ESCAPES>(b, i + 1)?.0,
+                c @ (b'{' | b'[') => {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    let object = c == b'{';
+                    i = ws::<BREAKS>(b, i + 1);
+                    if b.get(i) == Some(if object { &b'}' } else { &b']' }) {
+                        i += 1;
+                    } else {
+                        depth += 1;
+                        kinds = kinds << 1 | u128::from(object);
+                        if object {
+                            continue 'name;
+                        }
+                        continue 'value;
+                    }
+                }
+                b't' => i = literal(b, i, b"true")?,
+                b'f' => i = literal(b, i, b"false")?,
+                b'n' => i = literal(b, i, b"null")?,
+                b'-' | b'0'..=b'9' => i = number(b, i)?,
                 _ => return None,
+            }
+            // After a value: a comma and the next one, or the ends of containers.
+            loop {
+                if depth == 1 {
+                    if let Some(k) = member.take() {
+                        out[k] = Some(Raw(&text[start..i]));
+                    }
+                }
+                let c;
+                (c, i) = token::<BREAKS>(b, i)?;
+                let object = kinds & 1 == 1;
+                if c == b',' {
+                    i = skip_ws::<BREAKS>(b, i);
+                    if object {
+                        continue 'name;
+                    }
+                    continue 'value;
+                }
+                if c != if object { b'}' } else { b']' } {
+                    return None;
+                }
+                depth -= 1;
+                kinds >>= 1;
+                if depth == 0 {
+                    return (ws::<BREAKS>(b, i) == b.len()).then_some(out);
+                }
             }
         }
     }
-    s.ws();
-    (s.i == s.b.len()).then_some(out)
+}
+
+/// Past the colon after a member's name (which ends at `i`) and the whitespace after it.
+#[inline(always)]
+fn colon<const BREAKS: bool>(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b':') {
+        i = ws::<BREAKS>(b, i);
+        b.get(i).filter(|&&c| c == b':')?;
+    }
+    Some(skip_ws::<BREAKS>(b, i + 1))
+}
+
+/// The byte at `i` or after the whitespace there, and the place past it.
+#[inline(always)]
+fn token<const BREAKS: bool>(b: &[u8], mut i: usize) -> Option<(u8, usize)> {
+    let mut c = *b.get(i)?;
+    if c <= b' ' {
+        i = ws::<BREAKS>(b, i);
+        c = *b.get(i)?;
+    }
+    Some((c, i + 1))
+}
+
+/// Past the whitespace at `i` (line breaks only where `BREAKS`).
+#[inline(always)]
+fn ws<const BREAKS: bool>(b: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = b.get(i) {
+        let blank = c == b' ' || c == b'\t' || (BREAKS && (c == b'\n' || c == b'\r'));
+        if c > b' ' || !blank {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// [`ws`], for where compact JSON has none: one test when there is none.
+#[inline(always)]
+fn skip_ws<const BREAKS: bool>(b: &[u8], i: usize) -> usize {
+    if b.get(i).is_some_and(|&c| c <= b' ') {
+        ws::<BREAKS>(b, i)
+    } else {
+        i
+    }
+}
+
+/// From just past a string's opening quote: just past its closing quote, and whether it
+/// has escapes (each checked; `\u` escapes only where `U_ESCAPES`).
+#[inline(always)]
+fn string<const U_ESCAPES: bool>(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    loop {
+        i += plain(b.get(i..)?);
+        match *b.get(i)? {
+            b'"' => return Some((i + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                match *b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        if !U_ESCAPES || !b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                }
+            }
+            // A control character.
+            _ => return None,
+        }
+    }
 }
 
 /// How many bytes of `rest` come before its first quote, backslash or control character
-/// (all of them if none does): eight at a time, then one by one. What comes before is
-/// written in a JSON string as it is.
+/// (all of them if none does). What comes before is written in a JSON string as it is.
+#[inline(always)]
 pub(crate) fn plain(rest: &[u8]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        plain_sse2(rest)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        plain_words(rest)
+    }
+}
+
+/// [`plain`] sixteen bytes at a time, with SSE2 (which every x86-64 processor has).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn plain_sse2(rest: &[u8]) -> usize {
+    #[target_feature(enable = "sse2")]
+    fn sixteen(rest: &[u8]) -> usize {
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+            _mm_set_epi64x,
+        };
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let control = _mm_set1_epi8(0x1f);
+        let half = |w: &[u8]| i64::from_le_bytes(std::array::from_fn(|j| w[j]));
+        let mut n = 0;
+        loop {
+            // The last bytes are padded with zeros, a stop just past the end.
+            let mut pad = [0; 16];
+            let w: &[u8; 16] = match rest.get(n..n + 16).and_then(|w| w.try_into().ok()) {
+                Some(w) => w,
+                None => {
+                    pad[..rest.len() - n].copy_from_slice(&rest[n..]);
+                    &pad
+                }
+            };
+            let v = _mm_set_epi64x(half(&w[8..]), half(&w[..8]));
+            let stops = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                // Unsigned `v <= 0x1f`: the control characters.
+                _mm_cmpeq_epi8(_mm_max_epu8(v, control), control),
+            );
+            let mask = _mm_movemask_epi8(stops) as u32;
+            if mask != 0 {
+                return (n + mask.trailing_zeros() as usize).min(rest.len());
+            }
+            n += 16;
+        }
+    }
+    // SAFETY: compiled only where the target has SSE2 enabled, which is all that `sixteen`
+    // requires; it reads no memory but through `rest`'s bounds-checked slices.
+    unsafe { sixteen(rest) }
+}
+
+/// [`plain`] eight bytes at a time, in plain integer arithmetic.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn plain_words(rest: &[u8]) -> usize {
     let mut n = 0;
     while let Some(word) = rest.get(n..n + 8).and_then(|w| w.try_into().ok()) {
         let w = words::load(word);
@@ -86,155 +285,51 @@ pub(crate) fn plain(rest: &[u8]) -> usize {
         .unwrap_or(rest.len() - n)
 }
 
-struct Scan<'a> {
-    b: &'a [u8],
-    i: usize,
+/// Just past `word` at `i`.
+#[inline(always)]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (b.get(i..i + word.len())? == word).then_some(i + word.len())
 }
 
-impl<'a> Scan<'a> {
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
-            self.i += 1;
-        }
+/// Just past the digits at `i`, if any.
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
     }
+    i
+}
 
-    fn next(&mut self) -> Option<u8> {
-        let c = *self.b.get(self.i)?;
-        self.i += 1;
-        Some(c)
-    }
+/// Just past the digits at `i`: at least one.
+#[inline(always)]
+fn some_digits(b: &[u8], i: usize) -> Option<usize> {
+    let end = digits(b, i);
+    (end > i).then_some(end)
+}
 
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.next()? == c).then_some(())
+/// Just past the number at `i`:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+#[inline(always)]
+fn number(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
     }
-
-    /// A member name without escapes, its bytes between the quotes.
-    fn name(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        self.i += self.plain();
-        let end = self.i;
-        self.eat(b'"')?;
-        Some(&self.b[start..end])
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(b, i + 1),
+        _ => return None,
     }
-
-    fn value(&mut self, depth: u32) -> Option<()> {
-        match *self.b.get(self.i)? {
-            b'"' => {
-                self.i += 1;
-                self.string_rest()
-            }
-            b'{' => self.container(depth + 1, b'}', true),
-            b'[' => self.container(depth + 1, b']', false),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
-        }
+    if b.get(i) == Some(&b'.') {
+        i = some_digits(b, i + 1)?;
     }
-
-    /// An object (`keyed`) or an array, from its opening bracket.
-    fn container(&mut self, depth: u32, close: u8, keyed: bool) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
         }
-        self.i += 1;
-        self.ws();
-        if self.b.get(self.i) == Some(&close) {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            if keyed {
-                self.eat(b'"')?;
-                self.string_rest()?;
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
-            }
-            self.value(depth)?;
-            self.ws();
-            match self.next()? {
-                b',' => self.ws(),
-                c if c == close => return Some(()),
-                _ => return None,
-            }
-        }
+        i = some_digits(b, i)?;
     }
-
-    /// The rest of a string after its opening quote, escapes checked.
-    fn string_rest(&mut self) -> Option<()> {
-        loop {
-            self.i += self.plain();
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => {
-                        let hex = self.b.get(self.i..self.i + 4)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        self.i += 4;
-                    }
-                    _ => return None,
-                },
-                // A control character.
-                _ => return None,
-            }
-        }
-    }
-
-    /// How many bytes of plain string content follow (up to a quote, a backslash, a
-    /// control character or the end).
-    fn plain(&self) -> usize {
-        plain(&self.b[self.i.min(self.b.len())..])
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if self.b.get(self.i..self.i + word.len())? != word {
-            return None;
-        }
-        self.i += word.len();
-        Some(())
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Option<()> {
-        if self.b.get(self.i) == Some(&b'-') {
-            self.i += 1;
-        }
-        match *self.b.get(self.i)? {
-            b'0' => self.i += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.b.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            self.some_digits()?;
-        }
-        if let Some(b'e' | b'E') = self.b.get(self.i) {
-            self.i += 1;
-            if let Some(b'+' | b'-') = self.b.get(self.i) {
-                self.i += 1;
-            }
-            self.some_digits()?;
-        }
-        Some(())
-    }
-
-    fn digits(&mut self) {
-        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-            self.i += 1;
-        }
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let start = self.i;
-        self.digits();
-        (self.i > start).then_some(())
-    }
+    Some(i)
 }
 
 #[cfg(test)]
@@ -349,8 +444,9 @@ mod tests {
         String::from_utf8_lossy(&b).into_owned()
     }
 
-    /// Eight bytes at a time finds the first stop where one at a time does, wherever it
-    /// lies and whatever surrounds it (bytes next to the stops, and above 0x7f, included).
+    /// Sixteen and eight bytes at a time find the first stop where one at a time does,
+    /// wherever it lies and whatever surrounds it (bytes next to the stops, and above 0x7f,
+    /// included).
     #[test]
     fn plain_runs_end_at_the_first_stop() {
         let alphabet = [
@@ -371,6 +467,7 @@ mod tests {
                 .position(|&b| super::STOPS[usize::from(b)])
                 .unwrap_or(len);
             assert_eq!(super::plain(&text), want, "{text:?}");
+            assert_eq!(super::plain_words(&text), want, "{text:?}");
         }
     }
 
@@ -388,7 +485,24 @@ mod tests {
                 text = mutate(&mut rng, &text);
             }
             let slow = super::super::pick_with_serde(&text, names);
-            match super::pick(&text, &names) {
+            let fast = super::pick::<_, true, true>(&text, &names);
+            // Without line breaks between tokens and `\u` escapes: the same answer where
+            // the text has neither, and no answer where it has one.
+            let strict = super::pick::<_, false, false>(&text, &names);
+            let plain = !text.contains(['\n', '\r']) && !text.contains("\\u");
+            if plain {
+                assert_eq!(strict, fast, "{text:?}");
+            } else if !text.contains("\\\\") {
+                assert_eq!(strict, None, "{text:?}");
+            }
+            if !text.contains(['\n', '\r']) {
+                assert_eq!(
+                    super::pick::<_, false, true>(&text, &names),
+                    fast,
+                    "{text:?}"
+                );
+            }
+            match fast {
                 Some(fast) => {
                     answered += 1;
                     let slow = slow.unwrap_or_else(|e| panic!("{text:?}: serde says {e:?}"));
@@ -428,11 +542,26 @@ mod tests {
             r#"[{"a": 1}]"#,
             "",
         ] {
-            assert!(super::pick(text, &names).is_none(), "{text:?}");
+            assert!(
+                super::pick::<_, true, true>(text, &names).is_none(),
+                "{text:?}"
+            );
         }
         let deep = format!("{{\"a\": {}1{}}}", "[".repeat(120), "]".repeat(120));
-        assert!(super::pick(&deep, &names).is_none(), "deep nesting");
-        let [a] = super::pick(" {\"b\" :[{}], \"a\" : \"x\\\"y\" }\n", &names).unwrap();
+        assert!(
+            super::pick::<_, true, true>(&deep, &names).is_none(),
+            "deep nesting"
+        );
+        // Nesting within the limit is answered, and closes where it opened.
+        let nested = format!(
+            "{{\"a\": {}1{}, \"b\": 2}}",
+            "[{\"k\": ".repeat(49),
+            "}]".repeat(49)
+        );
+        let [a] = super::pick::<_, true, true>(&nested, &names).expect("within the limit");
+        assert!(a.unwrap().get().starts_with("[{") && a.unwrap().get().ends_with("}]"));
+        let [a] =
+            super::pick::<_, true, true>(" {\"b\" :[{}], \"a\" : \"x\\\"y\" }\n", &names).unwrap();
         assert_eq!(a.unwrap().get(), r#""x\"y""#);
     }
 }

@@ -110,13 +110,13 @@ pub fn rewrite_response(
     body: &[u8],
     public_model: &str,
 ) -> Result<(Bytes, Option<Usage>), ApiError> {
-    if members::has_unicode_escape(body) {
-        return rewrite_parsed(body, public_model);
-    }
-    let [model, usage] = members::pick(body, ["model", "usage"]).map_err(|e| match e {
+    let picked = members::pick_unescaped(body, ["model", "usage"]).map_err(|e| match e {
         members::NotAnObject::Invalid(e) => not_json(&e),
         members::NotAnObject::Other => not_an_object(),
     })?;
+    let Some([model, usage]) = picked else {
+        return rewrite_parsed(body, public_model);
+    };
     let usage = usage.and_then(Usage::from_raw);
     let Some(model) = model else {
         return Ok((Bytes::copy_from_slice(body), usage));
@@ -401,14 +401,11 @@ impl OpenAiStream {
     /// ask for it, nothing else parsed or rebuilt. `false` leaves the event to [`Self::handle`]'s
     /// general path (which also reports what is wrong with it).
     fn relay_in_place(&mut self, data: &[u8], out: &mut BytesMut) -> bool {
-        if self.synthesize_usage_chunk
-            || memchr::memchr2(b'\n', b'\r', data).is_some()
-            || members::has_unicode_escape(data)
-        {
+        if self.synthesize_usage_chunk {
             return false;
         }
-        let Ok([model, usage, choices, error, groq]) =
-            members::pick(data, ["model", "usage", "choices", "error", "x_groq"])
+        let Some([model, usage, choices, error, groq]) =
+            members::pick_line(data, ["model", "usage", "choices", "error", "x_groq"])
         else {
             return false;
         };
