@@ -54,12 +54,18 @@ impl SseParser {
         }
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', input) {
             let (head, tail) = input.split_at(pos);
-            self.line.extend_from_slice(head);
-            self.check_size()?;
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out);
-            self.line = line;
-            self.line.clear();
+            if self.line.is_empty() {
+                // The whole line is in this slice: read where it lies, not copied.
+                self.check_size(head.len())?;
+                self.process_line(head, out);
+            } else {
+                self.line.extend_from_slice(head);
+                self.check_size(0)?;
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, out);
+                self.line = line;
+                self.line.clear();
+            }
             input = if tail[0] == b'\r' {
                 match tail.get(1) {
                     Some(b'\n') => &tail[2..],
@@ -74,7 +80,7 @@ impl SseParser {
             };
         }
         self.line.extend_from_slice(input);
-        self.check_size()
+        self.check_size(0)
     }
 
     /// The stream ended. An event that was not terminated by a blank line is dispatched
@@ -91,8 +97,10 @@ impl SseParser {
         self.dispatch()
     }
 
-    fn check_size(&self) -> Result<(), EventTooLarge> {
-        if self.line.len() + self.data.len() > self.max_event {
+    /// The line so far (with `more` bytes of it not yet copied) and the event's data are
+    /// within the limit.
+    fn check_size(&self, more: usize) -> Result<(), EventTooLarge> {
+        if self.line.len() + more + self.data.len() > self.max_event {
             return Err(EventTooLarge(self.max_event));
         }
         Ok(())
