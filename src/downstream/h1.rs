@@ -434,13 +434,14 @@ impl Session {
             if chunked && !data.is_empty() {
                 let mut size = [0u8; 18];
                 let n = chunk_head(&mut size, data.len());
-                let end: &[u8] = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-                write_all_vectored(stream, [&size[..n], data, end]).await?;
+                stream.write_all(&size[..n]).await?;
+                stream.write_all(data).await?;
+                stream.write_all(b"\r\n").await?;
             } else {
                 stream.write_all(data).await?;
-                if last {
-                    stream.write_all(b"0\r\n\r\n").await?;
-                }
+            }
+            if last {
+                stream.write_all(b"0\r\n\r\n").await?;
             }
             if flush {
                 stream.flush().await?;
@@ -505,21 +506,6 @@ fn chunk_head(out: &mut [u8; 18], len: usize) -> usize {
     out[digits] = b'\r';
     out[digits + 1] = b'\n';
     digits + 2
-}
-
-/// Writes all of `parts`: in one pass through the stream's layers when its buffer has room
-/// for them (a chunk's size line, its data and its end would otherwise take three).
-async fn write_all_vectored(stream: &mut Stream, parts: [&[u8]; 3]) -> std::io::Result<()> {
-    let mut slices = parts.map(std::io::IoSlice::new);
-    let mut rest = &mut slices[..];
-    while rest.iter().any(|s| !s.is_empty()) {
-        let n = stream.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        std::io::IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
 }
 
 fn no_connection() -> Box<Error> {
