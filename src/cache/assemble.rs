@@ -90,7 +90,7 @@ impl Assembler {
     }
 
     /// Takes one event of the stream.
-    pub fn event(&mut self, ev: &SseEvent) {
+    pub fn event(&mut self, ev: &SseEvent<'_>) {
         if self.spoiled || self.done {
             return;
         }
@@ -103,7 +103,7 @@ impl Assembler {
             self.done = true;
             return;
         }
-        match serde_json::from_slice::<Map<String, Value>>(&ev.data) {
+        match serde_json::from_slice::<Map<String, Value>>(ev.data) {
             Ok(chunk) => self.spoiled = self.chunk(chunk).is_none(),
             Err(_) => self.spoiled = true,
         }
@@ -264,7 +264,6 @@ struct CaptureWatch {
     /// Native stream → OpenAI chunks, with its output buffer.
     side: Option<(Box<dyn StreamTranslator>, BytesMut)>,
     parser: SseParser,
-    events: Vec<SseEvent>,
     assembler: Assembler,
     capture: Arc<Capture>,
 }
@@ -301,7 +300,6 @@ fn tee_with(
         CaptureWatch {
             side: side.map(|s| (s, BytesMut::new())),
             parser: SseParser::new(MAX_EVENT_BYTES),
-            events: Vec::new(),
             assembler: Assembler::new(max),
             capture,
         },
@@ -324,11 +322,13 @@ impl Watch for CaptureWatch {
             }
         };
         let chunks: &[u8] = side_chunks.as_deref().unwrap_or(produced);
-        if self.parser.feed(chunks, &mut self.events).is_err() {
+        let assembler = &mut self.assembler;
+        let fed = self.parser.feed(chunks, |ev| {
+            assembler.event(&ev);
+            Ok::<(), ()>(())
+        });
+        if fed.is_err() {
             self.assembler.spoiled = true;
-        }
-        for ev in self.events.drain(..) {
-            self.assembler.event(&ev);
         }
         if self.assembler.spoiled {
             // Something after the answer looked complete (an error event, say) spoils it.
@@ -351,11 +351,11 @@ mod tests {
     fn assemble(stream: &str) -> Option<Value> {
         let mut a = Assembler::new(1 << 20);
         let mut p = SseParser::new(MAX_EVENT_BYTES);
-        let mut evs = Vec::new();
-        p.feed(stream.as_bytes(), &mut evs).unwrap();
-        for e in &evs {
-            a.event(e);
-        }
+        p.feed(stream.as_bytes(), |e| {
+            a.event(&e);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
         a.completion().map(|b| serde_json::from_slice(&b).unwrap())
     }
 

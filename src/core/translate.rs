@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::sse::{SseEvent, SseParser, MAX_EVENT_BYTES};
+use super::sse::{FeedError, SseEvent, SseParser, MAX_EVENT_BYTES};
 use super::{ApiError, Finding, Usage};
 
 /// Turns a provider's response stream into the client's OpenAI SSE stream, incrementally.
@@ -39,18 +39,15 @@ pub trait StreamTranslator: Send {
     }
 }
 
-/// The SSE framing shared by the stream translators: an incremental parser and a scratch
-/// buffer of parsed events.
+/// The SSE framing shared by the stream translators: an incremental parser.
 pub struct SseInput {
     parser: SseParser,
-    events: Vec<SseEvent>,
 }
 
 impl SseInput {
     pub fn new() -> Self {
         SseInput {
             parser: SseParser::new(MAX_EVENT_BYTES),
-            events: Vec::new(),
         }
     }
 }
@@ -66,7 +63,7 @@ impl Default for SseInput {
 pub trait SseEvents: Send {
     fn input(&mut self) -> &mut SseInput;
     /// Handles one complete event; appends whatever the client should get to `out`.
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError>;
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError>;
     /// The terminal event has been seen.
     fn done(&self) -> bool;
     /// The body ended cleanly; formats without a terminal event finish here.
@@ -83,26 +80,19 @@ impl<T: SseEvents> StreamTranslator for T {
         if self.done() {
             return Ok(());
         }
-        let sse = self.input();
-        let mut events = std::mem::take(&mut sse.events);
-        let parsed = sse.parser.feed(input, &mut events);
-        let mut result = Ok(());
-        for ev in events.drain(..) {
-            result = self.event(&ev, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.input().events = events;
-        result?;
-        parsed.map_err(|e| oversize_event(e.0))
+        // The parser is lent out while it hands events to `self`.
+        let mut parser = std::mem::take(&mut self.input().parser);
+        let r = parser.feed(input, |ev| self.event(&ev, out));
+        self.input().parser = parser;
+        r.map_err(feed_error)
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
         if !self.done() {
-            if let Some(ev) = self.input().parser.finish() {
-                self.event(&ev, out)?;
-            }
+            let mut parser = std::mem::take(&mut self.input().parser);
+            let r = parser.finish(|ev| self.event(&ev, out));
+            self.input().parser = parser;
+            r?;
             self.at_end(out);
         }
         if self.done() {
@@ -266,6 +256,15 @@ pub fn oversize_event(limit: usize) -> ApiError {
         "The upstream provider sent a stream event larger than {limit} bytes."
     ))
     .with_code("upstream_stream_error")
+}
+
+/// Why a stream's framing stopped, as the client is told: a translator's own error, or an
+/// event past the limit.
+pub fn feed_error(e: FeedError<ApiError>) -> ApiError {
+    match e {
+        FeedError::Handler(e) => e,
+        FeedError::TooLarge(e) => oversize_event(e.0),
+    }
 }
 
 /// The error for a stream event whose data is not JSON.

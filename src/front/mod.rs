@@ -116,7 +116,7 @@ pub(crate) enum Upstream {
 
 /// Reads one upstream event: `[DONE]`, a chunk, or an error (an error event, or data that is
 /// not a JSON object).
-pub(crate) fn read_event(ev: &SseEvent) -> Result<Upstream, ApiError> {
+pub(crate) fn read_event(ev: &SseEvent<'_>) -> Result<Upstream, ApiError> {
     let data = ev.data.trim_ascii();
     if data == b"[DONE]" {
         return Ok(Upstream::Done);

@@ -82,12 +82,12 @@ impl SseEvents for NativeMessagesStream {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
-        let name = ev.event.as_deref();
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
+        let name = ev.event;
         match name {
             Some("message_start") => {
                 let mut v: Value =
-                    serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+                    serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
                 if let Some(m) = v.get_mut("message").and_then(Value::as_object_mut) {
                     m.insert("model".into(), Value::from(self.public_model.as_str()));
                     self.usage = m.get("usage").map(usage_of);
@@ -96,7 +96,7 @@ impl SseEvents for NativeMessagesStream {
                 write(out, name, &data);
             }
             Some("message_delta") => {
-                let v: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+                let v: Value = serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
                 if let Some(u) = v.get("usage") {
                     let later = usage_of(u);
                     let mut usage = self.usage.unwrap_or_default();
@@ -108,17 +108,17 @@ impl SseEvents for NativeMessagesStream {
                     usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
                     self.usage = Some(usage);
                 }
-                write(out, name, &ev.data);
+                write(out, name, ev.data);
             }
             Some("error") => {
-                let v: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+                let v: Value = serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
                 return Err(stream_error(&v));
             }
             Some("message_stop") => {
-                write(out, name, &ev.data);
+                write(out, name, ev.data);
                 self.done = true;
             }
-            _ => write(out, name, &ev.data),
+            _ => write(out, name, ev.data),
         }
         Ok(())
     }
@@ -177,8 +177,8 @@ impl SseEvents for NativeResponsesStream {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
-        let mut v: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
+        let mut v: Value = serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
         if let Some(n) = v.get("sequence_number").and_then(Value::as_u64) {
             self.last_seq = n;
         }
@@ -201,7 +201,7 @@ impl SseEvents for NativeResponsesStream {
             return Err(e);
         }
         let Some(r) = v.get_mut("response").and_then(Value::as_object_mut) else {
-            write(out, ev.event.as_deref(), &ev.data);
+            write(out, ev.event, ev.data);
             return Ok(());
         };
         r.insert("model".into(), Value::from(self.public_model.as_str()));
@@ -209,7 +209,7 @@ impl SseEvents for NativeResponsesStream {
             self.usage = Some(responses_usage(u));
         }
         let data = serde_json::to_vec(&v).expect("JSON values serialise");
-        write(out, ev.event.as_deref(), &data);
+        write(out, ev.event, &data);
         if matches!(
             kind.as_str(),
             "response.completed" | "response.incomplete" | "response.failed"

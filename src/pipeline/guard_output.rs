@@ -14,7 +14,7 @@ use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
 
 use super::guard_webhook::Tap;
-use crate::core::sse::{SseEvent, SseParser};
+use crate::core::sse::{FeedError, SseParser};
 use crate::core::sync::lock;
 use crate::core::ApiError;
 use crate::core::{StreamTranslator, Usage};
@@ -48,7 +48,6 @@ pub(crate) struct GuardedStream {
     /// Where released text is copied for the output webhooks' gate.
     tap: Option<Tap>,
     parser: SseParser,
-    events: Vec<SseEvent>,
     scratch: BytesMut,
     /// `id`, `object`, `created`, `model` of the last chunk, for the chunks made here.
     template: Map<String, Value>,
@@ -67,7 +66,6 @@ impl GuardedStream {
             tap: None,
             // The inner translator's events are bounded by the provider's (plus what it adds).
             parser: SseParser::new(2 * crate::core::sse::MAX_EVENT_BYTES),
-            events: Vec::new(),
             scratch: BytesMut::new(),
             template: Map::new(),
             channels: Vec::new(),
@@ -79,19 +77,20 @@ impl GuardedStream {
     /// Filters what the inner translator produced (complete OpenAI events) into `out`.
     fn process(&mut self, out: &mut BytesMut) {
         let data = self.scratch.split();
-        let mut events = std::mem::take(&mut self.events);
         // The inner translators write whole events, so nothing is left in the parser; an
         // event past the (doubled) provider limit cannot come from them.
-        if self.parser.feed(&data, &mut events).is_err() {
+        let mut parser = std::mem::take(&mut self.parser);
+        let fed = parser.feed(&data, |ev| {
+            if self.done {
+                return Err(());
+            }
+            self.event(ev.data, out);
+            Ok(())
+        });
+        self.parser = parser;
+        if let Err(FeedError::TooLarge(_)) = fed {
             log::warn!("an event from the stream translator exceeded the guardrail stage's limit");
         }
-        for ev in events.drain(..) {
-            if self.done {
-                break;
-            }
-            self.event(&ev.data, out);
-        }
-        self.events = events;
     }
 
     /// Filters one event: `[DONE]`, a chunk whose texts pass through the scanner, or anything

@@ -57,11 +57,11 @@ impl MessagesAsChunks {
 }
 
 /// Whether an event of the stream comes back as it was.
-fn kept_event(ev: &SseEvent) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(&ev.data) else {
+fn kept_event(ev: &SseEvent<'_>) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(ev.data) else {
         return false;
     };
-    match ev.event.as_deref() {
+    match ev.event {
         Some("content_block_start") => v.get("content_block").is_some_and(kept_block),
         Some("content_block_delta") => matches!(
             v.pointer("/delta/type").and_then(Value::as_str),
@@ -80,13 +80,13 @@ impl SseEvents for MessagesAsChunks {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         if !kept_event(ev) {
             return Err(ApiError::bad_gateway(
                 "The answer holds what a cached replay would not give back.",
             ));
         }
-        write_data(&mut self.scratch, ev.event.as_deref(), &ev.data);
+        write_data(&mut self.scratch, ev.event, ev.data);
         let chunk = self.scratch.split();
         self.inner.feed(&chunk, out)?;
         self.done = self.inner.is_done();

@@ -140,7 +140,7 @@ impl ChatToMessagesStream {
         self.done = true;
     }
 
-    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
@@ -184,7 +184,7 @@ impl SseEvents for ChatToMessagesStream {
         super::answer::error_event(e)
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }
 

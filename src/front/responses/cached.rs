@@ -124,14 +124,14 @@ impl SseEvents for ResponsesAsChunks {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
-        let completed = ev.event.as_deref() == Some("response.completed")
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
+        let completed = ev.event == Some("response.completed")
             || (ev.event.is_none() && ev.data.starts_with(b"{\"type\":\"response.completed\""));
         if !completed {
             return Ok(());
         }
         self.done = true;
-        let chunks = serde_json::from_slice::<Value>(&ev.data)
+        let chunks = serde_json::from_slice::<Value>(ev.data)
             .ok()
             .and_then(|v| to_chat_completion(v.get("response")?))
             .and_then(|c| serde_json::to_vec(&c).ok())

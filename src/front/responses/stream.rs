@@ -260,7 +260,7 @@ impl ChatToResponsesStream {
         out.freeze()
     }
 
-    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
@@ -310,7 +310,7 @@ impl SseEvents for ChatToResponsesStream {
         ChatToResponsesStream::error_event(self, e)
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }
 

@@ -392,15 +392,15 @@ impl AnthropicStream {
         write_event(out, &c);
     }
 
-    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
-        let data: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+        let data: Value = serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
         let kind = data
             .get("type")
             .and_then(Value::as_str)
-            .or(ev.event.as_deref())
+            .or(ev.event)
             .unwrap_or("");
         match kind {
             "message_start" => self.message_start(&data, out),
@@ -506,7 +506,7 @@ impl SseEvents for AnthropicStream {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }
 

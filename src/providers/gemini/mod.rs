@@ -422,8 +422,8 @@ impl GeminiStream {
         write_event(out, &c);
     }
 
-    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
-        let v: Value = serde_json::from_slice(&ev.data).map_err(|_| bad_stream_event())?;
+    fn handle(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
+        let v: Value = serde_json::from_slice(ev.data).map_err(|_| bad_stream_event())?;
         if let Some(err) = v.get("error") {
             let message = err
                 .get("message")
@@ -485,7 +485,7 @@ impl SseEvents for GeminiStream {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }
 

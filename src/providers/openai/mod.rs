@@ -327,7 +327,7 @@ impl OpenAiStream {
         }
     }
 
-    fn handle(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn handle(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         if self.done {
             return Ok(());
         }
@@ -449,7 +449,7 @@ impl SseEvents for OpenAiStream {
         &mut self.input
     }
 
-    fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), ApiError> {
+    fn event(&mut self, ev: &SseEvent<'_>, out: &mut BytesMut) -> Result<(), ApiError> {
         self.handle(ev, out)
     }
 
