@@ -1,9 +1,10 @@
 //! Newline-delimited JSON (`application/x-ndjson`, Ollama's stream framing): one JSON value
 //! per line, `\n` or `\r\n` line endings, blank lines skipped.
 
-use super::sse::EventTooLarge;
+use super::sse::{keep_small, EventTooLarge, FeedError};
 
-/// Incremental NDJSON line splitter.
+/// Incremental NDJSON line splitter. A line that arrives whole in one slice (the usual case)
+/// is handed over where it lies.
 #[derive(Debug)]
 pub struct NdjsonParser {
     line: Vec<u8>,
@@ -19,45 +20,55 @@ impl NdjsonParser {
         }
     }
 
-    /// Feeds bytes; every complete, non-blank line is appended to `out` (without its ending).
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), EventTooLarge> {
-        while let Some(pos) = input.iter().position(|&b| b == b'\n') {
+    /// Feeds bytes; every complete, non-blank line goes to `on_line` (without its ending,
+    /// nor the whitespace around it) as it is found. Stops at the first error, the handler's
+    /// or a line past the limit.
+    pub fn feed<E>(
+        &mut self,
+        mut input: &[u8],
+        mut on_line: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), FeedError<E>> {
+        while let Some(pos) = memchr::memchr(b'\n', input) {
             let (head, tail) = input.split_at(pos);
-            self.line.extend_from_slice(head);
-            self.check_size()?;
-            self.dispatch(out);
             input = &tail[1..];
+            if self.line.is_empty() {
+                self.check_size(head.len()).map_err(FeedError::TooLarge)?;
+                dispatch(head, &mut on_line).map_err(FeedError::Handler)?;
+                continue;
+            }
+            self.line.extend_from_slice(head);
+            self.check_size(0).map_err(FeedError::TooLarge)?;
+            let r = dispatch(&self.line, &mut on_line);
+            self.line.clear();
+            keep_small(&mut self.line);
+            r.map_err(FeedError::Handler)?;
         }
         self.line.extend_from_slice(input);
-        self.check_size()
+        self.check_size(0).map_err(FeedError::TooLarge)
     }
 
     /// The stream ended: a last line without its newline is dispatched anyway.
-    pub fn finish(&mut self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        self.dispatch(&mut out);
-        out.pop()
-    }
-
-    fn dispatch(&mut self, out: &mut Vec<Vec<u8>>) {
+    pub fn finish<E>(&mut self, mut on_line: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         let line = std::mem::take(&mut self.line);
-        let trimmed = line.trim_ascii();
-        if !trimmed.is_empty() {
-            out.push(if trimmed.len() == line.len() {
-                line
-            } else {
-                trimmed.to_vec()
-            });
-        }
+        dispatch(&line, &mut on_line)
     }
 
-    fn check_size(&self) -> Result<(), EventTooLarge> {
-        if self.line.len() > self.max_line {
+    /// The line so far, with `more` bytes of it not yet copied, is within the limit.
+    fn check_size(&self, more: usize) -> Result<(), EventTooLarge> {
+        if self.line.len() + more > self.max_line {
             Err(EventTooLarge(self.max_line))
         } else {
             Ok(())
         }
     }
+}
+
+fn dispatch<E>(line: &[u8], on_line: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    on_line(trimmed)
 }
 
 #[cfg(test)]
@@ -67,10 +78,14 @@ mod tests {
     fn lines(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut p = NdjsonParser::new(1024);
         let mut out = Vec::new();
+        let mut push = |l: &[u8]| {
+            out.push(l.to_vec());
+            Ok::<(), ()>(())
+        };
         for c in chunks {
-            p.feed(c, &mut out).unwrap();
+            p.feed(c, &mut push).unwrap();
         }
-        out.extend(p.finish());
+        p.finish(&mut push).unwrap();
         out
     }
 
@@ -96,9 +111,34 @@ mod tests {
 
     #[test]
     fn refuses_oversize_lines() {
+        let ok = |_: &[u8]| Ok::<(), ()>(());
         let mut p = NdjsonParser::new(8);
-        let mut out = Vec::new();
-        assert!(p.feed(b"0123456", &mut out).is_ok());
-        assert_eq!(p.feed(b"789", &mut out), Err(EventTooLarge(8)));
+        assert!(p.feed(b"0123456", ok).is_ok());
+        assert_eq!(
+            p.feed(b"789", ok),
+            Err(FeedError::TooLarge(EventTooLarge(8)))
+        );
+        // A line read in place counts as much as a copied one.
+        let mut p = NdjsonParser::new(8);
+        assert_eq!(
+            p.feed(b"0123456789\n", ok),
+            Err(FeedError::TooLarge(EventTooLarge(8)))
+        );
+    }
+
+    #[test]
+    fn the_handlers_error_stops_the_feed() {
+        let mut p = NdjsonParser::new(1024);
+        let mut seen = Vec::new();
+        let r = p.feed(b"1\n2\n3\n", |l: &[u8]| {
+            seen.push(l.to_vec());
+            if l == b"2" {
+                Err("stop")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err(FeedError::Handler("stop")));
+        assert_eq!(seen, vec![b"1".to_vec(), b"2".to_vec()]);
     }
 }

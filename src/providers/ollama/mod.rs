@@ -23,7 +23,7 @@ use super::{
 };
 use crate::core::ndjson::NdjsonParser;
 use crate::core::sse::write_event;
-use crate::core::translate::{bad_stream_event, oversize_event, truncated_stream};
+use crate::core::translate::{bad_stream_event, feed_error, truncated_stream};
 use crate::core::ApiError;
 use crate::core::{StreamTranslator, Usage};
 
@@ -389,7 +389,6 @@ pub fn error(status: u16, body: &[u8], provider: &str, retry_after: Option<Strin
 /// OpenAI chunks.
 pub struct OllamaStream {
     parser: NdjsonParser,
-    lines: Vec<Vec<u8>>,
     public_model: String,
     client_wants_usage: bool,
     id: String,
@@ -404,7 +403,6 @@ impl OllamaStream {
     pub fn new(public_model: &str, client_wants_usage: bool) -> Self {
         OllamaStream {
             parser: NdjsonParser::new(crate::core::sse::MAX_EVENT_BYTES),
-            lines: Vec::new(),
             public_model: public_model.to_string(),
             client_wants_usage,
             id: new_id(),
@@ -468,25 +466,19 @@ impl StreamTranslator for OllamaStream {
         if self.done {
             return Ok(());
         }
-        let mut lines = std::mem::take(&mut self.lines);
-        let parsed = self.parser.feed(input, &mut lines);
-        let mut result = Ok(());
-        for line in lines.drain(..) {
-            result = self.line(&line, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        self.lines = lines;
-        result?;
-        parsed.map_err(|e| oversize_event(e.0))
+        // The parser is lent out while it hands lines to `self`.
+        let mut parser = std::mem::replace(&mut self.parser, NdjsonParser::new(0));
+        let r = parser.feed(input, |line| self.line(line, out));
+        self.parser = parser;
+        r.map_err(feed_error)
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
         if !self.done {
-            if let Some(line) = self.parser.finish() {
-                self.line(&line, out)?;
-            }
+            let mut parser = std::mem::replace(&mut self.parser, NdjsonParser::new(0));
+            let r = parser.finish(|line| self.line(line, out));
+            self.parser = parser;
+            r?;
         }
         if self.done {
             Ok(())
