@@ -427,6 +427,78 @@ data: line1\ndata: line2\n\nid: 7\nretry: 10\ndata:no-space\r\rdata: [DONE]\n\n"
         );
     }
 
+    /// Random streams — named and unnamed events, several data lines, comments and ignored
+    /// fields, any line ending — cut into random pieces (empty ones included) give the
+    /// events they were made of.
+    #[test]
+    fn random_streams_in_random_pieces() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(0x55e);
+        let word = |rng: &mut StdRng| -> String {
+            let n = rng.random_range(0..12);
+            (0..n)
+                .map(|_| *b" :{}\"a1_-xyz".get(rng.random_range(0..12)).unwrap() as char)
+                .collect()
+        };
+        for round in 0..3000 {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            // A line and its ending; a blank line after a CR does not start with LF (CR LF
+            // would be one ending).
+            let mut after_cr = false;
+            let mut line = |wire: &mut Vec<u8>, rng: &mut StdRng, text: &[u8]| {
+                wire.extend_from_slice(text);
+                let lf_allowed = !(text.is_empty() && after_cr);
+                let ending: &[u8] = match rng.random_range(0..3) {
+                    0 if lf_allowed => b"\n",
+                    0 | 1 => b"\r\n",
+                    _ => b"\r",
+                };
+                wire.extend_from_slice(ending);
+                after_cr = ending == b"\r";
+            };
+            for _ in 0..rng.random_range(0..5) {
+                let name = rng
+                    .random_bool(0.4)
+                    .then(|| format!("e{}", word(&mut rng).len()));
+                if let Some(n) = &name {
+                    line(&mut wire, &mut rng, format!("event: {n}").as_bytes());
+                }
+                let mut data: Vec<String> = Vec::new();
+                for _ in 0..rng.random_range(0..4) {
+                    if rng.random_bool(0.2) {
+                        line(&mut wire, &mut rng, b": comment");
+                    }
+                    let d = word(&mut rng);
+                    line(&mut wire, &mut rng, format!("data: {d}").as_bytes());
+                    data.push(d);
+                }
+                if rng.random_bool(0.2) {
+                    line(&mut wire, &mut rng, b"id: 1");
+                }
+                line(&mut wire, &mut rng, b"");
+                if !data.is_empty() {
+                    expected.push((name, data.join("\n").into_bytes()));
+                }
+            }
+            let mut pieces = Vec::new();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let n = rng.random_range(0..=rest.len().min(24));
+                let (a, b) = rest.split_at(n);
+                pieces.push(a);
+                rest = b;
+            }
+            assert_eq!(
+                parse_all(&pieces),
+                expected,
+                "round {round}: {:?} in {pieces:?}",
+                String::from_utf8_lossy(&wire)
+            );
+        }
+    }
+
     #[test]
     fn a_large_event_does_not_leave_its_memory_behind() {
         let mut p = SseParser::new(1 << 20);
