@@ -32,7 +32,8 @@ pub enum FeedError<E> {
 const KEPT_CAPACITY: usize = 4 << 10;
 
 /// Incremental SSE parser. An event whose single `data:` line arrives whole in one slice
-/// (the usual case) is handed over where it lies: neither copied nor allocated.
+/// (the usual case) is handed over where it lies: neither copied nor allocated. (The
+/// default parser has a limit of 0: it is the placeholder left while a parser is lent out.)
 #[derive(Debug, Default)]
 pub struct SseParser {
     line: Vec<u8>,
