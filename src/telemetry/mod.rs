@@ -75,7 +75,6 @@ fn guardrail_log(ctx: &Ctx) -> Option<serde_json::Value> {
     Some(serde_json::Value::Array(entries))
 }
 
-/// The status the client saw: 499 when it left before any answer.
 /// The status a request is counted with: 499 when the client left before any answer.
 pub fn status(ctx: &Ctx) -> u16 {
     if ctx.client_gone && ctx.status == 0 {
